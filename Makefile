@@ -1,0 +1,48 @@
+# Arbiter — two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
+
+.PHONY: install run test lint bench bench-quick services stop-services reset-data lock clean
+
+$(STAMP): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit("arbiter: Python 3.11 or newer is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## start everything on embedded defaults (Ctrl-C stops it)
+	$(BIN)/python -m controlplane.launcher
+
+test: install  ## the whole test suite against real Postgres and Redis
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check controlplane
+
+bench: install
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
+services: install  ## start the embedded Postgres and Redis in the background (for manage.py by hand)
+	$(BIN)/python -m controlplane.embedded start
+
+stop-services: install
+	$(BIN)/python -m controlplane.embedded stop
+
+reset-data: install  ## stop the embedded services and delete .data/
+	$(BIN)/python -m controlplane.embedded reset
+
+lock:  ## re-pin requirements.lock from pyproject.toml (needs the registry)
+	rm -rf /tmp/arbiter-lock && $(PYTHON) -m venv /tmp/arbiter-lock
+	/tmp/arbiter-lock/bin/pip install --quiet '.[test]'
+	/tmp/arbiter-lock/bin/pip freeze --exclude arbiter > requirements.lock
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,194 @@
+"""`make run`: start the whole product on one machine.
+
+Embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL say otherwise), migrations, the demo
+seed, then the Procfile's processes under honcho — the web server, a Celery worker, Celery beat and
+the local model server. Ctrl-C stops the processes, then the embedded services, cleanly; the next
+`make run` picks `.data/` up again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from controlplane import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+HEALTH_TIMEOUT_S = 120
+
+
+class LaunchError(RuntimeError):
+    """A problem the operator must fix; shown as one line."""
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise LaunchError(f"{name}={raw!r} is not a TCP port (1-65535)")
+    return int(raw)
+
+
+def _check_broker(url: str) -> None:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:  # kombu raises transport-specific errors
+        raise LaunchError(f"the broker at CELERY_BROKER_URL is unreachable: {exc}") from None
+
+
+def _check_database(url: str) -> None:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LaunchError(f"the database at DATABASE_URL is unreachable: {reason}") from None
+
+
+def _check_settings() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    try:
+        import controlplane.settings  # noqa: F401 (imported for its validation)
+    except ImproperlyConfigured as exc:
+        raise LaunchError(f"configuration error: {exc}") from None
+
+
+def prepare_environment() -> tuple[dict[str, str], list[str]]:
+    """The environment for every child process, and which embedded services we started."""
+    _check_settings()
+    env = os.environ
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("ARBITER_DATA_DIR", str(embedded.data_dir()))
+    env["PYTHONUNBUFFERED"] = "1"
+    started: list[str] = []
+    if not env.get("DATABASE_URL"):
+        print("arbiter: starting embedded PostgreSQL under", embedded.paths().pgdata, flush=True)
+        env["DATABASE_URL"] = embedded.ensure_postgres()
+        started.append("postgres")
+    if not env.get("REDIS_URL"):
+        print("arbiter: starting embedded Redis under", embedded.paths().redis_dir, flush=True)
+        env["REDIS_URL"] = embedded.ensure_redis()
+        started.append("redis")
+    else:
+        _check_database(env["DATABASE_URL"])
+    if env.get("CELERY_BROKER_URL"):
+        _check_broker(env["CELERY_BROKER_URL"])
+    return dict(env), started
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    result = subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, cwd=BASE_DIR, check=False)
+    if result.returncode != 0:
+        raise LaunchError(f"manage.py {' '.join(args)} failed (exit {result.returncode}); see the output above")
+
+
+def _wait_healthy(url: str, on_ready) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (our own loopback URL)
+                if response.status == 200:
+                    on_ready()
+                    return
+        except urllib.error.HTTPError as exc:
+            last = exc.read().decode(errors="replace")
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    print(f"arbiter: /healthz not healthy after {HEALTH_TIMEOUT_S} s: {last}", file=sys.stderr, flush=True)
+
+
+def _banner(base_url: str, credentials_file: Path) -> None:
+    lines = [f"Arbiter is running at {base_url}/", f"  health: {base_url}/healthz"]
+    if credentials_file.exists():
+        credentials = json.loads(credentials_file.read_text())
+        for user in credentials.get("users", []):
+            lines.append(f"  login: {user['username']:<10} {user['password']}  ({user['role']})")
+        if credentials.get("api_key"):
+            lines.append(f"  API key: {credentials['api_key']}")
+        lines.append(f"  (all of this is in {credentials_file})")
+    lines.append("Press Ctrl-C to stop.")
+    width = max(len(line) for line in lines)
+    print("\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width + "\n", flush=True)
+
+
+def run() -> int:
+    from honcho.environ import parse_procfile
+    from honcho.manager import Manager
+    from honcho.printer import Printer
+
+    bind = os.environ.get("ARBITER_BIND", "127.0.0.1")
+    port = _int_env("ARBITER_PORT", 8000)
+    modelserver_port = _int_env("MODELSERVER_PORT", 8100)
+    if not _port_free(bind, port):
+        raise LaunchError(f"port {port} on {bind} is already in use: stop what holds it or set ARBITER_PORT")
+    run_modelserver = not os.environ.get("ARBITER_MODELSERVER_URL")
+    if run_modelserver and not _port_free("127.0.0.1", modelserver_port):
+        raise LaunchError(f"port {modelserver_port} for the model server is in use: set MODELSERVER_PORT")
+
+    env, started = prepare_environment()
+    env.update({"PORT": str(port), "ARBITER_BIND": bind, "MODELSERVER_PORT": str(modelserver_port)})
+    if run_modelserver:
+        env["ARBITER_MODELSERVER_URL"] = f"http://127.0.0.1:{modelserver_port}/v1"
+    try:
+        _manage(env, "migrate", "--noinput", "-v", "0")
+        _manage(env, "collectstatic", "--noinput", "-v", "0")
+        _manage(env, "seed_demo")
+        procfile = parse_procfile((BASE_DIR / "Procfile").read_text())
+        manager = Manager(Printer(sys.stdout))
+        for name, process in procfile.processes.items():
+            if name == "modelserver" and not run_modelserver:
+                continue
+            manager.add_process(name, process, env=env, cwd=str(BASE_DIR))
+        host = "127.0.0.1" if bind in {"0.0.0.0", "::"} else bind  # noqa: S104 (a bind address, compared)
+        base_url = f"http://{host}:{port}"
+        credentials = Path(env["ARBITER_DATA_DIR"]) / "demo-credentials.json"
+        threading.Thread(
+            target=_wait_healthy,
+            args=(f"{base_url}/healthz", lambda: _banner(base_url, credentials)),
+            daemon=True,
+        ).start()
+        manager.loop()
+        return 0 if manager.returncode in (0, 130, 143, None) else manager.returncode
+    finally:
+        if started:
+            print("arbiter: stopping embedded services", flush=True)
+            embedded.stop()
+
+
+def main() -> None:
+    try:
+        sys.exit(run())
+    except (LaunchError, embedded.EmbeddedServiceError) as exc:
+        print(f"arbiter: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

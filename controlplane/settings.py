@@ -1,0 +1,199 @@
+"""Arbiter's one settings module. Everything comes from the environment (see the README's table).
+
+With nothing configured it runs on the embedded defaults: PostgreSQL and Redis under `.data/`
+(controlplane.embedded) and development-only secrets. With `ARBITER_ENV=production` every secret
+must be given and `manage.py check --deploy` is clean.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controlplane import embedded
+from controlplane.env import (
+    ConfigError,
+    check_broker_url,
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = embedded.data_dir()
+
+ARBITER_ENV = env_str("ARBITER_ENV", "development")
+if ARBITER_ENV not in {"development", "production", "test"}:
+    raise ConfigError(f"ARBITER_ENV={ARBITER_ENV!r} must be development, production or test")
+PRODUCTION = ARBITER_ENV == "production"
+
+DEBUG = env_bool("DEBUG", default=False)
+if PRODUCTION and DEBUG:
+    raise ConfigError("DEBUG=true is not allowed with ARBITER_ENV=production")
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ConfigError("SECRET_KEY is required when ARBITER_ENV=production (50+ random characters)")
+    SECRET_KEY = "dev-insecure-" + "arbiter-development-key-never-use-in-production-0123456789"
+elif PRODUCTION and len(SECRET_KEY) < 50:
+    raise ConfigError("SECRET_KEY must be at least 50 characters when ARBITER_ENV=production")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ConfigError("ALLOWED_HOSTS is required when ARBITER_ENV=production (comma-separated host names)")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "rest_framework",
+    "drf_spectacular",
+    "pgtrigger",
+    "audit",
+    "routing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL only. -------------------------------------------------------------------
+if PRODUCTION and not env_str("DATABASE_URL"):
+    raise ConfigError("DATABASE_URL is required when ARBITER_ENV=production (postgres://user:pass@host:5432/db)")
+_database_url = env_str("DATABASE_URL") or embedded.postgres_url()
+DATABASES = {"default": database_from_url("DATABASE_URL", _database_url)}
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Parallel test runs (several checkouts on one server) need distinct test databases.
+DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{DATABASES['default']['NAME']}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis (circuit breakers, rate limits, latency windows) and the Celery broker. ------------------
+if PRODUCTION and not env_str("REDIS_URL"):
+    raise ConfigError("REDIS_URL is required when ARBITER_ENV=production (redis://host:6379/0)")
+REDIS_URL = env_str("REDIS_URL") or embedded.redis_url()
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {REDIS_URL!r}")
+_default_broker = "redis+socket://" + REDIS_URL.removeprefix("unix://") if REDIS_URL.startswith("unix://") else REDIS_URL
+CELERY_BROKER_URL = check_broker_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL") or _default_broker)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = "arbiter"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4.0, minimum=0.1)
+# A provider call times out first, then the soft limit, then the hard limit, then redelivery.
+PROVIDER_TIMEOUT_S = env_float("ARBITER_PROVIDER_TIMEOUT_S", 30.0, minimum=0.1)
+CELERY_TASK_SOFT_TIME_LIMIT = int(PROVIDER_TIMEOUT_S * 4 + 30)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+CELERY_TIMEZONE = "UTC"
+
+# Authentication, sessions, security. ----------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+SESSION_COOKIE_AGE = env_int("ARBITER_SESSION_SECONDS", 8 * 3600, minimum=60)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Static files, i18n. --------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".data" / "staticfiles" if not PRODUCTION else Path(
+    env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# REST API. ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Arbiter API",
+    "DESCRIPTION": "Governed routing of model calls, with an append-only, tamper-evident decision ledger.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Arbiter. -------------------------------------------------------------------------------------
+ARBITER_MODELSERVER_URL = env_str("ARBITER_MODELSERVER_URL", "" if PRODUCTION else "http://127.0.0.1:8100/v1")
+ARBITER_FLAGSHIP_PRICE_IN = env_float("ARBITER_FLAGSHIP_PRICE_IN", 2.50, minimum=0)
+ARBITER_FLAGSHIP_PRICE_OUT = env_float("ARBITER_FLAGSHIP_PRICE_OUT", 15.00, minimum=0)
+ARBITER_LEDGER_SIGNING_KEY = env_str("ARBITER_LEDGER_SIGNING_KEY")
+if PRODUCTION and not ARBITER_LEDGER_SIGNING_KEY:
+    raise ConfigError("ARBITER_LEDGER_SIGNING_KEY is required when ARBITER_ENV=production (base64 Ed25519 seed)")
+ARBITER_CHECKPOINT_FILE = Path(env_str("ARBITER_CHECKPOINT_FILE", str(DATA_DIR / "checkpoints.jsonl")))
+ARBITER_CHECKPOINT_EVERY_S = env_int("ARBITER_CHECKPOINT_EVERY_S", 300, minimum=5)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# --- ledger (audit) ----------------------------------------------------------------------------
+# Settings of the audit app live in this block.

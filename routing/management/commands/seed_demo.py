@@ -1,0 +1,61 @@
+"""Seed the demo: users per role, and (as the other parts land) a catalog, a policy and an application.
+
+Idempotent: a second run keeps every password and key it wrote the first time, so
+`.data/demo-credentials.json` stays true across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from controlplane.roles import Role, ensure_role_groups
+
+DEMO_USERS = [
+    ("admin", Role.POLICY_ADMIN),
+    ("admin2", Role.POLICY_ADMIN),
+    ("reviewer", Role.REVIEWER),
+    ("reviewer2", Role.REVIEWER),
+    ("auditor", Role.AUDITOR),
+    ("auditor2", Role.AUDITOR),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo users, catalog, policy and application key (idempotent)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        path = Path(settings.DATA_DIR) / "demo-credentials.json"
+        credentials = json.loads(path.read_text()) if path.exists() else {}
+        passwords = {user["username"]: user["password"] for user in credentials.get("users", [])}
+        with transaction.atomic():
+            ensure_role_groups()
+            users = []
+            for username, role in DEMO_USERS:
+                password = passwords.get(username) or f"{username}-{secrets.token_urlsafe(6)}"
+                user, _ = get_user_model().objects.get_or_create(username=username)
+                if not user.check_password(password):
+                    user.set_password(password)
+                    user.save(update_fields=["password"])
+                user.groups.add(Group.objects.get(name=role.value))
+                users.append({"username": username, "password": password, "role": role.value})
+        credentials["users"] = users
+        credentials["base_url"] = f"http://127.0.0.1:{_port()}"
+        credentials["model_server_url"] = settings.ARBITER_MODELSERVER_URL
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(credentials, indent=2) + "\n")
+        path.chmod(0o600)
+        self.stdout.write(f"demo seeded; credentials in {path}")
+
+
+def _port() -> str:
+    import os
+
+    return os.environ.get("PORT") or os.environ.get("ARBITER_PORT") or "8000"
