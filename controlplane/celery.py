@@ -12,6 +12,8 @@ app.autodiscover_tasks()
 
 
 @app.task(name="controlplane.ping")
-def ping() -> str:
-    """A no-op task; the launcher test sends it through the real broker to a real worker."""
-    return "pong"
+def ping(nonce: str) -> None:
+    """Leave `nonce` in Redis: proof that a real worker consumed a real task from the real broker."""
+    from routing.redis_client import get_redis
+
+    get_redis().set(f"arbiter:ping:{nonce}", "pong", ex=300)

@@ -10,8 +10,10 @@ so they never collide with a port of the host's own services.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -26,7 +28,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "arbiter"
 _SOCKET_LIMIT = 100
 # pgserver asks platformdirs for a runtime dir it only uses for very long paths; its warning is noise.
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # sun_path is 108 bytes on Linux; keep a margin for the file name.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+logging.getLogger("pgserver").setLevel(logging.WARNING)  # sun_path is 108 bytes on Linux; keep a margin for the file name.
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -94,6 +97,9 @@ def ensure_postgres() -> str:
     try:
         # cleanup_mode=None: the server outlives this process; `stop` ends it explicitly.
         server = pgserver.get_server(pgdata, cleanup_mode=None)
+        # Its exit hook only does bookkeeping for cleanup modes we do not use, and logs after pytest
+        # has closed its streams.
+        atexit.unregister(server._cleanup)
     except Exception as exc:  # pgserver raises bare CalledProcessError/AssertionError
         log = pgdata / "log"
         hint = f" (see {log})" if log.exists() else ""

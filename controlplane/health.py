@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 from controlplane.celery import app as celery_app
 
 CHECK_TIMEOUT_S = 1.0
+WORKER_PING_TIMEOUT_S = 0.5
 
 
 def check_database() -> str:
@@ -28,7 +29,7 @@ def check_broker() -> str:
 
 
 def check_workers() -> str:
-    replies = celery_app.control.ping(timeout=CHECK_TIMEOUT_S)
+    replies = celery_app.control.ping(timeout=WORKER_PING_TIMEOUT_S)
     if not replies:
         raise RuntimeError("no Celery worker answered a ping")
     return f"ok ({len(replies)} worker{'s' if len(replies) != 1 else ''})"

@@ -152,6 +152,7 @@ def run() -> int:
 
     env, started = prepare_environment()
     env.update({"PORT": str(port), "ARBITER_BIND": bind, "MODELSERVER_PORT": str(modelserver_port)})
+    env.setdefault("ARBITER_DEMO_TRICKLE_S", "20")
     if run_modelserver:
         env["ARBITER_MODELSERVER_URL"] = f"http://127.0.0.1:{modelserver_port}/v1"
     try:

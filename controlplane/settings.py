@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "django_htmx",
     "template_partials",
     "rest_framework",
@@ -117,7 +118,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_DEFAULT_QUEUE = "arbiter"
+CELERY_TASK_DEFAULT_QUEUE = env_str("ARBITER_QUEUE", "arbiter")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4.0, minimum=0.1)
 # A provider call times out first, then the soft limit, then the hard limit, then redelivery.
@@ -126,6 +127,18 @@ CELERY_TASK_SOFT_TIME_LIMIT = int(PROVIDER_TIMEOUT_S * 4 + 30)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
 CELERY_TIMEZONE = "UTC"
+ARBITER_CHECKPOINT_EVERY_S = env_int("ARBITER_CHECKPOINT_EVERY_S", 300, minimum=5)
+ARBITER_DEMO_TRICKLE_S = env_float("ARBITER_DEMO_TRICKLE_S", 0.0, minimum=0)
+# Exactly one beat process runs this schedule (see the README's production notes).
+CELERY_BEAT_SCHEDULE = {
+    "seal-ledger": {"task": "audit.seal_ledger", "schedule": 1.0},
+    "write-checkpoint": {"task": "audit.write_checkpoint", "schedule": float(ARBITER_CHECKPOINT_EVERY_S)},
+    "expire-payloads": {"task": "audit.expire_payloads", "schedule": 3600.0},
+    "sweep-stale-jobs": {"task": "routing.sweep_stale_jobs", "schedule": 10.0},
+    "expire-approvals": {"task": "routing.expire_approvals", "schedule": 30.0},
+}
+if ARBITER_DEMO_TRICKLE_S:
+    CELERY_BEAT_SCHEDULE["demo-trickle"] = {"task": "routing.demo_trickle", "schedule": ARBITER_DEMO_TRICKLE_S}
 
 # Authentication, sessions, security. ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -179,13 +192,21 @@ SPECTACULAR_SETTINGS = {
 
 # Arbiter. -------------------------------------------------------------------------------------
 ARBITER_MODELSERVER_URL = env_str("ARBITER_MODELSERVER_URL", "" if PRODUCTION else "http://127.0.0.1:8100/v1")
+ARBITER_RETRY_BASE_S = env_float("ARBITER_RETRY_BASE_S", 0.25, minimum=0)
+ARBITER_RETRY_MAX_S = env_float("ARBITER_RETRY_MAX_S", 8.0, minimum=0)
+ARBITER_MAX_RETRY_AFTER_S = env_float("ARBITER_MAX_RETRY_AFTER_S", 30.0, minimum=0)
+ARBITER_TRIES_PER_DEPLOYMENT = env_int("ARBITER_TRIES_PER_DEPLOYMENT", 3, minimum=1, maximum=10)
+ARBITER_BREAKER_THRESHOLD = env_int("ARBITER_BREAKER_THRESHOLD", 5, minimum=1)
+ARBITER_BREAKER_COOLDOWN_S = env_float("ARBITER_BREAKER_COOLDOWN_S", 30.0, minimum=0.1)
+ARBITER_LEASE_S = env_int("ARBITER_LEASE_S", int(PROVIDER_TIMEOUT_S * 2 + 30), minimum=1)
+ARBITER_MAX_ATTEMPTS = env_int("ARBITER_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
+ARBITER_DISPATCH_STALE_S = env_int("ARBITER_DISPATCH_STALE_S", 30, minimum=1)
 ARBITER_FLAGSHIP_PRICE_IN = env_float("ARBITER_FLAGSHIP_PRICE_IN", 2.50, minimum=0)
 ARBITER_FLAGSHIP_PRICE_OUT = env_float("ARBITER_FLAGSHIP_PRICE_OUT", 15.00, minimum=0)
 ARBITER_LEDGER_SIGNING_KEY = env_str("ARBITER_LEDGER_SIGNING_KEY")
 if PRODUCTION and not ARBITER_LEDGER_SIGNING_KEY:
     raise ConfigError("ARBITER_LEDGER_SIGNING_KEY is required when ARBITER_ENV=production (base64 Ed25519 seed)")
 ARBITER_CHECKPOINT_FILE = Path(env_str("ARBITER_CHECKPOINT_FILE", str(DATA_DIR / "checkpoints.jsonl")))
-ARBITER_CHECKPOINT_EVERY_S = env_int("ARBITER_CHECKPOINT_EVERY_S", 300, minimum=5)
 
 LOGGING = {
     "version": 1,

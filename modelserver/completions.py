@@ -52,11 +52,12 @@ def completion_body(request: ChatRequest, reply: Reply, *, fingerprint: str) -> 
     tokens = tokenize(reply.content) if reply.content is not None else []
     finish_reason = "tool_calls" if reply.tool_call else "stop"
     content = reply.content
+    completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else len(tokens)
     if request.max_tokens is not None and len(tokens) > request.max_tokens:
         tokens = tokens[: request.max_tokens]
         content = "".join(tokens)
         finish_reason = "length"
-    completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else len(tokens)
+        completion_tokens = len(tokens)
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if reply.tool_call:
         message["tool_calls"] = [
@@ -68,7 +69,10 @@ def completion_body(request: ChatRequest, reply: Reply, *, fingerprint: str) -> 
         ]
     logprobs = None
     if request.logprobs and tokens and reply.confidence is not None:
-        logprobs = {"content": logprob_content(tokens, reply.confidence, request.top_logprobs), "refusal": None}
+        logprobs = {
+            "content": logprob_content(tokens, reply.confidence, request.top_logprobs),
+            "refusal": None,
+        }
     return {
         "id": f"chatcmpl-{secrets.token_hex(14)}",
         "object": "chat.completion",

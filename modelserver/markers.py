@@ -127,7 +127,9 @@ def _last_call(text: str) -> ToolCallMarker | None:
         try:
             arguments, rest_at = json.JSONDecoder().raw_decode(text, rest_at)
         except json.JSONDecodeError as exc:
-            raise _marker_error(f"[call:{match.group(1)} ...] has invalid JSON arguments: {exc.msg}.") from None
+            raise _marker_error(
+                f"[call:{match.group(1)} ...] has invalid JSON arguments: {exc.msg}."
+            ) from None
         while rest_at < len(text) and text[rest_at].isspace():
             rest_at += 1
     if rest_at >= len(text) or text[rest_at] != "]":

@@ -31,7 +31,12 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {
-            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
         }
 
 
@@ -102,7 +107,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
         tool_choice in ("none", "auto", "required")
         or (isinstance(tool_choice, dict) and _is_function_tool(tool_choice))
     ):
-        raise _invalid("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or a function choice.")
+        raise _invalid(
+            "tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or a function choice."
+        )
     logprobs = body.get("logprobs") or False
     if not isinstance(logprobs, bool):
         raise _invalid("logprobs", "'logprobs' must be a boolean.")
@@ -143,7 +150,8 @@ def _check_messages(messages: Any) -> None:
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise _invalid(
-                f"messages[{index}].content", f"messages[{index}].content must be a string or a list of parts."
+                f"messages[{index}].content",
+                f"messages[{index}].content must be a string or a list of parts.",
             )
 
 
@@ -160,7 +168,9 @@ def _response_format(value: Any) -> dict[str, Any] | None:
         if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict | bool):
             raise _invalid("response_format", "'response_format.json_schema' must hold a 'schema' object.")
         return value
-    raise _invalid("response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'.")
+    raise _invalid(
+        "response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'."
+    )
 
 
 def message_text(message: dict[str, Any]) -> str:

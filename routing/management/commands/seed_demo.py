@@ -46,6 +46,11 @@ class Command(BaseCommand):
                     user.save(update_fields=["password"])
                 user.groups.add(Group.objects.get(name=role.value))
                 users.append({"username": username, "password": password, "role": role.value})
+        from routing.demo.seed import seed_all
+
+        api_key = seed_all()
+        if api_key:
+            credentials["api_key"] = api_key
         credentials["users"] = users
         credentials["base_url"] = f"http://127.0.0.1:{_port()}"
         credentials["model_server_url"] = settings.ARBITER_MODELSERVER_URL

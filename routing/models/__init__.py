@@ -1,0 +1,20 @@
+from routing.models.applications import ApiKey, Application
+from routing.models.approvals import ApprovalDecision, ApprovalRequest
+from routing.models.catalog import ModelDeployment
+from routing.models.jobs import Job, JobStatus, Step, StepOutcome
+from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
+
+__all__ = [
+    "ApiKey",
+    "Application",
+    "ApprovalDecision",
+    "ApprovalRequest",
+    "Job",
+    "JobStatus",
+    "ModelDeployment",
+    "Policy",
+    "PolicyVersion",
+    "PolicyVersionStatus",
+    "Step",
+    "StepOutcome",
+]

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+KEY_SCOPES = ["jobs:write", "jobs:read", "policies:admin"]
+
+
+class Application(models.Model):
+    """A tenant: every query of its data is filtered by it."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    is_active = models.BooleanField(default=True)
+    monthly_soft_limit_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    monthly_hard_limit_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_budget(self) -> bool:
+        return self.monthly_hard_limit_usd is not None or self.monthly_soft_limit_usd is not None
+
+    def hard_limit(self) -> Decimal | None:
+        return self.monthly_hard_limit_usd
+
+
+class ApiKey(models.Model):
+    """Shown once; stored as a hash; looked up by its prefix and compared in constant time."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=120, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    scopes = ArrayField(models.CharField(max_length=32), default=list)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.application})"

@@ -1,0 +1,143 @@
+"""The seam between the database and the pure routing core: rows in, plain facts out, and back.
+
+The router, the approval rules and the confidence estimators are pure functions (routing.router,
+routing.approval_rules, routing.confidence); this module builds their inputs from a Job and the
+catalog, and turns their answers into provider requests and records.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from routing import latency
+from routing.approval_rules import ResultFacts
+from routing.complexity import estimate_complexity
+from routing.models import Job, ModelDeployment, PolicyVersion
+from routing.policy.document import PolicyDocument, policy_from_data
+from routing.router import DeploymentInfo, JobFacts, Plan, PlanStep, route
+
+if TYPE_CHECKING:
+    from routing.pipeline.execute import StepRecord
+
+
+@dataclass(frozen=True)
+class Catalog:
+    deployments: tuple[ModelDeployment, ...]
+    infos: tuple[DeploymentInfo, ...]
+
+
+@dataclass(frozen=True)
+class RouteOutcome:
+    plan: Plan | None
+    error: str | None
+    record: dict[str, Any]
+    complexity: float
+
+
+@functools.lru_cache(maxsize=128)
+def _document(sha256: str, canonical: str) -> PolicyDocument:
+    return policy_from_data(json.loads(canonical))
+
+
+def document_for(version: PolicyVersion) -> PolicyDocument:
+    # Versions are immutable, so a parsed document can be cached by its hash for the process's life.
+    return _document(version.sha256, json.dumps(version.document, sort_keys=True))
+
+
+def deployment_info(deployment: ModelDeployment, p95_ms: float | None = None) -> DeploymentInfo:
+    return DeploymentInfo(
+        name=deployment.name,
+        tier=deployment.tier,
+        region=deployment.region,
+        capabilities=deployment.capabilities,
+        enabled=deployment.enabled,
+        p95_latency_ms=p95_ms,
+        input_price_per_mtok=float(deployment.price_in_per_mtok),
+        output_price_per_mtok=float(deployment.price_out_per_mtok),
+    )
+
+
+def catalog_snapshot() -> Catalog:
+    deployments = tuple(ModelDeployment.objects.order_by("tier", "priority", "name"))
+    stats = latency.stats_for([deployment.name for deployment in deployments])
+    infos = tuple(deployment_info(d, stats[d.name].p95_ms) for d in deployments)
+    return Catalog(deployments=deployments, infos=infos)
+
+
+def job_facts(job: Job, complexity: float) -> JobFacts:
+    tools = tuple(tool.get("function", {}).get("name", "") for tool in job.request.get("tools") or [])
+    return JobFacts(
+        task_type=job.task_type,
+        input_tokens=job.input_tokens,
+        complexity=complexity,
+        application=job.application.slug,
+        labels=job.labels,
+        constraints=job.constraints,
+        metadata=job.metadata,
+        tools=tools,
+    )
+
+
+def route_job(job: Job, document: PolicyDocument, catalog: Catalog) -> RouteOutcome:
+    estimate = estimate_complexity(job.request["messages"], job.request.get("tools") or [], job.constraints)
+    result = route(job_facts(job, estimate.score), document, catalog.infos)
+    record = result.to_record()
+    record["complexity"] = {"score": estimate.score, "method": estimate.method, "features": estimate.features}
+    return RouteOutcome(plan=result.plan, error=result.error, record=record, complexity=estimate.score)
+
+
+def provider_request(job: Job, step: PlanStep, plan: Plan, candidates: list[ModelDeployment]) -> dict[str, Any]:
+    request: dict[str, Any] = {"messages": job.request["messages"]}
+    if job.request.get("tools"):
+        request["tools"] = job.request["tools"]
+    if job.request.get("response_format"):
+        request["response_format"] = job.request["response_format"]
+    if step.confidence_method == "logprob" and all(d.supports_logprobs for d in candidates):
+        request["logprobs"] = True
+    limits = plan.limits
+    if limits is not None and limits.max_output_tokens:
+        request["max_tokens"] = limits.max_output_tokens
+    return request
+
+
+def score_context(job: Job) -> dict[str, Any]:
+    response_format = job.request.get("response_format") or {}
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    return {"schema": schema} if schema else {}
+
+
+def cost_cap(job: Job) -> Decimal | None:
+    cap = (job.constraints or {}).get("cost_cap_usd")
+    return Decimal(str(cap)) if cap is not None else None
+
+
+def output_of(completion: Any) -> dict[str, Any]:
+    """The answer as data: content and tool calls (arguments parsed where they are JSON)."""
+    message = completion.choices[0].message
+    tool_calls = []
+    for call in message.tool_calls or []:
+        try:
+            arguments: Any = json.loads(call.function.arguments or "{}")
+        except ValueError:
+            arguments = call.function.arguments
+        tool_calls.append({"id": call.id, "name": call.function.name, "arguments": arguments})
+    return {"content": message.content, "tool_calls": tool_calls, "finish_reason": completion.choices[0].finish_reason}
+
+
+def result_facts(job: Job, accepted: StepRecord, total_cost: Decimal) -> ResultFacts:
+    complexity = job.complexity if job.complexity is not None else 0.0
+    calls = tuple(
+        (call["name"], call["arguments"] if isinstance(call["arguments"], dict) else {})
+        for call in accepted.output.get("tool_calls") or []
+    )
+    return ResultFacts(
+        job=job_facts(job, complexity),
+        tool_calls=calls,
+        final_confidence=accepted.confidence,
+        final_tier=accepted.tier,
+        cost_usd=float(total_cost),
+    )

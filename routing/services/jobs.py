@@ -1,0 +1,176 @@
+"""Submitting and cancelling jobs. Each governed change writes its ledger event in its own transaction
+and dispatches to Celery only after commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit import ledger, payloads
+from audit.ledger import Actor
+from routing.models import Application, Job, JobStatus, Policy, PolicyVersion
+from routing.models.jobs import TERMINAL_STATUSES
+from routing.tiers import TASK_TYPES
+
+
+class JobError(Exception):
+    """A request the caller must change; the message says how."""
+
+
+class NoActivePolicy(JobError):
+    pass
+
+
+class IdempotencyConflict(JobError):
+    """The same idempotency key was used with another request body."""
+
+    def __init__(self, job: Job):
+        super().__init__("this Idempotency-Key was already used with a different request body")
+        self.job = job
+
+
+def request_fingerprint(fields: dict[str, Any]) -> str:
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    # A provider-independent estimate (about four characters a token); the router needs a size before
+    # any provider has counted one, and the real count arrives with the first call's usage.
+    characters = sum(len(json.dumps(message.get("content", ""), ensure_ascii=False)) for message in messages)
+    return max(1, characters // 4)
+
+
+def policy_version_for(policy_name: str | None) -> PolicyVersion:
+    policies = Policy.objects.all()
+    policy = policies.filter(name=policy_name).first() if policy_name else policies.filter(is_default=True).first()
+    if policy is None:
+        raise NoActivePolicy(f"no policy named {policy_name!r}" if policy_name else "no default policy is configured")
+    version = policy.versions.filter(status="active").first()
+    if version is None:
+        raise NoActivePolicy(f"policy {policy.name!r} has no active version")
+    return version
+
+
+def job_submit(
+    *,
+    application: Application,
+    task_type: str,
+    messages: list[dict[str, Any]],
+    actor: Actor,
+    tools: list[dict[str, Any]] | None = None,
+    response_format: dict[str, Any] | None = None,
+    labels: dict[str, Any] | None = None,
+    constraints: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    callback_url: str = "",
+    idempotency_key: str | None = None,
+    policy: str | None = None,
+    policy_version: PolicyVersion | None = None,
+    replay_of: Job | None = None,
+    submitted_by=None,
+) -> tuple[Job, bool]:
+    """Create a job and dispatch it after commit. Returns (job, created); a repeated idempotency key
+    with the same request returns the first job and created=False."""
+    if task_type not in TASK_TYPES:
+        raise JobError(f"unknown task_type {task_type!r}; allowed: {', '.join(TASK_TYPES)}")
+    request: dict[str, Any] = {"messages": messages}
+    if tools:
+        request["tools"] = tools
+    if response_format:
+        request["response_format"] = response_format
+    fields = {
+        "task_type": task_type,
+        "request": request,
+        "labels": labels or {},
+        "constraints": constraints or {},
+        "metadata": metadata or {},
+        "callback_url": callback_url,
+        "policy": policy,
+    }
+    fingerprint = request_fingerprint(fields)
+    if idempotency_key:
+        existing = Job.objects.filter(application=application, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replayed(existing, fingerprint)
+    version = policy_version or policy_version_for(policy)
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                application=application,
+                task_type=task_type,
+                request=request,
+                labels=fields["labels"],
+                constraints=fields["constraints"],
+                metadata=fields["metadata"],
+                callback_url=callback_url,
+                idempotency_key=idempotency_key or None,
+                request_sha256=fingerprint,
+                policy_version=version,
+                replay_of=replay_of,
+                submitted_by=submitted_by,
+                input_tokens=estimate_tokens(messages),
+                dispatched_at=timezone.now(),
+            )
+            prompt_digest = payloads.store(request, kind="prompt", subject={"job": job.pk, "application": application.pk})
+            ledger.append(
+                "job.submitted",
+                actor=actor,
+                subject={"job": job.pk, "application": application.pk, "policy_version": version.pk},
+                body={
+                    "task_type": task_type,
+                    "prompt": prompt_digest,
+                    "request_sha256": fingerprint,
+                    "labels": job.labels,
+                    "constraints": job.constraints,
+                    "policy_version_sha256": version.sha256,
+                    "replay_of": str(replay_of.pk) if replay_of else None,
+                    "input_tokens": job.input_tokens,
+                },
+            )
+            dispatch_after_commit(job)
+    except IntegrityError:
+        # Two requests with one idempotency key raced; the unique constraint let exactly one in.
+        if not idempotency_key:
+            raise
+        return _replayed(Job.objects.get(application=application, idempotency_key=idempotency_key), fingerprint)
+    return job, True
+
+
+def _replayed(existing: Job, fingerprint: str) -> tuple[Job, bool]:
+    if existing.request_sha256 != fingerprint:
+        raise IdempotencyConflict(existing)
+    return existing, False
+
+
+def dispatch_after_commit(job: Job) -> None:
+    from routing.tasks import execute_job
+
+    job_id = str(job.pk)
+    transaction.on_commit(lambda: execute_job.delay(job_id))
+
+
+def job_cancel(*, job: Job, actor: Actor, reason: str = "") -> bool:
+    """Cancel a job that has not finished. Returns False when it already had."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status in TERMINAL_STATUSES:
+            return False
+        previous = locked.status
+        locked.status = JobStatus.CANCELLED
+        locked.status_reason = reason or "cancelled"
+        locked.finished_at = timezone.now()
+        locked.version += 1
+        locked.save(update_fields=["status", "status_reason", "finished_at", "version"])
+        locked.approval_requests.filter(status="pending").update(status="cancelled", resolved_at=locked.finished_at)
+        ledger.append(
+            "job.cancelled",
+            actor=actor,
+            subject={"job": locked.pk, "application": locked.application_id},
+            body={"from_status": previous, "reason": reason},
+        )
+    return True
