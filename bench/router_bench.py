@@ -7,7 +7,9 @@ Scenarios, each with N rules of which only the last matches the job:
 - `thresholds`: every rule pins the job's own task type and differs only in a numeric bound
   (`input_tokens: {gt: 100000 + i}`) — nothing to skip by task type;
 - `mixed`: rules cycle through task types, labels, tier constraints and token ranges;
-- `glob` (not indexable): every rule has `application: {matches: "team-i-*"}`, so each is checked in turn.
+- `glob`: every rule has `application: {matches: "team-i-*"}` (indexed by the pattern's literal prefix);
+- `any` (not indexable): every rule is `any: [{application: app-i}, {labels.team: team-i}]`; combinators
+  are checked rule by rule, so this one grows linearly — the known worst case.
 
 `decide` is `route()` — the plan, with rule reasons left for the first read of the explanation; `explain`
 adds `to_record()`, which works out why each earlier rule failed (what is written to the ledger).
@@ -106,7 +108,20 @@ def glob(index: int) -> dict:
     return {"when": {"application": {"matches": f"team-{index}-*"}}, "cascade": ["mini"]}
 
 
-SCENARIOS = {"per-application": per_application, "thresholds": thresholds, "mixed": mixed, "glob": glob}
+def any_of(index: int) -> dict:
+    return {
+        "when": {"any": [{"application": f"app-{index}"}, {"labels.team": f"team-{index}"}]},
+        "cascade": ["mini"],
+    }
+
+
+SCENARIOS = {
+    "per-application": per_application,
+    "thresholds": thresholds,
+    "mixed": mixed,
+    "glob": glob,
+    "any": any_of,
+}
 
 
 def _time(call: Callable[[], object], repeats: int, budget_s: float = 0.2) -> float:

@@ -191,6 +191,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Arbiter. -------------------------------------------------------------------------------------
+ARBITER_METRICS_TOKEN = env_str("ARBITER_METRICS_TOKEN", "")
 ARBITER_MODELSERVER_URL = env_str("ARBITER_MODELSERVER_URL", "" if PRODUCTION else "http://127.0.0.1:8100/v1")
 ARBITER_RETRY_BASE_S = env_float("ARBITER_RETRY_BASE_S", 0.25, minimum=0)
 ARBITER_RETRY_MAX_S = env_float("ARBITER_RETRY_MAX_S", 8.0, minimum=0)

@@ -6,14 +6,20 @@ import socket
 
 from celery import shared_task
 
-WORKER_NAME = f"{socket.gethostname()}"
+WORKER_NAME = socket.gethostname()
 
 
-@shared_task(name="routing.execute_job", acks_late=True, reject_on_worker_lost=True)
-def execute_job(job_id: str) -> None:
+@shared_task(name="routing.execute_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def execute_job(self, job_id: str) -> None:
     from routing.pipeline.execute import job_run
+    from routing.pipeline.fencing import lease_remaining_s
 
-    job_run(job_id=job_id, worker=WORKER_NAME)
+    if not job_run(job_id=job_id, worker=f"{WORKER_NAME}:{self.request.id}"):
+        # Redelivered while another attempt's lease is live (its worker may have died a moment ago):
+        # come back when that lease ends rather than drop the message.
+        remaining = lease_remaining_s(job_id)
+        if remaining is not None:
+            raise self.retry(countdown=remaining + 1)
 
 
 @shared_task(name="routing.sweep_stale_jobs")

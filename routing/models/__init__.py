@@ -3,6 +3,7 @@ from routing.models.approvals import ApprovalDecision, ApprovalRequest
 from routing.models.catalog import ModelDeployment
 from routing.models.jobs import Job, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
+from routing.models.webhooks import WebhookDelivery
 
 __all__ = [
     "ApiKey",
@@ -17,4 +18,5 @@ __all__ = [
     "PolicyVersionStatus",
     "Step",
     "StepOutcome",
+    "WebhookDelivery",
 ]

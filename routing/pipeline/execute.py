@@ -14,12 +14,13 @@ from typing import Any
 from django.utils import timezone
 
 from audit import ledger, payloads
-from routing import confidence
+from routing import metrics
 from routing.calls import CallResult, TierUnavailable, call_tier
 from routing.models import Job, JobStatus, ModelDeployment, Step, StepOutcome
 from routing.pipeline import facts
 from routing.pipeline.fencing import Claim, StaleAttempt, fenced, job_claim
 from routing.pipeline.governance import job_govern
+from routing.pipeline.scoring import score_step
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +36,16 @@ class StepRecord:
     cost_usd: Decimal
 
 
-def job_run(*, job_id: str, worker: str) -> None:
+def job_run(*, job_id: str, worker: str) -> bool:
+    """Run the job if this worker can claim it. False when it could not (another holds it, or it is done)."""
     claim = job_claim(job_id=job_id, worker=worker)
     if claim is None:
-        return
+        return False
     try:
         _run_claimed(claim)
     except StaleAttempt:
         logger.info("job %s attempt %s superseded; stopping", claim.job_id, claim.attempt)
+    return True
 
 
 def _run_claimed(claim: Claim) -> None:
@@ -60,8 +63,12 @@ def _run_claimed(claim: Claim) -> None:
             subject=_subject(job),
             body={**route.record, "attempt": claim.attempt, "policy_version_sha256": job.policy_version.sha256},
         )
+        if route.budget.over_soft and not route.budget.over_hard:
+            ledger.append("budget.soft_limit_reached", actor=claim.actor, subject=_subject(job),
+                          body=route.budget.to_record())
         if route.plan is None:
-            _finish(locked, claim, JobStatus.FAILED, reason=route.error or "no route")
+            rejected = route.budget.over_hard and document.budgets.on_hard_limit == "reject"
+            _finish(locked, claim, JobStatus.REJECTED if rejected else JobStatus.FAILED, reason=route.error or "no route")
             return
 
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
@@ -81,12 +88,13 @@ def _run_claimed(claim: Claim) -> None:
                     _finish(locked, claim, JobStatus.FAILED, reason=str(unavailable))
                 return
             continue
-        score = confidence.score(plan_step.confidence_method, call.response.completion, **facts.score_context(job))
-        threshold = plan_step.escalate_below
-        # `escalate_below` is strict: a score equal to the threshold is accepted.
-        is_accepted = last or threshold is None or (score.score is not None and score.score >= threshold)
+        score, scoring_calls = score_step(
+            job=job, plan=route.plan, step=plan_step, call=call, request=request, deployments=deployments,
+            schema=facts.output_schema(job, route.plan),
+        )
+        is_accepted = last or plan_step.accepts(score.score)
         cost_cap = facts.cost_cap(job)
-        step_cost = _cost(call)
+        step_cost = _cost(call) + sum((_cost(extra) for extra in scoring_calls), Decimal(0))
         total_cost += step_cost
         if not is_accepted and cost_cap is not None and total_cost >= cost_cap:
             is_accepted = True  # the job's cost cap ends the cascade here; governance sees the cost
@@ -191,7 +199,18 @@ def _record_step(claim, job, index, plan_step, call: CallResult, score, is_accep
                 },
             )
         locked.save(update_fields=["total_cost_usd", "total_tokens", "escalations", "lease_expires_at"])
+    _observe(plan_step.tier, deployment.name, step, is_accepted)
     return StepRecord(index=index, tier=plan_step.tier, output=output, confidence=score.score, cost_usd=step_cost)
+
+
+def _observe(tier: str, deployment: str, step: Step, is_accepted: bool) -> None:
+    metrics.STEPS.labels(tier, deployment, step.outcome).inc()
+    metrics.COST.labels(tier).inc(float(step.cost_usd))
+    metrics.LATENCY.labels(deployment).observe(step.latency_ms / 1000)
+    if step.confidence is not None:
+        metrics.CONFIDENCE.labels(deployment).observe(step.confidence)
+    if not is_accepted:
+        metrics.ESCALATIONS.labels(tier).inc()
 
 
 def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailable) -> None:
@@ -233,3 +252,4 @@ def _finish(locked: Job, claim: Claim, status: str, *, reason: str = "") -> None
         subject={"job": locked.pk, "application": locked.application_id},
         body={"attempt": claim.attempt, "reason": reason},
     )
+    metrics.JOBS_FINISHED.labels(status, locked.task_type).inc()

@@ -18,7 +18,8 @@ from routing.approval_rules import ResultFacts
 from routing.complexity import estimate_complexity
 from routing.models import Job, ModelDeployment, PolicyVersion
 from routing.policy.document import PolicyDocument, policy_from_data
-from routing.router import DeploymentInfo, JobFacts, Plan, PlanStep, route
+from routing.budgets import BudgetState, budget_state
+from routing.router import Constraints, DeploymentInfo, JobFacts, Plan, PlanStep, route
 
 if TYPE_CHECKING:
     from routing.pipeline.execute import StepRecord
@@ -36,6 +37,7 @@ class RouteOutcome:
     error: str | None
     record: dict[str, Any]
     complexity: float
+    budget: BudgetState
 
 
 @functools.lru_cache(maxsize=128)
@@ -68,26 +70,38 @@ def catalog_snapshot() -> Catalog:
     return Catalog(deployments=deployments, infos=infos)
 
 
-def job_facts(job: Job, complexity: float) -> JobFacts:
+def job_facts(job: Job, complexity: float, *, budget_hard_limit_reached: bool = False) -> JobFacts:
     tools = tuple(tool.get("function", {}).get("name", "") for tool in job.request.get("tools") or [])
+    constraints = job.constraints or {}
     return JobFacts(
         task_type=job.task_type,
         input_tokens=job.input_tokens,
         complexity=complexity,
         application=job.application.slug,
         labels=job.labels,
-        constraints=job.constraints,
+        constraints=Constraints(
+            latency_budget_ms=constraints.get("latency_budget_ms"),
+            cost_cap_usd=constraints.get("cost_cap_usd"),
+            min_tier=constraints.get("min_tier"),
+            max_tier=constraints.get("max_tier"),
+        ),
         metadata=job.metadata,
         tools=tools,
+        budget_hard_limit_reached=budget_hard_limit_reached,
     )
 
 
 def route_job(job: Job, document: PolicyDocument, catalog: Catalog) -> RouteOutcome:
     estimate = estimate_complexity(job.request["messages"], job.request.get("tools") or [], job.constraints)
-    result = route(job_facts(job, estimate.score), document, catalog.infos)
+    budget = budget_state(job.application)
+    facts = job_facts(job, estimate.score, budget_hard_limit_reached=budget.over_hard)
+    result = route(facts, document, catalog.infos)
     record = result.to_record()
     record["complexity"] = {"score": estimate.score, "method": estimate.method, "features": estimate.features}
-    return RouteOutcome(plan=result.plan, error=result.error, record=record, complexity=estimate.score)
+    record["budget"] = budget.to_record()
+    return RouteOutcome(
+        plan=result.plan, error=result.error, record=record, complexity=estimate.score, budget=budget
+    )
 
 
 def provider_request(job: Job, step: PlanStep, plan: Plan, candidates: list[ModelDeployment]) -> dict[str, Any]:
@@ -98,16 +112,17 @@ def provider_request(job: Job, step: PlanStep, plan: Plan, candidates: list[Mode
         request["response_format"] = job.request["response_format"]
     if step.confidence_method == "logprob" and all(d.supports_logprobs for d in candidates):
         request["logprobs"] = True
-    limits = plan.limits
-    if limits is not None and limits.max_output_tokens:
-        request["max_tokens"] = limits.max_output_tokens
+    if plan.limits.max_output_tokens:
+        request["max_tokens"] = plan.limits.max_output_tokens
     return request
 
 
-def score_context(job: Job) -> dict[str, Any]:
+def output_schema(job: Job, plan: Plan) -> Any:
+    """The schema the `schema` method checks: the rule's own, else the job's response_format schema."""
+    if plan.output_schema is not None:
+        return plan.output_schema
     response_format = job.request.get("response_format") or {}
-    schema = (response_format.get("json_schema") or {}).get("schema")
-    return {"schema": schema} if schema else {}
+    return (response_format.get("json_schema") or {}).get("schema")
 
 
 def cost_cap(job: Job) -> Decimal | None:
@@ -130,10 +145,7 @@ def output_of(completion: Any) -> dict[str, Any]:
 
 def result_facts(job: Job, accepted: StepRecord, total_cost: Decimal) -> ResultFacts:
     complexity = job.complexity if job.complexity is not None else 0.0
-    calls = tuple(
-        (call["name"], call["arguments"] if isinstance(call["arguments"], dict) else {})
-        for call in accepted.output.get("tool_calls") or []
-    )
+    calls = tuple((call["name"], call["arguments"]) for call in accepted.output.get("tool_calls") or [])
     return ResultFacts(
         job=job_facts(job, complexity),
         tool_calls=calls,

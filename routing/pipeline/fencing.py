@@ -38,6 +38,15 @@ class Claim:
         return Actor.worker(self.worker)
 
 
+def lease_remaining_s(job_id: str) -> float | None:
+    """Seconds left on a running job's lease (a live worker holds it), or None."""
+    lease = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).values_list("lease_expires_at", flat=True).first()
+    if lease is None:
+        return None
+    remaining = (lease - timezone.now()).total_seconds()
+    return remaining if remaining > 0 else None
+
+
 def job_claim(*, job_id: str, worker: str) -> Claim | None:
     now = timezone.now()
     claimable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)

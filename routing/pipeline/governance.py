@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 
 from audit import ledger
+from routing import metrics
 from routing.approval_rules import evaluate_approvals
 from routing.models import ApprovalRequest, Job, JobStatus
 from routing.pipeline import facts
@@ -42,7 +43,7 @@ def job_govern(
         subject = {"job": locked.pk, "application": locked.application_id, "policy_version": locked.policy_version_id}
         if decision.blocked:
             locked.status = JobStatus.BLOCKED
-            locked.status_reason = "; ".join(block["reason"] for block in record["blocked"])
+            locked.status_reason = "; ".join(f"{block['tool']}: {block['reason']}" for block in record["blocked"])
             locked.finished_at = now
             ledger.append("tool_call.blocked", actor=claim.actor, subject=subject, body={"attempt": claim.attempt, **record})
         elif decision.holds:
@@ -50,7 +51,7 @@ def job_govern(
             expires_after = min(hold["expires_after_s"] for hold in holds)
             request = ApprovalRequest.objects.create(
                 job=locked,
-                rule_ids=[hold["rule_id"] for hold in holds],
+                rule_ids=[hold["rule"] for hold in holds],
                 reasons=[hold["reason"] for hold in holds],
                 required_approvers=max(hold["approvers"] for hold in holds),
                 eligible_group=holds[0]["group"],
@@ -93,3 +94,4 @@ def job_govern(
                 },
             )
         locked.save()
+    metrics.JOBS_FINISHED.labels(locked.status, locked.task_type).inc()

@@ -18,7 +18,8 @@ document's canonical JSON (and so on its hash), never on how the YAML happened t
 `RuleMatcher` finds the first matching rule of a list in time that grows with the number of distinct
 fields, not with the number of rules: each field's equality, exclusion, ordering and existence tests are
 indexed into bit masks of rules, so one dictionary lookup or bisection rejects every rule it rules out.
-Terms that do not index (`matches`, `tools`, combinators) are checked lazily, only for rules that are
+Glob patterns are indexed by their literal prefix. Terms that do not index (`tools`, combinators, a
+second equality or exclusion test on one field) are checked lazily, only for rules that are
 still candidates, lowest index first — so the result is exactly the first rule whose conditions hold.
 """
 
@@ -198,7 +199,7 @@ def _number(value: object) -> int | float | None:
 
 
 def _mapping_get(container: object, key: str) -> object:
-    if isinstance(container, Mapping):
+    if type(container) is dict or isinstance(container, Mapping):
         return container.get(key, MISSING)
     return MISSING
 
@@ -219,12 +220,15 @@ def _path_get(container: object, segments: tuple[str, ...]) -> object:
 
 
 def constraint_value(constraints: object, name: str) -> object:
-    if isinstance(constraints, Mapping):
-        return constraints.get(name, MISSING)
+    """A job constraint, from a `Constraints` object or a mapping."""
+    if type(constraints) is dict or isinstance(constraints, Mapping):
+        return constraints.get(name, MISSING)  # type: ignore[union-attr]
     return getattr(constraints, name, MISSING)
 
 
 def tool_names(raw: object) -> tuple[str, ...]:
+    if type(raw) is tuple and all(type(name) is str for name in raw):
+        return raw  # type: ignore[return-value]
     if isinstance(raw, str):
         return (str.__str__(raw),)
     if isinstance(raw, list | tuple | set | frozenset):
@@ -625,6 +629,7 @@ def _operand_error(spec: FieldSpec, op: object, operand: object) -> str | None:
 
 
 _FAMILY = {"eq": "eq", "in": "eq", "ne": "ne", "not_in": "ne"}
+_GLOB_PREFIX = re.compile(r"[^*?\[]*")
 
 
 class _FieldIndex:
@@ -640,6 +645,9 @@ class _FieldIndex:
         "exists_false",
         "exists_true",
         "getter",
+        "glob_lengths",
+        "glob_rules",
+        "globs",
         "kind",
         "ne_rules",
         "ne_tags",
@@ -657,6 +665,10 @@ class _FieldIndex:
         self.ne_tags: dict[str, int] = {}
         self.exists_true = 0
         self.exists_false = 0
+        # `matches`: patterns by their literal prefix, so a value meets only the patterns it could match.
+        self.glob_rules = 0
+        self.globs: dict[str, list[tuple[re.Pattern[str], int]]] = {}
+        self.glob_lengths: tuple[int, ...] = ()
         self.pending: dict[str, list[tuple[int | float, int]]] = {}
         # op -> (sorted bounds, cumulative fail masks), built by `freeze`.
         self.ordered: dict[str, tuple[list[int | float], list[int]]] = {}
@@ -673,6 +685,10 @@ class _FieldIndex:
                 self.excluded[key] = self.excluded.get(key, 0) | bit
             for tag in atom.tags:
                 self.ne_tags[tag] = self.ne_tags.get(tag, 0) | bit
+        elif op == "matches":
+            self.glob_rules |= bit
+            prefix = _GLOB_PREFIX.match(atom.operand).group()  # type: ignore[arg-type, union-attr]
+            self.globs.setdefault(prefix, []).append((atom.pattern, bit))  # type: ignore[arg-type]
         elif op == "exists":
             if atom.operand:
                 self.exists_true |= bit
@@ -699,11 +715,12 @@ class _FieldIndex:
                     cumulative.append(cumulative[-1] | mask)
             self.ordered[op] = (bounds, cumulative)
         self.pending = {}
+        self.glob_lengths = tuple(sorted({len(prefix) for prefix in self.globs}))
 
     def failing(self, value: object) -> int:
         """Mask of the rules this field's value rules out."""
         if value is MISSING:
-            fail = self.eq_rules | self.ne_rules | self.exists_true
+            fail = self.eq_rules | self.ne_rules | self.exists_true | self.glob_rules
             for _, cumulative in self.ordered.values():
                 fail |= cumulative[0] | cumulative[-1]
             return fail
@@ -714,6 +731,8 @@ class _FieldIndex:
         if self.ne_rules:
             allowed = self.ne_tags.get(key[0], 0) & ~self.excluded.get(key, 0) if key else 0
             fail |= self.ne_rules & ~allowed
+        if self.glob_rules:
+            fail |= self.glob_rules & ~self._glob_matches(value)
         if self.ordered:
             scaled = tier_rank(value) if self.kind == TIER else _number(value)
             for op, (bounds, cumulative) in self.ordered.items():
@@ -724,6 +743,18 @@ class _FieldIndex:
                 else:
                     fail |= cumulative[bisect_right(bounds, scaled)]
         return fail
+
+    def _glob_matches(self, value: object) -> int:
+        if type(value) is not str:
+            return 0
+        matched = 0
+        for length in self.glob_lengths:
+            if length > len(value):
+                break
+            for pattern, bit in self.globs.get(value[:length], ()):
+                if pattern.match(value):
+                    matched |= bit
+        return matched
 
 
 class RuleMatcher:
@@ -741,7 +772,7 @@ class RuleMatcher:
             lazy: list[Term] = []
             families: set[tuple[str, str]] = set()
             for term in condition.terms:
-                if not isinstance(term, Atom) or term.kind == TOOLS or term.op == "matches":
+                if not isinstance(term, Atom) or term.kind == TOOLS:
                     lazy.append(term)
                     continue
                 family = (term.field, _FAMILY.get(term.op, term.op))

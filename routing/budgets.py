@@ -1,0 +1,46 @@
+"""Monthly budgets per application, from the steps' recorded costs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from routing.models import Application, Step
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    spend_usd: Decimal
+    soft_limit_usd: Decimal | None
+    hard_limit_usd: Decimal | None
+
+    @property
+    def over_soft(self) -> bool:
+        return self.soft_limit_usd is not None and self.spend_usd >= self.soft_limit_usd
+
+    @property
+    def over_hard(self) -> bool:
+        return self.hard_limit_usd is not None and self.spend_usd >= self.hard_limit_usd
+
+    def to_record(self) -> dict[str, str | None]:
+        return {
+            "spend_usd": str(self.spend_usd),
+            "soft_limit_usd": None if self.soft_limit_usd is None else str(self.soft_limit_usd),
+            "hard_limit_usd": None if self.hard_limit_usd is None else str(self.hard_limit_usd),
+        }
+
+
+def month_start():
+    return timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def budget_state(application: Application) -> BudgetState:
+    if not application.has_budget:
+        return BudgetState(Decimal(0), None, None)
+    spend = Step.objects.filter(job__application=application, created_at__gte=month_start()).aggregate(
+        total=Sum("cost_usd")
+    )["total"] or Decimal(0)
+    return BudgetState(spend, application.monthly_soft_limit_usd, application.monthly_hard_limit_usd)
