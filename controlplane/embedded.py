@@ -29,7 +29,9 @@ DATABASE_NAME = "arbiter"
 _SOCKET_LIMIT = 100
 # pgserver asks platformdirs for a runtime dir it only uses for very long paths; its warning is noise.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-logging.getLogger("pgserver").setLevel(logging.WARNING)  # sun_path is 108 bytes on Linux; keep a margin for the file name.
+logging.getLogger("pgserver").setLevel(
+    logging.WARNING
+)  # sun_path is 108 bytes on Linux; keep a margin for the file name.
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -104,7 +106,8 @@ def ensure_postgres() -> str:
         log = pgdata / "log"
         hint = f" (see {log})" if log.exists() else ""
         raise EmbeddedServiceError(f"embedded PostgreSQL did not start: {exc}{hint}") from None
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    # DATABASE_NAME is a module constant, never input.
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     return postgres_url()
@@ -171,20 +174,32 @@ def ensure_redis() -> str:
     # The broker's queue must survive a restart (a job id in flight is not lost): append-only file.
     command = [
         REDIS_SERVER_PATH,
-        "--port", "0",
-        "--unixsocket", str(p.redis_socket),
-        "--unixsocketperm", "700",
-        "--dir", str(p.redis_dir),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--daemonize", "yes",
-        "--pidfile", str(p.redis_pidfile),
-        "--logfile", str(p.redis_dir / "redis.log"),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(p.redis_socket),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(p.redis_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(p.redis_pidfile),
+        "--logfile",
+        str(p.redis_dir / "redis.log"),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise EmbeddedServiceError(f"embedded Redis did not start: {result.stderr.strip() or result.stdout.strip()}")
+        raise EmbeddedServiceError(
+            f"embedded Redis did not start: {result.stderr.strip() or result.stdout.strip()}"
+        )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if redis_running():

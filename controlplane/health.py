@@ -69,4 +69,6 @@ def run_checks() -> tuple[bool, dict[str, dict[str, object]]]:
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     healthy, results = run_checks()
-    return JsonResponse({"status": "ok" if healthy else "degraded", "checks": results}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", "checks": results}, status=200 if healthy else 503
+    )

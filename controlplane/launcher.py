@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,9 +101,13 @@ def prepare_environment() -> tuple[dict[str, str], list[str]]:
 
 
 def _manage(env: dict[str, str], *args: str) -> None:
-    result = subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, cwd=BASE_DIR, check=False)
+    result = subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, cwd=BASE_DIR, check=False
+    )
     if result.returncode != 0:
-        raise LaunchError(f"manage.py {' '.join(args)} failed (exit {result.returncode}); see the output above")
+        raise LaunchError(
+            f"manage.py {' '.join(args)} failed (exit {result.returncode}); see the output above"
+        )
 
 
 def _wait_healthy(url: str, on_ready) -> None:
@@ -153,6 +158,13 @@ def run() -> int:
     env, started = prepare_environment()
     env.update({"PORT": str(port), "ARBITER_BIND": bind, "MODELSERVER_PORT": str(modelserver_port)})
     env.setdefault("ARBITER_DEMO_TRICKLE_S", "20")
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:
+        # Counters from every web and worker process, merged at scrape time; stale files from a
+        # previous run would be counted again, so the directory starts empty.
+        metrics_dir = Path(env["ARBITER_DATA_DIR"]) / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     if run_modelserver:
         env["ARBITER_MODELSERVER_URL"] = f"http://127.0.0.1:{modelserver_port}/v1"
     try:
@@ -165,7 +177,7 @@ def run() -> int:
             if name == "modelserver" and not run_modelserver:
                 continue
             manager.add_process(name, process, env=env, cwd=str(BASE_DIR))
-        host = "127.0.0.1" if bind in {"0.0.0.0", "::"} else bind  # noqa: S104 (a bind address, compared)
+        host = "127.0.0.1" if bind in {"0.0.0.0", "::"} else bind
         base_url = f"http://{host}:{port}"
         credentials = Path(env["ARBITER_DATA_DIR"]) / "demo-credentials.json"
         threading.Thread(

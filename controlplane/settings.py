@@ -41,7 +41,9 @@ if not SECRET_KEY:
 elif PRODUCTION and len(SECRET_KEY) < 50:
     raise ConfigError("SECRET_KEY must be at least 50 characters when ARBITER_ENV=production")
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ConfigError("ALLOWED_HOSTS is required when ARBITER_ENV=production (comma-separated host names)")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -95,7 +97,9 @@ TEMPLATES = [
 
 # Database: PostgreSQL only. -------------------------------------------------------------------
 if PRODUCTION and not env_str("DATABASE_URL"):
-    raise ConfigError("DATABASE_URL is required when ARBITER_ENV=production (postgres://user:pass@host:5432/db)")
+    raise ConfigError(
+        "DATABASE_URL is required when ARBITER_ENV=production (postgres://user:pass@host:5432/db)"
+    )
 _database_url = env_str("DATABASE_URL") or embedded.postgres_url()
 DATABASES = {"default": database_from_url("DATABASE_URL", _database_url)}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
@@ -110,7 +114,9 @@ if PRODUCTION and not env_str("REDIS_URL"):
 REDIS_URL = env_str("REDIS_URL") or embedded.redis_url()
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {REDIS_URL!r}")
-_default_broker = "redis+socket://" + REDIS_URL.removeprefix("unix://") if REDIS_URL.startswith("unix://") else REDIS_URL
+_default_broker = (
+    "redis+socket://" + REDIS_URL.removeprefix("unix://") if REDIS_URL.startswith("unix://") else REDIS_URL
+)
 CELERY_BROKER_URL = check_broker_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL") or _default_broker)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -138,7 +144,10 @@ CELERY_BEAT_SCHEDULE = {
     "expire-approvals": {"task": "routing.expire_approvals", "schedule": 30.0},
 }
 if ARBITER_DEMO_TRICKLE_S:
-    CELERY_BEAT_SCHEDULE["demo-trickle"] = {"task": "routing.demo_trickle", "schedule": ARBITER_DEMO_TRICKLE_S}
+    CELERY_BEAT_SCHEDULE["demo-trickle"] = {
+        "task": "routing.demo_trickle",
+        "schedule": ARBITER_DEMO_TRICKLE_S,
+    }
 
 # Authentication, sessions, security. ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -167,8 +176,10 @@ if PRODUCTION:
 
 # Static files, i18n. --------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".data" / "staticfiles" if not PRODUCTION else Path(
-    env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+STATIC_ROOT = (
+    BASE_DIR / ".data" / "staticfiles"
+    if not PRODUCTION
+    else Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 )
 STATICFILES_DIRS = [BASE_DIR / "static"]
 LANGUAGE_CODE = "en-us"
@@ -206,7 +217,9 @@ ARBITER_FLAGSHIP_PRICE_IN = env_float("ARBITER_FLAGSHIP_PRICE_IN", 2.50, minimum
 ARBITER_FLAGSHIP_PRICE_OUT = env_float("ARBITER_FLAGSHIP_PRICE_OUT", 15.00, minimum=0)
 ARBITER_LEDGER_SIGNING_KEY = env_str("ARBITER_LEDGER_SIGNING_KEY")
 if PRODUCTION and not ARBITER_LEDGER_SIGNING_KEY:
-    raise ConfigError("ARBITER_LEDGER_SIGNING_KEY is required when ARBITER_ENV=production (base64 Ed25519 seed)")
+    raise ConfigError(
+        "ARBITER_LEDGER_SIGNING_KEY is required when ARBITER_ENV=production (base64 Ed25519 seed)"
+    )
 ARBITER_CHECKPOINT_FILE = Path(env_str("ARBITER_CHECKPOINT_FILE", str(DATA_DIR / "checkpoints.jsonl")))
 
 LOGGING = {

@@ -91,19 +91,26 @@ def call_tier(tier: str, deployments: Sequence[ModelDeployment], request: dict[s
                 response = chat(endpoint_for(deployment), request)
             except ProviderError as error:
                 outcome = _classify(error)
-                attempts.append(CallAttempt(deployment.name, outcome, error.status, str(error)[:500], waited_s=waited))
+                attempts.append(
+                    CallAttempt(deployment.name, outcome, error.status, str(error)[:500], waited_s=waited)
+                )
                 if outcome in ("error", "timeout"):
                     breaker.record_failure()
                 if outcome == "refused":
                     break  # the request itself is wrong for this deployment; another may take it
                 wait = error.retry_after if error.retry_after is not None else _backoff(try_number)
-                if wait > settings.ARBITER_MAX_RETRY_AFTER_S or try_number + 1 == settings.ARBITER_TRIES_PER_DEPLOYMENT:
+                if (
+                    wait > settings.ARBITER_MAX_RETRY_AFTER_S
+                    or try_number + 1 == settings.ARBITER_TRIES_PER_DEPLOYMENT
+                ):
                     break  # waiting that long is worse than the tier's next deployment
                 time.sleep(wait)
                 waited = wait
                 continue
             breaker.record_success()
             latency.record(deployment.name, response.latency_ms)
-            attempts.append(CallAttempt(deployment.name, "ok", 200, latency_ms=response.latency_ms, waited_s=waited))
+            attempts.append(
+                CallAttempt(deployment.name, "ok", 200, latency_ms=response.latency_ms, waited_s=waited)
+            )
             return CallResult(deployment=deployment, response=response, attempts=attempts)
     raise TierUnavailable(tier, attempts)

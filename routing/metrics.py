@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Iterator
+
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
@@ -16,16 +17,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-STEPS = Counter("arbiter_steps", "Model calls made, by tier, deployment and outcome", ["tier", "deployment", "outcome"])
+STEPS = Counter(
+    "arbiter_steps", "Model calls made, by tier, deployment and outcome", ["tier", "deployment", "outcome"]
+)
 COST = Counter("arbiter_cost_usd", "Spend on model calls in USD, by tier", ["tier"])
 ESCALATIONS = Counter("arbiter_escalations", "Escalations, by the tier escalated from", ["from_tier"])
-JOBS_FINISHED = Counter("arbiter_jobs_finished", "Jobs that reached a final or held state", ["status", "task_type"])
+JOBS_FINISHED = Counter(
+    "arbiter_jobs_finished", "Jobs that reached a final or held state", ["status", "task_type"]
+)
 CONFIDENCE = Histogram(
-    "arbiter_confidence", "Confidence scores per deployment", ["deployment"],
+    "arbiter_confidence",
+    "Confidence scores per deployment",
+    ["deployment"],
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0),
 )
 LATENCY = Histogram(
-    "arbiter_provider_latency_seconds", "Provider call latency per deployment", ["deployment"],
+    "arbiter_provider_latency_seconds",
+    "Provider call latency per deployment",
+    ["deployment"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
@@ -37,16 +46,22 @@ class StateCollector:
         from routing.breaker import CircuitBreaker
         from routing.models import ApprovalRequest, Job, ModelDeployment, Step
 
-        jobs = GaugeMetricFamily("arbiter_jobs", "Jobs by status and task type", labels=["status", "task_type"])
+        jobs = GaugeMetricFamily(
+            "arbiter_jobs", "Jobs by status and task type", labels=["status", "task_type"]
+        )
         for row in Job.objects.values("status", "task_type").annotate(n=Count("pk")).order_by():
             jobs.add_metric([row["status"], row["task_type"]], row["n"])
         yield jobs
 
         waiting = ApprovalRequest.objects.filter(status="pending")
-        yield GaugeMetricFamily("arbiter_approvals_waiting", "Approval requests waiting", value=waiting.count())
+        yield GaugeMetricFamily(
+            "arbiter_approvals_waiting", "Approval requests waiting", value=waiting.count()
+        )
 
         breakers = GaugeMetricFamily(
-            "arbiter_breaker_open", "1 when a deployment's circuit breaker is open or half-open", labels=["deployment"]
+            "arbiter_breaker_open",
+            "1 when a deployment's circuit breaker is open or half-open",
+            labels=["deployment"],
         )
         for name in ModelDeployment.objects.values_list("name", flat=True):
             breakers.add_metric([name], 0 if CircuitBreaker(name).state().state == "closed" else 1)
@@ -54,7 +69,9 @@ class StateCollector:
 
         month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         spend = GaugeMetricFamily(
-            "arbiter_application_spend_month_usd", "Spend this calendar month per application", labels=["application"]
+            "arbiter_application_spend_month_usd",
+            "Spend this calendar month per application",
+            labels=["application"],
         )
         rows = (
             Step.objects.filter(created_at__gte=month_start)
@@ -71,7 +88,9 @@ class StateCollector:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     token = settings.ARBITER_METRICS_TOKEN
     if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
-        return HttpResponse("a bearer token is required for /metrics\n", status=401, content_type="text/plain")
+        return HttpResponse(
+            "a bearer token is required for /metrics\n", status=401, content_type="text/plain"
+        )
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)

@@ -30,7 +30,9 @@ class Endpoint:
 class ProviderError(Exception):
     """A failed call. `retryable` says whether the same request may succeed later."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
@@ -76,9 +78,13 @@ def chat(endpoint: Endpoint, request: dict[str, Any], *, timeout_s: float | None
         raise ProviderError(str(exc), retryable=True, status=429, retry_after=_retry_after(exc)) from exc
     except openai.APIStatusError as exc:
         retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
-        raise ProviderError(str(exc), retryable=retryable, status=exc.status_code, retry_after=_retry_after(exc)) from exc
+        raise ProviderError(
+            str(exc), retryable=retryable, status=exc.status_code, retry_after=_retry_after(exc)
+        ) from exc
     except openai.APITimeoutError as exc:
-        raise ProviderError(f"timed out after {timeout_s or endpoint.timeout_s:.1f} s", retryable=True) from exc
+        raise ProviderError(
+            f"timed out after {timeout_s or endpoint.timeout_s:.1f} s", retryable=True
+        ) from exc
     except openai.APIConnectionError as exc:
         raise ProviderError(f"connection failed: {exc}", retryable=True) from exc
     latency_ms = int((time.perf_counter() - started) * 1000)

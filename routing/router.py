@@ -275,7 +275,9 @@ def _finite_number(value: object) -> float | None:
         if kind is not float and kind is not int:
             return None
     if kind is int:
-        return float(value) if abs(value) < 10**300 else math.copysign(math.inf, value)  # type: ignore[arg-type]
+        if abs(value) < 10**300:  # type: ignore[arg-type]
+            return float(value)  # type: ignore[arg-type]
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
     return None if value != value else value  # type: ignore[return-value]
 
 

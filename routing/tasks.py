@@ -9,7 +9,9 @@ from celery import shared_task
 WORKER_NAME = socket.gethostname()
 
 
-@shared_task(name="routing.execute_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+@shared_task(
+    name="routing.execute_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)
 def execute_job(self, job_id: str) -> None:
     from routing.pipeline.execute import job_run
     from routing.pipeline.fencing import lease_remaining_s

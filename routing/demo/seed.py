@@ -6,10 +6,10 @@ import random
 from decimal import Decimal
 from pathlib import Path
 
+from audit.ledger import Actor
 from django.conf import settings
 from django.db import transaction
 
-from audit.ledger import Actor
 from routing.demo.jobs import pick_demo_job
 from routing.models import Application, ModelDeployment, Policy
 from routing.services.jobs import job_submit
@@ -23,19 +23,56 @@ DEFAULT_POLICY_FILE = Path(__file__).with_name("default-policy.yaml")
 
 def demo_catalog() -> list[dict]:
     """Published GPT-5.4 nano and mini prices; the flagship's price is a setting."""
-    base_url = settings.ARBITER_MODELSERVER_URL or "http://127.0.0.1:8100/v1"
     flagship_in = Decimal(str(settings.ARBITER_FLAGSHIP_PRICE_IN))
     flagship_out = Decimal(str(settings.ARBITER_FLAGSHIP_PRICE_OUT))
     return [
-        {"name": "nano-local", "tier": "nano", "model": "sim-nano", "price_in": Decimal("0.20"), "price_out": Decimal("1.25")},
-        {"name": "nano-local-b", "tier": "nano", "model": "sim-nano-b", "price_in": Decimal("0.20"),
-         "price_out": Decimal("1.25"), "priority": 200},
-        {"name": "mini-local", "tier": "mini", "model": "sim-mini", "price_in": Decimal("0.75"), "price_out": Decimal("4.50")},
-        {"name": "mini-eu", "tier": "mini", "model": "sim-mini-eu", "price_in": Decimal("0.75"),
-         "price_out": Decimal("4.50"), "region": "eu", "priority": 150},
-        {"name": "flagship-local", "tier": "flagship", "model": "sim-flagship", "price_in": flagship_in, "price_out": flagship_out},
-        {"name": "flagship-eu", "tier": "flagship", "model": "sim-flagship-eu", "price_in": flagship_in,
-         "price_out": flagship_out, "region": "eu", "priority": 150},
+        {
+            "name": "nano-local",
+            "tier": "nano",
+            "model": "sim-nano",
+            "price_in": Decimal("0.20"),
+            "price_out": Decimal("1.25"),
+        },
+        {
+            "name": "nano-local-b",
+            "tier": "nano",
+            "model": "sim-nano-b",
+            "price_in": Decimal("0.20"),
+            "price_out": Decimal("1.25"),
+            "priority": 200,
+        },
+        {
+            "name": "mini-local",
+            "tier": "mini",
+            "model": "sim-mini",
+            "price_in": Decimal("0.75"),
+            "price_out": Decimal("4.50"),
+        },
+        {
+            "name": "mini-eu",
+            "tier": "mini",
+            "model": "sim-mini-eu",
+            "price_in": Decimal("0.75"),
+            "price_out": Decimal("4.50"),
+            "region": "eu",
+            "priority": 150,
+        },
+        {
+            "name": "flagship-local",
+            "tier": "flagship",
+            "model": "sim-flagship",
+            "price_in": flagship_in,
+            "price_out": flagship_out,
+        },
+        {
+            "name": "flagship-eu",
+            "tier": "flagship",
+            "model": "sim-flagship-eu",
+            "price_in": flagship_in,
+            "price_out": flagship_out,
+            "region": "eu",
+            "priority": 150,
+        },
     ]
 
 
@@ -59,7 +96,9 @@ def seed_catalog() -> None:
 def seed_policy() -> Policy:
     policy = Policy.objects.filter(name="default").first()
     if policy is None:
-        policy = policy_create(name="default", actor=SEED_ACTOR, description="The demo's routing policy.", is_default=True)
+        policy = policy_create(
+            name="default", actor=SEED_ACTOR, description="The demo's routing policy.", is_default=True
+        )
     if not policy.versions.filter(status="active").exists():
         version = policy_version_create(
             policy=policy, source=DEFAULT_POLICY_FILE.read_text(), author=None, comment="demo seed"
@@ -72,7 +111,11 @@ def seed_application() -> tuple[Application, str | None]:
     """The demo application; its key's plaintext only when this call created it."""
     application, created = Application.objects.get_or_create(
         slug=DEMO_APPLICATION,
-        defaults={"name": "Demo agents", "monthly_soft_limit_usd": Decimal("50"), "monthly_hard_limit_usd": Decimal("100")},
+        defaults={
+            "name": "Demo agents",
+            "monthly_soft_limit_usd": Decimal("50"),
+            "monthly_hard_limit_usd": Decimal("100"),
+        },
     )
     if not created and application.api_keys.filter(revoked_at__isnull=True).exists():
         return application, None

@@ -37,7 +37,9 @@ class ApprovalRequest(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "created_at", "id"], name="approval_queue"),
-            models.Index(fields=["expires_at"], condition=models.Q(status="pending"), name="approval_deadline"),
+            models.Index(
+                fields=["expires_at"], condition=models.Q(status="pending"), name="approval_deadline"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -65,3 +67,6 @@ class ApprovalDecision(models.Model):
             # Four eyes: one person counts once towards the approvals a request needs.
             models.UniqueConstraint(fields=["request", "actor"], name="one_decision_per_reviewer"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.actor_id} on approval {self.request_id}"

@@ -23,7 +23,14 @@ class JobStatus(models.TextChoices):
 
 
 TERMINAL_STATUSES = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.BLOCKED, JobStatus.REJECTED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+    {
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.BLOCKED,
+        JobStatus.REJECTED,
+        JobStatus.CANCELLED,
+        JobStatus.EXPIRED,
+    }
 )
 
 
@@ -38,13 +45,20 @@ class Job(models.Model):
     constraints = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     callback_url = models.URLField(max_length=2000, blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "": the per-application unique constraint must ignore jobs without a key.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_sha256 = models.CharField(max_length=64, blank=True)
 
     policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="jobs")
-    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replays")
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replays"
+    )
     submitted_by = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        "auth.User",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="The person who submitted it (a replay), so that they cannot approve it themselves.",
     )
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)

@@ -16,15 +16,15 @@ class Policy(models.Model):
     name = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
     is_default = models.BooleanField(default=False)
-    four_eyes = models.BooleanField(
-        default=True, help_text="A version's author cannot activate it alone."
-    )
+    four_eyes = models.BooleanField(default=True, help_text="A version's author cannot activate it alone.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_policy"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_policy"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -39,10 +39,14 @@ class PolicyVersion(models.Model):
     source = models.TextField(help_text="The document as written (YAML or JSON).")
     document = models.JSONField(help_text="The parsed, validated document.")
     sha256 = models.CharField(max_length=64)
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
     comment = models.TextField(blank=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    status = models.CharField(max_length=16, choices=PolicyVersionStatus.choices, default=PolicyVersionStatus.DRAFT)
+    status = models.CharField(
+        max_length=16, choices=PolicyVersionStatus.choices, default=PolicyVersionStatus.DRAFT
+    )
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

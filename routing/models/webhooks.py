@@ -21,3 +21,6 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["job", "created_at", "id"]
         indexes = [models.Index(fields=["job", "event"], name="webhook_job_event")]
+
+    def __str__(self) -> str:
+        return f"{self.event} for {self.job_id}, attempt {self.attempt}"

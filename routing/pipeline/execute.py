@@ -61,14 +61,27 @@ def _run_claimed(claim: Claim) -> None:
             "route.decided",
             actor=claim.actor,
             subject=_subject(job),
-            body={**route.record, "attempt": claim.attempt, "policy_version_sha256": job.policy_version.sha256},
+            body={
+                **route.record,
+                "attempt": claim.attempt,
+                "policy_version_sha256": job.policy_version.sha256,
+            },
         )
         if route.budget.over_soft and not route.budget.over_hard:
-            ledger.append("budget.soft_limit_reached", actor=claim.actor, subject=_subject(job),
-                          body=route.budget.to_record())
+            ledger.append(
+                "budget.soft_limit_reached",
+                actor=claim.actor,
+                subject=_subject(job),
+                body=route.budget.to_record(),
+            )
         if route.plan is None:
             rejected = route.budget.over_hard and document.budgets.on_hard_limit == "reject"
-            _finish(locked, claim, JobStatus.REJECTED if rejected else JobStatus.FAILED, reason=route.error or "no route")
+            _finish(
+                locked,
+                claim,
+                JobStatus.REJECTED if rejected else JobStatus.FAILED,
+                reason=route.error or "no route",
+            )
             return
 
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
@@ -89,7 +102,12 @@ def _run_claimed(claim: Claim) -> None:
                 return
             continue
         score, scoring_calls = score_step(
-            job=job, plan=route.plan, step=plan_step, call=call, request=request, deployments=deployments,
+            job=job,
+            plan=route.plan,
+            step=plan_step,
+            call=call,
+            request=request,
+            deployments=deployments,
             schema=facts.output_schema(job, route.plan),
         )
         is_accepted = last or plan_step.accepts(score.score)
@@ -107,11 +125,18 @@ def _run_claimed(claim: Claim) -> None:
         with fenced(claim) as locked:
             _finish(locked, claim, JobStatus.FAILED, reason="no tier produced an answer")
         return
-    job_govern(claim=claim, job=job, document=document, accepted=accepted, steps=records, total_cost=total_cost)
+    job_govern(
+        claim=claim, job=job, document=document, accepted=accepted, steps=records, total_cost=total_cost
+    )
 
 
 def _subject(job: Job, **extra: object) -> dict[str, object]:
-    return {"job": job.pk, "application": job.application_id, "policy_version": job.policy_version_id, **extra}
+    return {
+        "job": job.pk,
+        "application": job.application_id,
+        "policy_version": job.policy_version_id,
+        **extra,
+    }
 
 
 def _cost(call: CallResult) -> Decimal:
@@ -121,13 +146,17 @@ def _cost(call: CallResult) -> Decimal:
     return call.deployment.cost_usd(usage.prompt_tokens, usage.completion_tokens)
 
 
-def _record_step(claim, job, index, plan_step, call: CallResult, score, is_accepted, step_cost, total_cost) -> StepRecord:
+def _record_step(
+    claim, job, index, plan_step, call: CallResult, score, is_accepted, step_cost, total_cost
+) -> StepRecord:
     completion = call.response.completion
     usage = completion.usage
     output = facts.output_of(completion)
     deployment: ModelDeployment = call.deployment
     with fenced(claim) as locked:
-        digest = payloads.store(output, kind="output", subject={"job": job.pk, "application": job.application_id})
+        digest = payloads.store(
+            output, kind="output", subject={"job": job.pk, "application": job.application_id}
+        )
         step = Step.objects.create(
             job=locked,
             attempt=claim.attempt,
@@ -200,7 +229,9 @@ def _record_step(claim, job, index, plan_step, call: CallResult, score, is_accep
             )
         locked.save(update_fields=["total_cost_usd", "total_tokens", "escalations", "lease_expires_at"])
     _observe(plan_step.tier, deployment.name, step, is_accepted)
-    return StepRecord(index=index, tier=plan_step.tier, output=output, confidence=score.score, cost_usd=step_cost)
+    return StepRecord(
+        index=index, tier=plan_step.tier, output=output, confidence=score.score, cost_usd=step_cost
+    )
 
 
 def _observe(tier: str, deployment: str, step: Step, is_accepted: bool) -> None:

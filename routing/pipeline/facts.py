@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from routing import latency
 from routing.approval_rules import ResultFacts
+from routing.budgets import BudgetState, budget_state
 from routing.complexity import estimate_complexity
 from routing.models import Job, ModelDeployment, PolicyVersion
 from routing.policy.document import PolicyDocument, policy_from_data
-from routing.budgets import BudgetState, budget_state
 from routing.router import Constraints, DeploymentInfo, JobFacts, Plan, PlanStep, route
 
 if TYPE_CHECKING:
@@ -104,7 +104,9 @@ def route_job(job: Job, document: PolicyDocument, catalog: Catalog) -> RouteOutc
     )
 
 
-def provider_request(job: Job, step: PlanStep, plan: Plan, candidates: list[ModelDeployment]) -> dict[str, Any]:
+def provider_request(
+    job: Job, step: PlanStep, plan: Plan, candidates: list[ModelDeployment]
+) -> dict[str, Any]:
     request: dict[str, Any] = {"messages": job.request["messages"]}
     if job.request.get("tools"):
         request["tools"] = job.request["tools"]
@@ -140,7 +142,11 @@ def output_of(completion: Any) -> dict[str, Any]:
         except ValueError:
             arguments = call.function.arguments
         tool_calls.append({"id": call.id, "name": call.function.name, "arguments": arguments})
-    return {"content": message.content, "tool_calls": tool_calls, "finish_reason": completion.choices[0].finish_reason}
+    return {
+        "content": message.content,
+        "tool_calls": tool_calls,
+        "finish_reason": completion.choices[0].finish_reason,
+    }
 
 
 def result_facts(job: Job, accepted: StepRecord, total_cost: Decimal) -> ResultFacts:

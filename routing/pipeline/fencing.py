@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+from audit.ledger import Actor
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -19,7 +20,6 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit import ledger
-from audit.ledger import Actor
 from routing.models import Job, JobStatus
 
 
@@ -40,7 +40,11 @@ class Claim:
 
 def lease_remaining_s(job_id: str) -> float | None:
     """Seconds left on a running job's lease (a live worker holds it), or None."""
-    lease = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).values_list("lease_expires_at", flat=True).first()
+    lease = (
+        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING)
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
     if lease is None:
         return None
     remaining = (lease - timezone.now()).total_seconds()
@@ -64,7 +68,8 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
         subject = {"job": job_id, "application": job.application_id}
         if job.attempt > settings.ARBITER_MAX_ATTEMPTS:
             # A poison job: every attempt so far died mid-way. Stop trying and say why.
-            reason = f"gave up after {job.attempt - 1} attempts (ARBITER_MAX_ATTEMPTS={settings.ARBITER_MAX_ATTEMPTS})"
+            cap = settings.ARBITER_MAX_ATTEMPTS
+            reason = f"gave up after {job.attempt - 1} attempts (ARBITER_MAX_ATTEMPTS={cap})"
             Job.objects.filter(pk=job_id).update(
                 status=JobStatus.FAILED, status_reason=reason, finished_at=now, lease_expires_at=None
             )

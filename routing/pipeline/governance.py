@@ -40,12 +40,23 @@ def job_govern(
         locked.finished_at = None
         locked.lease_expires_at = None
         locked.version += 1
-        subject = {"job": locked.pk, "application": locked.application_id, "policy_version": locked.policy_version_id}
+        subject = {
+            "job": locked.pk,
+            "application": locked.application_id,
+            "policy_version": locked.policy_version_id,
+        }
         if decision.blocked:
             locked.status = JobStatus.BLOCKED
-            locked.status_reason = "; ".join(f"{block['tool']}: {block['reason']}" for block in record["blocked"])
+            locked.status_reason = "; ".join(
+                f"{block['tool']}: {block['reason']}" for block in record["blocked"]
+            )
             locked.finished_at = now
-            ledger.append("tool_call.blocked", actor=claim.actor, subject=subject, body={"attempt": claim.attempt, **record})
+            ledger.append(
+                "tool_call.blocked",
+                actor=claim.actor,
+                subject=subject,
+                body={"attempt": claim.attempt, **record},
+            )
         elif decision.holds:
             holds = record["holds"]
             expires_after = min(hold["expires_after_s"] for hold in holds)

@@ -29,7 +29,11 @@ def score_step(
     result = _score(method, job, plan, call, request, deployments, schema, extra)
     if not result.applicable and step.confidence_fallback:
         fallback = _score(step.confidence_fallback, job, plan, call, request, deployments, schema, extra)
-        detail = {**dict(fallback.detail), "fallback_from": method, "fallback_reason": dict(result.detail).get("reason")}
+        detail = {
+            **dict(fallback.detail),
+            "fallback_from": method,
+            "fallback_reason": dict(result.detail).get("reason"),
+        }
         result = ConfidenceScore(fallback.method, fallback.score, fallback.applicable, detail)
     if result.score is None:
         # Not applicable and no fallback: an unknown confidence is treated as no confidence at all.
@@ -43,7 +47,9 @@ def _score(method, job, plan, call, request, deployments, schema, extra) -> Conf
         if plan.verifier is None:
             return ConfidenceScore("verifier", None, False, {"reason": "the policy names no verifier tier"})
         judge_request = {
-            "messages": confidence.verifier_prompt(job.request["messages"], completion.choices[0].message.content),
+            "messages": confidence.verifier_prompt(
+                job.request["messages"], completion.choices[0].message.content
+            ),
             "logprobs": True,
             "top_logprobs": 2,
         }

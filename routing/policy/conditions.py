@@ -395,7 +395,7 @@ class Atom:
         if op == "exists":
             return f"tools offered: {offered}"
         if op == "matches":
-            return f"{'a' if held else 'no'} offered tool matches {self.operand!r} (tools: {offered})"
+            return f"{'an' if held else 'no'} offered tool matches {self.operand!r} (tools: {offered})"
         listed = _show_list(self.operand if isinstance(self.operand, tuple) else (self.operand,))
         if op in ("eq", "in"):
             return f"{'a tool in' if held else 'no tool in'} {listed} is offered (tools: {offered})"

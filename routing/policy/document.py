@@ -280,7 +280,7 @@ def parse_source(text: str | bytes) -> tuple[Any, dict[Path, int], list[PolicyEr
         if json_error is None:
             return data, lines, errors
     data, lines, errors = _parse_yaml(text)
-    if errors and json_error is not None and stripped.startswith(('{"', "[")):
+    if errors and json_error is not None and re.match(r'\[|\{\s*["}]', stripped):
         return None, {}, [json_error]  # it was meant as JSON: its own error reads better
     if not errors and not isinstance(data, dict):
         errors = [PolicyError("", "the document must be a mapping with a 'rules' list")]

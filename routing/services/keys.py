@@ -8,11 +8,11 @@ import hmac
 import secrets
 from datetime import datetime
 
+from audit.ledger import Actor
 from django.db import transaction
 from django.utils import timezone
 
 from audit import ledger
-from audit.ledger import Actor
 from routing.models import ApiKey, Application
 from routing.models.applications import KEY_SCOPES
 
@@ -54,7 +54,11 @@ def api_key_create(
             "api_key.created",
             actor=actor,
             subject={"application": application.pk},
-            body={"prefix": prefix, "scopes": key.scopes, "expires_at": expires_at.isoformat() if expires_at else None},
+            body={
+                "prefix": prefix,
+                "scopes": key.scopes,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
         )
     return key, f"{KEY_PREFIX}{prefix}_{secret}"
 
@@ -64,7 +68,10 @@ def api_key_revoke(*, key: ApiKey, actor: Actor) -> None:
         updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if updated:
             ledger.append(
-                "api_key.revoked", actor=actor, subject={"application": key.application_id}, body={"prefix": key.prefix}
+                "api_key.revoked",
+                actor=actor,
+                subject={"application": key.application_id},
+                body={"prefix": key.prefix},
             )
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from audit.ledger import Actor
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from audit import ledger
-from audit.ledger import Actor
 from routing.models import ModelDeployment, Policy, PolicyVersion, PolicyVersionStatus
 from routing.pipeline.facts import deployment_info
 from routing.policy.document import InvalidPolicy, PolicyDocument, load_policy
@@ -59,8 +59,13 @@ def policy_version_create(
             "policy_version.created",
             actor=_actor(author),
             subject={"policy_version": version.pk},
-            body={"policy": policy.name, "number": number, "sha256": version.sha256, "comment": comment,
-                  "parent": parent.pk if parent else None},
+            body={
+                "policy": policy.name,
+                "number": number,
+                "sha256": version.sha256,
+                "comment": comment,
+                "parent": parent.pk if parent else None,
+            },
         )
     return version
 
@@ -73,8 +78,12 @@ def policy_version_submit(*, version: PolicyVersion, user) -> PolicyVersion:
         locked.status = PolicyVersionStatus.PENDING
         locked.submitted_by = user
         locked.save(update_fields=["status", "submitted_by"])
-        ledger.append("policy_version.submitted", actor=_actor(user), subject={"policy_version": locked.pk},
-                      body={"sha256": locked.sha256})
+        ledger.append(
+            "policy_version.submitted",
+            actor=_actor(user),
+            subject={"policy_version": locked.pk},
+            body={"sha256": locked.sha256},
+        )
     return locked
 
 
@@ -84,9 +93,13 @@ def policy_version_activate(*, version: PolicyVersion, user) -> PolicyVersion:
         policy = Policy.objects.select_for_update().get(pk=version.policy_id)
         locked = PolicyVersion.objects.select_for_update().get(pk=version.pk)
         if locked.status not in (PolicyVersionStatus.DRAFT, PolicyVersionStatus.PENDING):
-            raise PolicyActionError(f"this version is {locked.status}; only a draft or submitted version can be activated")
+            raise PolicyActionError(
+                f"this version is {locked.status}; only a draft or submitted version can be activated"
+            )
         if policy.four_eyes and user is not None and locked.author_id == user.pk:
-            raise PolicyActionError("four-eyes: the author of a version cannot activate it; another admin must")
+            raise PolicyActionError(
+                "four-eyes: the author of a version cannot activate it; another admin must"
+            )
         previous = policy.versions.filter(status=PolicyVersionStatus.ACTIVE).first()
         if previous is not None:
             previous.status = PolicyVersionStatus.RETIRED
@@ -99,8 +112,12 @@ def policy_version_activate(*, version: PolicyVersion, user) -> PolicyVersion:
             "policy_version.activated",
             actor=_actor(user),
             subject={"policy_version": locked.pk},
-            body={"policy": policy.name, "number": locked.number, "sha256": locked.sha256,
-                  "retired": previous.pk if previous else None},
+            body={
+                "policy": policy.name,
+                "number": locked.number,
+                "sha256": locked.sha256,
+                "retired": previous.pk if previous else None,
+            },
         )
     return locked
 

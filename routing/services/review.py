@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.ledger import Actor
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import ledger
-from audit.ledger import Actor
 from controlplane.roles import Role, has_role
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.models.approvals import ApprovalStatus, DecisionKind
@@ -33,7 +33,9 @@ class StaleReview(ReviewError):
 def _locked_request(job: Job, expected_version: int | None) -> tuple[Job, ApprovalRequest]:
     locked = Job.objects.select_for_update().get(pk=job.pk)
     if expected_version is not None and locked.version != expected_version:
-        raise StaleReview("another reviewer acted on this job while you were looking at it; reload to see what changed")
+        raise StaleReview(
+            "another reviewer acted on this job while you were looking at it; reload to see what changed"
+        )
     request = locked.approval_requests.select_for_update().filter(status=ApprovalStatus.PENDING).first()
     if locked.status != JobStatus.AWAITING_APPROVAL or request is None:
         raise StaleReview(f"this job is {locked.get_status_display()}, not awaiting approval")
@@ -41,21 +43,27 @@ def _locked_request(job: Job, expected_version: int | None) -> tuple[Job, Approv
 
 
 def _check_reviewer(user: AbstractBaseUser, job: Job, request: ApprovalRequest) -> None:
-    group = Role(request.eligible_group) if request.eligible_group in Role._value2member_map_ else Role.REVIEWER
+    group = (
+        Role(request.eligible_group) if request.eligible_group in Role._value2member_map_ else Role.REVIEWER
+    )
     if not has_role(user, group):
         raise ReviewError(f"only members of {request.eligible_group!r} may decide this approval")
     if job.submitted_by_id is not None and job.submitted_by_id == user.pk:
         raise ReviewError("you submitted this job; someone else must decide its approval")
 
 
-def _record(request: ApprovalRequest, user, kind: str, reason: str, override: dict | None = None) -> ApprovalDecision:
+def _record(
+    request: ApprovalRequest, user, kind: str, reason: str, override: dict | None = None
+) -> ApprovalDecision:
     try:
         with transaction.atomic():
             return ApprovalDecision.objects.create(
                 request=request, actor=user, kind=kind, reason=reason, override=override
             )
     except IntegrityError:
-        raise ReviewError("you have already decided on this approval; a second approval must come from someone else") from None
+        raise ReviewError(
+            "you have already decided on this approval; a second approval must come from someone else"
+        ) from None
 
 
 def _event(kind: str, job: Job, request: ApprovalRequest, user, body: dict[str, Any]) -> None:
@@ -67,7 +75,9 @@ def _event(kind: str, job: Job, request: ApprovalRequest, user, body: dict[str, 
     )
 
 
-def _close(job: Job, request: ApprovalRequest, *, job_status: str, request_status: str, reason: str = "") -> None:
+def _close(
+    job: Job, request: ApprovalRequest, *, job_status: str, request_status: str, reason: str = ""
+) -> None:
     now = timezone.now()
     request.status = request_status
     request.resolved_at = now
@@ -86,13 +96,21 @@ def approval_approve(*, job: Job, user, reason: str = "", expected_version: int 
         _record(request, user, DecisionKind.APPROVE, reason)
         approvals = request.decisions.filter(kind=DecisionKind.APPROVE).count()
         done = approvals >= request.required_approvers
-        _event("approved", locked, request, user, {"reason": reason, "approvals": approvals,
-                                                     "required": request.required_approvers, "final": done})
+        _event(
+            "approved",
+            locked,
+            request,
+            user,
+            {"reason": reason, "approvals": approvals, "required": request.required_approvers, "final": done},
+        )
         if done:
             _close(locked, request, job_status=JobStatus.COMPLETED, request_status=ApprovalStatus.APPROVED)
-            ledger.append("job.completed", actor=Actor.user(user.pk),
-                          subject={"job": locked.pk, "application": locked.application_id},
-                          body={"by": "approval", "approval": request.pk})
+            ledger.append(
+                "job.completed",
+                actor=Actor.user(user.pk),
+                subject={"job": locked.pk, "application": locked.application_id},
+                body={"by": "approval", "approval": request.pk},
+            )
         else:
             locked.version += 1
             locked.save(update_fields=["version"])
@@ -107,7 +125,13 @@ def approval_reject(*, job: Job, user, reason: str, expected_version: int | None
         _check_reviewer(user, locked, request)
         _record(request, user, DecisionKind.REJECT, reason)
         _event("rejected", locked, request, user, {"reason": reason})
-        _close(locked, request, job_status=JobStatus.REJECTED, request_status=ApprovalStatus.REJECTED, reason=reason)
+        _close(
+            locked,
+            request,
+            job_status=JobStatus.REJECTED,
+            request_status=ApprovalStatus.REJECTED,
+            reason=reason,
+        )
     return locked
 
 
@@ -139,8 +163,16 @@ def approval_override(
             new_result = {"output": output, "overridden": True, "tier": (previous or {}).get("tier")}
         locked.result = new_result
         _record(request, user, DecisionKind.OVERRIDE, reason, override={"output": output, "step": step_id})
-        _event("overridden", locked, request, user, {"reason": reason, "before": previous, "after": new_result})
-        _close(locked, request, job_status=JobStatus.COMPLETED, request_status=ApprovalStatus.OVERRIDDEN, reason=reason)
+        _event(
+            "overridden", locked, request, user, {"reason": reason, "before": previous, "after": new_result}
+        )
+        _close(
+            locked,
+            request,
+            job_status=JobStatus.COMPLETED,
+            request_status=ApprovalStatus.OVERRIDDEN,
+            reason=reason,
+        )
     return locked
 
 
@@ -167,13 +199,17 @@ def approvals_expire_due(*, limit: int = 200) -> int:
     """Apply each overdue approval request's default (beat)."""
     now = timezone.now()
     due = list(
-        ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, expires_at__lte=now).values_list("job_id", flat=True)[:limit]
+        ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, expires_at__lte=now).values_list(
+            "job_id", flat=True
+        )[:limit]
     )
     expired = 0
     for job_id in due:
         with transaction.atomic():
             locked = Job.objects.select_for_update().get(pk=job_id)
-            request = locked.approval_requests.select_for_update().filter(status=ApprovalStatus.PENDING).first()
+            request = (
+                locked.approval_requests.select_for_update().filter(status=ApprovalStatus.PENDING).first()
+            )
             if request is None or request.expires_at > now:
                 continue
             approve = request.on_expiry == "approve"
@@ -195,7 +231,7 @@ def approvals_expire_due(*, limit: int = 200) -> int:
 
 
 def job_replay(*, job: Job, user, policy_version: PolicyVersion | None = None) -> Job:
-    """A new job linked to the original, under the same or another policy version. The original is untouched."""
+    """A new job linked to the original, under the same or another policy version; the original stays."""
     version = policy_version or job.policy_version
     request = job.request
     replay, _ = job_submit(

@@ -23,7 +23,11 @@ PRODUCTION = {
 
 
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARBITER_", "DATABASE_", "REDIS_", "CELERY_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ARBITER_", "DATABASE_", "REDIS_", "CELERY_"))
+    }
     clean.pop("SECRET_KEY", None)
     clean.pop("DEBUG", None)
     return subprocess.run(
@@ -38,7 +42,9 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_it_reads_a_socket_database_url():
-    database = database_from_url("DATABASE_URL", "postgresql://postgres@/arbiter?host=/tmp/pg&sslmode=disable")
+    database = database_from_url(
+        "DATABASE_URL", "postgresql://postgres@/arbiter?host=/tmp/pg&sslmode=disable"
+    )
     assert database["NAME"] == "arbiter"
     assert database["HOST"] == "/tmp/pg"
     assert database["OPTIONS"] == {"sslmode": "disable"}

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from audit.ledger import Actor
+
 from routing.models import Application, ModelDeployment, Policy
 from routing.services.jobs import job_submit
 from routing.services.policies import policy_create, policy_version_activate, policy_version_create
@@ -57,12 +58,16 @@ class Governed:
         return job
 
 
-def governed(base_url: str, *, policy_source: str = POLICY, extra_deployments: list[dict] | None = None) -> Governed:
+def governed(
+    base_url: str, *, policy_source: str = POLICY, extra_deployments: list[dict] | None = None
+) -> Governed:
     """Each deployment gets its own model id (`sim-<tier>-<hex>`) so fault knobs never leak between tests."""
     suffix = uuid.uuid4().hex[:8]
     deployments = {}
     for tier in ("nano", "mini", "flagship"):
-        deployments[tier] = DeploymentFactory(tier=tier, model=f"sim-{tier}-{suffix}", base_url=base_url, name=f"{tier}-{suffix}")
+        deployments[tier] = DeploymentFactory(
+            tier=tier, model=f"sim-{tier}-{suffix}", base_url=base_url, name=f"{tier}-{suffix}"
+        )
     for extra in extra_deployments or []:
         name = f"{extra.pop('name')}-{suffix}"
         deployments[name.rsplit("-", 1)[0]] = DeploymentFactory(

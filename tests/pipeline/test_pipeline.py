@@ -34,13 +34,20 @@ def event_types(job: Job) -> list[str]:
 def test_it_accepts_a_confident_classification_at_nano(model_server, workers):
     setup = governed(model_server.base_url)
     workers.start()
-    job = finished(setup.submit("[task:classification] [confidence:nano=0.95,mini=0.9,flagship=0.9] Billing?"))
+    job = finished(
+        setup.submit("[task:classification] [confidence:nano=0.95,mini=0.9,flagship=0.9] Billing?")
+    )
     assert job.status == JobStatus.COMPLETED
     assert job.final_tier == "nano"
     assert job.final_confidence == pytest.approx(0.95, abs=1e-6)
     assert [step.tier for step in job.steps.all()] == ["nano"]
     assert event_types(job) == [
-        "job.submitted", "job.claimed", "route.decided", "model.called", "confidence.scored", "job.completed"
+        "job.submitted",
+        "job.claimed",
+        "route.decided",
+        "model.called",
+        "confidence.scored",
+        "job.completed",
     ]
     route = next(event for event in events(job) if event.event_type == "route.decided")
     assert route.body["rule_id"] == "cheap-first"
@@ -50,15 +57,23 @@ def test_it_accepts_a_confident_classification_at_nano(model_server, workers):
 def test_it_escalates_nano_to_mini_to_flagship_with_each_hop_in_the_ledger(model_server, workers):
     setup = governed(model_server.base_url)
     workers.start()
-    job = finished(setup.submit("[task:classification] [confidence:nano=0.5,mini=0.6,flagship=0.9] Which queue?"))
+    job = finished(
+        setup.submit("[task:classification] [confidence:nano=0.5,mini=0.6,flagship=0.9] Which queue?")
+    )
     assert job.status == JobStatus.COMPLETED
     assert job.final_tier == "flagship"
     assert job.escalations == 2
     steps = list(job.steps.order_by("index"))
-    assert [(s.tier, s.outcome) for s in steps] == [("nano", "escalated"), ("mini", "escalated"), ("flagship", "accepted")]
+    assert [(s.tier, s.outcome) for s in steps] == [
+        ("nano", "escalated"),
+        ("mini", "escalated"),
+        ("flagship", "accepted"),
+    ]
     scored = [event.body for event in events(job) if event.event_type == "confidence.scored"]
     assert [(b["tier"], round(b["score"], 6), b["threshold"], b["met"]) for b in scored] == [
-        ("nano", 0.5, 0.8, False), ("mini", 0.6, 0.7, False), ("flagship", 0.9, None, True)
+        ("nano", 0.5, 0.8, False),
+        ("mini", 0.6, 0.7, False),
+        ("flagship", 0.9, None, True),
     ]
     escalated = [event.body for event in events(job) if event.event_type == "job.escalated"]
     assert [b["from_tier"] for b in escalated] == ["nano", "mini"]
@@ -88,10 +103,14 @@ REFUND_TOOL = [{"type": "function", "function": {"name": "issue_refund", "parame
 def test_a_tool_call_matching_an_approval_rule_holds_the_job(model_server, workers):
     setup = governed(model_server.base_url)
     workers.start()
-    job = finished(setup.submit(
-        '[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {"amount": 150}] refund please',
-        task_type="general", tools=REFUND_TOOL,
-    ))
+    job = finished(
+        setup.submit(
+            "[task:general] [confidence:mini=0.9,flagship=0.9] "
+            '[call:issue_refund {"amount": 150}] refund please',
+            task_type="general",
+            tools=REFUND_TOOL,
+        )
+    )
     assert job.status == JobStatus.AWAITING_APPROVAL
     request = job.approval_requests.get()
     assert request.rule_ids == ["refunds-over-100"]
@@ -101,10 +120,13 @@ def test_a_tool_call_matching_an_approval_rule_holds_the_job(model_server, worke
 def test_a_tool_call_outside_the_jobs_tools_is_blocked_and_recorded(model_server, workers):
     setup = governed(model_server.base_url)
     workers.start()
-    job = finished(setup.submit(
-        '[task:general] [confidence:mini=0.9,flagship=0.9] [call:delete_everything {}] tidy up',
-        task_type="general", tools=REFUND_TOOL,
-    ))
+    job = finished(
+        setup.submit(
+            "[task:general] [confidence:mini=0.9,flagship=0.9] [call:delete_everything {}] tidy up",
+            task_type="general",
+            tools=REFUND_TOOL,
+        )
+    )
     assert job.status == JobStatus.BLOCKED
     assert "delete_everything" in job.status_reason
     blocked = [event.body for event in events(job) if event.event_type == "tool_call.blocked"]
@@ -114,14 +136,19 @@ def test_a_tool_call_outside_the_jobs_tools_is_blocked_and_recorded(model_server
 def test_an_eu_labelled_job_only_touches_eu_deployments(model_server, workers):
     setup = governed(
         model_server.base_url,
-        extra_deployments=[{"name": "mini-eu", "tier": "mini", "region": "eu"},
-                           {"name": "flagship-eu", "tier": "flagship", "region": "eu"}],
+        extra_deployments=[
+            {"name": "mini-eu", "tier": "mini", "region": "eu"},
+            {"name": "flagship-eu", "tier": "flagship", "region": "eu"},
+        ],
     )
     workers.start()
-    job = finished(setup.submit(
-        "[task:general] [confidence:mini=0.3,flagship=0.9] EU customer data", task_type="general",
-        labels={"region": "eu"},
-    ))
+    job = finished(
+        setup.submit(
+            "[task:general] [confidence:mini=0.3,flagship=0.9] EU customer data",
+            task_type="general",
+            labels={"region": "eu"},
+        )
+    )
     assert job.status == JobStatus.COMPLETED
     regions = {step.deployment.region for step in job.steps.all()}
     assert regions == {"eu"}
