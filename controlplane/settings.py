@@ -232,3 +232,58 @@ LOGGING = {
 
 # --- ledger (audit) ----------------------------------------------------------------------------
 # Settings of the audit app live in this block.
+# Public keys (base64, raw 32 bytes) of retired signing keys whose checkpoints still count.
+ARBITER_LEDGER_TRUSTED_PUBLIC_KEYS = env_list("ARBITER_LEDGER_TRUSTED_PUBLIC_KEYS", [])
+# Extra redaction detectors: dotted paths of callables (text) -> iterable of (start, end, label).
+ARBITER_REDACTORS = env_list("ARBITER_REDACTORS", [])
+
+
+def _payload_retention(name: str) -> dict:
+    """"prompt=30d,output=90d" -> {"prompt": timedelta(30), ...}; kinds not listed are kept until erased."""
+    from datetime import timedelta
+
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    retention = {}
+    for item in env_list(name, []):
+        kind, _, amount = item.partition("=")
+        number, unit = amount.strip()[:-1], amount.strip()[-1:]
+        if not kind.strip() or unit not in units or not number.isdigit() or int(number) == 0:
+            raise ConfigError(f"{name}: {item!r} must look like kind=30d (units d, h, m, s)")
+        retention[kind.strip()] = timedelta(seconds=int(number) * units[unit])
+    return retention
+
+
+ARBITER_PAYLOAD_RETENTION = _payload_retention("ARBITER_PAYLOAD_RETENTION")
+
+# --- API (routing.api) -------------------------------------------------------------------------
+# Settings of the REST and OpenAI-compatible APIs live in this block.
+INSTALLED_APPS.append("drf_spectacular_sidecar")  # Swagger UI from our own static files, no CDN
+REST_FRAMEWORK["EXCEPTION_HANDLER"] = "routing.api.errors.problem_exception_handler"
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["routing.api.parsers.StrictJSONParser"]
+SPECTACULAR_SETTINGS.update({
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "routing.api.schema.close_request_objects",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "routing.models.jobs.JobStatus.choices",
+        "TierEnum": "routing.models.catalog.TIER_CHOICES",
+        "FunctionTypeEnum": [("function", "function")],
+        "ResponseFormatTypeEnum": [("text", "text"), ("json_object", "json_object"), ("json_schema", "json_schema")],
+    },
+})
+ARBITER_API_MAX_BODY_BYTES = env_int("ARBITER_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+ARBITER_API_MAX_JSON_DEPTH = env_int("ARBITER_API_MAX_JSON_DEPTH", 32, minimum=4, maximum=200)
+ARBITER_RATE_LIMIT_PER_MINUTE = env_int("ARBITER_RATE_LIMIT_PER_MINUTE", 600, minimum=0)
+ARBITER_OPENAI_WAIT_S = env_float("ARBITER_OPENAI_WAIT_S", 120.0, minimum=0.1)
+ARBITER_WEBHOOK_SECRET = env_str("ARBITER_WEBHOOK_SECRET") or (
+    None if PRODUCTION else "dev-insecure-webhook-secret-never-use-in-production"
+)
+ARBITER_WEBHOOK_ALLOW_PRIVATE = env_bool("ARBITER_WEBHOOK_ALLOW_PRIVATE", default=False)
+ARBITER_WEBHOOK_ALLOW_LOOPBACK = env_bool("ARBITER_WEBHOOK_ALLOW_LOOPBACK", default=not PRODUCTION)
+ARBITER_WEBHOOK_MAX_ATTEMPTS = env_int("ARBITER_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1, maximum=20)
+ARBITER_WEBHOOK_TIMEOUT_S = env_float("ARBITER_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)

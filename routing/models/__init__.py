@@ -1,6 +1,7 @@
 from routing.models.applications import ApiKey, Application
 from routing.models.approvals import ApprovalDecision, ApprovalRequest
 from routing.models.catalog import ModelDeployment
+from routing.models.evaluations import Evaluation, EvaluationKind
 from routing.models.jobs import Job, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
 from routing.models.webhooks import WebhookDelivery
@@ -10,6 +11,8 @@ __all__ = [
     "Application",
     "ApprovalDecision",
     "ApprovalRequest",
+    "Evaluation",
+    "EvaluationKind",
     "Job",
     "JobStatus",
     "ModelDeployment",

@@ -63,6 +63,7 @@ def _run_claimed(claim: Claim) -> None:
             subject=_subject(job),
             body={
                 **route.record,
+                "rule_id": route.plan.rule_id if route.plan else None,
                 "attempt": claim.attempt,
                 "policy_version_sha256": job.policy_version.sha256,
             },

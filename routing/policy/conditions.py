@@ -184,7 +184,8 @@ def show(value: object) -> str:
 
 
 def _show_list(values: Sequence[object]) -> str:
-    return "[" + ", ".join(v if isinstance(v, str) else show(v) for v in values) + "]"
+    # Inside a list, digit grouping would read as more items: [1000, 2], not [1,000, 2].
+    return "[" + ", ".join(v if isinstance(v, str) else show(v).replace(",", "") for v in values) + "]"
 
 
 def _number(value: object) -> int | float | None:

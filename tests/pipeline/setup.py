@@ -68,7 +68,11 @@ def governed(
         deployments[tier] = DeploymentFactory(
             tier=tier, model=f"sim-{tier}-{suffix}", base_url=base_url, name=f"{tier}-{suffix}"
         )
-    for extra in extra_deployments or []:
+    # The policy's EU rule needs EU deployments of its tiers (the catalog check refuses it otherwise);
+    # they come after the primary ones, so other jobs only reach them as fallbacks.
+    eu = [{"name": "mini-eu", "tier": "mini", "region": "eu", "priority": 150},
+          {"name": "flagship-eu", "tier": "flagship", "region": "eu", "priority": 150}]
+    for extra in eu + (extra_deployments or []):
         name = f"{extra.pop('name')}-{suffix}"
         deployments[name.rsplit("-", 1)[0]] = DeploymentFactory(
             name=name, base_url=base_url, model=f"sim-{extra['tier']}-{name}", **extra

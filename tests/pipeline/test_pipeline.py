@@ -134,13 +134,7 @@ def test_a_tool_call_outside_the_jobs_tools_is_blocked_and_recorded(model_server
 
 
 def test_an_eu_labelled_job_only_touches_eu_deployments(model_server, workers):
-    setup = governed(
-        model_server.base_url,
-        extra_deployments=[
-            {"name": "mini-eu", "tier": "mini", "region": "eu"},
-            {"name": "flagship-eu", "tier": "flagship", "region": "eu"},
-        ],
-    )
+    setup = governed(model_server.base_url)
     workers.start()
     job = finished(
         setup.submit(

@@ -49,11 +49,19 @@ def compile_errors(when, scope=SCOPE_ROUTE):
             False,
             "task_type is 'planning', not in [classification, extraction, ranking]",
         ),
-        ({"task_type": {"in": ["planning", "coding"]}}, True, "task_type is 'planning', in [planning, coding]"),
+        (
+            {"task_type": {"in": ["planning", "coding"]}},
+            True,
+            "task_type is 'planning', in [planning, coding]",
+        ),
         ({"task_type": {"ne": "coding"}}, True, "task_type is 'planning', not 'coding'"),
         ({"task_type": {"ne": "planning"}}, False, "task_type is 'planning', which the condition excludes"),
         ({"task_type": {"not_in": ["coding"]}}, True, "task_type is 'planning', not in [coding]"),
-        ({"task_type": {"not_in": ["planning", "coding"]}}, False, "task_type is 'planning', in [planning, coding]"),
+        (
+            {"task_type": {"not_in": ["planning", "coding"]}},
+            False,
+            "task_type is 'planning', in [planning, coding]",
+        ),
         ({"input_tokens": {"lte": 8000}}, False, "input_tokens is 12,000, not <= 8,000"),
         ({"input_tokens": {"lte": 12000}}, True, "input_tokens is 12,000, <= 12,000"),
         ({"input_tokens": {"lt": 12000}}, False, "input_tokens is 12,000, not < 12,000"),
@@ -62,7 +70,11 @@ def compile_errors(when, scope=SCOPE_ROUTE):
         ({"complexity": {"gt": 0.4}}, True, "complexity is 0.42, > 0.4"),
         ({"input_tokens": 12000.0}, True, "input_tokens is 12,000"),
         ({"application": {"matches": "acme-*"}}, True, "application is 'acme-support', matches 'acme-*'"),
-        ({"application": {"matches": "ACME-*"}}, False, "application is 'acme-support', does not match 'ACME-*'"),
+        (
+            {"application": {"matches": "ACME-*"}},
+            False,
+            "application is 'acme-support', does not match 'ACME-*'",
+        ),
         ({"labels.pii": {"exists": True}}, True, "labels.pii is present (true)"),
         ({"labels.pii": {"exists": False}}, False, "labels.pii is present (true) but must be absent"),
         ({"labels.absent": {"exists": False}}, True, "labels.absent is absent"),
@@ -72,7 +84,11 @@ def compile_errors(when, scope=SCOPE_ROUTE):
         ({"metadata.team.name": "core"}, True, "metadata.team.name is 'core'"),
         ({"metadata.team.members.1": "bo"}, True, "metadata.team.members.1 is 'bo'"),
         ({"metadata.team.members.7": "bo"}, False, "metadata.team.members.7 is missing"),
-        ({"constraints.latency_budget_ms": {"lt": 2000}}, True, "constraints.latency_budget_ms is 1,000, < 2,000"),
+        (
+            {"constraints.latency_budget_ms": {"lt": 2000}},
+            True,
+            "constraints.latency_budget_ms is 1,000, < 2,000",
+        ),
         ({"constraints.min_tier": {"gte": "mini"}}, True, "constraints.min_tier is 'mini', >= 'mini'"),
         ({"constraints.min_tier": {"gt": "mini"}}, False, "constraints.min_tier is 'mini', not > 'mini'"),
         ({"constraints.min_tier": {"lt": "flagship"}}, True, "constraints.min_tier is 'mini', < 'flagship'"),
@@ -95,12 +111,30 @@ def test_a_missing_field_never_matches(op):
 @pytest.mark.parametrize(
     ("when", "reason"),
     [
-        ({"labels.region": {"gt": 3}}, "type mismatch: labels.region is 'eu' (a string), the condition compares with a number"),
-        ({"labels.score": "3"}, "type mismatch: labels.score is 3 (a number), the condition compares with a string"),
-        ({"labels.score": {"ne": "3"}}, "type mismatch: labels.score is 3 (a number), the condition compares with a string"),
-        ({"labels.pii": 1}, "type mismatch: labels.pii is true (a boolean), the condition compares with a number"),
-        ({"labels.score": {"matches": "3*"}}, "type mismatch: labels.score is 3 (a number), the condition compares with a string pattern"),
-        ({"metadata.team": "core"}, "type mismatch: metadata.team is <dict> (a dict), the condition compares with a string"),
+        (
+            {"labels.region": {"gt": 3}},
+            "type mismatch: labels.region is 'eu' (a string), the condition compares with a number",
+        ),
+        (
+            {"labels.score": "3"},
+            "type mismatch: labels.score is 3 (a number), the condition compares with a string",
+        ),
+        (
+            {"labels.score": {"ne": "3"}},
+            "type mismatch: labels.score is 3 (a number), the condition compares with a string",
+        ),
+        (
+            {"labels.pii": 1},
+            "type mismatch: labels.pii is true (a boolean), the condition compares with a number",
+        ),
+        (
+            {"labels.score": {"matches": "3*"}},
+            "type mismatch: labels.score is 3 (a number), the condition compares with a string pattern",
+        ),
+        (
+            {"metadata.team": "core"},
+            "type mismatch: metadata.team is <dict> (a dict), the condition compares with a string",
+        ),
     ],
 )
 def test_a_type_mismatch_does_not_match_and_says_so(when, reason):
@@ -124,7 +158,10 @@ def test_a_value_of_an_unknown_type_is_present_but_equal_to_nothing():
 
 def test_nan_compares_with_nothing():
     facts = JobFacts("general", complexity=float("nan"))
-    assert explain({"complexity": {"lt": 0.5}}, facts) == (False, "complexity is nan, not comparable with 0.5")
+    assert explain({"complexity": {"lt": 0.5}}, facts) == (
+        False,
+        "complexity is nan, not comparable with 0.5",
+    )
     assert explain({"complexity": {"gte": 0.5}}, facts)[0] is False
 
 
@@ -153,10 +190,22 @@ def test_constraints_may_be_a_mapping():
     ("when", "held", "reason"),
     [
         ({"tools": "search"}, True, "a tool in [search] is offered (tools: [search, issue_refund])"),
-        ({"tools": ["browse", "fetch"]}, False, "no tool in [browse, fetch] is offered (tools: [search, issue_refund])"),
-        ({"tools": {"not_in": ["delete"]}}, True, "no tool in [delete] is offered (tools: [search, issue_refund])"),
+        (
+            {"tools": ["browse", "fetch"]},
+            False,
+            "no tool in [browse, fetch] is offered (tools: [search, issue_refund])",
+        ),
+        (
+            {"tools": {"not_in": ["delete"]}},
+            True,
+            "no tool in [delete] is offered (tools: [search, issue_refund])",
+        ),
         ({"tools": {"ne": "search"}}, False, "a tool in [search] is offered (tools: [search, issue_refund])"),
-        ({"tools": {"matches": "issue_*"}}, True, "an offered tool matches 'issue_*' (tools: [search, issue_refund])"),
+        (
+            {"tools": {"matches": "issue_*"}},
+            True,
+            "an offered tool matches 'issue_*' (tools: [search, issue_refund])",
+        ),
         ({"tools": {"exists": True}}, True, "tools offered: [search, issue_refund]"),
     ],
 )
@@ -175,7 +224,10 @@ def test_all_conditions_must_hold_and_the_first_failure_is_reported_in_field_ord
     # input_tokens sorts before task_type, whatever the order in the document.
     assert explain(when) == (False, "input_tokens is 12,000, not <= 8,000")
     assert explain(dict(reversed(when.items()))) == (False, "input_tokens is 12,000, not <= 8,000")
-    assert explain({"task_type": "planning", "labels.pii": True}) == (True, "labels.pii is true; task_type is 'planning'")
+    assert explain({"task_type": "planning", "labels.pii": True}) == (
+        True,
+        "labels.pii is true; task_type is 'planning'",
+    )
 
 
 def test_an_empty_when_always_holds():
@@ -183,7 +235,10 @@ def test_an_empty_when_always_holds():
 
 
 def test_combinators():
-    assert explain({"any": [{"task_type": "coding"}, {"labels.region": "eu"}]}) == (True, "any: labels.region is 'eu'")
+    assert explain({"any": [{"task_type": "coding"}, {"labels.region": "eu"}]}) == (
+        True,
+        "any: labels.region is 'eu'",
+    )
     assert explain({"any": [{"task_type": "coding"}, {"labels.region": "us"}]}) == (
         False,
         "none of any held: task_type is 'planning', not 'coding' | labels.region is 'eu', not 'us'",
@@ -197,7 +252,9 @@ def test_combinators():
 
 
 def test_approval_fields_read_one_tool_call():
-    condition = compiled({"tool": "issue_refund", "args.amount": {"gt": 100}, "args.lines.0.sku": "A1"}, SCOPE_APPROVAL)
+    condition = compiled(
+        {"tool": "issue_refund", "args.amount": {"gt": 100}, "args.lines.0.sku": "A1"}, SCOPE_APPROVAL
+    )
     assert condition.per_call
     call = SimpleNamespace(name="issue_refund", args={"amount": 150, "lines": [{"sku": "A1"}]})
     context = SimpleNamespace(job=JOB, call=call, final_confidence=0.9, final_tier="mini", cost_usd=0.01)
@@ -209,10 +266,15 @@ def test_approval_fields_read_one_tool_call():
 
 
 def test_approval_result_fields():
-    condition = compiled({"final_confidence": {"lt": 0.5}, "final_tier": "flagship", "labels.pii": True}, SCOPE_APPROVAL)
+    condition = compiled(
+        {"final_confidence": {"lt": 0.5}, "final_tier": "flagship", "labels.pii": True}, SCOPE_APPROVAL
+    )
     assert not condition.per_call
     context = SimpleNamespace(job=JOB, call=None, final_confidence=0.3, final_tier="flagship", cost_usd=None)
-    assert condition.explain(context) == (True, "final_confidence is 0.3, < 0.5; final_tier is 'flagship'; labels.pii is true")
+    assert condition.explain(context) == (
+        True,
+        "final_confidence is 0.3, < 0.5; final_tier is 'flagship'; labels.pii is true",
+    )
 
 
 @pytest.mark.parametrize(
@@ -220,14 +282,30 @@ def test_approval_result_fields():
     [
         ({"colour": "red"}, ("when", "colour"), "unknown field 'colour' (known: task_type, input_tokens"),
         ({"tool": "x"}, ("when", "tool"), "field 'tool' is only available in approval rules"),
-        ({"args.amount": 1}, ("when", "args.amount"), "field 'args.amount' is only available in approval rules"),
-        ({"constraints.speed": 1}, ("when", "constraints.speed"), "unknown constraint 'speed' (known: latency_budget_ms"),
+        (
+            {"args.amount": 1},
+            ("when", "args.amount"),
+            "field 'args.amount' is only available in approval rules",
+        ),
+        (
+            {"constraints.speed": 1},
+            ("when", "constraints.speed"),
+            "unknown constraint 'speed' (known: latency_budget_ms",
+        ),
         ({"labels.": 1}, ("when", "labels."), "unknown field 'labels.'"),
-        ({"task_type": {"like": "x"}}, ("when", "task_type", "like"), "unknown operator 'like' for 'task_type'"),
+        (
+            {"task_type": {"like": "x"}},
+            ("when", "task_type", "like"),
+            "unknown operator 'like' for 'task_type'",
+        ),
         ({"task_type": {}}, ("when", "task_type"), "no operator given for 'task_type'"),
         ({"task_type": "plannig"}, ("when", "task_type"), "unknown task type 'plannig'"),
         ({"task_type": {"lt": "coding"}}, ("when", "task_type", "lt"), "'lt' does not apply to 'task_type'"),
-        ({"input_tokens": {"matches": "1*"}}, ("when", "input_tokens", "matches"), "'matches' does not apply"),
+        (
+            {"input_tokens": {"matches": "1*"}},
+            ("when", "input_tokens", "matches"),
+            "'matches' does not apply",
+        ),
         ({"input_tokens": "many"}, ("when", "input_tokens"), "input_tokens is a number; 'many' is a string"),
         ({"input_tokens": {"gt": True}}, ("when", "input_tokens", "gt"), "'gt' takes a number, not true"),
         ({"labels.x": {"in": []}}, ("when", "labels.x", "in"), "'in' takes a non-empty list of values"),
@@ -236,7 +314,11 @@ def test_approval_result_fields():
         ({"labels.x": {"lt": float("inf")}}, ("when", "labels.x", "lt"), "'lt' takes a number"),
         ({"labels.x": {"exists": "yes"}}, ("when", "labels.x", "exists"), "'exists' takes true or false"),
         ({"constraints.min_tier": "huge"}, ("when", "constraints.min_tier"), "unknown tier 'huge'"),
-        ({"constraints.min_tier": {"gt": "huge"}}, ("when", "constraints.min_tier", "gt"), "'gt' on 'constraints.min_tier' takes a tier"),
+        (
+            {"constraints.min_tier": {"gt": "huge"}},
+            ("when", "constraints.min_tier", "gt"),
+            "'gt' on 'constraints.min_tier' takes a tier",
+        ),
         ({"any": []}, ("when", "any"), "'any' takes a non-empty list of condition mappings"),
         ({"not": [1]}, ("when", "not"), "'not' takes a non-empty mapping of conditions"),
         ({"any": [{"colour": 1}]}, ("when", "any", 0, "colour"), "unknown field 'colour'"),
@@ -250,7 +332,9 @@ def test_compile_errors_name_the_path(when, path, message):
 
 
 def test_a_when_that_is_not_a_mapping_is_refused():
-    assert compile_errors(["task_type"]) == [ConditionError(("when",), "conditions must be a mapping of field to condition")]
+    assert compile_errors(["task_type"]) == [
+        ConditionError(("when",), "conditions must be a mapping of field to condition")
+    ]
 
 
 # ---------------------------------------------------------------- the matcher
@@ -266,7 +350,9 @@ def test_the_matcher_finds_the_first_rule_whose_conditions_hold():
         compiled({"input_tokens": {"lte": 8000}}),
         compiled({"application": {"matches": "acme-*"}, "labels.region": "us"}),
         compiled({"tools": "browse"}),
-        compiled({"labels.region": {"eq": "eu", "in": ["us", "eu"]}, "input_tokens": {"gt": 10_000, "lt": 20_000}}),
+        compiled(
+            {"labels.region": {"eq": "eu", "in": ["us", "eu"]}, "input_tokens": {"gt": 10_000, "lt": 20_000}}
+        ),
         compiled({}),
     ]
     matcher = RuleMatcher(conditions)

@@ -1,6 +1,4 @@
 import json
-import re
-from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -16,7 +14,32 @@ from routing.policy import (
 )
 from routing.policy.document import MAX_DOCUMENT_BYTES, parse_duration
 
-DESIGN = Path(__file__).resolve().parents[2].parent / "shared" / "DESIGN.md"
+# The example in DESIGN.md ("The policy document"), verbatim.
+DESIGN_EXAMPLE = """\
+rules:
+  - id: cheap-extraction
+    when: {task_type: [classification, extraction, ranking], input_tokens: {lte: 8000}}
+    cascade: [nano, mini, flagship]
+    escalate_below: {nano: 0.80, mini: 0.70}
+    confidence: logprob
+  - id: eu-personal-data
+    when: {labels.region: eu}
+    deployments: {region: eu}
+    cascade: [mini, flagship]
+  - id: default
+    cascade: [mini, flagship]
+    escalate_below: {mini: 0.75}
+approvals:
+  - id: refunds-over-100
+    when: {tool: issue_refund, args.amount: {gt: 100}}
+    approvers: 2
+    expires_after: 4h
+    on_expiry: reject
+  - id: unsure-after-flagship
+    when: {final_confidence: {lt: 0.5}}
+budgets:
+  on_hard_limit: downgrade   # or reject
+"""
 
 FULL = """\
 version: 1
@@ -76,8 +99,7 @@ def rules_yaml(body: str) -> str:
 
 
 def test_it_loads_the_design_example():
-    text = re.search(r"```yaml\n(.*?)```", DESIGN.read_text(), re.DOTALL).group(1)
-    document = load_policy(text)
+    document = load_policy(DESIGN_EXAMPLE)
     assert [rule.id for rule in document.rules] == ["cheap-extraction", "eu-personal-data", "default"]
     assert [rule.id for rule in document.approvals] == ["refunds-over-100", "unsure-after-flagship"]
     assert document.budgets.on_hard_limit == "downgrade"
@@ -97,8 +119,18 @@ def test_it_loads_every_part_of_the_format():
     assert careful.threshold_defaulted == frozenset({"mini"})
     assert default.escalate_below == {"mini": 0.75}
     refunds, unsure, pii = document.approvals
-    assert (refunds.approvers, refunds.group, refunds.expires_after_s, refunds.on_expiry) == (2, "finance", 14400, "reject")
-    assert (unsure.approvers, unsure.group, unsure.expires_after_s, unsure.on_expiry) == (1, "reviewer", 86400, "reject")
+    assert (refunds.approvers, refunds.group, refunds.expires_after_s, refunds.on_expiry) == (
+        2,
+        "finance",
+        14400,
+        "reject",
+    )
+    assert (unsure.approvers, unsure.group, unsure.expires_after_s, unsure.on_expiry) == (
+        1,
+        "reviewer",
+        86400,
+        "reject",
+    )
     assert (pii.expires_after_s, pii.on_expiry) == (5400, "approve")
     assert document.blocked_tools == frozenset({"delete_database"})
     assert document.budgets.downgrade_cascade == ("nano",)
@@ -138,7 +170,9 @@ def test_policy_from_data_refuses_data_that_is_not_json():
         policy_from_data({"rules": [{"id": "r", "cascade": ("mini",), "when": {"labels.x": {1, 2}}}]})
     assert "a tuple is not JSON data" in str(raised.value) or "a set is not JSON data" in str(raised.value)
     with pytest.raises(InvalidPolicy):
-        policy_from_data({"rules": [{"id": "r", "cascade": ["mini"], "when": {"complexity": {"lt": float("nan")}}}]})
+        policy_from_data(
+            {"rules": [{"id": "r", "cascade": ["mini"], "when": {"complexity": {"lt": float("nan")}}}]}
+        )
 
 
 def test_the_published_schema_is_valid_draft_2020_12():
@@ -159,7 +193,9 @@ def test_an_unknown_field_is_named_with_its_line():
 
 
 def test_a_threshold_on_the_last_tier_is_refused():
-    error = only_error(rules_yaml("  - id: r\n    cascade: [nano, mini]\n    escalate_below: {nano: 0.8, mini: 0.7}\n"))
+    error = only_error(
+        rules_yaml("  - id: r\n    cascade: [nano, mini]\n    escalate_below: {nano: 0.8, mini: 0.7}\n")
+    )
     assert error == PolicyError(
         "rules[0].escalate_below.mini",
         "'mini' is the cascade's last tier: its answer is final, so it takes no threshold",
@@ -168,7 +204,9 @@ def test_a_threshold_on_the_last_tier_is_refused():
 
 
 def test_a_threshold_for_a_tier_outside_the_cascade_is_refused():
-    error = only_error(rules_yaml("  - id: r\n    cascade: [mini, flagship]\n    escalate_below: {nano: 0.8}\n"))
+    error = only_error(
+        rules_yaml("  - id: r\n    cascade: [mini, flagship]\n    escalate_below: {nano: 0.8}\n")
+    )
     assert error.path == "rules[0].escalate_below.nano"
     assert "not in this rule's cascade" in error.message
 
@@ -185,8 +223,14 @@ def test_a_threshold_outside_0_1_is_refused_with_its_path():
 @pytest.mark.parametrize(
     ("cascade", "message"),
     [
-        ("[mini, nano]", "the cascade must climb strictly (nano < mini < flagship): 'nano' comes after 'mini'"),
-        ("[mini, mini]", "the cascade must climb strictly (nano < mini < flagship): 'mini' comes after 'mini'"),
+        (
+            "[mini, nano]",
+            "the cascade must climb strictly (nano < mini < flagship): 'nano' comes after 'mini'",
+        ),
+        (
+            "[mini, mini]",
+            "the cascade must climb strictly (nano < mini < flagship): 'mini' comes after 'mini'",
+        ),
     ],
 )
 def test_a_cascade_must_climb_strictly(cascade, message):
@@ -211,31 +255,49 @@ def test_an_unknown_confidence_method_is_refused(confidence, path):
 
 
 def test_a_fallback_must_be_a_different_known_method():
-    errors = errors_of(rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: logprob, fallback: logprob}\n"))
+    errors = errors_of(
+        rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: logprob, fallback: logprob}\n")
+    )
     assert [e.message for e in errors] == ["the fallback must differ from the method"]
-    error = only_error(rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: logprob, fallback: guess}\n"))
+    error = only_error(
+        rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: logprob, fallback: guess}\n")
+    )
     assert error.path == "rules[0].confidence.fallback"
 
 
 def test_the_verifier_method_needs_a_judge_tier():
     error = only_error(rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: verifier\n"))
     assert "needs a judge tier" in error.message
-    assert check_policy(rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: verifier, tier: flagship}\n")) == []
+    assert (
+        check_policy(
+            rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: verifier, tier: flagship}\n")
+        )
+        == []
+    )
 
 
 def test_the_schema_method_needs_a_valid_output_schema():
     error = only_error(rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: schema\n"))
     assert error.message == "the schema method needs an 'output_schema'"
     error = only_error(
-        rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: schema, output_schema: {type: banana}}\n")
+        rules_yaml(
+            "  - id: r\n    cascade: [mini]\n"
+            "    confidence: {method: schema, output_schema: {type: banana}}\n"
+        )
     )
     assert error.path == "rules[0].confidence.output_schema"
     assert error.message.startswith("invalid JSON Schema")
 
 
 def test_rule_ids_must_be_unique():
-    errors = errors_of(rules_yaml("  - id: r\n    when: {task_type: coding}\n    cascade: [mini]\n  - id: r\n    cascade: [mini]\n"))
-    assert [(e.path, e.message, e.line) for e in errors] == [("rules[1].id", "duplicate id 'r' (also rules[0])", 5)]
+    errors = errors_of(
+        rules_yaml(
+            "  - id: r\n    when: {task_type: coding}\n    cascade: [mini]\n  - id: r\n    cascade: [mini]\n"
+        )
+    )
+    assert [(e.path, e.message, e.line) for e in errors] == [
+        ("rules[1].id", "duplicate id 'r' (also rules[0])", 5)
+    ]
 
 
 def test_at_least_one_rule_is_needed():
@@ -250,7 +312,9 @@ def test_an_unknown_property_is_named():
 
 
 def test_a_missing_cascade_is_named():
-    assert only_error(rules_yaml("  - id: r\n")) == PolicyError("rules[0]", "missing required property 'cascade'", 2)
+    assert only_error(rules_yaml("  - id: r\n")) == PolicyError(
+        "rules[0]", "missing required property 'cascade'", 2
+    )
 
 
 def test_a_bad_id_is_explained():
@@ -268,24 +332,40 @@ def test_a_bad_id_is_explained():
     ],
 )
 def test_durations_must_parse(value, message):
-    error = only_error(f"rules:\n  - {{id: r, cascade: [mini]}}\napprovals:\n  - id: a\n    when: {{}}\n    expires_after: {value}\n")
+    error = only_error(
+        "rules:\n  - {id: r, cascade: [mini]}\n"
+        f"approvals:\n  - id: a\n    when: {{}}\n    expires_after: {value}\n"
+    )
     assert (error.path, error.message, error.line) == ("approvals[0].expires_after", message, 6)
 
 
 def test_durations():
-    assert [parse_duration(text) for text in ("90s", "30m", "4h", "2d", "1h30m")] == [90, 1800, 14400, 172800, 5400]
+    assert [parse_duration(text) for text in ("90s", "30m", "4h", "2d", "1h30m")] == [
+        90,
+        1800,
+        14400,
+        172800,
+        5400,
+    ]
     assert parse_duration(600) == 600
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration("h4")
 
 
 def test_approvers_must_be_at_least_one():
-    error = only_error("rules:\n  - {id: r, cascade: [mini]}\napprovals:\n  - {id: a, when: {}, approvers: 0}\n")
+    error = only_error(
+        "rules:\n  - {id: r, cascade: [mini]}\napprovals:\n  - {id: a, when: {}, approvers: 0}\n"
+    )
     assert (error.path, error.message) == ("approvals[0].approvers", "0 must be >= 1")
 
 
 def test_a_rule_after_a_catch_all_can_never_match():
-    error = only_error(rules_yaml("  - id: default\n    cascade: [mini]\n  - id: late\n    when: {task_type: coding}\n    cascade: [mini]\n"))
+    error = only_error(
+        rules_yaml(
+            "  - id: default\n    cascade: [mini]\n"
+            "  - id: late\n    when: {task_type: coding}\n    cascade: [mini]\n"
+        )
+    )
     assert (error.path, error.line) == ("rules[1]", 4)
     assert error.message == "rule 'late' can never match: rule 'default' above it has no conditions"
 
@@ -301,16 +381,25 @@ def test_a_rule_with_the_same_conditions_as_an_earlier_one_can_never_match():
 
 
 def test_condition_errors_replace_the_schemas_vague_ones():
-    errors = errors_of(rules_yaml("  - id: r\n    when: {input_tokens: {lte: lots}, task_type: plannig}\n    cascade: [mini]\n"))
+    errors = errors_of(
+        rules_yaml(
+            "  - id: r\n    when: {input_tokens: {lte: lots}, task_type: plannig}\n    cascade: [mini]\n"
+        )
+    )
     assert [(e.path, e.message) for e in errors] == [
         ("rules[0].when.input_tokens.lte", "'lte' takes a number, not 'lots'"),
-        ("rules[0].when.task_type", "unknown task type 'plannig' (known: classification, extraction, ranking, "
-         "search, code_review, coding, planning, reasoning, general)"),
+        (
+            "rules[0].when.task_type",
+            "unknown task type 'plannig' (known: classification, extraction, ranking, "
+            "search, code_review, coding, planning, reasoning, general)",
+        ),
     ]
 
 
 def test_approval_only_fields_are_refused_in_routing_rules():
-    error = only_error(rules_yaml("  - id: r\n    when: {final_confidence: {lt: 0.5}}\n    cascade: [mini]\n"))
+    error = only_error(
+        rules_yaml("  - id: r\n    when: {final_confidence: {lt: 0.5}}\n    cascade: [mini]\n")
+    )
     assert error.message == "field 'final_confidence' is only available in approval rules"
 
 
@@ -345,9 +434,16 @@ def test_every_error_is_reported_at_once():
 
 def test_yaml_is_read_with_the_core_schema():
     document = load_policy(
-        rules_yaml("  - id: r\n    when: {labels.country: no, labels.since: 2024-01-01, labels.on: on}\n    cascade: [mini]\n")
+        rules_yaml(
+            "  - id: r\n    when: {labels.country: no, labels.since: 2024-01-01, labels.on: on}\n"
+            "    cascade: [mini]\n"
+        )
     )
-    assert document.as_data()["rules"][0]["when"] == {"labels.country": "no", "labels.since": "2024-01-01", "labels.on": "on"}
+    assert document.as_data()["rules"][0]["when"] == {
+        "labels.country": "no",
+        "labels.since": "2024-01-01",
+        "labels.on": "on",
+    }
 
 
 def test_anchors_and_aliases_are_refused():
@@ -357,14 +453,22 @@ def test_anchors_and_aliases_are_refused():
 
 def test_an_alias_bomb_is_refused_quickly():
     lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
-    lines += [f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]" for i in range(1, 12)]
+    lines += [
+        f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]" for i in range(1, 12)
+    ]
     error = only_error("\n".join(lines) + "\nrules: [{id: r, cascade: [mini]}]\n")
     assert "anchors and aliases" in error.message
 
 
 @pytest.mark.parametrize(
     "value",
-    ["!!binary aGVsbG8=", "!!timestamp 2024-01-01", "!!set {a, b}", "!!python/object:os.system {}", "!custom x"],
+    [
+        "!!binary aGVsbG8=",
+        "!!timestamp 2024-01-01",
+        "!!set {a, b}",
+        "!!python/object:os.system {}",
+        "!custom x",
+    ],
 )
 def test_non_json_yaml_types_are_refused(value):
     error = only_error(rules_yaml(f"  - id: r\n    when: {{labels.x: {value}}}\n    cascade: [mini]\n"))
@@ -373,7 +477,11 @@ def test_non_json_yaml_types_are_refused(value):
 
 
 def test_standard_scalar_tags_are_allowed():
-    document = load_policy(rules_yaml("  - id: r\n    when: {labels.x: !!str 5, input_tokens: {lt: !!int '9'}}\n    cascade: [mini]\n"))
+    document = load_policy(
+        rules_yaml(
+            "  - id: r\n    when: {labels.x: !!str 5, input_tokens: {lt: !!int '9'}}\n    cascade: [mini]\n"
+        )
+    )
     assert document.as_data()["rules"][0]["when"] == {"labels.x": "5", "input_tokens": {"lt": 9}}
 
 
@@ -383,14 +491,21 @@ def test_non_string_keys_are_refused():
 
 
 def test_duplicate_keys_are_refused_in_yaml_and_json():
-    assert only_error(rules_yaml("  - id: r\n    id: s\n    cascade: [mini]\n")) == PolicyError("rules[0].id", "duplicate key", 3)
+    assert only_error(rules_yaml("  - id: r\n    id: s\n    cascade: [mini]\n")) == PolicyError(
+        "rules[0].id", "duplicate key", 3
+    )
     text = '{\n  "rules": [\n    {"id": "r", "cascade": ["mini"],\n     "id": "s"}\n  ]\n}\n'
     assert only_error(text) == PolicyError("rules[0].id", "duplicate key", 4)
 
 
-@pytest.mark.parametrize("text", ["rules: [{id: r, cascade: [mini], when: {complexity: {lt: .nan}}}]",
-                                  '{"rules": [{"id": "r", "cascade": ["mini"], "when": {"complexity": {"lt": NaN}}}]}',
-                                  '{"rules": [{"id": "r", "cascade": ["mini"], "when": {"complexity": {"lt": 1e999}}}]}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rules: [{id: r, cascade: [mini], when: {complexity: {lt: .nan}}}]",
+        '{"rules": [{"id": "r", "cascade": ["mini"], "when": {"complexity": {"lt": NaN}}}]}',
+        '{"rules": [{"id": "r", "cascade": ["mini"], "when": {"complexity": {"lt": 1e999}}}]}',
+    ],
+)
 def test_non_finite_numbers_are_refused(text):
     error = only_error(text)
     assert "NaN" in error.message or "finite" in error.message or "infinite" in error.message
@@ -413,7 +528,10 @@ def test_deep_nesting_is_refused():
         ("", "the document is empty"),
         ("# only a comment\n", "the document is empty"),
         ("- a\n- b\n", "the document must be a mapping with a 'rules' list"),
-        ("rules: [{id: r, cascade: [mini]}]\n---\nrules: []\n", "YAML syntax error: expected a single document"),
+        (
+            "rules: [{id: r, cascade: [mini]}]\n---\nrules: []\n",
+            "YAML syntax error: expected a single document",
+        ),
     ],
 )
 def test_documents_that_are_not_one_mapping_are_refused(text, message):
@@ -434,8 +552,12 @@ def test_a_json_syntax_error_has_its_line():
 
 def test_json_errors_carry_source_lines():
     text = json.dumps(
-        {"rules": [{"id": "a", "cascade": ["mini"], "when": {"task_type": "coding"}},
-                   {"id": "b", "cascade": ["nano", "mini"], "escalate_below": {"mini": 0.5}}]},
+        {
+            "rules": [
+                {"id": "a", "cascade": ["mini"], "when": {"task_type": "coding"}},
+                {"id": "b", "cascade": ["nano", "mini"], "escalate_below": {"mini": 0.5}},
+            ]
+        },
         indent=2,
     )
     error = only_error(text)

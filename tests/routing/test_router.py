@@ -70,7 +70,11 @@ def test_it_picks_the_first_matching_rule_and_builds_the_cascade():
     assert plan.steps[0].deployments == ("nano-us",)  # nano-old lacks logprobs and the rule has no fallback
     assert plan.steps[1].deployments == ("mini-us", "mini-eu")  # catalog order
     assert (plan.limits.max_output_tokens, plan.limits.timeout_s) == (1024, 30)
-    assert (plan.shadow.rate, plan.shadow.tier, plan.shadow.deployments) == (0.05, "flagship", ("flagship-us", "flagship-eu"))
+    assert (plan.shadow.rate, plan.shadow.tier, plan.shadow.deployments) == (
+        0.05,
+        "flagship",
+        ("flagship-us", "flagship-eu"),
+    )
 
 
 def test_the_explanation_says_why_earlier_rules_did_not_match():
@@ -106,7 +110,10 @@ def test_the_rules_deployment_constraints_bind():
     result = route(JobFacts("planning", labels={"region": "eu"}), POLICY, CATALOG)
     assert result.plan.rule_id == "eu-personal-data"
     assert [step.deployments for step in result.plan.steps] == [("mini-eu",), ("flagship-eu",)]
-    skipped = {entry["deployment"]: entry["reasons"] for entry in record(result)["explanation"]["deployments_skipped"]}
+    skipped = {
+        entry["deployment"]: entry["reasons"]
+        for entry in record(result)["explanation"]["deployments_skipped"]
+    }
     assert skipped["mini-us"] == ["region 'us' not in [eu]"]
     assert skipped["mini-off"] == ["disabled", "region 'us' not in [eu]"]
 
@@ -119,7 +126,10 @@ def test_deployments_over_the_latency_budget_are_skipped():
     skipped = {entry["deployment"]: entry["reasons"] for entry in explanation["deployments_skipped"]}
     assert skipped["flagship-us"] == ["p95 latency 1,800 ms over the job's latency budget 1,000 ms"]
     assert {"tier": "flagship", "reason": "no usable deployment"} in explanation["tiers_removed"]
-    assert "mini is the last usable tier: its answer is final, so its threshold 0.75 does not apply" in explanation["notes"]
+    assert (
+        "mini is the last usable tier: its answer is final, so its threshold 0.75 does not apply"
+        in explanation["notes"]
+    )
     assert result.plan.steps[-1].escalate_below is None
 
 
@@ -138,7 +148,13 @@ def test_tools_need_the_tools_capability():
     result = route(JobFacts("general", tools=("search",)), policy, CATALOG)
     assert result.plan.steps[0].deployments == ("nano-us",)
     skipped = record(result)["explanation"]["deployments_skipped"]
-    assert skipped == [{"deployment": "nano-old", "tier": "nano", "reasons": ["lacks capability tools (the job offers tools)"]}]
+    assert skipped == [
+        {
+            "deployment": "nano-old",
+            "tier": "nano",
+            "reasons": ["lacks capability tools (the job offers tools)"],
+        }
+    ]
 
 
 def test_min_and_max_tier_remove_tiers():
@@ -162,7 +178,8 @@ def test_a_matching_rule_that_cannot_be_served_is_an_error_and_does_not_fall_thr
     result = route(JobFacts("planning", labels={"region": "eu"}), POLICY, catalog)
     assert result.plan is None
     assert result.error == (
-        "rule 'eu-personal-data' matched, but no deployment can serve any tier of its cascade [mini, flagship]; "
+        "rule 'eu-personal-data' matched, but no deployment can serve any tier of its cascade "
+        "[mini, flagship]; "
         "the first matching rule governs; later rules are not tried"
     )
     explanation = record(result)["explanation"]
@@ -179,13 +196,19 @@ def test_tier_constraints_that_leave_nothing_are_an_error():
 
 def test_a_fallback_method_serves_deployments_without_logprobs():
     policy = load_policy(
-        "rules:\n  - id: r\n    cascade: [nano, mini]\n    confidence: {method: logprob, fallback: self_report}\n"
+        "rules:\n  - id: r\n    cascade: [nano, mini]\n"
+        "    confidence: {method: logprob, fallback: self_report}\n"
     )
     catalog = [d for d in CATALOG if d.name != "nano-us"]
     result = route(JobFacts("general"), policy, catalog)
     nano, mini = result.plan.steps
     assert nano == PlanStep(
-        "nano", ("nano-old",), 0.7, "self_report", None, "no usable nano deployment returns logprobs, which logprob needs"
+        "nano",
+        ("nano-old",),
+        0.7,
+        "self_report",
+        None,
+        "no usable nano deployment returns logprobs, which logprob needs",
     )
     assert (mini.confidence_method, mini.confidence_fallback, mini.confidence_fallback_reason) == (
         "logprob",
@@ -202,7 +225,11 @@ def test_the_rule_may_name_its_deployments_in_order_of_preference():
     assert result.plan.steps[0].deployments == ("mini-eu", "mini-us")
     skipped = record(result)["explanation"]["deployments_skipped"]
     assert skipped == [
-        {"deployment": "mini-off", "tier": "mini", "reasons": ["disabled", "not in the rule's deployments [mini-eu, mini-us]"]}
+        {
+            "deployment": "mini-off",
+            "tier": "mini",
+            "reasons": ["disabled", "not in the rule's deployments [mini-eu, mini-us]"],
+        }
     ]
 
 
@@ -271,7 +298,10 @@ def test_validate_against_catalog_finds_logprob_deployments_missing():
     errors = validate_against_catalog(policy, CATALOG)
     assert [(e.path, e.line) for e in errors] == [("rules[0].confidence", 4)]
     assert errors[0].message.startswith("deployment 'nano-old' (nano) does not return logprobs")
-    declared = load_policy("rules:\n  - id: r\n    cascade: [nano, mini]\n    confidence: {method: logprob, fallback: self_report}\n")
+    declared = load_policy(
+        "rules:\n  - id: r\n    cascade: [nano, mini]\n"
+        "    confidence: {method: logprob, fallback: self_report}\n"
+    )
     assert validate_against_catalog(declared, CATALOG) == []
 
 
@@ -283,7 +313,10 @@ def test_validate_against_catalog_finds_tiers_without_deployments():
     )
     errors = validate_against_catalog(policy, [d for d in CATALOG if d.tier != "nano"])
     assert [(e.path, e.message) for e in errors] == [
-        ("rules[0].cascade[0]", "no enabled nano deployment meets the rule's deployment constraints (region eu)"),
+        (
+            "rules[0].cascade[0]",
+            "no enabled nano deployment meets the rule's deployment constraints (region eu)",
+        ),
         ("rules[0].shadow.tier", "no enabled nano deployment for shadow calls"),
         ("budgets.downgrade_cascade[0]", "no enabled nano deployment"),
     ]

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routing.policy import canonical_json, policy_from_data
+from routing.policy.conditions import SCOPE_ROUTE, RuleMatcher, compile_when
 from routing.router import Constraints, DeploymentInfo, JobFacts, PlanStep, route
 
 TIERS = ["nano", "mini", "flagship"]
@@ -32,7 +33,9 @@ FIELDS = {
     "constraints.latency_budget_ms": "number",
     "tools": "tools",
 }
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def values_for(kind):
@@ -94,7 +97,9 @@ def whens(draw, depth=0):
 def rules(draw, index):
     cascade = [tier for tier in TIERS if draw(st.booleans())] or [draw(st.sampled_from(TIERS))]
     rule = {"id": f"rule-{index}", "cascade": cascade, "when": draw(whens())}
-    thresholds = {tier: draw(st.sampled_from([0, 0.5, 0.8, 1])) for tier in cascade[:-1] if draw(st.booleans())}
+    thresholds = {
+        tier: draw(st.sampled_from([0, 0.5, 0.8, 1])) for tier in cascade[:-1] if draw(st.booleans())
+    }
     if thresholds:
         rule["escalate_below"] = thresholds
     rule["confidence"] = draw(
@@ -148,21 +153,37 @@ anything = st.one_of(
 )
 
 
+def mostly(pool):
+    """Values from the pool the documents use (so that boundaries are hit), else anything at all."""
+    return st.one_of(st.sampled_from(pool), st.sampled_from(pool), st.sampled_from(pool), anything)
+
+
 @st.composite
 def facts(draw):
     return JobFacts(
-        task_type=draw(st.one_of(st.sampled_from(TASKS), anything)),
-        input_tokens=draw(st.one_of(odd_numbers, anything)),
-        complexity=draw(st.one_of(st.floats(0, 1), anything)),
-        application=draw(st.one_of(st.sampled_from(STRINGS), anything)),
-        labels=draw(st.dictionaries(st.sampled_from(["region", "pii", "other"]), anything, max_size=3)),
+        task_type=draw(mostly(TASKS)),
+        input_tokens=draw(st.one_of(mostly(NUMBERS), odd_numbers)),
+        complexity=draw(st.one_of(mostly(NUMBERS), st.floats(0, 1))),
+        application=draw(mostly(STRINGS)),
+        labels=draw(
+            st.fixed_dictionaries(
+                {}, optional={"region": mostly([*STRINGS, *NUMBERS]), "pii": mostly([True, False, 1, "eu"])}
+            )
+        ),
         constraints=Constraints(
-            latency_budget_ms=draw(st.one_of(st.none(), st.sampled_from([100, 1000, 5000]), anything)),
+            latency_budget_ms=draw(st.one_of(st.none(), mostly(NUMBERS))),
             cost_cap_usd=draw(st.one_of(st.none(), st.sampled_from([0.0001, 0.01, 10.0]), anything)),
-            min_tier=draw(st.one_of(st.none(), st.sampled_from(TIERS), anything)),
+            min_tier=draw(st.one_of(st.none(), mostly(TIERS))),
             max_tier=draw(st.one_of(st.none(), st.sampled_from(TIERS), anything)),
         ),
-        metadata=draw(st.dictionaries(st.sampled_from(["team"]), anything, max_size=1)),
+        metadata=draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "team": st.one_of(mostly(STRINGS), st.fixed_dictionaries({"name": mostly(STRINGS)}))
+                },
+            )
+        ),
         tools=tuple(draw(st.lists(st.sampled_from(TOOLS), max_size=3, unique=True))),
         budget_hard_limit_reached=draw(st.booleans()),
     )
@@ -234,7 +255,9 @@ def ref_atom(field, op, operand, value):
     if op in ("eq", "in"):
         return any(same(value, item) for item in listed)
     if op in ("ne", "not_in"):
-        return kind_of(value) in {kind_of(item) for item in listed} and not any(same(value, i) for i in listed)
+        return kind_of(value) in {kind_of(item) for item in listed} and not any(
+            same(value, i) for i in listed
+        )
     if op == "matches":
         return isinstance(value, str) and fnmatchcase(value, operand)
     if FIELDS.get(field) == "tier":
@@ -242,7 +265,7 @@ def ref_atom(field, op, operand, value):
             return False
         left, right = RANK[value], RANK[operand]
     else:
-        if kind_of(value) != "n" or math.isnan(value):
+        if kind_of(value) != "n" or value != value:
             return False
         left, right = value, operand
     return {"lt": left < right, "lte": left <= right, "gt": left > right, "gte": left >= right}[op]
@@ -334,6 +357,15 @@ def test_plans_follow_the_cascade_and_the_catalog(data, job, catalog):
     for step in steps[:-1]:
         expected = rule.escalate_below.get(step.tier, document.default_escalate_below)
         assert step.escalate_below == expected
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(whens_=st.lists(whens(), min_size=1, max_size=8), job=facts())
+def test_the_rule_index_agrees_with_the_reference(whens_, job):
+    # No document validation here, so the many cheap examples go to the index's boundaries.
+    matcher = RuleMatcher([compile_when(when, scope=SCOPE_ROUTE)[0] for when in whens_])
+    expected = next((index for index, when in enumerate(whens_) if ref_holds(when, job)), None)
+    assert matcher.first_match(job) == expected
 
 
 @SETTINGS

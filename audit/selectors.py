@@ -1,0 +1,48 @@
+"""Reading the ledger. Querysets are in chain order, (xact_id, id), which is seq order once sealed;
+`event.seal` (select_related) carries seq and hashes, and is missing for an event not sealed yet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from audit.models import LedgerEvent
+
+
+def events_for_job(job_id: object) -> QuerySet[LedgerEvent]:
+    return events_list(job=job_id)
+
+
+def events_list(
+    *,
+    job: object = None,
+    application: object = None,
+    policy_version: object = None,
+    approval: object = None,
+    step: object = None,
+    event_type: str | None = None,
+    actor_kind: str | None = None,
+    actor_id: object = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[LedgerEvent]:
+    """Events matching every given filter (subject ids compare as strings); `until` is exclusive."""
+    filters = {
+        "subject_job": job,
+        "subject_application": application,
+        "subject_policy_version": policy_version,
+        "subject_approval": approval,
+        "subject_step": step,
+        "event_type": event_type,
+        "actor_kind": actor_kind,
+        "actor_id": actor_id,
+    }
+    events = LedgerEvent.objects.filter(
+        **{column: str(value) for column, value in filters.items() if value is not None}
+    )
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    if until is not None:
+        events = events.filter(created_at__lt=until)
+    return events.select_related("seal").order_by("xact_id", "id")

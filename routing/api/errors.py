@@ -1,0 +1,177 @@
+"""Errors as problem details (RFC 9457) for the REST API, and as OpenAI error objects for `/v1/`.
+
+Every error names what is wrong and, where it is a field, which one: `errors: [{field, message}]`, the
+field written as a path into the request (`messages[0].role`, `constraints.min_tier`, header names as
+`header:Idempotency-Key`, query parameters as `query:page_size`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:arbiter:problem:"
+
+TITLES = {
+    400: "Invalid request",
+    401: "Authentication required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Request cannot be processed",
+    429: "Too many requests",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Timed out",
+}
+
+
+class Problem(exceptions.APIException):
+    """An API error with a stable code, a status and optional per-field errors."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status_code: int = status.HTTP_400_BAD_REQUEST,
+        code: str = "invalid_request",
+        errors: Sequence[Mapping[str, Any]] = (),
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status_code
+        self.problem_code = code
+        self.errors = [dict(error) for error in errors]
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+
+class PayloadTooLarge(Problem):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the request body is larger than the limit of {limit} bytes",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            code="payload_too_large",
+            extra={"limit_bytes": limit},
+        )
+
+
+def field_problem(field: str | None, message: str, *, status_code: int = 400, code: str = "invalid") -> Problem:
+    return Problem(message, status_code=status_code, code=code, errors=[{"field": field, "message": message}])
+
+
+def flatten_errors(detail: Any, path: str = "") -> list[dict[str, Any]]:
+    """DRF's nested error structure as a flat list of {field, message} with the path of each field."""
+    if isinstance(detail, Mapping):
+        flat = []
+        for key, value in detail.items():
+            if key in ("non_field_errors", "__all__"):
+                flat.extend(flatten_errors(value, path))
+            else:
+                child = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+                flat.extend(flatten_errors(value, child))
+        return flat
+    if isinstance(detail, list):
+        if all(isinstance(item, str) for item in detail):
+            return [{"field": path or None, "message": str(item)} for item in detail]
+        flat = []
+        for index, item in enumerate(detail):
+            if item in ({}, [], None):
+                continue
+            flat.extend(flatten_errors(item, f"{path}[{index}]"))
+        return flat
+    return [{"field": path or None, "message": str(detail)}]
+
+
+def _normalise(exc: Exception) -> Exception:
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied()
+    return exc
+
+
+def _code(exc: exceptions.APIException) -> str:
+    if isinstance(exc, Problem):
+        return exc.problem_code
+    if isinstance(exc, exceptions.ValidationError):
+        return "validation_error"
+    codes = exc.get_codes()
+    return codes if isinstance(codes, str) else "error"
+
+
+def _headers(exc: exceptions.APIException) -> dict[str, str]:
+    headers = dict(getattr(exc, "headers", None) or {})
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    return headers
+
+
+def problem_body(exc: exceptions.APIException) -> dict[str, Any]:
+    status_code = exc.status_code
+    code = _code(exc)
+    if isinstance(exc, exceptions.ValidationError):
+        errors = flatten_errors(exc.detail)
+        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors[:5])
+    elif isinstance(exc, Problem):
+        errors, detail = exc.errors, str(exc.detail)
+    else:
+        errors, detail = [], str(exc.detail)
+    body = {
+        "type": PROBLEM_TYPE_PREFIX + code.replace("_", "-"),
+        "title": TITLES.get(status_code, "Error"),
+        "status": status_code,
+        "detail": detail or TITLES.get(status_code, "Error"),
+        "code": code,
+        "errors": errors,
+    }
+    if isinstance(exc, Problem):
+        body.update(exc.extra)
+    return body
+
+
+def openai_body(exc: exceptions.APIException) -> dict[str, Any]:
+    """The shape the OpenAI SDKs parse: {"error": {"message", "type", "param", "code"}}."""
+    problem = problem_body(exc)
+    status_code = problem["status"]
+    kind = {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        409: "conflict_error",
+        429: "rate_limit_error",
+    }.get(status_code, "invalid_request_error" if status_code < 500 else "server_error")
+    first_field = next((e["field"] for e in problem["errors"] if e.get("field")), None)
+    code = {"not_authenticated": "invalid_api_key", "authentication_failed": "invalid_api_key"}.get(
+        problem["code"], problem["code"]
+    )
+    error = {"message": problem["detail"], "type": kind, "param": first_field, "code": code}
+    if isinstance(exc, Problem):
+        error.update(exc.extra)
+    return {"error": error}
+
+
+def problem_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
+    """DRF's exception handler: problem details, or OpenAI's error shape for views that speak it."""
+    exc = _normalise(exc)
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: let Django log it and answer 500
+    view = context.get("view")
+    if getattr(view, "error_style", "problem") == "openai":
+        return Response(openai_body(exc), status=exc.status_code, headers=_headers(exc))
+    response = Response(problem_body(exc), status=exc.status_code, headers=_headers(exc),
+                        content_type=PROBLEM_MEDIA_TYPE)
+    return response

@@ -1,0 +1,270 @@
+"""An OpenAI-compatible face: `POST /v1/chat/completions` and `GET /v1/models`.
+
+A completion request becomes a job through the same `job_submit` as the REST API (same pipeline, same
+ledger); the view then waits for the job to finish or to be held, and answers with a standard
+`chat.completion` built from the accepted step, the route in `x-arbiter-*` headers. `model` names a
+policy: `auto` is the default policy, `arbiter/<policy>` a named one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from audit.ledger import Actor
+from routing import selectors
+from routing.api.base import ApiView
+from routing.api.errors import Problem
+from routing.api.jobs import idempotency_key_from
+from routing.api.parsers import check_json_value
+from routing.api.schema import OpenAIErrorSerializer
+from routing.api.serializers.common import LabelsField
+from routing.api.serializers.openai import (
+    ChatCompletionInputSerializer,
+    ChatCompletionOutputSerializer,
+    ModelListOutputSerializer,
+)
+from routing.models import Application, Job, JobStatus
+from routing.models.jobs import TERMINAL_STATUSES
+from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
+from routing.tiers import TASK_TYPES
+
+MODEL_PREFIX = "arbiter/"
+TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"
+LABELS_HEADER = "HTTP_X_ARBITER_LABELS"
+SETTLED = TERMINAL_STATUSES | {JobStatus.AWAITING_APPROVAL}
+FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
+
+
+def openai_error(message: str, *, status_code: int, code: str, param: str | None = None, job: Job | None = None,
+                 **extra: Any) -> Problem:
+    errors = [{"field": param, "message": message}] if param else []
+    headers = {}
+    if job is not None:
+        extra |= {"job_id": str(job.pk), "job_url": f"/api/v1/jobs/{job.pk}"}
+        headers["x-arbiter-job-id"] = str(job.pk)
+    return Problem(message, status_code=status_code, code=code, errors=errors, extra=extra, headers=headers)
+
+
+def policy_for_model(model: str) -> str | None:
+    if model == "auto":
+        return None
+    if model.startswith(MODEL_PREFIX) and len(model) > len(MODEL_PREFIX):
+        return model[len(MODEL_PREFIX):]
+    raise openai_error(
+        f"the model {model!r} does not exist: use `auto` (the default policy) or `arbiter/<policy>`; "
+        "GET /v1/models lists them",
+        status_code=404, code="model_not_found", param="model",
+    )
+
+
+def routing_facts(request: Request, metadata: dict[str, str]) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """(task_type, labels, remaining metadata) from the x-arbiter-* headers, else from `metadata`."""
+    metadata = dict(metadata)
+    task_type = request.META.get(TASK_TYPE_HEADER) or metadata.pop("task_type", None) or "general"
+    metadata.pop("task_type", None)
+    if task_type not in TASK_TYPES:
+        raise openai_error(f"unknown task type {task_type!r}; allowed: {', '.join(TASK_TYPES)}",
+                           status_code=400, code="invalid_task_type", param="x-arbiter-task-type")
+    raw_labels = request.META.get(LABELS_HEADER) or metadata.pop("labels", None)
+    metadata.pop("labels", None)
+    labels: dict[str, Any] = {}
+    if raw_labels:
+        try:
+            labels = LabelsField().to_internal_value(json.loads(raw_labels))
+            check_json_value(labels, max_depth=2)
+        except Problem as problem:
+            raise openai_error(f"labels: {problem.detail}", status_code=400, code="invalid_labels",
+                               param="x-arbiter-labels") from None
+        except (ValueError, serializers.ValidationError) as error:
+            detail = error.detail[0] if isinstance(error, serializers.ValidationError) else "not valid JSON"
+            raise openai_error(f"labels must be a JSON object of scalar values: {detail}",
+                               status_code=400, code="invalid_labels", param="x-arbiter-labels") from None
+    return task_type, labels, metadata
+
+
+def job_wait(*, application: Application, job: Job, timeout_s: float) -> Job:
+    """Poll the job row (20 ms, backing off to 200 ms) until it finishes or is held; 504 at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        status = selectors.job_status_for_application(application=application, job_id=job.pk)
+        if status in SETTLED:
+            return selectors.job_get_for_application(application=application, job_id=job.pk)
+        if time.monotonic() + delay > deadline:
+            raise openai_error(
+                f"job {job.pk} did not finish within {timeout_s:g} s; it goes on — follow it at /api/v1/jobs/{job.pk}",
+                status_code=504, code="timeout", job=job,
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+
+
+def _refusal(job: Job) -> Problem:
+    if job.status == JobStatus.AWAITING_APPROVAL:
+        return openai_error(
+            f"job {job.pk} is held for human approval ({job.status_reason}); its answer is not released until a "
+            f"reviewer decides — follow it at /api/v1/jobs/{job.pk}",
+            status_code=409, code="approval_required", job=job,
+        )
+    if job.status == JobStatus.BLOCKED:
+        return openai_error(f"job {job.pk}: a tool call was blocked by policy ({job.status_reason})",
+                            status_code=403, code="tool_call_blocked", job=job)
+    if job.status in (JobStatus.REJECTED, JobStatus.EXPIRED, JobStatus.CANCELLED):
+        return openai_error(f"job {job.pk} was {job.status}: {job.status_reason}",
+                            status_code=409 if job.status != JobStatus.REJECTED else 403,
+                            code=f"job_{job.status}", job=job)
+    return openai_error(f"job {job.pk} failed: {job.status_reason}", status_code=502, code="job_failed", job=job)
+
+
+def chat_completion(job: Job) -> dict[str, Any]:
+    result = job.result or {}
+    output = result.get("output") or {}
+    steps = list(job.steps.all())
+    accepted = next((s for s in steps if s.index == result.get("step_index") and s.outcome == "accepted"), None)
+    tool_calls = [
+        {"id": call.get("id") or f"call_{index}", "type": "function",
+         "function": {"name": call.get("name", ""),
+                      "arguments": call["arguments"] if isinstance(call.get("arguments"), str)
+                      else json.dumps(call.get("arguments", {}))}}
+        for index, call in enumerate(output.get("tool_calls") or [])
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": output.get("content"), "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    finish_reason = "tool_calls" if tool_calls else output.get("finish_reason")
+    prompt = sum(step.prompt_tokens for step in steps)
+    completion = sum(step.completion_tokens for step in steps)
+    return {
+        "id": f"chatcmpl-{job.pk.hex}",
+        "object": "chat.completion",
+        "created": int(job.created_at.timestamp()),
+        "model": (accepted.model if accepted and accepted.model else None)
+        or f"{MODEL_PREFIX}{job.policy_version.policy.name}",
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": finish_reason if finish_reason in FINISH_REASONS else "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        "system_fingerprint": None,
+    }
+
+
+def route_headers(job: Job) -> dict[str, str]:
+    version = job.policy_version
+    decision = selectors.job_decision_event_id(job=job)
+    return {
+        "x-arbiter-job-id": str(job.pk),
+        "x-arbiter-decision-id": "" if decision is None else str(decision),
+        "x-arbiter-final-tier": job.final_tier or "",
+        "x-arbiter-escalations": str(job.escalations),
+        "x-arbiter-policy-version": f"{version.policy.name}@v{version.number}",
+        "x-arbiter-policy-sha256": version.sha256,
+    }
+
+
+OPENAI_ERRORS = {
+    code: OpenApiResponse(OpenAIErrorSerializer, description=description)
+    for code, description in {
+        400: "Invalid request (OpenAI error object): a wrong field, `stream: true`, an unknown task type.",
+        401: "No key, or an invalid, revoked or expired one.",
+        403: "Missing scope, or the job was blocked (`tool_call_blocked`) or rejected (`job_rejected`).",
+        404: "`model_not_found`: `model` is not `auto` or `arbiter/<policy>` of an existing policy.",
+        405: "Method not allowed.",
+        406: "Only JSON is served.",
+        409: "`approval_required`: the job is held for a human; or it expired or was cancelled.",
+        413: "The body is larger than the limit.",
+        415: "The body must be application/json.",
+        422: "`idempotency_conflict` or `no_active_policy`.",
+        429: "Rate limit for this key reached; see Retry-After.",
+        502: "`job_failed`: no tier produced an answer.",
+        504: "`timeout`: the job did not finish in time; it goes on (see `job_url`).",
+    }.items()
+}
+
+
+class ChatCompletionsApi(ApiView):
+    error_style = "openai"
+    required_scopes = {"POST": "jobs:write"}
+
+    @extend_schema(
+        operation_id="openai_chat_completions",
+        summary="Chat Completions (OpenAI-compatible)",
+        description=(
+            "Any OpenAI SDK works: base URL `<arbiter>/v1`, the application key as the API key. `model` names a "
+            "policy (`auto` or `arbiter/<policy>`). Task type from `x-arbiter-task-type` or `metadata.task_type` "
+            "(default `general`); labels from `x-arbiter-labels` (JSON) or `metadata.labels`. The request runs "
+            "as a job through the governed pipeline; the answer carries the route in `x-arbiter-*` headers. "
+            "Sampling settings are accepted and ignored (the policy decides). No streaming."
+        ),
+        parameters=[
+            OpenApiParameter("x-arbiter-task-type", str, OpenApiParameter.HEADER, enum=list(TASK_TYPES)),
+            OpenApiParameter("x-arbiter-labels", str, OpenApiParameter.HEADER,
+                             description='A JSON object of scalar labels, e.g. {"region": "eu"}.'),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+        ],
+        request=ChatCompletionInputSerializer,
+        examples=[OpenApiExample("hello", request_only=True, value={
+            "model": "auto", "messages": [{"role": "user", "content": "Classify: 'card charged twice'"}],
+            "metadata": {"task_type": "classification"}})],
+        responses={200: ChatCompletionOutputSerializer, **OPENAI_ERRORS},
+        tags=["openai"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ChatCompletionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if data["stream"]:
+            raise openai_error("streaming is not supported: send `stream: false` (Arbiter answers once the "
+                               "governed job has finished)", status_code=400, code="stream_unsupported",
+                               param="stream")
+        policy = policy_for_model(data["model"])
+        task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
+        job = self._submit(request, data, policy=policy, task_type=task_type, labels=labels, metadata=metadata)
+        job = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
+        if job.status != JobStatus.COMPLETED:
+            raise _refusal(job)
+        return Response(chat_completion(job), headers=route_headers(job))
+
+    def _submit(self, request: Request, data: dict[str, Any], **facts: Any) -> Job:
+        try:
+            job, _ = job_submit(
+                application=self.application, actor=Actor.application(self.application.pk),
+                messages=data["messages"], tools=data.get("tools"), response_format=data.get("response_format"),
+                idempotency_key=idempotency_key_from(request), **facts,
+            )
+        except IdempotencyConflict as conflict:
+            raise openai_error(str(conflict), status_code=422, code="idempotency_conflict", job=conflict.job) from None
+        except NoActivePolicy as missing:
+            status_code = 404 if facts["policy"] and "no policy named" in str(missing) else 422
+            raise openai_error(str(missing), status_code=status_code,
+                               code="model_not_found" if status_code == 404 else "no_active_policy",
+                               param="model") from None
+        except JobError as error:
+            raise openai_error(str(error), status_code=400, code="invalid_request") from None
+        return job
+
+
+class ModelsApi(ApiView):
+    error_style = "openai"
+    required_scopes = {"GET": "jobs:write"}
+
+    @extend_schema(
+        operation_id="openai_models",
+        summary="Models (OpenAI-compatible): the policies a completion can name",
+        responses={200: ModelListOutputSerializer,
+                   **{code: OPENAI_ERRORS[code] for code in (400, 401, 403, 405, 406, 429)}},
+        tags=["openai"],
+    )
+    def get(self, request: Request) -> Response:
+        policies = list(selectors.policies_with_active_version())
+        models = [{"id": "auto", "object": "model", "created": int(policy.created_at.timestamp()),
+                   "owned_by": "arbiter"} for policy in policies if policy.is_default]
+        models += [{"id": f"{MODEL_PREFIX}{policy.name}", "object": "model",
+                    "created": int(policy.created_at.timestamp()), "owned_by": "arbiter"} for policy in policies]
+        return Response({"object": "list", "data": models})

@@ -1,0 +1,204 @@
+"""Request fields shared by the jobs API and the OpenAI-compatible endpoint: strict, closed, documented."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+# Fields Arbiter sets and a client never may: named, so that the refusal says why rather than "unknown".
+SERVER_SET_FIELDS = frozenset({
+    "id", "status", "status_reason", "application", "application_id", "approved_by", "approval", "approvals",
+    "request_sha256", "sha256", "hash", "prev_hash", "result", "route", "steps", "attempt", "version",
+    "policy_version", "final_tier", "final_confidence", "total_cost_usd", "total_tokens", "escalations",
+    "created_at", "started_at", "finished_at", "submitted_by", "lease_expires_at", "claimed_by",
+})
+
+MAX_LABELS = 50
+MAX_JSON_BYTES = 64 * 1024
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not declare: a typo must not be silently ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = [name for name in data if name not in self.fields or self.fields[name].read_only]
+            if unknown:
+                raise serializers.ValidationError({
+                    name: [
+                        f"`{name}` is set by Arbiter, not by a client"
+                        if name in SERVER_SET_FIELDS
+                        else f"unknown field; allowed: {', '.join(n for n, f in self.fields.items() if not f.read_only)}"
+                    ]
+                    for name in unknown
+                })
+        return super().to_internal_value(data)
+
+
+def choice_field(choices: tuple[str, ...], what: str, **kwargs: Any) -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=list(choices),
+        error_messages={"invalid_choice": f'"{{input}}" is not a valid {what}; allowed: {", ".join(choices)}'},
+        **kwargs,
+    )
+
+
+def check_json_schema(schema: Any, what: str) -> None:
+    if not isinstance(schema, dict | bool):
+        raise serializers.ValidationError(f"{what} must be a JSON Schema object")
+    try:
+        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        raise serializers.ValidationError(f"{what} is not a valid JSON Schema at {where}: {error.message}") from None
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "string"},
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
+                "required": ["type", "text"],
+                "additionalProperties": False,
+            },
+        },
+    ],
+    "nullable": True,
+    "description": "Text, or a list of text parts; null only for an assistant message with tool_calls.",
+})
+class MessageContentField(serializers.Field):
+    def to_internal_value(self, data: Any) -> Any:
+        if data is None or isinstance(data, str):
+            return data
+        if isinstance(data, list):
+            for index, part in enumerate(data):
+                if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+                        and set(part) == {"type", "text"}):
+                    raise serializers.ValidationError(
+                        f"content part [{index}] must be {{\"type\": \"text\", \"text\": \"...\"}}; "
+                        "only text parts are supported"
+                    )
+            return data
+        raise serializers.ValidationError("content must be a string, a list of text parts, or null")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class ToolCallFunctionSerializer(StrictSerializer):
+    name = serializers.RegexField(r"^[A-Za-z0-9_.\-]{1,64}$", max_length=64)
+    arguments = serializers.CharField(allow_blank=True, max_length=MAX_JSON_BYTES, trim_whitespace=False)
+
+
+class ToolCallSerializer(StrictSerializer):
+    id = serializers.CharField(max_length=200)
+    type = choice_field(("function",), "tool call type")
+    function = ToolCallFunctionSerializer()
+
+
+class MessageSerializer(StrictSerializer):
+    role = choice_field(("system", "developer", "user", "assistant", "tool"), "message role")
+    content = MessageContentField(required=False, allow_null=True)
+    name = serializers.CharField(required=False, max_length=64)
+    tool_call_id = serializers.CharField(required=False, max_length=200)
+    tool_calls = ToolCallSerializer(many=True, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("content") is None and not (attrs["role"] == "assistant" and attrs.get("tool_calls")):
+            raise serializers.ValidationError({"content": "required (null only for an assistant message with tool_calls)"})
+        if attrs.get("tool_calls") and attrs["role"] != "assistant":
+            raise serializers.ValidationError({"tool_calls": "only an assistant message has tool_calls"})
+        if attrs["role"] == "tool" and not attrs.get("tool_call_id"):
+            raise serializers.ValidationError({"tool_call_id": "a tool message needs the tool_call_id it answers"})
+        return attrs
+
+
+class FunctionSerializer(StrictSerializer):
+    name = serializers.RegexField(
+        r"^[A-Za-z0-9_\-]{1,64}$", max_length=64,
+        error_messages={"invalid": "a function name is 1-64 letters, digits, `_` or `-`"},
+    )
+    description = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    parameters = serializers.JSONField(required=False, help_text="A JSON Schema for the arguments.")
+    strict = serializers.BooleanField(required=False)
+
+    def validate_parameters(self, value: Any) -> Any:
+        check_json_schema(value, "parameters")
+        if json_size(value) > MAX_JSON_BYTES:
+            raise serializers.ValidationError(f"parameters is larger than {MAX_JSON_BYTES} bytes")
+        return value
+
+
+class ToolSerializer(StrictSerializer):
+    type = choice_field(("function",), "tool type")
+    function = FunctionSerializer()
+
+
+class JsonSchemaFormatSerializer(StrictSerializer):
+    name = serializers.RegexField(r"^[A-Za-z0-9_\-]{1,64}$", max_length=64)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    schema = serializers.JSONField(required=False)
+    strict = serializers.BooleanField(required=False, allow_null=True)
+
+    def validate_schema(self, value: Any) -> Any:
+        check_json_schema(value, "schema")
+        return value
+
+
+class ResponseFormatSerializer(StrictSerializer):
+    type = choice_field(("text", "json_object", "json_schema"), "response format")
+    json_schema = JsonSchemaFormatSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["type"] == "json_schema" and "json_schema" not in attrs:
+            raise serializers.ValidationError({"json_schema": "required when type is json_schema"})
+        return attrs
+
+
+@extend_schema_field({
+    "type": "object",
+    "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 200}, {"type": "number"}, {"type": "boolean"}]},
+    "maxProperties": MAX_LABELS,
+    "description": "Data labels the policy routes on (e.g. `{\"region\": \"eu\", \"pii\": true}`): scalar values.",
+    "example": {"region": "eu", "pii": True},
+})
+class LabelsField(serializers.Field):
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("labels must be an object of scalar values")
+        if len(data) > MAX_LABELS:
+            raise serializers.ValidationError(f"at most {MAX_LABELS} labels")
+        for name, value in data.items():
+            if not 1 <= len(name) <= 64:
+                raise serializers.ValidationError(f"label name {name[:70]!r} must be 1-64 characters")
+            if isinstance(value, str) and len(value) > 200:
+                raise serializers.ValidationError(f"label {name!r}: at most 200 characters")
+            if value is None or not isinstance(value, str | int | float | bool):
+                raise serializers.ValidationError(f"label {name!r} must be a string, number or boolean")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class MetadataField(serializers.JSONField):
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("metadata must be an object")
+        if json_size(data) > MAX_JSON_BYTES:
+            raise serializers.ValidationError(f"metadata is larger than {MAX_JSON_BYTES} bytes")
+        return data

@@ -1,0 +1,227 @@
+"""Input and output serializers of the jobs API. Validation only; nothing here writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from routing.api.serializers.common import (
+    LabelsField,
+    MessageSerializer,
+    MetadataField,
+    ResponseFormatSerializer,
+    StrictSerializer,
+    ToolSerializer,
+    choice_field,
+)
+from routing.models import Job, JobStatus
+from routing.tiers import TASK_TYPES, TIER_NAMES, tier_rank
+from routing.webhooks import UnsafeCallbackUrl, callback_url_check
+
+STATUSES = tuple(JobStatus.values)
+
+
+class ConstraintsSerializer(StrictSerializer):
+    latency_budget_ms = serializers.IntegerField(required=False, min_value=1, max_value=3_600_000)
+    cost_cap_usd = serializers.FloatField(required=False, min_value=0, max_value=1_000_000)
+    min_tier = choice_field(TIER_NAMES, "tier", required=False)
+    max_tier = choice_field(TIER_NAMES, "tier", required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        low, high = attrs.get("min_tier"), attrs.get("max_tier")
+        if low and high and tier_rank(low) > tier_rank(high):
+            raise serializers.ValidationError({"min_tier": f"min_tier {low} is above max_tier {high}"})
+        return attrs
+
+
+class JobSubmitInputSerializer(StrictSerializer):
+    task_type = choice_field(TASK_TYPES, "task type")
+    messages = MessageSerializer(many=True, allow_empty=False, max_length=500)
+    tools = ToolSerializer(many=True, required=False, max_length=128)
+    response_format = ResponseFormatSerializer(required=False)
+    labels = LabelsField(required=False)
+    constraints = ConstraintsSerializer(required=False)
+    callback_url = serializers.URLField(
+        required=False, allow_blank=True, max_length=2000,
+        help_text="Where the signed webhook goes when the job completes, is rejected, blocked or held. "
+        "Private, loopback and link-local addresses are refused (see WEBHOOKS.md).",
+    )
+    metadata = MetadataField(required=False, help_text="Your own data, returned as given (max 64 KiB).")
+    policy = serializers.SlugField(
+        required=False, max_length=80, help_text="The policy to route under; the default policy when omitted."
+    )
+
+    def validate_callback_url(self, value: str) -> str:
+        if value:
+            try:
+                callback_url_check(value)
+            except UnsafeCallbackUrl as refused:
+                raise serializers.ValidationError(str(refused)) from None
+        return value
+
+    def validate_tools(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = [tool["function"]["name"] for tool in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise serializers.ValidationError(f"tool names must be unique; repeated: {', '.join(duplicates)}")
+        return value
+
+
+class JobListFilterSerializer(StrictSerializer):
+    status = choice_field(STATUSES, "status", required=False)
+    task_type = choice_field(TASK_TYPES, "task type", required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+    cursor = serializers.CharField(required=False, max_length=1000)
+
+
+class StepOutputSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    attempt = serializers.IntegerField()
+    tier = serializers.CharField()
+    deployment = serializers.CharField(source="deployment.name", allow_null=True, default=None)
+    model = serializers.CharField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=14, decimal_places=8)
+    latency_ms = serializers.IntegerField()
+    confidence = serializers.FloatField(allow_null=True)
+    confidence_method = serializers.CharField(help_text="How the confidence was measured (logprob, verifier…).")
+    threshold = serializers.FloatField(allow_null=True, help_text="Below it the step escalates; null on the last.")
+    outcome = serializers.CharField(help_text="accepted, escalated or failed")
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ApprovalOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    rule_ids = serializers.ListField(child=serializers.CharField())
+    reasons = serializers.ListField(child=serializers.CharField())
+    required_approvers = serializers.IntegerField()
+    approvals = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField()
+    on_expiry = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+
+    def get_approvals(self, request) -> int:
+        return sum(1 for decision in request.decisions.all() if decision.kind == "approve")
+
+
+class PolicyRefSerializer(serializers.Serializer):
+    name = serializers.CharField(source="policy.name")
+    version = serializers.IntegerField(source="number")
+    sha256 = serializers.CharField()
+
+
+class RouteOutputSerializer(serializers.Serializer):
+    rule_id = serializers.CharField(allow_null=True, help_text="The rule that governed the job.")
+    error = serializers.CharField(allow_null=True, help_text="Why no route could be made, if none was.")
+    plan = serializers.JSONField(allow_null=True, help_text="The cascade: tiers, deployments, thresholds.")
+    explanation = serializers.JSONField(help_text="Why earlier rules did not match; tiers and deployments removed.")
+
+
+class LedgerRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The event's id (`x-arbiter-decision-id` is one of these).")
+    seq = serializers.IntegerField(allow_null=True, help_text="Its place in the hash chain; null until sealed.")
+    event_type = serializers.CharField()
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class AnyObjectField(serializers.JSONField):
+    pass
+
+
+class JobOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    status_reason = serializers.CharField()
+    task_type = serializers.CharField()
+    labels = AnyObjectField()
+    constraints = AnyObjectField()
+    metadata = AnyObjectField()
+    callback_url = serializers.CharField()
+    idempotency_key = serializers.CharField(allow_null=True)
+    policy = PolicyRefSerializer(source="policy_version")
+    route = serializers.SerializerMethodField()
+    result = serializers.JSONField(allow_null=True, help_text="The accepted (or reviewer-set) output and its tier.")
+    final_tier = serializers.CharField()
+    final_confidence = serializers.FloatField(allow_null=True)
+    escalations = serializers.IntegerField()
+    total_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=8)
+    total_tokens = serializers.IntegerField()
+    steps = StepOutputSerializer(many=True)
+    approval = serializers.SerializerMethodField()
+    ledger_events = serializers.SerializerMethodField()
+    replay_of = serializers.UUIDField(source="replay_of_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(RouteOutputSerializer(allow_null=True))
+    def get_route(self, job: Job) -> dict[str, Any] | None:
+        if not job.route:
+            return None
+        plan = job.route.get("plan")
+        return {
+            "rule_id": (plan or {}).get("rule_id"),
+            "error": job.route.get("error"),
+            "plan": plan,
+            "explanation": job.route.get("explanation") or {},
+        }
+
+    @extend_schema_field(ApprovalOutputSerializer(allow_null=True))
+    def get_approval(self, job: Job) -> dict[str, Any] | None:
+        requests = list(job.approval_requests.all())
+        return ApprovalOutputSerializer(requests[-1]).data if requests else None
+
+    @extend_schema_field(LedgerRefSerializer(many=True))
+    def get_ledger_events(self, job: Job) -> list[dict[str, Any]]:
+        return self.context.get("ledger_events", [])
+
+
+class JobCancelInputSerializer(StrictSerializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+
+
+class ActorSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="user, application, worker or system")
+    id = serializers.CharField()
+
+
+class LedgerEventOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    seq = serializers.IntegerField(allow_null=True, help_text="Its place in the hash chain; null until sealed.")
+    event_type = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    actor = ActorSerializer()
+    subject = AnyObjectField()
+    body = AnyObjectField(help_text="What happened; prompts and outputs appear as payload digests.")
+    hash = serializers.CharField(allow_null=True, help_text="The chain hash (hex) once sealed.")
+
+
+class JobSummaryOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    status_reason = serializers.CharField()
+    task_type = serializers.CharField()
+    labels = AnyObjectField()
+    metadata = AnyObjectField()
+    policy = PolicyRefSerializer(source="policy_version")
+    final_tier = serializers.CharField()
+    final_confidence = serializers.FloatField(allow_null=True)
+    escalations = serializers.IntegerField()
+    total_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=8)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class JobPageOutputSerializer(serializers.Serializer):
+    next = serializers.CharField(allow_null=True, help_text="URL of the next (older) page, or null.")
+    previous = serializers.CharField(allow_null=True)
+    results = JobSummaryOutputSerializer(many=True)

@@ -1,0 +1,112 @@
+"""The OpenAI Chat Completions request, as far as Arbiter accepts it, and the response it returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from routing.api.serializers.common import (
+    MessageSerializer,
+    ResponseFormatSerializer,
+    StrictSerializer,
+    ToolSerializer,
+)
+
+
+class OpenAIMetadataField(serializers.DictField):
+    """OpenAI's `metadata`: up to 16 string pairs. `task_type` and `labels` (a JSON object as a string)
+    steer Arbiter; the rest is kept as the job's metadata."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.CharField(max_length=512, allow_blank=True), **kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        value = super().to_internal_value(data)
+        if len(value) > 16:
+            raise serializers.ValidationError("at most 16 metadata pairs")
+        if any(len(key) > 64 for key in value):
+            raise serializers.ValidationError("metadata keys are at most 64 characters")
+        return value
+
+
+class ChatCompletionInputSerializer(StrictSerializer):
+    model = serializers.CharField(
+        max_length=200, help_text="`auto` (the default policy) or `arbiter/<policy>`: a policy, not a model."
+    )
+    messages = MessageSerializer(many=True, allow_empty=False, max_length=500)
+    tools = ToolSerializer(many=True, required=False, max_length=128)
+    tool_choice = serializers.JSONField(required=False, help_text="Accepted for compatibility; the policy decides.")
+    response_format = ResponseFormatSerializer(required=False)
+    metadata = OpenAIMetadataField(required=False)
+    stream = serializers.BooleanField(required=False, default=False, help_text="Must be false: no streaming.")
+    stream_options = serializers.JSONField(required=False)
+    n = serializers.IntegerField(required=False, min_value=1, max_value=1, help_text="Only 1.")
+    user = serializers.CharField(required=False, max_length=256, allow_blank=True)
+    # Sampling settings are accepted so that existing clients work, and ignored: the policy picks the tier
+    # and the deployment, and a caller must not be able to steer around it.
+    temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
+    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+    max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+    presence_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
+    frequency_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
+    seed = serializers.IntegerField(required=False, allow_null=True)
+    stop = serializers.JSONField(required=False)
+    logprobs = serializers.BooleanField(required=False, allow_null=True)
+    top_logprobs = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=20)
+    parallel_tool_calls = serializers.BooleanField(required=False)
+    store = serializers.BooleanField(required=False, allow_null=True)
+
+
+class ToolCallFunctionOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    arguments = serializers.CharField(help_text="JSON text, as OpenAI returns it.")
+
+
+class ToolCallOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.CharField(default="function")
+    function = ToolCallFunctionOutputSerializer()
+
+
+class AssistantMessageOutputSerializer(serializers.Serializer):
+    role = serializers.CharField(default="assistant")
+    content = serializers.CharField(allow_null=True)
+    tool_calls = ToolCallOutputSerializer(many=True, required=False)
+    refusal = serializers.CharField(allow_null=True)
+
+
+class ChoiceOutputSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = AssistantMessageOutputSerializer()
+    finish_reason = serializers.ChoiceField(choices=["stop", "length", "tool_calls", "content_filter"])
+    logprobs = serializers.JSONField(allow_null=True)
+
+
+class UsageOutputSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class ChatCompletionOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="chat.completion")
+    created = serializers.IntegerField()
+    model = serializers.CharField()
+    choices = ChoiceOutputSerializer(many=True)
+    usage = UsageOutputSerializer(help_text="Summed over every step, escalations included.")
+    system_fingerprint = serializers.CharField(allow_null=True)
+
+
+class ModelOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="model")
+    created = serializers.IntegerField()
+    owned_by = serializers.CharField()
+
+
+class ModelListOutputSerializer(serializers.Serializer):
+    object = serializers.CharField(default="list")
+    data = ModelOutputSerializer(many=True)

@@ -1,0 +1,353 @@
+"""Escalation thresholds with a statistical guarantee: Learn then Test.
+
+Method: Angelopoulos, Bates, Candès, Jordan and Lei (2021), "Learn then Test: Calibrating Predictive
+Algorithms to Achieve Risk Control" (arXiv:2110.01052). Each candidate threshold setting λ is a null
+hypothesis H_λ: R(λ) > α; an exact binomial (Clopper-Pearson) p-value is computed for each on calibration
+data, and a family-wise error rate procedure keeps those it rejects. Every kept λ then satisfies
+R(λ) <= α simultaneously with probability at least 1 - δ over the calibration sample, so the cheapest of
+them may be chosen after looking at costs.
+
+The risk. With r the target (say 0.97 of the reference tier's accuracy), and "reference" the most capable
+tier mapped (the flagship):
+
+    R(λ) = P(the cascade's answer is wrong | the reference tier's answer is right),   α = 1 - r.
+
+It is a 0/1 loss on the items the reference gets right, which are i.i.d. draws from that conditional
+distribution, so the binomial p-value is exact. And it implies the target: the cascade is right at least
+wherever the reference is right and the cascade is too, so
+
+    accuracy(cascade) >= P(reference right) * (1 - R(λ)) >= r * accuracy(reference).
+
+The bound ignores the items where the cascade is right and the reference wrong: it is conservative by
+exactly that share, never optimistic. An answer whose correctness is unknown counts as a loss.
+
+The family-wise procedure:
+- one tier to calibrate (a two-tier cascade): fixed-sequence testing over the grid 1.00, 0.99, ..., 0.00,
+  from conservative (escalate almost everything) to aggressive, stopping at the first p-value above δ.
+  The order is fixed before seeing data, so no split is spent on it.
+- two tiers (nano and mini): Pareto Testing (Laufer-Goldshtein, Fisch, Barzilay, Jaakkola 2023,
+  "Efficiently Controlling Multiple Risks with Pareto Testing", ICLR): part of the calibration data
+  (`ordering_share`) estimates risk and cost on a 0.05 grid of threshold pairs, whose Pareto front,
+  ordered from lowest to highest estimated risk, is the sequence tested on the rest of the data.
+
+Escalation uses `PlanStep.accepts` — strictly below the threshold escalates, equal is accepted — on the
+plan the router made for each item, so a threshold means here exactly what it will mean in a worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelserver.recorded import RecordedItem
+from routing.evaluation.binomial import binomial_p_value, clopper_pearson_upper
+from routing.evaluation.outcomes import EvaluationError, TierMap, top_tier
+from routing.evaluation.responders import Answer, Responder
+from routing.evaluation.simulate import item_facts
+from routing.policy.document import PolicyDocument
+from routing.router import DeploymentInfo, PlanStep, route
+from routing.tiers import tier_rank
+
+METHOD = (
+    "Learn then Test (Angelopoulos et al. 2021) with exact binomial (Clopper-Pearson) p-values; "
+    "risk = P(cascade wrong | reference tier right) <= 1 - target"
+)
+Thresholds = dict[str, float]
+
+
+@dataclass(frozen=True)
+class CascadeCase:
+    """One item as calibration sees it: the router's plan and every plan step's answer (all observed,
+    so any threshold can be tried without another call), plus the reference tier's answer."""
+
+    item_id: str
+    rule_id: str
+    steps: tuple[PlanStep, ...]
+    answers: tuple[Answer, ...]
+    reference: Answer
+    cumulative_cost: tuple[float, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "cumulative_cost", tuple(itertools.accumulate(answer.cost_usd for answer in self.answers))
+        )
+
+    def final_index(self, gates: Mapping[str, PlanStep]) -> int:
+        """Where the cascade stops when each tier's threshold is its gate's."""
+        last = len(self.steps) - 1
+        for index, (step, answer) in enumerate(zip(self.steps, self.answers, strict=True)):
+            if index == last or gates.get(step.tier, step).accepts(answer.confidence):
+                return index
+        return last
+
+
+def collect_cases(
+    items: Iterable[RecordedItem],
+    document: PolicyDocument,
+    catalog: Sequence[DeploymentInfo],
+    tiers: TierMap,
+    responder: Responder,
+) -> tuple[list[CascadeCase], list[str]]:
+    """Route every item and observe every step of its plan; also the reference tier when the plan ends
+    elsewhere. Returns the cases and the router's errors for items it could not route."""
+    top = top_tier(tiers)
+    cases, errors = [], []
+    for item in items:
+        result = route(item_facts(item), document, catalog)
+        if result.plan is None:
+            errors.append(result.error or "no route")
+            continue
+        plan = result.plan
+        answers = tuple(responder.answer(item, step, plan) for step in plan.steps)
+        if plan.steps[-1].tier == top:
+            reference = answers[-1]
+        else:
+            last = plan.steps[-1]
+            reference = responder.answer(
+                item, PlanStep(top, (f"eval-{top}",), None, last.confidence_method, last.confidence_fallback), plan
+            )
+        cases.append(CascadeCase(item.id, plan.rule_id, plan.steps, answers, reference))
+    return cases, errors
+
+
+@dataclass(frozen=True)
+class CandidateStats:
+    thresholds: Thresholds
+    losses: int  # reference right, cascade not right
+    at_risk: int  # reference right
+    correct: int
+    scored: int
+    cost_usd: float
+    reference_cost_usd: float
+    reference_correct: int
+    reference_scored: int
+
+    @property
+    def risk(self) -> float | None:
+        return self.losses / self.at_risk if self.at_risk else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.scored if self.scored else None
+
+    @property
+    def reference_accuracy(self) -> float | None:
+        return self.reference_correct / self.reference_scored if self.reference_scored else None
+
+    @property
+    def relative_cost(self) -> float | None:
+        return self.cost_usd / self.reference_cost_usd if self.reference_cost_usd else None
+
+
+def _gates(thresholds: Mapping[str, float]) -> dict[str, PlanStep]:
+    # Probe steps carry the candidate thresholds, so acceptance is PlanStep.accepts itself.
+    return {tier: PlanStep(tier, (), threshold, "") for tier, threshold in thresholds.items()}
+
+
+def evaluate_thresholds(cases: Sequence[CascadeCase], thresholds: Mapping[str, float]) -> CandidateStats:
+    gates = _gates(thresholds)
+    losses = at_risk = correct = scored = reference_correct = reference_scored = 0
+    costs, reference_costs = [], []
+    for case in cases:
+        index = case.final_index(gates)
+        verdict = case.answers[index].correct
+        costs.append(case.cumulative_cost[index])
+        reference_costs.append(case.reference.cost_usd)
+        if verdict is not None:
+            scored += 1
+            correct += verdict
+        if case.reference.correct is not None:
+            reference_scored += 1
+            reference_correct += case.reference.correct
+        if case.reference.correct:
+            at_risk += 1
+            losses += verdict is not True
+    return CandidateStats(
+        dict(thresholds),
+        losses,
+        at_risk,
+        correct,
+        scored,
+        math.fsum(costs),
+        math.fsum(reference_costs),
+        reference_correct,
+        reference_scored,
+    )
+
+
+def calibrated_tiers(cases: Sequence[CascadeCase]) -> list[str]:
+    """The tiers that escalate somewhere: every non-final step of any case's plan."""
+    tiers = {step.tier for case in cases for step in case.steps[:-1]}
+    return sorted(tiers, key=lambda tier: tier_rank(tier))  # type: ignore[arg-type,return-value]
+
+
+def threshold_grid(tiers: Sequence[str]) -> list[Thresholds]:
+    """Conservative first: every tier's threshold from 1.00 down (0.01 apart for one tier, 0.05 for two)."""
+    steps = 100 if len(tiers) == 1 else 20
+    values = [round(1 - index / steps, 4) for index in range(steps + 1)]
+    return [dict(zip(tiers, combination, strict=True)) for combination in itertools.product(values, repeat=len(tiers))]
+
+
+def pareto_path(stats: Sequence[CandidateStats]) -> list[Thresholds]:
+    """The candidates no other beats on both estimated risk and cost, from lowest risk to highest."""
+    ordered = sorted(stats, key=lambda s: (s.risk if s.risk is not None else 1.0, s.cost_usd))
+    path, cheapest = [], math.inf
+    for candidate in ordered:
+        if candidate.cost_usd < cheapest:
+            path.append(candidate.thresholds)
+            cheapest = candidate.cost_usd
+    return path
+
+
+@dataclass(frozen=True)
+class Calibration:
+    certified: bool
+    thresholds: Thresholds | None
+    rules: tuple[str, ...]
+    parameters: dict[str, Any]
+    calibration_items: int
+    holdout_items: int
+    tested: int
+    certified_count: int
+    expected: dict[str, Any] | None
+    holdout: dict[str, Any] | None
+    reason: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "certified": self.certified,
+            "thresholds": self.thresholds,
+            "method": METHOD,
+            "guarantee": self.guarantee,
+            "rules": list(self.rules),
+            "parameters": self.parameters,
+            "calibration_items": self.calibration_items,
+            "holdout_items": self.holdout_items,
+            "hypotheses_tested": self.tested,
+            "hypotheses_certified": self.certified_count,
+            "expected": self.expected,
+            "holdout": self.holdout,
+            "reason": self.reason,
+        }
+
+    @property
+    def guarantee(self) -> str:
+        p = self.parameters
+        return (
+            f"with probability >= {1 - p['delta']:g} over the calibration sample, "
+            f"P(cascade wrong | {p['reference_tier']} right) <= {p['alpha']:g}, hence accuracy >= "
+            f"{p['target_relative']:g} x {p['reference_tier']}-only accuracy (on the distribution the items "
+            "were drawn from)"
+        )
+
+
+def _figures(stats: CandidateStats, items: int, target_relative: float, delta: float) -> dict[str, Any]:
+    saving = None if stats.relative_cost is None else 1 - stats.relative_cost
+    upper = clopper_pearson_upper(stats.losses, stats.at_risk, 1 - delta)
+    accuracy, reference = stats.accuracy, stats.reference_accuracy
+    return {
+        "items": items,
+        "accuracy": None if accuracy is None else round(accuracy, 6),
+        "reference_accuracy": None if reference is None else round(reference, 6),
+        "relative_cost": None if stats.relative_cost is None else round(stats.relative_cost, 6),
+        "saving": None if saving is None else round(saving, 6),
+        "cost_usd": round(stats.cost_usd, 8),
+        "reference_cost_usd": round(stats.reference_cost_usd, 8),
+        "risk": None if stats.risk is None else round(stats.risk, 6),
+        "risk_upper_bound": round(upper, 6),
+        "items_reference_right": stats.at_risk,
+        "target_met": (
+            None if accuracy is None or reference is None else accuracy >= target_relative * reference
+        ),
+    }
+
+
+def calibrate(
+    cases: Sequence[CascadeCase],
+    *,
+    target_relative: float,
+    delta: float = 0.05,
+    holdout: float = 0.3,
+    seed: int = 0,
+    ordering_share: float = 0.3,
+    reference_tier: str = "flagship",
+) -> Calibration:
+    """Choose the cheapest certified thresholds on a calibration split; report them on the held-out split."""
+    if not 0 < target_relative <= 1:
+        raise EvaluationError("--target-relative must be in (0, 1]")
+    if not 0 < delta < 1:
+        raise EvaluationError("the failure probability must be in (0, 1); --confidence 0.95 means 0.05")
+    if not 0 <= holdout < 1:
+        raise EvaluationError("--holdout must be in [0, 1)")
+    tiers = calibrated_tiers(cases)
+    alpha = 1 - target_relative
+    parameters = {
+        "target_relative": target_relative,
+        "alpha": round(alpha, 12),
+        "delta": delta,
+        "confidence": round(1 - delta, 12),
+        "holdout": holdout,
+        "seed": seed,
+        "reference_tier": reference_tier,
+        "tiers": tiers,
+        "procedure": "fixed-sequence" if len(tiers) <= 1 else "pareto-testing",
+        "ordering_share": None if len(tiers) <= 1 else ordering_share,
+    }
+    rules = tuple(sorted({case.rule_id for case in cases if len(case.steps) > 1}))
+    if not tiers:
+        return Calibration(
+            False, None, rules, parameters, len(cases), 0, 0, 0, None, None,
+            reason="no rule governing these items escalates: every plan has a single tier",
+        )  # fmt: skip
+    shuffled = list(cases)
+    random.Random(seed).shuffle(shuffled)
+    held = round(len(shuffled) * holdout)
+    calibration_cases, holdout_cases = shuffled[held:], shuffled[:held]
+    grid = threshold_grid(tiers)
+    if len(tiers) == 1:
+        path, testing_cases = grid, calibration_cases
+    else:
+        cut = round(len(calibration_cases) * ordering_share)
+        ordering_cases, testing_cases = calibration_cases[:cut], calibration_cases[cut:]
+        path = pareto_path([evaluate_thresholds(ordering_cases, thresholds) for thresholds in grid])
+    certified: list[Thresholds] = []
+    for thresholds in path:
+        stats = evaluate_thresholds(testing_cases, thresholds)
+        if binomial_p_value(stats.losses, stats.at_risk, alpha) > delta:
+            break
+        certified.append(thresholds)
+    tested = min(len(path), len(certified) + 1)
+    if not certified:
+        return Calibration(
+            False, None, rules, parameters, len(calibration_cases), len(holdout_cases), tested, 0, None, None,
+            reason=(
+                f"no threshold setting was certified: even the most conservative one could not be shown, at "
+                f"confidence {1 - delta:g}, to lose at most {alpha:.4g} of the {reference_tier}'s right answers "
+                f"on {len(testing_cases)} items"
+            ),
+        )  # fmt: skip
+    # Every certified setting meets the risk bound simultaneously, so choosing by cost afterwards is safe.
+    scored = [evaluate_thresholds(calibration_cases, thresholds) for thresholds in certified]
+    best = min(range(len(scored)), key=lambda index: (scored[index].cost_usd, index))
+    chosen = scored[best]
+    expected = _figures(chosen, len(calibration_cases), target_relative, delta)
+    held_figures = None
+    if holdout_cases:
+        held_stats = evaluate_thresholds(holdout_cases, chosen.thresholds)
+        held_figures = _figures(held_stats, len(holdout_cases), target_relative, delta)
+    return Calibration(
+        True,
+        chosen.thresholds,
+        rules,
+        parameters,
+        len(calibration_cases),
+        len(holdout_cases),
+        tested,
+        len(certified),
+        expected,
+        held_figures,
+    )

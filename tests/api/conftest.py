@@ -1,0 +1,72 @@
+"""Personas for the API: an owner application's keys, an outsider application, an admin key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from audit.ledger import Actor
+from routing.models import Application, Job
+from routing.services.keys import api_key_create
+from tests.pipeline.setup import Governed, governed
+
+UNUSED_MODEL_SERVER = "http://127.0.0.1:9/v1"  # these tests never run a job
+
+
+def key_for(application: Application, *scopes: str, **fields) -> str:
+    _, raw = api_key_create(application=application, scopes=list(scopes), actor=Actor.system("test"), **fields)
+    return raw
+
+
+def client_with(raw_key: str | None) -> APIClient:
+    client = APIClient()
+    if raw_key:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@dataclass
+class Tenant:
+    setup: Governed
+    key: str
+    client: APIClient
+
+    @property
+    def application(self) -> Application:
+        return self.setup.application
+
+    def job_count(self) -> int:
+        return Job.objects.filter(application=self.application).count()
+
+    def submit(self, content: str = "Which queue? 'charged twice'", **fields):
+        body = {"task_type": "classification", "messages": [{"role": "user", "content": content}],
+                "policy": self.setup.policy.name, **fields}
+        return self.client.post("/api/v1/jobs", body, format="json")
+
+
+@pytest.fixture
+def governed_setup(db) -> Governed:
+    return governed(UNUSED_MODEL_SERVER)
+
+
+@pytest.fixture
+def owner(governed_setup) -> Tenant:
+    key = key_for(governed_setup.application, "jobs:read", "jobs:write")
+    return Tenant(governed_setup, key, client_with(key))
+
+
+@pytest.fixture
+def outsider(governed_setup) -> Tenant:
+    other = Governed(application=Application.objects.create(name="outsider", slug="outsider-app"),
+                     policy=governed_setup.policy, deployments=governed_setup.deployments)
+    key = key_for(other.application, "jobs:read", "jobs:write")
+    return Tenant(other, key, client_with(key))
+
+
+@pytest.fixture
+def admin(governed_setup) -> Tenant:
+    admin_app = Application.objects.create(name="platform", slug="platform-admin")
+    key = key_for(admin_app, "policies:admin")
+    return Tenant(Governed(application=admin_app, policy=governed_setup.policy), key, client_with(key))

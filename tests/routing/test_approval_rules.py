@@ -1,0 +1,139 @@
+import json
+
+from routing.approval_rules import ResultFacts, ToolCall, evaluate_approvals
+from routing.policy import load_policy
+from routing.router import JobFacts
+
+POLICY = load_policy(
+    """\
+rules:
+  - {id: default, cascade: [mini, flagship]}
+approvals:
+  - id: refunds-over-100
+    when: {tool: issue_refund, args.amount: {gt: 100}}
+    approvers: 2
+    group: finance
+    expires_after: 4h
+    on_expiry: reject
+  - id: unsure-after-flagship
+    when: {final_confidence: {lt: 0.5}, final_tier: flagship}
+  - id: eu-pii
+    when: {labels.pii: true}
+    expires_after: 30m
+    on_expiry: approve
+  - id: expensive
+    when: {cost_usd: {gte: 1}}
+blocked_tools: [delete_database]
+"""
+)
+
+JOB = JobFacts("general", tools=("issue_refund", "search", "delete_database"))
+
+
+def decide(**result):
+    return evaluate_approvals(POLICY, ResultFacts(job=result.pop("job", JOB), **result))
+
+
+def test_a_clean_result_passes():
+    decision = decide(
+        tool_calls=(ToolCall("search", {"q": "x"}),), final_confidence=0.9, final_tier="mini", cost_usd=0.01
+    )
+    assert decision.outcome == "pass"
+    assert decision.to_record() == {
+        "outcome": "pass",
+        "policy_sha256": POLICY.sha256,
+        "blocked": [],
+        "holds": [],
+    }
+
+
+def test_a_tool_call_condition_matches_one_call_with_both_name_and_arguments():
+    decision = decide(
+        tool_calls=(ToolCall("issue_refund", {"amount": 50}), ToolCall("search", {"amount": 500}))
+    )
+    assert decision.holds == ()
+    decision = decide(
+        tool_calls=(ToolCall("issue_refund", {"amount": 50}), ToolCall("issue_refund", {"amount": 250}))
+    )
+    (hold,) = decision.holds
+    assert (hold.rule_id, hold.approvers, hold.group, hold.expires_after_s, hold.on_expiry) == (
+        "refunds-over-100",
+        2,
+        "finance",
+        14400,
+        "reject",
+    )
+    assert hold.tool_call_index == 1
+    assert hold.reason == "tool call #1 'issue_refund': args.amount is 250, > 100; tool is 'issue_refund'"
+    assert decision.outcome == "hold"
+
+
+def test_tool_call_arguments_may_arrive_as_json_text():
+    decision = decide(tool_calls=(("issue_refund", '{"amount": 101}'),))
+    assert [hold.rule_id for hold in decision.holds] == ["refunds-over-100"]
+    assert decide(tool_calls=(("issue_refund", "not json"),)).holds == ()
+
+
+def test_a_rule_on_tool_calls_does_not_match_a_result_without_them():
+    assert decide(tool_calls=()).holds == ()
+
+
+def test_result_and_label_rules_hold():
+    job = JobFacts("general", labels={"pii": True})
+    decision = decide(job=job, final_confidence=0.4, final_tier="flagship", cost_usd=2.5)
+    assert [(hold.rule_id, hold.reason) for hold in decision.holds] == [
+        ("unsure-after-flagship", "final_confidence is 0.4, < 0.5; final_tier is 'flagship'"),
+        ("eu-pii", "labels.pii is true"),
+        ("expensive", "cost_usd is 2.5, >= 1"),
+    ]
+    assert decision.holds[1].expires_after_s == 1800 and decision.holds[1].on_expiry == "approve"
+
+
+def test_a_missing_result_fact_never_holds():
+    assert decide(final_confidence=None, final_tier="flagship").holds == ()
+
+
+def test_tool_calls_outside_the_offered_tools_are_blocked():
+    decision = decide(
+        job=JobFacts("general", tools=("search",)), tool_calls=(ToolCall("search"), ToolCall("wire_money"))
+    )
+    assert decision.outcome == "blocked"
+    assert [(b.tool_call_index, b.tool, b.reason) for b in decision.blocked] == [
+        (1, "wire_money", "tool call #1 'wire_money' is not among the job's allowed tools ([search])")
+    ]
+
+
+def test_explicitly_allowed_tools_replace_the_offered_ones():
+    decision = decide(
+        job=JobFacts("general", tools=("search",)), tool_calls=(ToolCall("search"),), allowed_tools=("fetch",)
+    )
+    assert [b.tool for b in decision.blocked] == ["search"]
+
+
+def test_a_job_without_tools_blocks_every_tool_call():
+    decision = decide(job=JobFacts("general"), tool_calls=(ToolCall("search"),))
+    assert decision.blocked[0].reason == "tool call #0 'search' is not among the job's allowed tools (none)"
+
+
+def test_policy_blocked_tools_are_blocked_even_when_offered():
+    decision = decide(tool_calls=(ToolCall("delete_database"),))
+    assert [(b.tool, b.reason) for b in decision.blocked] == [
+        ("delete_database", "tool 'delete_database' is blocked by the policy")
+    ]
+
+
+def test_the_decision_is_json_serialisable():
+    decision = decide(
+        job=JobFacts("general", tools=("issue_refund",), labels={"pii": True}),
+        tool_calls=(ToolCall("issue_refund", {"amount": 1000}), ToolCall("rm")),
+        final_confidence=0.2,
+        final_tier="flagship",
+    )
+    record = decision.to_record()
+    assert json.loads(json.dumps(record)) == record
+    assert record["outcome"] == "blocked"
+    assert [hold["rule"] for hold in record["holds"]] == [
+        "refunds-over-100",
+        "unsure-after-flagship",
+        "eu-pii",
+    ]
