@@ -1,29 +1,29 @@
 """Escalation thresholds with a statistical guarantee: Learn then Test.
 
 Method: Angelopoulos, Bates, Candès, Jordan and Lei (2021), "Learn then Test: Calibrating Predictive
-Algorithms to Achieve Risk Control" (arXiv:2110.01052). Each candidate threshold setting λ is a null
-hypothesis H_λ: R(λ) > α; an exact binomial (Clopper-Pearson) p-value is computed for each on calibration
-data, and a family-wise error rate procedure keeps those it rejects. Every kept λ then satisfies
-R(λ) <= α simultaneously with probability at least 1 - δ over the calibration sample, so the cheapest of
-them may be chosen after looking at costs.
+Algorithms to Achieve Risk Control" (arXiv:2110.01052). Each candidate threshold setting lambda is a
+null hypothesis H(lambda): R(lambda) > alpha; an exact binomial (Clopper-Pearson) p-value is computed for
+each on calibration data, and a family-wise error rate procedure keeps those it rejects. Every kept lambda
+then satisfies R(lambda) <= alpha simultaneously with probability at least 1 - delta over the calibration
+sample, so the cheapest of them may be chosen after looking at costs.
 
 The risk. With r the target (say 0.97 of the reference tier's accuracy), and "reference" the most capable
 tier mapped (the flagship):
 
-    R(λ) = P(the cascade's answer is wrong | the reference tier's answer is right),   α = 1 - r.
+    R(lambda) = P(the cascade's answer is wrong | the reference tier's answer is right),   alpha = 1 - r.
 
 It is a 0/1 loss on the items the reference gets right, which are i.i.d. draws from that conditional
 distribution, so the binomial p-value is exact. And it implies the target: the cascade is right at least
 wherever the reference is right and the cascade is too, so
 
-    accuracy(cascade) >= P(reference right) * (1 - R(λ)) >= r * accuracy(reference).
+    accuracy(cascade) >= P(reference right) * (1 - R(lambda)) >= r * accuracy(reference).
 
 The bound ignores the items where the cascade is right and the reference wrong: it is conservative by
 exactly that share, never optimistic. An answer whose correctness is unknown counts as a loss.
 
 The family-wise procedure:
 - one tier to calibrate (a two-tier cascade): fixed-sequence testing over the grid 1.00, 0.99, ..., 0.00,
-  from conservative (escalate almost everything) to aggressive, stopping at the first p-value above δ.
+  from conservative (escalate almost everything) to aggressive, stopping at the first p-value above delta.
   The order is fixed before seeing data, so no split is spent on it.
 - two tiers (nano and mini): Pareto Testing (Laufer-Goldshtein, Fisch, Barzilay, Jaakkola 2023,
   "Efficiently Controlling Multiple Risks with Pareto Testing", ICLR): part of the calibration data
@@ -108,7 +108,9 @@ def collect_cases(
         else:
             last = plan.steps[-1]
             reference = responder.answer(
-                item, PlanStep(top, (f"eval-{top}",), None, last.confidence_method, last.confidence_fallback), plan
+                item,
+                PlanStep(top, (f"eval-{top}",), None, last.confidence_method, last.confidence_fallback),
+                plan,
             )
         cases.append(CascadeCase(item.id, plan.rule_id, plan.steps, answers, reference))
     return cases, errors
@@ -189,7 +191,10 @@ def threshold_grid(tiers: Sequence[str]) -> list[Thresholds]:
     """Conservative first: every tier's threshold from 1.00 down (0.01 apart for one tier, 0.05 for two)."""
     steps = 100 if len(tiers) == 1 else 20
     values = [round(1 - index / steps, 4) for index in range(steps + 1)]
-    return [dict(zip(tiers, combination, strict=True)) for combination in itertools.product(values, repeat=len(tiers))]
+    return [
+        dict(zip(tiers, combination, strict=True))
+        for combination in itertools.product(values, repeat=len(tiers))
+    ]
 
 
 def pareto_path(stats: Sequence[CandidateStats]) -> list[Thresholds]:
@@ -266,6 +271,15 @@ def _figures(stats: CandidateStats, items: int, target_relative: float, delta: f
     }
 
 
+def check_parameters(*, target_relative: float, delta: float, holdout: float) -> None:
+    if not 0 < target_relative <= 1:
+        raise EvaluationError(f"--target-relative must be in (0, 1], got {target_relative:g}")
+    if not 0 < delta < 1:
+        raise EvaluationError(f"--confidence must be in (0, 1), got {1 - delta:g}")
+    if not 0 <= holdout < 1:
+        raise EvaluationError(f"--holdout must be in [0, 1), got {holdout:g}")
+
+
 def calibrate(
     cases: Sequence[CascadeCase],
     *,
@@ -277,12 +291,7 @@ def calibrate(
     reference_tier: str = "flagship",
 ) -> Calibration:
     """Choose the cheapest certified thresholds on a calibration split; report them on the held-out split."""
-    if not 0 < target_relative <= 1:
-        raise EvaluationError("--target-relative must be in (0, 1]")
-    if not 0 < delta < 1:
-        raise EvaluationError("the failure probability must be in (0, 1); --confidence 0.95 means 0.05")
-    if not 0 <= holdout < 1:
-        raise EvaluationError("--holdout must be in [0, 1)")
+    check_parameters(target_relative=target_relative, delta=delta, holdout=holdout)
     tiers = calibrated_tiers(cases)
     alpha = 1 - target_relative
     parameters = {
@@ -325,9 +334,9 @@ def calibrate(
         return Calibration(
             False, None, rules, parameters, len(calibration_cases), len(holdout_cases), tested, 0, None, None,
             reason=(
-                f"no threshold setting was certified: even the most conservative one could not be shown, at "
-                f"confidence {1 - delta:g}, to lose at most {alpha:.4g} of the {reference_tier}'s right answers "
-                f"on {len(testing_cases)} items"
+                f"no threshold setting was certified: even the most conservative one could not be shown, "
+                f"at confidence {1 - delta:g}, to lose at most {alpha:.4g} of the {reference_tier}'s right "
+                f"answers on {len(testing_cases)} items"
             ),
         )  # fmt: skip
     # Every certified setting meets the risk bound simultaneously, so choosing by cost afterwards is safe.

@@ -91,7 +91,9 @@ class _Scorer:
     def model(self, item: RecordedItem, step: PlanStep) -> str:
         model = self.tiers.get(step.tier)
         if model is None:
-            raise EvaluationError(f"the plan for item {item.id} calls tier {step.tier}, which --tiers does not map")
+            raise EvaluationError(
+                f"the plan for item {item.id} calls tier {step.tier}, which --tiers does not map"
+            )
         if model not in item.responses:
             raise EvaluationError(f"item {item.id} has no recorded response from model {model!r}")
         return model
@@ -176,3 +178,15 @@ def recorded_server(outcomes: Outcomes) -> Iterator[ModelServer]:
     """An in-process model server replaying `outcomes` (gzipped files included: it is given the items)."""
     with ModelServer(mode="recorded", outcomes=outcomes.raw, latency_scale=0) as server:
         yield server
+
+
+@contextmanager
+def responder_for(
+    outcomes: Outcomes, tiers: TierMap, prices: dict[str, Price], *, in_memory: bool = False
+) -> Iterator[Responder]:
+    """Over HTTP through an in-process model server (the default), or in memory."""
+    if in_memory:
+        yield InMemoryResponder(outcomes, tiers, prices)
+        return
+    with recorded_server(outcomes) as server:
+        yield ServerResponder(server.base_url, outcomes, tiers, prices)

@@ -113,7 +113,9 @@ def run_policy(
         facts = item_facts(item)
         result = route(facts, document, catalog)
         if result.plan is None:
-            runs.append(ItemRun(item.id, facts.task_type, result.explanation.matched_rule, (), error=result.error))
+            runs.append(
+                ItemRun(item.id, facts.task_type, result.explanation.matched_rule, (), error=result.error)
+            )
             continue
         plan = result.plan
         steps: list[StepRun] = []
@@ -134,7 +136,9 @@ def run_policy(
             ),
         )
         runs.append(
-            ItemRun(item.id, facts.task_type, plan.rule_id, tuple(steps), tuple(h.rule_id for h in decision.holds))
+            ItemRun(
+                item.id, facts.task_type, plan.rule_id, tuple(steps), tuple(h.rule_id for h in decision.holds)
+            )
         )
     return runs
 
@@ -155,7 +159,9 @@ def _rounded(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _summary(verdicts: Sequence[bool | None], costs: Sequence[float], reference_cost: float) -> dict[str, Any]:
+def _summary(
+    verdicts: Sequence[bool | None], costs: Sequence[float], reference_cost: float
+) -> dict[str, Any]:
     total = math.fsum(costs)
     return {
         "accuracy": _rounded(_accuracy(verdicts)),
@@ -215,7 +221,7 @@ def baselines(
         "mean_cost_usd": _rounded(mix_cost / len(items), 8),
         "relative_cost": _rounded(mix_cost / reference_cost if reference_cost else None),
         "shares": dict(final_tier_share),
-        "method": "expected value over a random choice of one tier per item with the policy's final-tier shares",
+        "method": "expected value of sending each item to one tier drawn with the policy's final-tier shares",
     }
     return {
         "reference_tier": top,
@@ -248,19 +254,21 @@ def policy_report(
     report: dict[str, Any] = {"items": count}
     if not routed:
         return {**report, "unroutable": len(unroutable), "errors": sorted({run.error for run in unroutable})}
-    reference = baselines(items, tiers, prices, {tier: finals[tier] / count for tier in tiers if finals[tier]})
+    reference = baselines(
+        items, tiers, prices, {tier: finals[tier] / count for tier in tiers if finals[tier]}
+    )
     costs = [run.cost_usd for run in routed]
     latencies = [run.latency_ms for run in routed]
     report.update(_summary([run.final.correct for run in routed], costs, reference.pop("reference_cost_usd")))
     report.update(reference)
     report.update(
         {
-            "escalation_rate": {tier: round(escalations[tier] / calls[tier], 6) for tier in tiers if calls[tier]},
+            "escalation_rate": {
+                tier: round(escalations[tier] / calls[tier], 6) for tier in tiers if calls[tier]
+            },
             "tier_calls": {tier: calls[tier] for tier in tiers if calls[tier]},
             "final_tier_share": final_tier_share,
-            "mean_latency_ms": _rounded(
-                None if any(value is None for value in latencies) else _mean(latencies), 3  # type: ignore[arg-type]
-            ),
+            "mean_latency_ms": _rounded(_mean(latencies), 3) if None not in latencies else None,  # type: ignore[arg-type]
             "approvals_triggered": {
                 "items": sum(1 for run in routed if run.holds),
                 "rate": round(sum(1 for run in routed if run.holds) / count, 6),

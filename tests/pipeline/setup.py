@@ -37,6 +37,8 @@ approvals:
     on_expiry: reject
   - id: unsure-after-flagship
     when: {final_confidence: {lt: 0.5}}
+  - id: personal-data
+    when: {labels.pii: true}
 """
 
 

@@ -295,16 +295,10 @@ def ref_holds(when, job):
 
 
 @SETTINGS
-@given(data=documents())
-def test_generated_documents_are_valid(data):
-    document = policy_from_data(data)
-    assert [rule.id for rule in document.rules] == [rule["id"] for rule in data["rules"]]
-
-
-@SETTINGS
 @given(data=documents(), job=facts(), catalog=catalogs)
 def test_routing_is_total_deterministic_and_recordable(data, job, catalog):
-    document = policy_from_data(data)
+    document = policy_from_data(data)  # generated documents are valid
+    assert [rule.id for rule in document.rules] == [rule["id"] for rule in data["rules"]]
     first = route(job, document, catalog)
     second = route(job, document, catalog)
     record = first.to_record()
@@ -359,8 +353,8 @@ def test_plans_follow_the_cascade_and_the_catalog(data, job, catalog):
         assert step.escalate_below == expected
 
 
-@settings(max_examples=400, deadline=None, database=None)
-@given(whens_=st.lists(whens(), min_size=1, max_size=8), job=facts())
+@settings(max_examples=200, deadline=None, database=None)
+@given(whens_=st.lists(whens(), min_size=1, max_size=6), job=facts())
 def test_the_rule_index_agrees_with_the_reference(whens_, job):
     # No document validation here, so the many cheap examples go to the index's boundaries.
     matcher = RuleMatcher([compile_when(when, scope=SCOPE_ROUTE)[0] for when in whens_])

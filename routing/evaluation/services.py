@@ -1,0 +1,165 @@
+"""The evaluation runs the commands call: each reads its inputs, runs, and keeps an `Evaluation` row."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from routing.evaluation.calibrate import METHOD, calibrate, check_parameters, collect_cases
+from routing.evaluation.outcomes import (
+    Outcomes,
+    Price,
+    TierMap,
+    demo_prices,
+    parse_tier_map,
+    read_outcomes,
+    top_tier,
+)
+from routing.evaluation.profile import workload_profile
+from routing.evaluation.records import PolicySource, calibration_record, evaluation_record, resolve_policy
+from routing.evaluation.reliability import tier_reliability
+from routing.evaluation.responders import responder_for
+from routing.evaluation.simulate import eval_catalog, policy_report, run_policy
+from routing.models import Evaluation, EvaluationKind, PolicyVersion
+
+
+@dataclass(frozen=True)
+class EvaluationInputs:
+    outcomes: Outcomes
+    tiers: TierMap
+    prices: dict[str, Price]
+    policy: PolicySource
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "outcomes": self.outcomes.source,
+            "outcomes_sha256": self.outcomes.sha256,
+            "tiers": self.tiers,
+            "prices_per_mtok": {
+                tier: [self.prices[tier].input_per_mtok, self.prices[tier].output_per_mtok]
+                for tier in self.tiers
+            },
+            "policy": self.policy.label,
+            "policy_sha256": self.policy.document.sha256,
+            "policy_version": self.policy.version.pk if self.policy.version else None,
+        }
+
+
+def evaluation_inputs(*, outcomes: str | Path, tiers: str, policy: str) -> EvaluationInputs:
+    recorded = read_outcomes(outcomes)
+    return EvaluationInputs(
+        recorded, parse_tier_map(tiers, recorded.models), demo_prices(), resolve_policy(policy)
+    )
+
+
+@contextmanager
+def _quiet_http_log() -> Iterator[None]:
+    # One INFO line per model call would bury the report (the SDK's HTTP client is httpx or its fork).
+    loggers = [logging.getLogger(name) for name in ("httpx", "httpx2")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tuple[dict[str, Any], Evaluation]:
+    """Replay every item under the policy; the report has the policy's figures, the baselines, the
+    reliability of each tier's confidence (`calibration`) and the workload profile (`profile`)."""
+    catalog = eval_catalog(inputs.tiers, inputs.prices)
+    with (
+        _quiet_http_log(),
+        responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as r,
+    ):
+        runs = run_policy(inputs.outcomes.items, inputs.policy.document, catalog, r)
+    report = policy_report(runs, inputs.outcomes, inputs.tiers, inputs.prices)
+    routed = {run.item_id for run in runs if run.error is None}
+    items = [item for item in inputs.outcomes.items if item.id in routed]
+    report["calibration"] = tier_reliability(items, inputs.tiers)
+    report["profile"] = workload_profile(items, inputs.tiers, inputs.prices, runs)
+    report["policy"] = {"source": inputs.policy.label, "sha256": inputs.policy.document.sha256}
+    evaluation = evaluation_record(
+        kind=EvaluationKind.EVAL,
+        parameters={**inputs.parameters(), "transport": "in-memory" if in_memory else "model server"},
+        report=report,
+        policy_version=inputs.policy.version,
+    )
+    return {**report, "evaluation": evaluation.pk}, evaluation
+
+
+def calibration_run(
+    *,
+    inputs: EvaluationInputs,
+    target_relative: float,
+    confidence: float = 0.95,
+    holdout: float = 0.3,
+    seed: int = 0,
+    policy_name: str = "calibrated",
+    author: Any = None,
+    in_memory: bool = False,
+) -> tuple[dict[str, Any], Evaluation, PolicyVersion | None]:
+    """Calibrate the thresholds of the rules that govern the items, and write them as a draft version."""
+    delta = round(1 - confidence, 12)
+    check_parameters(target_relative=target_relative, delta=delta, holdout=holdout)
+    catalog = eval_catalog(inputs.tiers, inputs.prices)
+    with (
+        _quiet_http_log(),
+        responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as r,
+    ):
+        cases, errors = collect_cases(inputs.outcomes.items, inputs.policy.document, catalog, inputs.tiers, r)
+    calibration = calibrate(
+        cases,
+        target_relative=target_relative,
+        delta=delta,
+        holdout=holdout,
+        seed=seed,
+        reference_tier=top_tier(inputs.tiers),
+    )
+    report = {**calibration.to_record(), "items": len(cases), "unroutable": len(errors)}
+    parameters = {
+        **inputs.parameters(),
+        "target_relative": target_relative,
+        "confidence": confidence,
+        "holdout": holdout,
+        "seed": seed,
+        "policy_name": policy_name,
+        "transport": "in-memory" if in_memory else "model server",
+    }
+    evaluation, version = calibration_record(
+        calibration=calibration,
+        source=inputs.policy,
+        parameters=parameters,
+        report=report,
+        policy_name=policy_name,
+        author=author,
+    )
+    expected, held = calibration.expected or {}, calibration.holdout
+    summary = {
+        "certified": calibration.certified,
+        "thresholds": calibration.thresholds,
+        "method": METHOD,
+        "guarantee": calibration.guarantee,
+        "expected_accuracy": expected.get("accuracy"),
+        "expected_reference_accuracy": expected.get("reference_accuracy"),
+        "expected_relative_cost": expected.get("relative_cost"),
+        "expected_saving": expected.get("saving"),
+        "holdout": None
+        if held is None
+        else {
+            key: held[key]
+            for key in ("items", "accuracy", "reference_accuracy", "relative_cost", "target_met")
+        },
+        "policy_version": version.pk if version else None,
+        "evaluation": evaluation.pk,
+        "rules": list(calibration.rules),
+        "reason": calibration.reason,
+        "details": report,
+    }
+    return summary, evaluation, version
