@@ -19,9 +19,10 @@ def unique(prefix: str) -> str:
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
+        skip_postgeneration_save = True
 
     username = factory.LazyFunction(lambda: unique("user"))
-    password = factory.PostGenerationMethodCall("set_password", "correct horse battery staple")
+    password = factory.django.Password("correct horse battery staple")
 
     @factory.post_generation
     def roles(self, create, extracted, **kwargs):

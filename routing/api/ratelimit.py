@@ -23,11 +23,11 @@ return {count, redis.call('TTL', KEYS[1])}
 """
 
 
-def rate_limit_hit(key_id: int, limit: int) -> tuple[bool, int]:
+def rate_limit_hit(key_prefix: str, limit: int) -> tuple[bool, int]:
     """Count one request for the key; (allowed, seconds until the window resets)."""
     window = int(time.time() // WINDOW_S)
     client = get_redis()
-    count, ttl = client.eval(_COUNT, 1, f"arbiter:ratelimit:{key_id}:{window}", WINDOW_S + 1)
+    count, ttl = client.eval(_COUNT, 1, f"arbiter:ratelimit:{key_prefix}:{window}", WINDOW_S + 1)
     return int(count) <= limit, max(1, int(ttl))
 
 
@@ -40,7 +40,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         if not isinstance(request.auth, ApiKey) or limit <= 0:
             return True
         try:
-            allowed, retry_after = rate_limit_hit(request.auth.pk, limit)
+            allowed, retry_after = rate_limit_hit(request.auth.prefix, limit)
         except redis.RedisError:
             # Fail open: losing the limiter for a moment must not turn every request into an error.
             logger.warning("rate limiter unavailable; request allowed", exc_info=True)

@@ -46,6 +46,12 @@ class Tenant:
         return self.client.post("/api/v1/jobs", body, format="json")
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The personas' users are made with passwords; PBKDF2 at full strength would dominate these tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def governed_setup(db) -> Governed:
     return governed(UNUSED_MODEL_SERVER)

@@ -122,7 +122,9 @@ def test_it_seals_right_after_commit_without_any_beat_and_reports_the_lag():
 def test_it_registers_one_sealing_per_transaction():
     with transaction.atomic():
         for index in range(3):
-            ledger.append("job.step_finished", actor=Actor.worker("w"), subject={"job": "j"}, body={"i": index})
+            ledger.append(
+                "job.step_finished", actor=Actor.worker("w"), subject={"job": "j"}, body={"i": index}
+            )
         assert sum(1 for _, func, _ in connection.run_on_commit if func is sealer.seal_after_commit) == 1
     assert LedgerSeal.objects.count() == 3
 

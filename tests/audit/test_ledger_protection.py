@@ -50,7 +50,10 @@ def test_it_refuses_truncate(filled, table):
 def test_it_refuses_even_when_a_session_asks_pgtrigger_to_look_away(filled, table):
     # pgtrigger's own triggers honour this setting, which any session may set; ours do not.
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE 'pgtrigger%%'", [table])
+        cursor.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE 'pgtrigger%%'",
+            [table],
+        )
         names = ",".join(name for (name,) in cursor.fetchall())
         cursor.execute("SELECT set_config('pgtrigger.ignore', %s, true)", ["{" + names + "}"])
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():

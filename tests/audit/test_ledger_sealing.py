@@ -30,7 +30,11 @@ def test_an_open_writer_holds_back_later_events_until_it_ends_then_comes_first()
     long_writer = _connect(connection.settings_dict["NAME"])
     try:
         canonical = canonical_event(
-            event_type="job.submitted", actor=Actor.system("slow"), subject={"job": "slow"}, body={}, time=datetime.now(UTC)
+            event_type="job.submitted",
+            actor=Actor.system("slow"),
+            subject={"job": "slow"},
+            body={},
+            time=datetime.now(UTC),
         )
         long_writer.execute("INSERT INTO audit_ledgerevent (canonical) VALUES (%s)", [canonical])
 

@@ -1,0 +1,75 @@
+"""Policy versions: validated before they are saved, immutable in the database, activated by four eyes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import DatabaseError, transaction
+
+from audit.ledger import Actor
+from audit.selectors import events_list
+from routing.models import PolicyVersion
+from routing.policy.document import InvalidPolicy
+from routing.services.policies import (
+    PolicyActionError,
+    policy_create,
+    policy_version_activate,
+    policy_version_create,
+    policy_version_submit,
+)
+from tests.factories import DeploymentFactory, UserFactory, unique
+
+pytestmark = pytest.mark.django_db
+SOURCE = (Path(__file__).resolve().parents[2] / "routing" / "demo" / "default-policy.yaml").read_text()
+
+
+@pytest.fixture
+def catalog():
+    for tier in ("nano", "mini", "flagship"):
+        DeploymentFactory(tier=tier)
+        DeploymentFactory(tier=tier, region="eu")
+
+
+@pytest.fixture
+def policy():
+    return policy_create(name=unique("policy"), actor=Actor.system("test"))
+
+
+def test_it_refuses_an_invalid_document_with_the_line_and_field(catalog, policy):
+    source = SOURCE.replace("escalate_below: {nano: 0.80, mini: 0.70}", "escalate_below: {nano: 1.7, mini: 0.70}")
+    with pytest.raises(InvalidPolicy) as raised:
+        policy_version_create(policy=policy, source=source, author=UserFactory())
+    error = raised.value.errors[0]
+    assert error.path == "rules[0].escalate_below.nano"
+    assert error.line == SOURCE.splitlines().index("    escalate_below: {nano: 0.80, mini: 0.70}") + 1
+    assert not PolicyVersion.objects.filter(policy=policy).exists()
+
+
+def test_the_author_cannot_activate_their_own_version(catalog, policy):
+    author, other = UserFactory(), UserFactory()
+    version = policy_version_create(policy=policy, source=SOURCE, author=author, comment="first")
+    policy_version_submit(version=version, user=author)
+    with pytest.raises(PolicyActionError, match="four-eyes"):
+        policy_version_activate(version=version, user=author)
+    active = policy_version_activate(version=version, user=other)
+    assert active.status == "active" and active.activated_by == other
+    types = list(events_list(policy_version=version.pk).values_list("event_type", flat=True))
+    assert types == ["policy_version.created", "policy_version.submitted", "policy_version.activated"]
+
+
+def test_activating_a_new_version_retires_the_old_one(catalog, policy):
+    author, other = UserFactory(), UserFactory()
+    first = policy_version_activate(version=policy_version_create(policy=policy, source=SOURCE, author=author), user=other)
+    second = policy_version_create(policy=policy, source=SOURCE + "\n# v2\n", author=author, parent=first)
+    policy_version_activate(version=second, user=other)
+    first.refresh_from_db()
+    assert (first.status, second.number) == ("retired", 2)
+
+
+def test_the_database_refuses_to_change_a_versions_content(catalog, policy):
+    version = policy_version_create(policy=policy, source=SOURCE, author=UserFactory())
+    with pytest.raises(DatabaseError, match="Cannot update"), transaction.atomic():
+        PolicyVersion.objects.filter(pk=version.pk).update(source="rules: []")
+    with pytest.raises(DatabaseError, match="Cannot delete"), transaction.atomic():
+        PolicyVersion.objects.filter(pk=version.pk).delete()
