@@ -227,6 +227,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # One line per provider HTTP request is noise at INFO; failures are logged by the pipeline.
+    "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpx2", "openai")},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 

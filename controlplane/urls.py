@@ -13,4 +13,5 @@ urlpatterns = [
     path("v1/", include("routing.api.openai_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("controlplane.ui_urls")),
 ]

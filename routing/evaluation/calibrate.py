@@ -40,6 +40,7 @@ import itertools
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,35 +86,53 @@ class CascadeCase:
         return last
 
 
+def observe_case(
+    item: RecordedItem,
+    document: PolicyDocument,
+    catalog: Sequence[DeploymentInfo],
+    tiers: TierMap,
+    responder: Responder,
+) -> CascadeCase | str:
+    """The item's case, or the router's error when it cannot be routed."""
+    result = route(item_facts(item), document, catalog)
+    if result.plan is None:
+        return result.error or "no route"
+    plan = result.plan
+    answers = tuple(responder.answer(item, step, plan) for step in plan.steps)
+    top = top_tier(tiers)
+    if plan.steps[-1].tier == top:
+        reference = answers[-1]
+    else:
+        last = plan.steps[-1]
+        reference_step = PlanStep(
+            top, (f"eval-{top}",), None, last.confidence_method, last.confidence_fallback
+        )
+        reference = responder.answer(item, reference_step, plan)
+    return CascadeCase(item.id, plan.rule_id, plan.steps, answers, reference)
+
+
 def collect_cases(
     items: Iterable[RecordedItem],
     document: PolicyDocument,
     catalog: Sequence[DeploymentInfo],
     tiers: TierMap,
     responder: Responder,
+    *,
+    workers: int = 1,
 ) -> tuple[list[CascadeCase], list[str]]:
-    """Route every item and observe every step of its plan; also the reference tier when the plan ends
-    elsewhere. Returns the cases and the router's errors for items it could not route."""
-    top = top_tier(tiers)
-    cases, errors = [], []
-    for item in items:
-        result = route(item_facts(item), document, catalog)
-        if result.plan is None:
-            errors.append(result.error or "no route")
-            continue
-        plan = result.plan
-        answers = tuple(responder.answer(item, step, plan) for step in plan.steps)
-        if plan.steps[-1].tier == top:
-            reference = answers[-1]
-        else:
-            last = plan.steps[-1]
-            reference = responder.answer(
-                item,
-                PlanStep(top, (f"eval-{top}",), None, last.confidence_method, last.confidence_fallback),
-                plan,
-            )
-        cases.append(CascadeCase(item.id, plan.rule_id, plan.steps, answers, reference))
-    return cases, errors
+    """Route every item and observe every step of its plan (and the reference tier when the plan ends
+    elsewhere). Returns the cases and the router's errors for the items it could not route."""
+
+    def observe(item: RecordedItem) -> CascadeCase | str:
+        return observe_case(item, document, catalog, tiers, responder)
+
+    if workers <= 1:
+        observed = [observe(item) for item in items]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            observed = list(pool.map(observe, items))
+    cases = [case for case in observed if isinstance(case, CascadeCase)]
+    return cases, [error for error in observed if isinstance(error, str)]
 
 
 @dataclass(frozen=True)
@@ -220,7 +239,7 @@ class Calibration:
     certified_count: int
     expected: dict[str, Any] | None
     holdout: dict[str, Any] | None
-    reason: str = ""
+    reason: str = ""  # why nothing was certified, or advice on what was
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -280,6 +299,26 @@ def check_parameters(*, target_relative: float, delta: float, holdout: float) ->
         raise EvaluationError(f"--holdout must be in [0, 1), got {holdout:g}")
 
 
+def learn_then_test(
+    cases: Sequence[CascadeCase], tiers: Sequence[str], *, alpha: float, delta: float, ordering_share: float
+) -> tuple[list[Thresholds], int]:
+    """The certified threshold settings (family-wise error rate <= delta) and how many were tested."""
+    grid = threshold_grid(tiers)
+    if len(tiers) == 1:
+        path, testing_cases = grid, cases
+    else:
+        cut = round(len(cases) * ordering_share)
+        ordering_cases, testing_cases = cases[:cut], cases[cut:]
+        path = pareto_path([evaluate_thresholds(ordering_cases, thresholds) for thresholds in grid])
+    certified: list[Thresholds] = []
+    for thresholds in path:
+        stats = evaluate_thresholds(testing_cases, thresholds)
+        if binomial_p_value(stats.losses, stats.at_risk, alpha) > delta:
+            break  # fixed-sequence testing: the first failure ends the sequence
+        certified.append(thresholds)
+    return certified, min(len(path), len(certified) + 1)
+
+
 def calibrate(
     cases: Sequence[CascadeCase],
     *,
@@ -308,55 +347,46 @@ def calibrate(
     }
     rules = tuple(sorted({case.rule_id for case in cases if len(case.steps) > 1}))
     if not tiers:
-        return Calibration(
-            False, None, rules, parameters, len(cases), 0, 0, 0, None, None,
-            reason="no rule governing these items escalates: every plan has a single tier",
-        )  # fmt: skip
+        reason = "no rule governing these items escalates: every plan has a single tier"
+        return Calibration(False, None, rules, parameters, len(cases), 0, 0, 0, None, None, reason)
     shuffled = list(cases)
     random.Random(seed).shuffle(shuffled)
     held = round(len(shuffled) * holdout)
     calibration_cases, holdout_cases = shuffled[held:], shuffled[:held]
-    grid = threshold_grid(tiers)
-    if len(tiers) == 1:
-        path, testing_cases = grid, calibration_cases
-    else:
-        cut = round(len(calibration_cases) * ordering_share)
-        ordering_cases, testing_cases = calibration_cases[:cut], calibration_cases[cut:]
-        path = pareto_path([evaluate_thresholds(ordering_cases, thresholds) for thresholds in grid])
-    certified: list[Thresholds] = []
-    for thresholds in path:
-        stats = evaluate_thresholds(testing_cases, thresholds)
-        if binomial_p_value(stats.losses, stats.at_risk, alpha) > delta:
-            break
-        certified.append(thresholds)
-    tested = min(len(path), len(certified) + 1)
+    sizes = (len(calibration_cases), len(holdout_cases))
+    certified, tested = learn_then_test(
+        calibration_cases, tiers, alpha=alpha, delta=delta, ordering_share=ordering_share
+    )
     if not certified:
-        return Calibration(
-            False, None, rules, parameters, len(calibration_cases), len(holdout_cases), tested, 0, None, None,
-            reason=(
-                f"no threshold setting was certified: even the most conservative one could not be shown, "
-                f"at confidence {1 - delta:g}, to lose at most {alpha:.4g} of the {reference_tier}'s right "
-                f"answers on {len(testing_cases)} items"
-            ),
-        )  # fmt: skip
+        reason = (
+            f"no threshold setting was certified: not even the most conservative one could be shown, at "
+            f"confidence {1 - delta:g}, to lose at most {alpha:.4g} of the {reference_tier}'s right answers"
+        )
+        return Calibration(False, None, rules, parameters, *sizes, tested, 0, None, None, reason)
     # Every certified setting meets the risk bound simultaneously, so choosing by cost afterwards is safe.
     scored = [evaluate_thresholds(calibration_cases, thresholds) for thresholds in certified]
-    best = min(range(len(scored)), key=lambda index: (scored[index].cost_usd, index))
-    chosen = scored[best]
-    expected = _figures(chosen, len(calibration_cases), target_relative, delta)
+    chosen = scored[min(range(len(scored)), key=lambda index: (scored[index].cost_usd, index))]
     held_figures = None
     if holdout_cases:
         held_stats = evaluate_thresholds(holdout_cases, chosen.thresholds)
         held_figures = _figures(held_stats, len(holdout_cases), target_relative, delta)
+    reason = ""
+    if chosen.relative_cost is not None and chosen.relative_cost >= 1:
+        reason = (
+            f"the cheapest certified cascade costs {chosen.relative_cost:.3g}x the {reference_tier} alone: "
+            f"the confidence signal cannot tell which cheaper answers to keep, so sending these items "
+            f"straight to the {reference_tier} is cheaper"
+        )
+    expected = _figures(chosen, len(calibration_cases), target_relative, delta)
     return Calibration(
         True,
         chosen.thresholds,
         rules,
         parameters,
-        len(calibration_cases),
-        len(holdout_cases),
+        *sizes,
         tested,
         len(certified),
         expected,
         held_figures,
+        reason,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -97,11 +97,13 @@ def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentI
         recorded = by_tier.get(plan_step.tier)
         if recorded is None:
             return _unknown(original, f"{plan_step.tier} was never called in the original")
-        if recorded.confidence is None or not _score_reusable(plan_step, recorded, methods.get(plan_step.tier)):
+        if recorded.confidence is None or not _score_reusable(
+            plan_step, recorded, methods.get(plan_step.tier)
+        ):
             return _unknown(
                 original,
-                f"{plan_step.tier}'s recorded confidence ({recorded.confidence_method or 'none'}) is not what "
-                f"the draft scores with ({plan_step.confidence_method})",
+                f"{plan_step.tier}'s recorded confidence ({recorded.confidence_method or 'none'}) is not "
+                f"what the draft scores with ({plan_step.confidence_method})",
             )
         walked.append(recorded)
         if index == len(result.plan.steps) - 1 or plan_step.accepts(recorded.confidence):
@@ -123,20 +125,18 @@ def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentI
     differs = original_final is None or (
         final.pk != original_final.pk and _signature(final.output) != _signature(original_final.output)
     )
-    return JobReplay(
-        **{**original.__dict__},
-        **{
-            "draft_tier": final.tier,
-            "draft_cost": cost,
-            "draft_steps": tuple(walked),
-            "draft_holds": tuple(hold.rule_id for hold in decision.holds),
-            "answer_differs": differs,
-        },
+    return replace(
+        original,
+        draft_tier=final.tier,
+        draft_cost=cost,
+        draft_steps=tuple(walked),
+        draft_holds=tuple(hold.rule_id for hold in decision.holds),
+        answer_differs=differs,
     )
 
 
 def _unknown(original: JobReplay, reason: str) -> JobReplay:
-    return JobReplay(**{**original.__dict__, "unknown": reason})
+    return replace(original, unknown=reason)
 
 
 def _escalation_rates(step_lists: Iterable[Sequence[Step]]) -> dict[str, float]:
@@ -189,7 +189,9 @@ def history_replay(*, version: PolicyVersion, jobs: Iterable[Job]) -> dict[str, 
         "jobs": len(replays),
         "decided": len(decided),
         "unknown": len(replays) - len(decided),
-        "unknown_reasons": dict(Counter(replay.unknown for replay in replays if replay.unknown).most_common()),
+        "unknown_reasons": dict(
+            Counter(replay.unknown for replay in replays if replay.unknown).most_common()
+        ),
         "final_tier_changed": sum(1 for replay in decided if replay.draft_tier != replay.original_tier),
         "final_tier_transitions": dict(transitions.most_common()),
         "answers_differ": sum(1 for replay in decided if replay.answer_differs),

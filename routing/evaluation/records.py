@@ -162,6 +162,6 @@ def calibration_record(
             "evaluation.recorded",
             actor=actor,
             subject={"policy_version": version.pk if version else None},
-            body={"evaluation": evaluation.pk, "kind": evaluation.kind, "evidence_sha256": digest},
+            body={"evaluation": evaluation.pk, "kind": str(evaluation.kind), "evidence_sha256": digest},
         )
     return evaluation, version

@@ -6,10 +6,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from routing.evaluation.calibrate import METHOD, calibrate, check_parameters, collect_cases
+from routing.evaluation.history import history_jobs, history_replay
 from routing.evaluation.outcomes import (
     Outcomes,
     Price,
@@ -25,6 +27,8 @@ from routing.evaluation.reliability import tier_reliability
 from routing.evaluation.responders import responder_for
 from routing.evaluation.simulate import eval_catalog, policy_report, run_policy
 from routing.models import Evaluation, EvaluationKind, PolicyVersion
+
+HTTP_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,11 @@ def _quiet_http_log() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def _workers(in_memory: bool) -> int:
+    # Concurrent requests overlap the HTTP round trips; in memory the work is all CPU.
+    return 1 if in_memory else HTTP_WORKERS
+
+
 def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tuple[dict[str, Any], Evaluation]:
     """Replay every item under the policy; the report has the policy's figures, the baselines, the
     reliability of each tier's confidence (`calibration`) and the workload profile (`profile`)."""
@@ -78,7 +87,9 @@ def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tupl
         _quiet_http_log(),
         responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as r,
     ):
-        runs = run_policy(inputs.outcomes.items, inputs.policy.document, catalog, r)
+        runs = run_policy(
+            inputs.outcomes.items, inputs.policy.document, catalog, r, workers=_workers(in_memory)
+        )
     report = policy_report(runs, inputs.outcomes, inputs.tiers, inputs.prices)
     routed = {run.item_id for run in runs if run.error is None}
     items = [item for item in inputs.outcomes.items if item.id in routed]
@@ -113,7 +124,14 @@ def calibration_run(
         _quiet_http_log(),
         responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as r,
     ):
-        cases, errors = collect_cases(inputs.outcomes.items, inputs.policy.document, catalog, inputs.tiers, r)
+        cases, errors = collect_cases(
+            inputs.outcomes.items,
+            inputs.policy.document,
+            catalog,
+            inputs.tiers,
+            r,
+            workers=_workers(in_memory),
+        )
     calibration = calibrate(
         cases,
         target_relative=target_relative,
@@ -163,3 +181,27 @@ def calibration_run(
         "details": report,
     }
     return summary, evaluation, version
+
+
+def history_run(
+    *,
+    version: PolicyVersion,
+    application: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 1000,
+) -> tuple[dict[str, Any], Evaluation]:
+    """What the draft `version` would have done with past jobs, from their recorded steps."""
+    jobs = history_jobs(application=application, since=since, until=until, limit=limit)
+    report = history_replay(version=version, jobs=jobs)
+    parameters = {
+        "policy_version": version.pk,
+        "application": application,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "limit": limit,
+    }
+    evaluation = evaluation_record(
+        kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version
+    )
+    return {**report, "evaluation": evaluation.pk}, evaluation

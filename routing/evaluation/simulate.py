@@ -20,7 +20,8 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelserver.recorded import RecordedItem
@@ -102,45 +103,44 @@ class ItemRun:
         return None if any(value is None for value in latencies) else math.fsum(latencies)  # type: ignore[arg-type]
 
 
+def run_item(
+    item: RecordedItem, document: PolicyDocument, catalog: Sequence[DeploymentInfo], responder: Responder
+) -> ItemRun:
+    facts = item_facts(item)
+    result = route(facts, document, catalog)
+    if result.plan is None:
+        return ItemRun(item.id, facts.task_type, result.explanation.matched_rule, (), error=result.error)
+    plan = result.plan
+    steps: list[StepRun] = []
+    for index, step in enumerate(plan.steps):
+        answer = responder.answer(item, step, plan)
+        accepted = index == len(plan.steps) - 1 or step.accepts(answer.confidence)
+        steps.append(StepRun(answer, step.escalate_below, accepted))
+        if accepted:
+            break
+    run = ItemRun(item.id, facts.task_type, plan.rule_id, tuple(steps))
+    decision = evaluate_approvals(
+        document,
+        ResultFacts(
+            job=facts, final_confidence=run.final.confidence, final_tier=run.final.tier, cost_usd=run.cost_usd
+        ),
+    )
+    return replace(run, holds=tuple(hold.rule_id for hold in decision.holds))
+
+
 def run_policy(
     items: Iterable[RecordedItem],
     document: PolicyDocument,
     catalog: Sequence[DeploymentInfo],
     responder: Responder,
+    *,
+    workers: int = 1,
 ) -> list[ItemRun]:
-    runs = []
-    for item in items:
-        facts = item_facts(item)
-        result = route(facts, document, catalog)
-        if result.plan is None:
-            runs.append(
-                ItemRun(item.id, facts.task_type, result.explanation.matched_rule, (), error=result.error)
-            )
-            continue
-        plan = result.plan
-        steps: list[StepRun] = []
-        for index, step in enumerate(plan.steps):
-            answer = responder.answer(item, step, plan)
-            accepted = index == len(plan.steps) - 1 or step.accepts(answer.confidence)
-            steps.append(StepRun(answer, step.escalate_below, accepted))
-            if accepted:
-                break
-        run = ItemRun(item.id, facts.task_type, plan.rule_id, tuple(steps))
-        decision = evaluate_approvals(
-            document,
-            ResultFacts(
-                job=facts,
-                final_confidence=run.final.confidence,
-                final_tier=run.final.tier,
-                cost_usd=run.cost_usd,
-            ),
-        )
-        runs.append(
-            ItemRun(
-                item.id, facts.task_type, plan.rule_id, tuple(steps), tuple(h.rule_id for h in decision.holds)
-            )
-        )
-    return runs
+    """Every item through the policy, in order; `workers` > 1 overlaps the model server round trips."""
+    if workers <= 1:
+        return [run_item(item, document, catalog, responder) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda item: run_item(item, document, catalog, responder), items))
 
 
 # ---------------------------------------------------------------- figures

@@ -10,6 +10,8 @@ from rest_framework.test import APIClient
 from audit.ledger import Actor
 from routing.models import Application, Job
 from routing.services.keys import api_key_create
+from tests.factories import ApplicationFactory
+from tests.pipeline.conftest import live_db, model_server, workers  # noqa: F401  (fixtures)
 from tests.pipeline.setup import Governed, governed
 
 UNUSED_MODEL_SERVER = "http://127.0.0.1:9/v1"  # these tests never run a job
@@ -65,7 +67,7 @@ def owner(governed_setup) -> Tenant:
 
 @pytest.fixture
 def outsider(governed_setup) -> Tenant:
-    other = Governed(application=Application.objects.create(name="outsider", slug="outsider-app"),
+    other = Governed(application=ApplicationFactory(),
                      policy=governed_setup.policy, deployments=governed_setup.deployments)
     key = key_for(other.application, "jobs:read", "jobs:write")
     return Tenant(other, key, client_with(key))
@@ -73,6 +75,6 @@ def outsider(governed_setup) -> Tenant:
 
 @pytest.fixture
 def admin(governed_setup) -> Tenant:
-    admin_app = Application.objects.create(name="platform", slug="platform-admin")
+    admin_app = ApplicationFactory()
     key = key_for(admin_app, "policies:admin")
     return Tenant(Governed(application=admin_app, policy=governed_setup.policy), key, client_with(key))

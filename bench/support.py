@@ -1,0 +1,88 @@
+"""Shared set-up for the benchmarks: a scratch database on the configured (or embedded) server,
+migrated, and helpers to start real processes on loopback. Every loop here is bounded."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def server_urls() -> tuple[str, str]:
+    """(DATABASE_URL, REDIS_URL) of the configured services, else of the embedded ones (started)."""
+    sys.path.insert(0, str(BASE_DIR))
+    from controlplane import embedded
+
+    database = os.environ.get("DATABASE_URL") or embedded.ensure_postgres()
+    redis = os.environ.get("REDIS_URL") or embedded.ensure_redis()
+    return database, redis
+
+
+def scratch_database(name: str) -> str:
+    """Create (fresh) and migrate database `name` on the same server; returns its URL."""
+    import psycopg
+
+    database_url, _ = server_urls()
+    parts = urlsplit(database_url)
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(parts._replace(path=f"/{name}"))
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True
+    )
+    return url
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    database_url, _ = server_urls()
+    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_modelserver(latency_scale: float = 0.0) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelserver", "--port", str(port), "--latency-scale", str(latency_scale)],
+        cwd=BASE_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    ready = process.stdout.readline()
+    if "ready" not in ready:
+        raise RuntimeError(f"model server did not start: {ready!r}")
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

@@ -1,0 +1,3 @@
+"""The web UI's URLs (sign-in, dashboard, review queue, jobs, policies, catalog, ledger)."""
+
+urlpatterns: list = []

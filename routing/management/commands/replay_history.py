@@ -1,0 +1,77 @@
+"""Replay past jobs' routing under a draft policy version, from their recorded steps (no model calls)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from routing.evaluation.outcomes import EvaluationError
+from routing.evaluation.records import version_by_id
+from routing.evaluation.services import history_run
+
+
+def _moment(text: str) -> datetime:
+    moment = parse_datetime(text)
+    if moment is None:
+        day = parse_date(text)
+        if day is not None:
+            moment = datetime(day.year, day.month, day.day)
+    if moment is None:
+        raise CommandError(f"{text!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T12:00Z)")
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+
+
+class Command(BaseCommand):
+    help = (
+        "What a draft policy version would have done with past jobs: escalations, cost, approval holds, "
+        "answers and final tiers that would change — from recorded confidences, without calling a model."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--policy-version", type=int, required=True, help="the version's id")
+        parser.add_argument("--application", help="only this application's jobs (its slug)")
+        parser.add_argument("--since", help="jobs created at or after (ISO date or date-time, UTC if naive)")
+        parser.add_argument("--until", help="jobs created before")
+        parser.add_argument("--limit", type=int, default=1000, help="newest jobs first (default 1000)")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        since = _moment(options["since"]) if options["since"] else None
+        until = _moment(options["until"]) if options["until"] else None
+        try:
+            report, _ = history_run(
+                version=version_by_id(options["policy_version"]),
+                application=options["application"],
+                since=since,
+                until=until,
+                limit=options["limit"],
+            )
+        except EvaluationError as error:
+            raise CommandError(str(error)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(report))
+            return
+        cost, approvals = report["cost_usd"], report["approvals"]
+        self.stdout.write(
+            "\n".join(
+                [
+                    f"{report['jobs']} jobs, {report['decided']} decided, {report['unknown']} unknown "
+                    f"{report['unknown_reasons'] or ''}".rstrip(),
+                    f"final tier changes: {report['final_tier_changed']} {report['final_tier_transitions']}; "
+                    f"answers that differ: {report['answers_differ']}",
+                    f"escalation rate: {report['escalation_rate']['original']} -> "
+                    f"{report['escalation_rate']['draft']}",
+                    f"cost: ${cost['original']} -> ${cost['draft']} ({cost['relative']})",
+                    f"held for approval: {approvals['original_held']} -> {approvals['draft_held']} "
+                    f"(newly held {approvals['newly_held']}, released {approvals['released']})",
+                    f"evaluation #{report['evaluation']}",
+                ]
+            )
+        )
