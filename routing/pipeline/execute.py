@@ -1,7 +1,8 @@
 """The life of a job inside a worker: claim, route, call, score, escalate, govern, finish.
 
-Each state change is its own short transaction that writes its ledger event and is fenced by the
-attempt number (routing.pipeline.fencing); provider calls happen outside any transaction.
+Two transactions in the common case: the claim with its route, and the accepted step with the job's
+outcome; one more for each escalation. Each writes its ledger events and is fenced by the attempt
+number (routing.pipeline.fencing). Provider calls happen outside any transaction.
 """
 
 from __future__ import annotations
@@ -11,124 +12,144 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from audit import ledger, payloads
 from routing import metrics
 from routing.calls import CallResult, TierUnavailable, call_tier
+from routing.confidence import ConfidenceScore
 from routing.models import Job, JobStatus, ModelDeployment, Step, StepOutcome
 from routing.pipeline import facts
-from routing.pipeline.fencing import Claim, StaleAttempt, fenced, job_claim
-from routing.pipeline.governance import job_govern
+from routing.pipeline.fencing import Claim, StaleAttempt, fenced, job_claim_update
+from routing.pipeline.governance import GovernanceOutcome, govern
 from routing.pipeline.scoring import score_step
+from routing.router import PlanStep
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class StepRecord:
-    """What one accepted-or-escalated step produced, as governance and the result need it."""
+class Progress:
+    """What this attempt has spent so far."""
 
-    index: int
-    tier: str
-    output: dict[str, Any]
-    confidence: float | None
-    cost_usd: Decimal
+    total_cost: Decimal = Decimal(0)
+    total_tokens: int = 0
+    escalations: int = 0
+    steps: int = 0
 
 
 def job_run(*, job_id: str, worker: str) -> bool:
     """Run the job if this worker can claim it. False when it could not (another holds it, or it is done)."""
-    claim = job_claim(job_id=job_id, worker=worker)
+    job = Job.objects.select_related("policy_version", "application").filter(pk=job_id).first()
+    if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return False
+    document = facts.document_for(job.policy_version)
+    catalog = facts.catalog_snapshot()
+    route = facts.route_job(job, document, catalog)
+    claim = _claim_and_route(job, worker, route, document)
     if claim is None:
         return False
+    if route.plan is None:
+        return True
     try:
-        _run_claimed(claim)
+        _execute_plan(claim, job, route, document, catalog)
     except StaleAttempt:
         logger.info("job %s attempt %s superseded; stopping", claim.job_id, claim.attempt)
     return True
 
 
-def _run_claimed(claim: Claim) -> None:
-    job = Job.objects.select_related("policy_version", "application").get(pk=claim.job_id)
-    document = facts.document_for(job.policy_version)
-    catalog = facts.catalog_snapshot()
-    route = facts.route_job(job, document, catalog)
-    with fenced(claim) as locked:
-        locked.route = route.record
-        locked.complexity = route.complexity
-        locked.save(update_fields=["route", "complexity", "lease_expires_at"])
+def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document) -> Claim | None:
+    """Claim the job and record its route, in one transaction."""
+    with transaction.atomic():
+        attempt = job_claim_update(job_id=job.pk, worker=worker)
+        if attempt is None:
+            return None
+        claim = Claim(job_id=str(job.pk), attempt=attempt, worker=worker)
+        subject = _subject(job)
+        if attempt > settings.ARBITER_MAX_ATTEMPTS:
+            # A poison job: every attempt so far died mid-way. Stop trying and say why.
+            cap = settings.ARBITER_MAX_ATTEMPTS
+            _finish(
+                claim,
+                job,
+                JobStatus.FAILED,
+                f"gave up after {attempt - 1} attempts (ARBITER_MAX_ATTEMPTS={cap})",
+            )
+            return None
+        ledger.append("job.claimed", actor=claim.actor, subject=subject, body={"attempt": attempt})
+        Job.objects.filter(pk=job.pk).update(route=route.record, complexity=route.complexity)
         ledger.append(
             "route.decided",
             actor=claim.actor,
-            subject=_subject(job),
+            subject=subject,
             body={
                 **route.record,
                 "rule_id": route.plan.rule_id if route.plan else None,
-                "attempt": claim.attempt,
+                "attempt": attempt,
                 "policy_version_sha256": job.policy_version.sha256,
             },
         )
         if route.budget.over_soft and not route.budget.over_hard:
             ledger.append(
-                "budget.soft_limit_reached",
-                actor=claim.actor,
-                subject=_subject(job),
-                body=route.budget.to_record(),
+                "budget.soft_limit_reached", actor=claim.actor, subject=subject, body=route.budget.to_record()
             )
         if route.plan is None:
             rejected = route.budget.over_hard and document.budgets.on_hard_limit == "reject"
             _finish(
-                locked,
-                claim,
-                JobStatus.REJECTED if rejected else JobStatus.FAILED,
-                reason=route.error or "no route",
+                claim, job, JobStatus.REJECTED if rejected else JobStatus.FAILED, route.error or "no route"
             )
-            return
+    return claim
 
+
+def _execute_plan(
+    claim: Claim, job: Job, route: facts.RouteOutcome, document, catalog: facts.Catalog
+) -> None:
+    job.complexity = route.complexity
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
-    accepted: StepRecord | None = None
-    records: list[StepRecord] = []
-    total_cost = Decimal(0)
-    for index, plan_step in enumerate(route.plan.steps):
-        last = index == len(route.plan.steps) - 1
+    progress = Progress()
+    plan = route.plan
+    for index, plan_step in enumerate(plan.steps):
+        last = index == len(plan.steps) - 1
         candidates = [deployments[name] for name in plan_step.deployments if name in deployments]
-        request = facts.provider_request(job, plan_step, route.plan, candidates)
+        request = facts.provider_request(job, plan_step, plan, candidates)
         try:
             call = call_tier(plan_step.tier, candidates, request)
         except TierUnavailable as unavailable:
-            _record_unavailable(claim, job, index, plan_step, unavailable)
+            _record_unavailable(claim, job, index, plan_step, unavailable, last)
             if last:
-                with fenced(claim) as locked:
-                    _finish(locked, claim, JobStatus.FAILED, reason=str(unavailable))
                 return
             continue
         score, scoring_calls = score_step(
             job=job,
-            plan=route.plan,
+            plan=plan,
             step=plan_step,
             call=call,
             request=request,
             deployments=deployments,
-            schema=facts.output_schema(job, route.plan),
+            schema=facts.output_schema(job, plan),
         )
-        is_accepted = last or plan_step.accepts(score.score)
-        cost_cap = facts.cost_cap(job)
         step_cost = _cost(call) + sum((_cost(extra) for extra in scoring_calls), Decimal(0))
-        total_cost += step_cost
-        if not is_accepted and cost_cap is not None and total_cost >= cost_cap:
-            is_accepted = True  # the job's cost cap ends the cascade here; governance sees the cost
-        record = _record_step(claim, job, index, plan_step, call, score, is_accepted, step_cost, total_cost)
-        records.append(record)
-        if is_accepted:
-            accepted = record
-            break
-    if accepted is None:
-        with fenced(claim) as locked:
-            _finish(locked, claim, JobStatus.FAILED, reason="no tier produced an answer")
-        return
-    job_govern(
-        claim=claim, job=job, document=document, accepted=accepted, steps=records, total_cost=total_cost
-    )
+        progress.total_cost += step_cost
+        cost_cap = facts.cost_cap(job)
+        # The job's cost cap ends the cascade where it is reached; governance sees the cost.
+        capped = cost_cap is not None and progress.total_cost >= cost_cap
+        accepted = last or capped or plan_step.accepts(score.score)
+        output = facts.output_of(call.response.completion)
+        outcome = None
+        if accepted:
+            outcome = govern(
+                job=job,
+                document=document,
+                output=output,
+                tier=plan_step.tier,
+                confidence=score.score,
+                total_cost=progress.total_cost,
+            )
+        _record_step(claim, job, index, plan_step, call, score, output, step_cost, progress, outcome)
+        if accepted:
+            return
 
 
 def _subject(job: Job, **extra: object) -> dict[str, object]:
@@ -148,18 +169,41 @@ def _cost(call: CallResult) -> Decimal:
 
 
 def _record_step(
-    claim, job, index, plan_step, call: CallResult, score, is_accepted, step_cost, total_cost
-) -> StepRecord:
+    claim: Claim,
+    job: Job,
+    index: int,
+    plan_step: PlanStep,
+    call: CallResult,
+    score: ConfidenceScore,
+    output: dict[str, Any],
+    step_cost: Decimal,
+    progress: Progress,
+    outcome: GovernanceOutcome | None,
+) -> None:
+    """One transaction: the step, its events and — when it is the accepted one — the job's outcome."""
     completion = call.response.completion
     usage = completion.usage
-    output = facts.output_of(completion)
     deployment: ModelDeployment = call.deployment
-    with fenced(claim) as locked:
+    prompt_tokens = usage.prompt_tokens if usage else 0
+    completion_tokens = usage.completion_tokens if usage else 0
+    progress.total_tokens += prompt_tokens + completion_tokens
+    progress.steps += 1
+    if outcome is None:
+        progress.escalations += 1
+    job_fields: dict[str, Any] = {
+        "total_cost_usd": progress.total_cost,
+        "total_tokens": progress.total_tokens,
+        "escalations": progress.escalations,
+    }
+    if outcome is not None:
+        job_fields.update(outcome.job_fields(output, index, plan_step.tier, score.score))
+        job_fields["version"] = job.version + 1
+    with fenced(claim, **job_fields):
         digest = payloads.store(
             output, kind="output", subject={"job": job.pk, "application": job.application_id}
         )
         step = Step.objects.create(
-            job=locked,
+            job_id=job.pk,
             attempt=claim.attempt,
             index=index,
             tier=plan_step.tier,
@@ -167,32 +211,29 @@ def _record_step(
             model=completion.model or deployment.model,
             provider_request_id=call.response.request_id[:200],
             calls=len(call.attempts),
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             cost_usd=step_cost,
             latency_ms=call.response.latency_ms,
             confidence=score.score,
             confidence_method=score.method,
             threshold=plan_step.escalate_below,
-            outcome=StepOutcome.ACCEPTED if is_accepted else StepOutcome.ESCALATED,
+            outcome=StepOutcome.ESCALATED if outcome is None else StepOutcome.ACCEPTED,
             output=output,
         )
-        locked.total_cost_usd = total_cost
-        locked.total_tokens += step.prompt_tokens + step.completion_tokens
         subject = _subject(job, step=step.pk)
+        common = {"attempt": claim.attempt, "index": index, "tier": plan_step.tier}
         ledger.append(
             "model.called",
             actor=claim.actor,
             subject=subject,
             body={
-                "attempt": claim.attempt,
-                "index": index,
-                "tier": plan_step.tier,
+                **common,
                 "deployment": deployment.name,
                 "model": step.model,
                 "provider_request_id": step.provider_request_id,
-                "prompt_tokens": step.prompt_tokens,
-                "completion_tokens": step.completion_tokens,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
                 "cost_usd": str(step_cost),
                 "latency_ms": step.latency_ms,
                 "output": digest,
@@ -204,51 +245,63 @@ def _record_step(
             actor=claim.actor,
             subject=subject,
             body={
-                "attempt": claim.attempt,
-                "index": index,
-                "tier": plan_step.tier,
+                **common,
                 "method": score.method,
                 "score": score.score,
                 "threshold": plan_step.escalate_below,
-                "met": is_accepted,
-                "detail": score.detail,
+                "met": outcome is not None,
+                "detail": dict(score.detail),
             },
         )
-        if not is_accepted:
-            locked.escalations += 1
+        if outcome is None:
             ledger.append(
                 "job.escalated",
                 actor=claim.actor,
                 subject=subject,
                 body={
-                    "attempt": claim.attempt,
+                    **common,
                     "from_tier": plan_step.tier,
                     "score": score.score,
                     "threshold": plan_step.escalate_below,
-                    "cost_so_far_usd": str(total_cost),
+                    "cost_so_far_usd": str(progress.total_cost),
                 },
             )
-        locked.save(update_fields=["total_cost_usd", "total_tokens", "escalations", "lease_expires_at"])
-    _observe(plan_step.tier, deployment.name, step, is_accepted)
-    return StepRecord(
-        index=index, tier=plan_step.tier, output=output, confidence=score.score, cost_usd=step_cost
-    )
+        else:
+            outcome.write(
+                claim=claim,
+                job=job,
+                tier=plan_step.tier,
+                confidence=score.score,
+                total_cost=progress.total_cost,
+                steps=progress.steps,
+            )
+    _observe(plan_step.tier, deployment.name, step)
+    if outcome is not None:
+        metrics.JOBS_FINISHED.labels(outcome.status, job.task_type).inc()
 
 
-def _observe(tier: str, deployment: str, step: Step, is_accepted: bool) -> None:
+def _observe(tier: str, deployment: str, step: Step) -> None:
     metrics.STEPS.labels(tier, deployment, step.outcome).inc()
     metrics.COST.labels(tier).inc(float(step.cost_usd))
     metrics.LATENCY.labels(deployment).observe(step.latency_ms / 1000)
     if step.confidence is not None:
         metrics.CONFIDENCE.labels(deployment).observe(step.confidence)
-    if not is_accepted:
+    if step.outcome == StepOutcome.ESCALATED:
         metrics.ESCALATIONS.labels(tier).inc()
 
 
-def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailable) -> None:
-    with fenced(claim) as locked:
+def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailable, last: bool) -> None:
+    fields = {}
+    if last:
+        fields = {
+            "status": JobStatus.FAILED,
+            "status_reason": str(unavailable)[:2000],
+            "finished_at": timezone.now(),
+            "version": job.version + 1,
+        }
+    with fenced(claim, **fields):
         Step.objects.create(
-            job=locked,
+            job_id=job.pk,
             attempt=claim.attempt,
             index=index,
             tier=plan_step.tier,
@@ -268,20 +321,30 @@ def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailab
                 "calls": [vars(attempt) for attempt in unavailable.attempts],
             },
         )
-        locked.save(update_fields=["lease_expires_at"])
+        if last:
+            ledger.append(
+                "job.failed",
+                actor=claim.actor,
+                subject=_subject(job),
+                body={"attempt": claim.attempt, "reason": str(unavailable)[:2000]},
+            )
+    if last:
+        metrics.JOBS_FINISHED.labels(JobStatus.FAILED, job.task_type).inc()
 
 
-def _finish(locked: Job, claim: Claim, status: str, *, reason: str = "") -> None:
-    locked.status = status
-    locked.status_reason = reason
-    locked.finished_at = timezone.now()
-    locked.lease_expires_at = None
-    locked.version += 1
-    locked.save(update_fields=["status", "status_reason", "finished_at", "lease_expires_at", "version"])
+def _finish(claim: Claim, job: Job, status: str, reason: str) -> None:
+    """End the job inside the caller's transaction (which holds the claim)."""
+    Job.objects.filter(pk=job.pk, attempt=claim.attempt).update(
+        status=status,
+        status_reason=reason,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        version=job.version + 1,
+    )
     ledger.append(
         f"job.{status}",
         actor=claim.actor,
-        subject={"job": locked.pk, "application": locked.application_id},
+        subject={"job": job.pk, "application": job.application_id},
         body={"attempt": claim.attempt, "reason": reason},
     )
-    metrics.JOBS_FINISHED.labels(status, locked.task_type).inc()
+    transaction.on_commit(lambda: metrics.JOBS_FINISHED.labels(status, job.task_type).inc())

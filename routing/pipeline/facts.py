@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from routing import latency
 from routing.approval_rules import ResultFacts
@@ -20,9 +21,6 @@ from routing.complexity import estimate_complexity
 from routing.models import Job, ModelDeployment, PolicyVersion
 from routing.policy.document import PolicyDocument, policy_from_data
 from routing.router import Constraints, DeploymentInfo, JobFacts, Plan, PlanStep, route
-
-if TYPE_CHECKING:
-    from routing.pipeline.execute import StepRecord
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,28 @@ def deployment_info(deployment: ModelDeployment, p95_ms: float | None = None) ->
     )
 
 
+CATALOG_TTL_S = 2.0
+_catalog_cache: tuple[float, Catalog] | None = None
+
+
 def catalog_snapshot() -> Catalog:
+    """The catalog with observed latencies. Cached for two seconds per process: it changes rarely,
+    and reading it for every job would be a query and a Redis round trip on the hot path."""
+    global _catalog_cache
+    now = time.monotonic()
+    if _catalog_cache is not None and now - _catalog_cache[0] < CATALOG_TTL_S:
+        return _catalog_cache[1]
     deployments = tuple(ModelDeployment.objects.order_by("tier", "priority", "name"))
     stats = latency.stats_for([deployment.name for deployment in deployments])
     infos = tuple(deployment_info(d, stats[d.name].p95_ms) for d in deployments)
-    return Catalog(deployments=deployments, infos=infos)
+    catalog = Catalog(deployments=deployments, infos=infos)
+    _catalog_cache = (now, catalog)
+    return catalog
+
+
+def catalog_forget() -> None:
+    global _catalog_cache
+    _catalog_cache = None
 
 
 def job_facts(job: Job, complexity: float, *, budget_hard_limit_reached: bool = False) -> JobFacts:
@@ -149,13 +164,15 @@ def output_of(completion: Any) -> dict[str, Any]:
     }
 
 
-def result_facts(job: Job, accepted: StepRecord, total_cost: Decimal) -> ResultFacts:
+def result_facts(
+    job: Job, output: dict, tier: str, confidence: float | None, total_cost: Decimal
+) -> ResultFacts:
     complexity = job.complexity if job.complexity is not None else 0.0
-    calls = tuple((call["name"], call["arguments"]) for call in accepted.output.get("tool_calls") or [])
+    calls = tuple((call["name"], call["arguments"]) for call in output.get("tool_calls") or [])
     return ResultFacts(
         job=job_facts(job, complexity),
         tool_calls=calls,
-        final_confidence=accepted.confidence,
-        final_tier=accepted.tier,
+        final_confidence=confidence,
+        final_tier=tier,
         cost_usd=float(total_cost),
     )

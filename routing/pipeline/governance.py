@@ -1,77 +1,67 @@
-"""Step 8 of a job's life: approval rules on the accepted result. Block, hold for a human, or finish."""
+"""Step 8 of a job's life: approval rules on the accepted result — block, hold for a human, or finish.
+
+`govern` decides (pure, before any transaction); `GovernanceOutcome.write` records the decision inside
+the transaction that also records the accepted step, so a job's last step and its outcome commit together.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Any
 
 from django.utils import timezone
 
 from audit import ledger
-from routing import metrics
 from routing.approval_rules import evaluate_approvals
 from routing.models import ApprovalRequest, Job, JobStatus
 from routing.pipeline import facts
-from routing.pipeline.fencing import Claim, fenced
-
-if TYPE_CHECKING:
-    from routing.pipeline.execute import StepRecord
-    from routing.policy.document import PolicyDocument
+from routing.pipeline.fencing import Claim
+from routing.policy.document import PolicyDocument
 
 
-def job_govern(
-    *,
-    claim: Claim,
-    job: Job,
-    document: PolicyDocument,
-    accepted: StepRecord,
-    steps: list[StepRecord],
-    total_cost: Decimal,
-) -> None:
-    result_facts = facts.result_facts(job, accepted, total_cost)
-    decision = evaluate_approvals(document, result_facts)
-    record = decision.to_record()
-    now = timezone.now()
-    with fenced(claim) as locked:
-        locked.result = {"output": accepted.output, "step_index": accepted.index, "tier": accepted.tier}
-        locked.final_tier = accepted.tier
-        locked.final_confidence = accepted.confidence
-        locked.finished_at = None
-        locked.lease_expires_at = None
-        locked.version += 1
-        subject = {
-            "job": locked.pk,
-            "application": locked.application_id,
-            "policy_version": locked.policy_version_id,
+@dataclass(frozen=True)
+class GovernanceOutcome:
+    status: str
+    reason: str
+    record: dict[str, Any]
+
+    def job_fields(self, accepted_output: dict, step_index: int, tier: str, confidence: float | None) -> dict:
+        now = timezone.now()
+        return {
+            "status": self.status,
+            "status_reason": self.reason,
+            "result": {"output": accepted_output, "step_index": step_index, "tier": tier},
+            "final_tier": tier,
+            "final_confidence": confidence,
+            "finished_at": None if self.status == JobStatus.AWAITING_APPROVAL else now,
         }
-        if decision.blocked:
-            locked.status = JobStatus.BLOCKED
-            locked.status_reason = "; ".join(
-                f"{block['tool']}: {block['reason']}" for block in record["blocked"]
-            )
-            locked.finished_at = now
+
+    def write(
+        self, *, claim: Claim, job: Job, tier: str, confidence: float | None, total_cost: Decimal, steps: int
+    ):
+        """Inside the fenced transaction that set the job's status to `self.status`."""
+        subject = {"job": job.pk, "application": job.application_id, "policy_version": job.policy_version_id}
+        if self.status == JobStatus.BLOCKED:
             ledger.append(
                 "tool_call.blocked",
                 actor=claim.actor,
                 subject=subject,
-                body={"attempt": claim.attempt, **record},
+                body={"attempt": claim.attempt, **self.record},
             )
-        elif decision.holds:
-            holds = record["holds"]
-            expires_after = min(hold["expires_after_s"] for hold in holds)
+        elif self.status == JobStatus.AWAITING_APPROVAL:
+            holds = self.record["holds"]
             request = ApprovalRequest.objects.create(
-                job=locked,
+                job_id=job.pk,
                 rule_ids=[hold["rule"] for hold in holds],
                 reasons=[hold["reason"] for hold in holds],
                 required_approvers=max(hold["approvers"] for hold in holds),
                 eligible_group=holds[0]["group"],
-                expires_at=now + timedelta(seconds=expires_after),
+                expires_at=timezone.now() + timedelta(seconds=min(hold["expires_after_s"] for hold in holds)),
                 # The strictest default wins: one rule that rejects on expiry makes the request reject.
                 on_expiry="reject" if any(hold["on_expiry"] == "reject" for hold in holds) else "approve",
             )
-            locked.status = JobStatus.AWAITING_APPROVAL
-            locked.status_reason = "; ".join(request.reasons)
             ledger.append(
                 "approval.requested",
                 actor=claim.actor,
@@ -84,25 +74,41 @@ def job_govern(
                     "eligible_group": request.eligible_group,
                     "expires_at": request.expires_at.isoformat(),
                     "on_expiry": request.on_expiry,
-                    "final_tier": accepted.tier,
-                    "final_confidence": accepted.confidence,
+                    "final_tier": tier,
+                    "final_confidence": confidence,
                 },
             )
         else:
-            locked.status = JobStatus.COMPLETED
-            locked.status_reason = ""
-            locked.finished_at = now
             ledger.append(
                 "job.completed",
                 actor=claim.actor,
                 subject=subject,
                 body={
                     "attempt": claim.attempt,
-                    "final_tier": accepted.tier,
-                    "final_confidence": accepted.confidence,
+                    "final_tier": tier,
+                    "final_confidence": confidence,
                     "total_cost_usd": str(total_cost),
-                    "steps": len(steps),
+                    "steps": steps,
                 },
             )
-        locked.save()
-    metrics.JOBS_FINISHED.labels(locked.status, locked.task_type).inc()
+
+
+def govern(
+    *,
+    job: Job,
+    document: PolicyDocument,
+    output: dict,
+    tier: str,
+    confidence: float | None,
+    total_cost: Decimal,
+) -> GovernanceOutcome:
+    decision = evaluate_approvals(document, facts.result_facts(job, output, tier, confidence, total_cost))
+    record = decision.to_record()
+    if decision.blocked:
+        reason = "; ".join(f"{block['tool']}: {block['reason']}" for block in record["blocked"])
+        return GovernanceOutcome(JobStatus.BLOCKED, reason, record)
+    if decision.holds:
+        return GovernanceOutcome(
+            JobStatus.AWAITING_APPROVAL, "; ".join(h["reason"] for h in record["holds"]), record
+        )
+    return GovernanceOutcome(JobStatus.COMPLETED, "", record)
