@@ -16,9 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.ledger import Actor
@@ -57,20 +55,23 @@ def _lease() -> Any:
     return timezone.now() + timedelta(seconds=settings.ARBITER_LEASE_S)
 
 
+_CLAIM = """
+    UPDATE routing_job
+       SET status = 'running', attempt = attempt + 1, lease_expires_at = %(lease)s,
+           claimed_by = %(worker)s, started_at = COALESCE(started_at, %(now)s)
+     WHERE id = %(job_id)s
+       AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
+ RETURNING attempt
+"""
+
+
 def job_claim_update(*, job_id: str, worker: str) -> int | None:
-    """The claim itself, inside the caller's transaction: the new attempt number, or None."""
-    now = timezone.now()
-    claimable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
-    claimed = Job.objects.filter(claimable, pk=job_id).update(
-        status=JobStatus.RUNNING,
-        attempt=F("attempt") + 1,
-        lease_expires_at=_lease(),
-        claimed_by=worker,
-        started_at=Coalesce("started_at", now),
-    )
-    if not claimed:
-        return None
-    return Job.objects.filter(pk=job_id).values_list("attempt", flat=True).get()
+    """The claim itself, inside the caller's transaction: the new attempt number, or None when the job
+    is not claimable (finished, or held by a live lease). One statement: UPDATE … RETURNING."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, {"lease": _lease(), "worker": worker, "now": timezone.now(), "job_id": job_id})
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 @contextmanager
