@@ -35,6 +35,8 @@ from datetime import timedelta
 
 from django.db import connection
 
+from audit.ledger import LedgerError
+
 logger = logging.getLogger(__name__)
 
 SEAL_LOCK_KEY = 7021802772598108721  # pg advisory lock held by the sealer (see migration 0001)
@@ -43,8 +45,11 @@ SEAL_LOCK_KEY = 7021802772598108721  # pg advisory lock held by the sealer (see 
 def seal_pending(*, wait: bool = True, batch_size: int = 2000, max_batches: int = 50) -> int:
     """Seal what can be sealed now; returns the number of events sealed (-1: another sealer was busy).
 
-    Call it outside a transaction: inside one, the seals become visible only when it commits.
+    It runs as its own transaction: inside another one it could not see that transaction's events
+    as finished anyway, and would hold the sealer's lock until that transaction ends.
     """
+    if connection.in_atomic_block:
+        raise LedgerError("seal_pending() runs in its own transaction; call it outside transaction.atomic()")
     with connection.cursor() as cursor:
         cursor.execute("SELECT audit_seal_pending(%s, %s, %s)", [batch_size, max_batches, wait])
         return cursor.fetchone()[0]

@@ -47,7 +47,7 @@ def _django(database: str | None = None) -> None:
         connections["default"].settings_dict["NAME"] = database
 
 
-def _writer(name: str, count: int, ready, start) -> tuple[float, float]:
+def _writer(name: str, count: int, ready, start, spans) -> None:
     _django(SCRATCH)
     from django.db import connection, transaction
 
@@ -66,7 +66,8 @@ def _writer(name: str, count: int, ready, start) -> tuple[float, float]:
                 subject={"job": f"{name}-{index // 5}", "application": "bench", "step": index % 5},
                 body=BODY,
             )
-    return began, time.perf_counter()
+    spans.put((began, time.perf_counter()))
+    connection.close()
 
 
 def _appends(writers: int, per_writer: int) -> dict:
@@ -75,13 +76,20 @@ def _appends(writers: int, per_writer: int) -> dict:
     from audit import sealer
 
     context = multiprocessing.get_context("spawn")
-    ready, start = context.Queue(), context.Event()
-    with context.Pool(writers) as pool:
-        results = pool.starmap_async(_writer, [(f"w{n}", per_writer, ready, start) for n in range(writers)])
+    ready, start, finished = context.Queue(), context.Event(), context.Queue()
+    processes = [
+        context.Process(target=_writer, args=(f"w{n}", per_writer, ready, start, finished)) for n in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    try:
         for _ in range(writers):
             ready.get(timeout=120)
         start.set()
-        spans = results.get(timeout=600)
+        spans = [finished.get(timeout=600) for _ in range(writers)]
+    finally:
+        for process in processes:
+            process.join(timeout=30)
     elapsed = max(end for _, end in spans) - min(began for began, _ in spans)
     unsealed_at_end = sealer.seal_lag().unsealed
     sealer.seal_pending()
@@ -110,20 +118,15 @@ def _generate(count: int) -> float:
     """Write `count` sealed events with COPY (the chain computed here, the way the sealer does)."""
     from datetime import UTC, datetime, timedelta
 
-    from django.db import connection
-
     from audit.ledger import Actor, canonical_event
 
     began = time.perf_counter()
     sha256 = hashlib.sha256
-    connection.ensure_connection()
-    raw = connection.connection
+    raw = _connect(SCRATCH)
     start = datetime.now(UTC) - timedelta(days=30)
     running = bytes(32)
     batch = 50_000
-    with raw.cursor() as cursor:
-        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
-        base_xact = cursor.fetchone()[0] - count  # below every transaction to come: the chain stays a prefix
+    base_xact = 1  # a fresh database: no real event will be appended after these
     for offset in range(0, count, batch):
         events, seals = [], []
         for i in range(offset, min(offset + batch, count)):
@@ -155,19 +158,23 @@ def _generate(count: int) -> float:
     raw.autocommit = True
     raw.execute("VACUUM ANALYZE audit_ledgerevent")
     raw.execute("VACUUM ANALYZE audit_ledgerseal")
-    raw.autocommit = False
+    raw.close()
     return time.perf_counter() - began
 
 
-def _scratch(action: str) -> None:
+def _connect(database: str, **options):
     import psycopg
     from django.db import connection
 
     params = connection.get_connection_params()
     for key in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(key, None)
-    params["dbname"] = "postgres"
-    with psycopg.connect(**params, autocommit=True) as admin:
+    params["dbname"] = database
+    return psycopg.connect(**params, **options)
+
+
+def _scratch(action: str) -> None:
+    with _connect("postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)')
         if action == "create":
             admin.execute(f'CREATE DATABASE "{SCRATCH}" ENCODING \'UTF8\' TEMPLATE template0')

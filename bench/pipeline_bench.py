@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import (  # noqa: E402
+from bench.support import (
     BASE_DIR,
     drop_database,
     percentile,
@@ -55,11 +55,28 @@ def _start_workers(count: int, concurrency: int, env: dict[str, str]) -> list[su
     return [
         subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "controlplane", "worker", "--pool", "prefork",
-                "--concurrency", str(concurrency), "--queues", env["ARBITER_QUEUE"], "--loglevel", "WARNING",
-                "--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "controlplane",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "--queues",
+                env["ARBITER_QUEUE"],
+                "--loglevel",
+                "WARNING",
+                "--hostname",
+                f"bench-{uuid.uuid4().hex[:6]}@%h",
+                "--without-gossip",
+                "--without-mingle",
             ],
-            cwd=BASE_DIR, env=env, start_new_session=True,
+            cwd=BASE_DIR,
+            env=env,
+            start_new_session=True,
         )
         for _ in range(count)
     ]
@@ -91,13 +108,20 @@ def run_once(application, jobs: int, workers: int, env: dict[str, str]) -> dict:
             job, _ = job_submit(
                 application=application,
                 task_type="classification",
-                messages=[{"role": "user", "content": f"[task:classification] [confidence:nano=0.95] {marker} {index}"}],
+                messages=[
+                    {
+                        "role": "user",
+                        "content": f"[task:classification] [confidence:nano=0.95] {marker} {index}",
+                    }
+                ],
                 actor=Actor.application(application.pk),
             )
             ids.append(job.pk)
         submitted = time.perf_counter() - started
         done = wait_until(
-            lambda: Job.objects.filter(pk__in=ids, status="completed").count() == len(ids), timeout=600, interval=0.2
+            lambda: Job.objects.filter(pk__in=ids, status="completed").count() == len(ids),
+            timeout=600,
+            interval=0.2,
         )
         elapsed = time.perf_counter() - started
         rows = list(Job.objects.filter(pk__in=ids).values_list("created_at", "started_at", "finished_at"))
@@ -122,8 +146,13 @@ def run(quick: bool = False, jobs: int | None = None, worker_counts: tuple[int, 
     _, redis_url = server_urls()
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     modelserver, model_url = start_modelserver(0.0)
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "ARBITER_QUEUE": queue,
-           "DJANGO_SETTINGS_MODULE": "controlplane.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ARBITER_QUEUE": queue,
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+    }
     try:
         _setup_django(database_url, redis_url, queue)
         application = _seed(model_url)
@@ -150,8 +179,10 @@ def main() -> None:
         return
     print(f"{'workers':>7} {'jobs':>5} {'jobs/s':>7} {'wait p50 ms':>12} {'wait p99 ms':>12}")
     for row in result["pipeline"]:
-        print(f"{row['workers']:>7} {row['jobs']:>5} {row['jobs_per_s']:>7} {row['queue_wait_p50_ms']:>12} "
-              f"{row['queue_wait_p99_ms']:>12}")
+        print(
+            f"{row['workers']:>7} {row['jobs']:>5} {row['jobs_per_s']:>7} {row['queue_wait_p50_ms']:>12} "
+            f"{row['queue_wait_p99_ms']:>12}"
+        )
 
 
 if __name__ == "__main__":

@@ -241,7 +241,7 @@ ARBITER_REDACTORS = env_list("ARBITER_REDACTORS", [])
 
 
 def _payload_retention(name: str) -> dict:
-    """"prompt=30d,output=90d" -> {"prompt": timedelta(30), ...}; kinds not listed are kept until erased."""
+    """ "prompt=30d,output=90d" -> {"prompt": timedelta(30), ...}; kinds not listed are kept until erased."""
     from datetime import timedelta
 
     units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -262,22 +262,28 @@ ARBITER_PAYLOAD_RETENTION = _payload_retention("ARBITER_PAYLOAD_RETENTION")
 INSTALLED_APPS.append("drf_spectacular_sidecar")  # Swagger UI from our own static files, no CDN
 REST_FRAMEWORK["EXCEPTION_HANDLER"] = "routing.api.errors.problem_exception_handler"
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["routing.api.parsers.StrictJSONParser"]
-SPECTACULAR_SETTINGS.update({
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "COMPONENT_SPLIT_REQUEST": True,
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "routing.api.schema.close_request_objects",
-    ],
-    "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "routing.models.jobs.JobStatus.choices",
-        "TierEnum": "routing.models.catalog.TIER_CHOICES",
-        "FunctionTypeEnum": [("function", "function")],
-        "ResponseFormatTypeEnum": [("text", "text"), ("json_object", "json_object"), ("json_schema", "json_schema")],
-    },
-})
+SPECTACULAR_SETTINGS.update(
+    {
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+        "COMPONENT_SPLIT_REQUEST": True,
+        "POSTPROCESSING_HOOKS": [
+            "drf_spectacular.hooks.postprocess_schema_enums",
+            "routing.api.schema.close_request_objects",
+        ],
+        "ENUM_NAME_OVERRIDES": {
+            "JobStatusEnum": "routing.models.jobs.JobStatus.choices",
+            "TierEnum": "routing.models.catalog.TIER_CHOICES",
+            "FunctionTypeEnum": [("function", "function")],
+            "ResponseFormatTypeEnum": [
+                ("text", "text"),
+                ("json_object", "json_object"),
+                ("json_schema", "json_schema"),
+            ],
+        },
+    }
+)
 ARBITER_API_MAX_BODY_BYTES = env_int("ARBITER_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 ARBITER_API_MAX_JSON_DEPTH = env_int("ARBITER_API_MAX_JSON_DEPTH", 32, minimum=4, maximum=200)
 ARBITER_RATE_LIMIT_PER_MINUTE = env_int("ARBITER_RATE_LIMIT_PER_MINUTE", 600, minimum=0)
@@ -289,3 +295,22 @@ ARBITER_WEBHOOK_ALLOW_PRIVATE = env_bool("ARBITER_WEBHOOK_ALLOW_PRIVATE", defaul
 ARBITER_WEBHOOK_ALLOW_LOOPBACK = env_bool("ARBITER_WEBHOOK_ALLOW_LOOPBACK", default=not PRODUCTION)
 ARBITER_WEBHOOK_MAX_ATTEMPTS = env_int("ARBITER_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1, maximum=20)
 ARBITER_WEBHOOK_TIMEOUT_S = env_float("ARBITER_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
+
+# --- UI ----------------------------------------------------------------------------------------
+# Settings of the web UI (audit.ui, routing.ui, templates/, static/) live in this block.
+# A Content Security Policy without inline script or style: htmx is configured by a meta tag, every
+# script and stylesheet is a static file of ours, charts are inline SVG with presentation attributes.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.clickjacking.XFrameOptionsMiddleware") + 1,
+    "audit.ui.security.ContentSecurityPolicyMiddleware",
+)
+ARBITER_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# drf-spectacular's Swagger page starts itself with an inline script (SpectacularSwaggerSplitView does not).
+ARBITER_CSP_EXEMPT_PREFIXES = tuple(env_list("ARBITER_CSP_EXEMPT_PREFIXES", ["/api/docs/"]))
+TEMPLATES[0]["OPTIONS"]["libraries"] = {"ui": "audit.ui.templatetags"}
+LOGOUT_REDIRECT_URL = "login"
+ARBITER_UI_EXPORT_DIR = Path(env_str("ARBITER_UI_EXPORT_DIR", str(DATA_DIR / "evidence-exports")))
+ARBITER_UI_PAGE_SIZE = env_int("ARBITER_UI_PAGE_SIZE", 50, minimum=5, maximum=500)

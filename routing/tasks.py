@@ -6,6 +6,8 @@ import socket
 
 from celery import shared_task
 
+from routing.webhook_tasks import deliver_webhook  # noqa: F401 (registers the task with the worker)
+
 WORKER_NAME = socket.gethostname()
 
 

@@ -177,14 +177,22 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 def _post(target: CallbackTarget, body: bytes, headers: dict[str, str], timeout: float) -> int:
     cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = cls(target.addresses[0], target.host, target.port, timeout=timeout)
-    try:
-        connection.request("POST", target.path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read(64 * 1024)
-        return response.status
-    finally:
-        connection.close()
+    for index, address in enumerate(target.addresses):
+        connection = cls(address, target.host, target.port, timeout=timeout)
+        try:
+            try:
+                connection.connect()
+            except OSError:
+                if index == len(target.addresses) - 1:
+                    raise
+                continue  # the next checked address of the same host
+            connection.request("POST", target.path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read(64 * 1024)
+            return response.status
+        finally:
+            connection.close()
+    raise OSError("no address to connect to")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,9 @@ from routing.services.keys import api_key_create, api_key_revoke
 from routing.services.policies import PolicyActionError, policy_version_create, policy_version_submit
 
 ADMIN = "policies:admin"
+SLUG_PATTERN = "^[-a-zA-Z0-9_]+$"
+NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN)
+SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN, description="The application.")
 NUMBER = OpenApiParameter("number", int, OpenApiParameter.PATH, description="The version number.")
 PREFIX = OpenApiParameter("prefix", str, OpenApiParameter.PATH, pattern="^[0-9a-f]{12}$",
                           description="The key's prefix (`arb_<prefix>_…`).")
@@ -107,14 +110,14 @@ class PoliciesApi(AdminView):
 class PolicyVersionsApi(AdminView):
     required_scopes = {"GET": ADMIN, "POST": ADMIN}
 
-    @extend_schema(operation_id="admin_policy_versions_list", summary="List a policy's versions",
+    @extend_schema(operation_id="admin_policy_versions_list", parameters=[NAME], summary="List a policy's versions",
                    responses={200: PolicyVersionOutputSerializer(many=True), **problems(404, body=False)}, tags=TAGS)
     def get(self, request: Request, name: str) -> Response:
         versions = selectors.policy_version_list(policy=policy_or_404(name))
         return Response(PolicyVersionOutputSerializer(versions, many=True).data)
 
     @extend_schema(
-        operation_id="admin_policy_versions_create",
+        operation_id="admin_policy_versions_create", parameters=[NAME],
         summary="Create a draft version",
         description="Validated against the schema and the catalog before it is saved. An invalid document is "
         "a 400 whose `errors` point at the line and path of each problem.",
@@ -144,7 +147,7 @@ class PolicyVersionsApi(AdminView):
 class PolicyVersionDetailApi(AdminView):
     required_scopes = {"GET": ADMIN}
 
-    @extend_schema(operation_id="admin_policy_versions_retrieve", parameters=[NUMBER], summary="Read a version",
+    @extend_schema(operation_id="admin_policy_versions_retrieve", parameters=[NAME, NUMBER], summary="Read a version",
                    responses={200: PolicyVersionOutputSerializer, **problems(404, body=False)}, tags=TAGS)
     def get(self, request: Request, name: str, number: int) -> Response:
         return Response(PolicyVersionOutputSerializer(version_or_404(name, number)).data)
@@ -153,7 +156,7 @@ class PolicyVersionDetailApi(AdminView):
 class PolicyVersionSubmitApi(AdminView):
     required_scopes = {"POST": ADMIN}
 
-    @extend_schema(operation_id="admin_policy_versions_submit", parameters=[NUMBER], summary="Submit a draft for activation",
+    @extend_schema(operation_id="admin_policy_versions_submit", parameters=[NAME, NUMBER], summary="Submit a draft for activation",
                    request=None, responses={200: PolicyVersionOutputSerializer, **problems(404, 409)}, tags=TAGS)
     def post(self, request: Request, name: str, number: int) -> Response:
         version = version_or_404(name, number)
@@ -168,7 +171,7 @@ class PolicyVersionActivateApi(AdminView):
     required_scopes = {"POST": ADMIN}
 
     @extend_schema(
-        operation_id="admin_policy_versions_activate", parameters=[NUMBER],
+        operation_id="admin_policy_versions_activate", parameters=[NAME, NUMBER],
         summary="Activate a version: not over the API",
         description="Always 403 `activation_requires_person`. Four-eyes needs two people, and an API key is "
         "not a person: a policy admin activates a submitted version in the web UI (not its author).",
@@ -211,12 +214,12 @@ class DeploymentsApi(AdminView):
 class DeploymentDetailApi(AdminView):
     required_scopes = {"GET": ADMIN, "PATCH": ADMIN}
 
-    @extend_schema(operation_id="admin_deployments_retrieve", summary="Read a deployment",
+    @extend_schema(operation_id="admin_deployments_retrieve", parameters=[NAME], summary="Read a deployment",
                    responses={200: DeploymentOutputSerializer, **problems(404, body=False)}, tags=TAGS)
     def get(self, request: Request, name: str) -> Response:
         return Response(DeploymentOutputSerializer(deployment_or_404(name)).data)
 
-    @extend_schema(operation_id="admin_deployments_update", summary="Change a deployment",
+    @extend_schema(operation_id="admin_deployments_update", parameters=[NAME], summary="Change a deployment",
                    description="Deployments are never deleted (steps refer to them): disable one instead.",
                    request=DeploymentUpdateInputSerializer,
                    responses={200: DeploymentOutputSerializer, **problems(404)}, tags=TAGS)
@@ -232,7 +235,7 @@ class DeploymentDisableApi(AdminView):
     required_scopes = {"POST": ADMIN}
     enabled = False
 
-    @extend_schema(operation_id="admin_deployments_disable", summary="Disable a deployment (instead of delete)",
+    @extend_schema(operation_id="admin_deployments_disable", parameters=[NAME], summary="Disable a deployment (instead of delete)",
                    request=None, responses={200: DeploymentOutputSerializer, **problems(404)}, tags=TAGS)
     def post(self, request: Request, name: str) -> Response:
         deployment = deployment_update(deployment=deployment_or_404(name), actor=self.actor, enabled=self.enabled)
@@ -242,7 +245,7 @@ class DeploymentDisableApi(AdminView):
 class DeploymentEnableApi(DeploymentDisableApi):
     enabled = True
 
-    @extend_schema(operation_id="admin_deployments_enable", summary="Enable a deployment",
+    @extend_schema(operation_id="admin_deployments_enable", parameters=[NAME], summary="Enable a deployment",
                    request=None, responses={200: DeploymentOutputSerializer, **problems(404)}, tags=TAGS)
     def post(self, request: Request, name: str) -> Response:
         return super().post(request, name)
@@ -274,7 +277,7 @@ class ApplicationsApi(AdminView):
 class ApplicationBudgetApi(AdminView):
     required_scopes = {"PUT": ADMIN}
 
-    @extend_schema(operation_id="admin_applications_budget", summary="Set the monthly budget",
+    @extend_schema(operation_id="admin_applications_budget", parameters=[SLUG], summary="Set the monthly budget",
                    description="Soft limit: a ledger event when reached. Hard limit: the policy's `budgets."
                    "on_hard_limit` applies (downgrade or reject). null removes a limit.",
                    request=BudgetInputSerializer,
@@ -294,13 +297,13 @@ class ApplicationBudgetApi(AdminView):
 class ApiKeysApi(AdminView):
     required_scopes = {"GET": ADMIN, "POST": ADMIN}
 
-    @extend_schema(operation_id="admin_keys_list", summary="List an application's keys (never their secrets)",
+    @extend_schema(operation_id="admin_keys_list", parameters=[SLUG], summary="List an application's keys (never their secrets)",
                    responses={200: ApiKeyOutputSerializer(many=True), **problems(404, body=False)}, tags=TAGS)
     def get(self, request: Request, slug: str) -> Response:
         keys = selectors.api_key_list(application=application_or_404(slug))
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
-    @extend_schema(operation_id="admin_keys_create", summary="Create a key (shown once)",
+    @extend_schema(operation_id="admin_keys_create", parameters=[SLUG], summary="Create a key (shown once)",
                    request=ApiKeyCreateInputSerializer,
                    responses={201: ApiKeyCreatedOutputSerializer, **problems(404)}, tags=TAGS)
     def post(self, request: Request, slug: str) -> Response:
@@ -315,7 +318,7 @@ class ApiKeysApi(AdminView):
 class ApiKeyRevokeApi(AdminView):
     required_scopes = {"POST": ADMIN}
 
-    @extend_schema(operation_id="admin_keys_revoke", parameters=[PREFIX], summary="Revoke a key (at once, for good)",
+    @extend_schema(operation_id="admin_keys_revoke", parameters=[SLUG, PREFIX], summary="Revoke a key (at once, for good)",
                    request=None, responses={200: ApiKeyOutputSerializer, **problems(404)}, tags=TAGS)
     def post(self, request: Request, slug: str, prefix: str) -> Response:
         application = application_or_404(slug)

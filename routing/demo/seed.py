@@ -6,10 +6,10 @@ import random
 from decimal import Decimal
 from pathlib import Path
 
-from audit.ledger import Actor
 from django.conf import settings
 from django.db import transaction
 
+from audit.ledger import Actor
 from routing.demo.jobs import pick_demo_job
 from routing.models import Application, ModelDeployment, Policy
 from routing.services.jobs import job_submit

@@ -71,19 +71,22 @@ class CascadeCase:
     answers: tuple[Answer, ...]
     reference: Answer
     cumulative_cost: tuple[float, ...] = field(init=False, repr=False)
+    _gated: tuple[tuple[PlanStep, float], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "cumulative_cost", tuple(itertools.accumulate(answer.cost_usd for answer in self.answers))
+        costs = tuple(itertools.accumulate(answer.cost_usd for answer in self.answers))
+        gated = tuple(
+            (step, answer.confidence) for step, answer in zip(self.steps, self.answers, strict=True)
         )
+        object.__setattr__(self, "cumulative_cost", costs)
+        object.__setattr__(self, "_gated", gated[:-1])
 
     def final_index(self, gates: Mapping[str, PlanStep]) -> int:
-        """Where the cascade stops when each tier's threshold is its gate's."""
-        last = len(self.steps) - 1
-        for index, (step, answer) in enumerate(zip(self.steps, self.answers, strict=True)):
-            if index == last or gates.get(step.tier, step).accepts(answer.confidence):
+        """Where the cascade stops when each tier's threshold is its gate's; the last step always answers."""
+        for index, (step, confidence) in enumerate(self._gated):
+            if gates.get(step.tier, step).accepts(confidence):
                 return index
-        return last
+        return len(self._gated)
 
 
 def observe_case(
@@ -217,8 +220,12 @@ def threshold_grid(tiers: Sequence[str]) -> list[Thresholds]:
 
 
 def pareto_path(stats: Sequence[CandidateStats]) -> list[Thresholds]:
-    """The candidates no other beats on both estimated risk and cost, from lowest risk to highest."""
-    ordered = sorted(stats, key=lambda s: (s.risk if s.risk is not None else 1.0, s.cost_usd))
+    """From lowest estimated risk to highest, each candidate cheaper than every one before it.
+
+    Within equal estimated risk the costlier (more conservative) settings come first: on a small ordering
+    split many settings show no loss at all, and jumping straight to the cheapest of them would stake the
+    whole sequence on the most aggressive one. Keeping them costs some power, never validity."""
+    ordered = sorted(stats, key=lambda s: (s.risk if s.risk is not None else 1.0, -s.cost_usd))
     path, cheapest = [], math.inf
     for candidate in ordered:
         if candidate.cost_usd < cheapest:
@@ -301,8 +308,9 @@ def check_parameters(*, target_relative: float, delta: float, holdout: float) ->
 
 def learn_then_test(
     cases: Sequence[CascadeCase], tiers: Sequence[str], *, alpha: float, delta: float, ordering_share: float
-) -> tuple[list[Thresholds], int]:
-    """The certified threshold settings (family-wise error rate <= delta) and how many were tested."""
+) -> tuple[list[CandidateStats], int]:
+    """The certified threshold settings (family-wise error rate <= delta), each with its figures on all of
+    `cases`, and how many settings were tested."""
     grid = threshold_grid(tiers)
     if len(tiers) == 1:
         path, testing_cases = grid, cases
@@ -310,12 +318,12 @@ def learn_then_test(
         cut = round(len(cases) * ordering_share)
         ordering_cases, testing_cases = cases[:cut], cases[cut:]
         path = pareto_path([evaluate_thresholds(ordering_cases, thresholds) for thresholds in grid])
-    certified: list[Thresholds] = []
+    certified: list[CandidateStats] = []
     for thresholds in path:
         stats = evaluate_thresholds(testing_cases, thresholds)
         if binomial_p_value(stats.losses, stats.at_risk, alpha) > delta:
             break  # fixed-sequence testing: the first failure ends the sequence
-        certified.append(thresholds)
+        certified.append(stats if testing_cases is cases else evaluate_thresholds(cases, thresholds))
     return certified, min(len(path), len(certified) + 1)
 
 
@@ -364,8 +372,7 @@ def calibrate(
         )
         return Calibration(False, None, rules, parameters, *sizes, tested, 0, None, None, reason)
     # Every certified setting meets the risk bound simultaneously, so choosing by cost afterwards is safe.
-    scored = [evaluate_thresholds(calibration_cases, thresholds) for thresholds in certified]
-    chosen = scored[min(range(len(scored)), key=lambda index: (scored[index].cost_usd, index))]
+    chosen = certified[min(range(len(certified)), key=lambda index: (certified[index].cost_usd, index))]
     held_figures = None
     if holdout_cases:
         held_stats = evaluate_thresholds(holdout_cases, chosen.thresholds)

@@ -19,6 +19,13 @@ from routing.models import ApprovalRequest, Job, JobStatus
 from routing.pipeline import facts
 from routing.pipeline.fencing import Claim
 from routing.policy.document import PolicyDocument
+from routing.webhooks import webhook_enqueue_on_commit
+
+WEBHOOK_EVENTS = {
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.BLOCKED: "job.blocked",
+    JobStatus.AWAITING_APPROVAL: "job.approval_required",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class GovernanceOutcome:
     ):
         """Inside the fenced transaction that set the job's status to `self.status`."""
         subject = {"job": job.pk, "application": job.application_id, "policy_version": job.policy_version_id}
+        webhook_enqueue_on_commit(job, WEBHOOK_EVENTS[self.status])
         if self.status == JobStatus.BLOCKED:
             ledger.append(
                 "tool_call.blocked",

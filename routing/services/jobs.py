@@ -7,14 +7,15 @@ import hashlib
 import json
 from typing import Any
 
-from audit.ledger import Actor
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import ledger, payloads
+from audit.ledger import Actor
 from routing.models import Application, Job, JobStatus, Policy, PolicyVersion
 from routing.models.jobs import TERMINAL_STATUSES
 from routing.tiers import TASK_TYPES
+from routing.webhooks import webhook_enqueue_on_commit
 
 
 class JobError(Exception):
@@ -177,6 +178,7 @@ def job_cancel(*, job: Job, actor: Actor, reason: str = "") -> bool:
         locked.approval_requests.filter(status="pending").update(
             status="cancelled", resolved_at=locked.finished_at
         )
+        webhook_enqueue_on_commit(locked, "job.cancelled")
         ledger.append(
             "job.cancelled",
             actor=actor,

@@ -8,11 +8,11 @@ import hmac
 import secrets
 from datetime import datetime
 
-from audit.ledger import Actor
 from django.db import transaction
 from django.utils import timezone
 
 from audit import ledger
+from audit.ledger import Actor
 from routing.models import ApiKey, Application
 from routing.models.applications import KEY_SCOPES
 

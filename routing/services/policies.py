@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from audit.ledger import Actor
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from audit import ledger
+from audit.ledger import Actor
 from routing.models import ModelDeployment, Policy, PolicyVersion, PolicyVersionStatus
 from routing.pipeline.facts import deployment_info
 from routing.policy.document import InvalidPolicy, PolicyDocument, load_policy

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit.ledger import Actor
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import ledger
+from audit.ledger import Actor
 from controlplane.roles import Role, has_role
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.models.approvals import ApprovalStatus, DecisionKind
 from routing.services.jobs import dispatch_after_commit, job_submit
 from routing.tiers import TIER_NAMES, tier_rank
+from routing.webhooks import webhook_enqueue_on_commit
 
 
 class ReviewError(Exception):
@@ -87,6 +88,8 @@ def _close(
     job.finished_at = now if job_status != JobStatus.QUEUED else None
     job.version += 1
     job.save(update_fields=["status", "status_reason", "finished_at", "version", "result", "constraints"])
+    if job_status != JobStatus.QUEUED:
+        webhook_enqueue_on_commit(job, f"job.{job_status}")
 
 
 def approval_approve(*, job: Job, user, reason: str = "", expected_version: int | None = None) -> Job:

@@ -77,4 +77,5 @@ def outsider(governed_setup) -> Tenant:
 def admin(governed_setup) -> Tenant:
     admin_app = ApplicationFactory()
     key = key_for(admin_app, "policies:admin")
-    return Tenant(Governed(application=admin_app, policy=governed_setup.policy), key, client_with(key))
+    return Tenant(Governed(application=admin_app, policy=governed_setup.policy,
+                           deployments=governed_setup.deployments), key, client_with(key))

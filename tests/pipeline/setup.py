@@ -6,7 +6,6 @@ import uuid
 from dataclasses import dataclass, field
 
 from audit.ledger import Actor
-
 from routing.models import Application, ModelDeployment, Policy
 from routing.services.jobs import job_submit
 from routing.services.policies import policy_create, policy_version_activate, policy_version_create
@@ -72,8 +71,10 @@ def governed(
         )
     # The policy's EU rule needs EU deployments of its tiers (the catalog check refuses it otherwise);
     # they come after the primary ones, so other jobs only reach them as fallbacks.
-    eu = [{"name": "mini-eu", "tier": "mini", "region": "eu", "priority": 150},
-          {"name": "flagship-eu", "tier": "flagship", "region": "eu", "priority": 150}]
+    eu = [
+        {"name": "mini-eu", "tier": "mini", "region": "eu", "priority": 150},
+        {"name": "flagship-eu", "tier": "flagship", "region": "eu", "priority": 150},
+    ]
     for extra in eu + (extra_deployments or []):
         name = f"{extra.pop('name')}-{suffix}"
         deployments[name.rsplit("-", 1)[0]] = DeploymentFactory(

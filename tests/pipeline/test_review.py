@@ -94,7 +94,7 @@ def test_override_takes_another_steps_output_with_its_reason(model_server, worke
     assert job.status == JobStatus.COMPLETED
     assert job.result["output"] == nano_step.output
     assert job.result["overridden"] is True
-    overridden = [e for e in _events(job) if e.event_type == "approval.overridden"][0]
+    overridden = next(e for e in _events(job) if e.event_type == "approval.overridden")
     assert overridden.body["reason"] == "nano had it right"
     assert overridden.body["before"]["tier"] == "flagship"
 
@@ -115,7 +115,11 @@ def test_escalate_reruns_the_job_from_a_higher_tier(model_server, workers, revie
     setup = governed(model_server.base_url)
     workers.start()
     job = finished(
-        setup.submit("[task:general] [confidence:mini=0.9,flagship=0.95] pii", task_type="general", labels={"pii": True})
+        setup.submit(
+            "[task:general] [confidence:mini=0.9,flagship=0.95] pii",
+            task_type="general",
+            labels={"pii": True},
+        )
     )
     assert job.status == JobStatus.AWAITING_APPROVAL and job.final_tier == "mini"
     approval_escalate(job=job, user=reviewer, reason="want the flagship's answer")

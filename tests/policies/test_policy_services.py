@@ -37,7 +37,9 @@ def policy():
 
 
 def test_it_refuses_an_invalid_document_with_the_line_and_field(catalog, policy):
-    source = SOURCE.replace("escalate_below: {nano: 0.80, mini: 0.70}", "escalate_below: {nano: 1.7, mini: 0.70}")
+    source = SOURCE.replace(
+        "escalate_below: {nano: 0.80, mini: 0.70}", "escalate_below: {nano: 1.7, mini: 0.70}"
+    )
     with pytest.raises(InvalidPolicy) as raised:
         policy_version_create(policy=policy, source=source, author=UserFactory())
     error = raised.value.errors[0]
@@ -60,7 +62,9 @@ def test_the_author_cannot_activate_their_own_version(catalog, policy):
 
 def test_activating_a_new_version_retires_the_old_one(catalog, policy):
     author, other = UserFactory(), UserFactory()
-    first = policy_version_activate(version=policy_version_create(policy=policy, source=SOURCE, author=author), user=other)
+    first = policy_version_activate(
+        version=policy_version_create(policy=policy, source=SOURCE, author=author), user=other
+    )
     second = policy_version_create(policy=policy, source=SOURCE + "\n# v2\n", author=author, parent=first)
     policy_version_activate(version=second, user=other)
     first.refresh_from_db()

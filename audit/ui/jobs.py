@@ -1,0 +1,115 @@
+"""A job's whole story on one page, its chain check, the list of recent jobs, a replay beside its original."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.ui import pagination, selectors
+from audit.ui.access import JOB_READERS, REVIEWERS, can, role_required
+from audit.ui.forms import DecisionForm, OverrideForm, ReasonRequiredForm, ReplayForm
+from audit.verify import verify_events_for
+from routing.models import Job, JobStatus
+
+
+def _job_or_404(job_id) -> Job:
+    job = selectors.job_story(job_id)
+    if job is None:
+        raise Http404("no such job")
+    return job
+
+
+def story_context(request: HttpRequest, job: Job, **extra) -> dict:
+    steps = list(job.steps.all())
+    events = selectors.job_events(job)
+    pending = next((r for r in job.approval_requests.all() if r.status == "pending"), None)
+    output = (job.result or {}).get("output") or {}
+    initial = {"expected_version": job.version}
+    route = job.route or {}
+    return {
+        "job": job,
+        "steps": steps,
+        "events": events,
+        "escalations": [event for event in events if event.event_type == "job.escalated"],
+        "route": route,
+        "plan": route.get("plan") or {},
+        "explanation": route.get("explanation") or {},
+        "output": output,
+        "pending": pending,
+        "can_decide": pending is not None and can(request.user, *REVIEWERS),
+        "can_replay": can(request.user, *REVIEWERS),
+        "approve_form": DecisionForm(initial=initial),
+        "reject_form": ReasonRequiredForm(initial=initial, auto_id="reject_%s"),
+        "escalate_form": DecisionForm(initial=initial, auto_id="escalate_%s"),
+        "override_form": OverrideForm(
+            initial={**initial, "content": output.get("content") or "", "source": "edit"},
+            tool_calls=output.get("tool_calls"),
+            auto_id="override_%s",
+        ),
+        "other_steps": [step for step in steps if step.output is not None and step.index != (job.result or {}).get("step_index")],
+        "replay_form": ReplayForm(),
+        "replays": list(selectors.job_replays(job)[:10]),
+        **extra,
+    }
+
+
+@require_GET
+@role_required(*JOB_READERS)
+def job_detail(request: HttpRequest, job_id) -> HttpResponse:
+    job = _job_or_404(job_id)
+    return render(request, "jobs/detail.html", story_context(request, job))
+
+
+@require_POST
+@role_required(*JOB_READERS)
+def job_verify(request: HttpRequest, job_id) -> HttpResponse:
+    """Recompute this job's sealed events against their hashes (read-only; POST because it is work)."""
+    job = _job_or_404(job_id)
+    report = verify_events_for(job_id=job.pk)
+    context = {"job": job, "report": report}
+    if request.htmx:
+        return render(request, "jobs/detail.html#verdict", context)
+    return render(request, "jobs/detail.html", story_context(request, job, report=report))
+
+
+@require_GET
+@role_required(*JOB_READERS)
+def job_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    status = status if status in JobStatus.values else ""
+    jobs = selectors.recent_jobs(status=status)
+    key = pagination.decode(request.GET.get("after"))
+    jobs = pagination.after(jobs, key, fields=("created_at", "id"), descending=True)
+    page = pagination.page(jobs, settings.ARBITER_UI_PAGE_SIZE, key=("created_at", "pk"))
+    context = {"jobs": page.items, "next_cursor": page.next_cursor, "status": status,
+               "statuses": JobStatus.choices, "first_page": key is None}
+    if request.htmx and key is not None:
+        return render(request, "jobs/list.html#rows", context)
+    return render(request, "jobs/list.html", context)
+
+
+@require_GET
+@role_required(*JOB_READERS)
+def job_compare(request: HttpRequest, job_id) -> HttpResponse:
+    """A replay beside its original: route, steps, cost, answer. Polls while the replay runs."""
+    replay = _job_or_404(job_id)
+    if replay.replay_of_id is None:
+        raise Http404("this job is not a replay")
+    original = _job_or_404(replay.replay_of_id)
+    context = {"replay": replay, "original": original, "sides": [_side(original), _side(replay)]}
+    if request.htmx:
+        return render(request, "jobs/compare.html#sides", context)
+    return render(request, "jobs/compare.html", context)
+
+
+def _side(job: Job) -> dict:
+    route = job.route or {}
+    return {
+        "job": job,
+        "steps": list(job.steps.all()),
+        "rule": (route.get("plan") or {}).get("rule_id") or (route.get("explanation") or {}).get("matched_rule"),
+        "output": (job.result or {}).get("output"),
+        "running": not job.is_terminal and job.status != JobStatus.AWAITING_APPROVAL,
+    }

@@ -1,0 +1,397 @@
+"""Small server-side SVG charts: stacked bars, horizontal bars, a histogram with a threshold line, a line
+chart and budget bullets. No JavaScript, no chart library.
+
+Every chart is readable without colour: series are told apart by pattern as well as hue (solid, hatched,
+dotted, cross-hatched), the legend shows the same swatches, values are written as text where there is
+room, and every mark carries a <title> (a tooltip, and what a screen reader announces). Colours come
+from CSS classes in static/ui/arbiter.css (`.chart .s0` ...), so the page's stylesheet owns the palette;
+the SVG itself uses presentation attributes only, never `style`, so the Content Security Policy needs no
+'unsafe-inline'.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+PATTERNS = ("solid", "hatch", "dots", "cross")
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    values: Sequence[float]
+
+
+@dataclass(frozen=True)
+class Budget:
+    label: str
+    spend: float
+    soft: float | None
+    hard: float | None
+
+
+def _number(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
+
+
+def plain(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value / 1000:.1f}k".replace(".0k", "k")
+    return _number(round(value, 2))
+
+
+def usd(value: float) -> str:
+    if value >= 100:
+        return f"${value:,.0f}"
+    if value >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.3f}" if value else "$0"
+
+
+def percent(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def _nice_max(value: float) -> float:
+    """A round axis maximum at or above `value` (1, 2, 2.5 or 5 × 10^n)."""
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5):
+        if step * magnitude >= value * (1 - 1e-9):
+            return step * magnitude
+    return 10 * magnitude
+
+
+class _Svg:
+    """Collects the parts of one chart; `render` wraps them in an accessible <svg>."""
+
+    def __init__(self, width: int, height: int, title: str, description: str):
+        self.id = f"c{next(_ids)}"
+        self.width, self.height = width, height
+        self.title, self.description = title, description
+        self.parts: list[str] = []
+
+    def pattern_fill(self, index: int) -> str:
+        return f"url(#{self.id}-p{index % len(PATTERNS)})"
+
+    def add(self, markup: str) -> None:
+        self.parts.append(markup)
+
+    def text(self, x: float, y: float, label: str, *, anchor: str = "start", css: str = "label") -> None:
+        self.add(f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" class="{css}">{escape(label)}</text>')
+
+    def defs(self, count: int) -> str:
+        shapes = {
+            "solid": "",
+            "hatch": '<path class="ink" d="M-1,1 l2,-2 M0,6 l6,-6 M5,7 l2,-2"/>',
+            "dots": '<circle class="ink" cx="3" cy="3" r="1.3"/>',
+            "cross": '<path class="ink" d="M0,0 L6,6 M6,0 L0,6"/>',
+        }
+        patterns = []
+        for index in range(count):
+            kind = PATTERNS[index % len(PATTERNS)]
+            patterns.append(
+                f'<pattern id="{self.id}-p{index}" patternUnits="userSpaceOnUse" width="6" height="6">'
+                f'<rect class="s{index}" width="6" height="6"/>{shapes[kind]}</pattern>'
+            )
+        return "<defs>" + "".join(patterns) + "</defs>"
+
+    def legend(self, names: Sequence[str], y: float, x: float = 0) -> None:
+        for index, name in enumerate(names):
+            self.add(
+                f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="12" height="12" fill="{self.pattern_fill(index)}" '
+                f'class="swatch"/>'
+            )
+            self.text(x + 16, y + 1, name)
+            x += 24 + 7.2 * len(name)
+
+    def render(self, series_count: int = 1) -> SafeString:
+        head = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {self.width} {self.height}" '
+            f'role="img" aria-labelledby="{self.id}-t {self.id}-d">'
+            f'<title id="{self.id}-t">{escape(self.title)}</title>'
+            f'<desc id="{self.id}-d">{escape(self.description)}</desc>'
+        )
+        return mark_safe(head + self.defs(max(series_count, 1)) + "".join(self.parts) + "</svg>")  # noqa: S308
+
+
+def _empty(svg: _Svg, message: str = "No data in this window") -> SafeString:
+    svg.text(svg.width / 2, svg.height / 2, message, anchor="middle", css="label muted")
+    return svg.render()
+
+
+def _y_axis(svg: _Svg, top: float, bottom: float, left: float, right: float, maximum: float, fmt) -> None:
+    for step in range(5):
+        value = maximum * step / 4
+        y = bottom - (bottom - top) * step / 4
+        svg.add(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        svg.text(left - 6, y + 4, fmt(value), anchor="end", css="label tick")
+
+
+def stacked_bars(
+    categories: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    fmt: Callable[[float], str] = plain,
+    width: int = 560,
+    height: int = 230,
+    label_every: int = 1,
+) -> SafeString:
+    """One bar per category, its series stacked bottom-up; the total is written above each bar."""
+    svg = _Svg(
+        width,
+        height,
+        title,
+        f"{title}: "
+        + "; ".join(
+            f"{category} {fmt(sum(s.values[i] for s in series))}" for i, category in enumerate(categories)
+        ),
+    )
+    totals = [sum(s.values[i] for s in series) for i in range(len(categories))]
+    if not categories or not any(totals):
+        return _empty(svg)
+    left, right, top, bottom = 52, width - 8, 30, height - 42
+    maximum = _nice_max(max(totals))
+    _y_axis(svg, top, bottom, left, right, maximum, fmt)
+    slot = (right - left) / len(categories)
+    bar = max(slot * 0.7, 2)
+    for index, category in enumerate(categories):
+        x = left + slot * index + (slot - bar) / 2
+        y = bottom
+        for number, item in enumerate(series):
+            value = item.values[index]
+            if value <= 0:
+                continue
+            h = (bottom - top) * value / maximum
+            y -= h
+            svg.add(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'fill="{svg.pattern_fill(number)}" class="mark"><title>{escape(category)} · '
+                f"{escape(item.name)}: {escape(fmt(value))}</title></rect>"
+            )
+        if totals[index] and len(categories) <= 16:
+            svg.text(x + bar / 2, y - 4, fmt(totals[index]), anchor="middle", css="label value")
+        if index % label_every == 0:
+            svg.text(x + bar / 2, bottom + 15, category, anchor="middle", css="label tick")
+    svg.add(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" class="axis"/>')
+    svg.legend([s.name for s in series], height - 8, left)
+    return svg.render(len(series))
+
+
+def horizontal_bars(
+    rows: Sequence[tuple[str, float, str]],
+    *,
+    title: str,
+    maximum: float | None = None,
+    width: int = 560,
+) -> SafeString:
+    """(label, value, text) rows as bars from the left; `text` is written after each bar."""
+    height = max(60, 26 * len(rows) + 20)
+    svg = _Svg(width, height, title, f"{title}: " + "; ".join(f"{label} {text}" for label, _, text in rows))
+    if not rows:
+        return _empty(svg)
+    label_width = min(150, 8 + 7 * max(len(label) for label, _, _ in rows))
+    left, right = label_width, width - 110
+    top = 10
+    scale = maximum or _nice_max(max(value for _, value, _ in rows))
+    for index, (label, value, text) in enumerate(rows):
+        y = top + 26 * index
+        length = (right - left) * min(value / scale, 1) if scale else 0
+        svg.text(left - 8, y + 13, label, anchor="end")
+        svg.add(f'<rect x="{left}" y="{y + 2}" width="{right - left}" height="14" class="track"/>')
+        svg.add(
+            f'<rect x="{left}" y="{y + 2}" width="{length:.1f}" height="14" fill="{svg.pattern_fill(0)}" '
+            f'class="mark"><title>{escape(label)}: {escape(text)}</title></rect>'
+        )
+        svg.text(right + 8, y + 13, text, css="label value")
+    return svg.render()
+
+
+def histogram(
+    counts: Sequence[int],
+    *,
+    title: str,
+    threshold: float | None,
+    low: float = 0.0,
+    high: float = 1.0,
+    width: int = 300,
+    height: int = 170,
+) -> SafeString:
+    """Counts of equal-width bins over [low, high]; bins under the threshold are hatched, the threshold
+    is a dashed line with its value written beside it."""
+    total = sum(counts)
+    under = sum(
+        count
+        for index, count in enumerate(counts)
+        if threshold is not None and low + (high - low) * (index + 1) / len(counts) <= threshold + 1e-9
+    )
+    description = f"{title}: {total} scores"
+    if threshold is not None:
+        description += f", threshold {threshold:.2f}, {under} below it"
+    svg = _Svg(width, height, title, description)
+    if not total:
+        return _empty(svg, "No scores in this window")
+    left, right, top, bottom = 34, width - 8, 22, height - 34
+    maximum = _nice_max(max(counts))
+    _y_axis(svg, top, bottom, left, right, maximum, plain)
+    slot = (right - left) / len(counts)
+    for index, count in enumerate(counts):
+        if not count:
+            continue
+        start = low + (high - low) * index / len(counts)
+        end = low + (high - low) * (index + 1) / len(counts)
+        below = threshold is not None and end <= threshold + 1e-9
+        h = (bottom - top) * count / maximum
+        svg.add(
+            f'<rect x="{left + slot * index + 0.5:.1f}" y="{bottom - h:.1f}" width="{max(slot - 1, 1):.1f}" '
+            f'height="{h:.1f}" fill="{svg.pattern_fill(1 if below else 0)}" class="mark">'
+            f"<title>{start:.2f}–{end:.2f}: {count}{' (below threshold)' if below else ''}</title></rect>"
+        )
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        x = left + (right - left) * (tick - low) / (high - low)
+        svg.text(x, bottom + 14, f"{tick:g}", anchor="middle", css="label tick")
+    svg.add(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" class="axis"/>')
+    if threshold is not None:
+        x = left + (right - left) * (threshold - low) / (high - low)
+        svg.add(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{bottom}" class="threshold"/>')
+        anchor = "end" if x > width * 0.7 else "start"
+        svg.text(
+            x + (-4 if anchor == "end" else 4),
+            top - 8,
+            f"threshold {threshold:.2f}",
+            anchor=anchor,
+            css="label threshold-label",
+        )
+    svg.text(
+        left,
+        height - 6,
+        f"{total} scores · {under} below threshold"
+        if threshold is not None
+        else f"{total} scores (final tier: no threshold)",
+        css="label muted",
+    )
+    return svg.render(2)
+
+
+def line_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str,
+    fmt: Callable[[float], str] = plain,
+    width: int = 560,
+    height: int = 190,
+    label_every: int = 10,
+) -> SafeString:
+    """One series as a line with a marker at every point; the latest value is written at the end."""
+    svg = _Svg(
+        width,
+        height,
+        title,
+        f"{title}: latest {fmt(values[-1]) if values else 'none'}, "
+        f"peak {fmt(max(values)) if values else 'none'}",
+    )
+    if not values or not any(values):
+        return _empty(svg)
+    left, right, top, bottom = 44, width - 44, 16, height - 28
+    maximum = _nice_max(max(values))
+    _y_axis(svg, top, bottom, left, right, maximum, fmt)
+    step = (right - left) / max(len(values) - 1, 1)
+    points = [(left + step * i, bottom - (bottom - top) * v / maximum) for i, v in enumerate(values)]
+    svg.add(
+        '<polyline class="line" fill="none" points="'
+        + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        + '"/>'
+    )
+    for (x, y), label, value in zip(points, labels, values, strict=True):
+        svg.add(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.2" class="marker"><title>{escape(label)}: '
+            f"{escape(fmt(value))}</title></circle>"
+        )
+    for index, label in enumerate(labels):
+        if index % label_every == 0 or index == len(labels) - 1:
+            svg.text(left + step * index, bottom + 15, label, anchor="middle", css="label tick")
+    svg.add(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" class="axis"/>')
+    x, y = points[-1]
+    svg.text(x + 6, y + 4, fmt(values[-1]), css="label value")
+    return svg.render()
+
+
+def budget_bullets(rows: Sequence[Budget], *, title: str, width: int = 560) -> SafeString:
+    """Spend this month per application against its soft (dashed) and hard (solid) limits."""
+    height = max(60, 34 * len(rows) + 24)
+    svg = _Svg(
+        width,
+        height,
+        title,
+        f"{title}: "
+        + "; ".join(
+            f"{row.label} {usd(row.spend)}" + (f" of {usd(row.hard)}" if row.hard else "") for row in rows
+        ),
+    )
+    if not rows:
+        return _empty(svg, "No applications")
+    label_width = min(150, 8 + 7 * max(len(row.label) for row in rows))
+    left, right = label_width, width - 130
+    scale = _nice_max(max(max(row.spend, row.hard or 0, row.soft or 0) for row in rows))
+    for index, row in enumerate(rows):
+        y = 8 + 34 * index
+
+        def at(value: float) -> float:
+            return left + (right - left) * min(value / scale, 1)
+
+        over = (row.hard is not None and row.spend >= row.hard) or (
+            row.soft is not None and row.spend >= row.soft
+        )
+        svg.text(left - 8, y + 15, row.label, anchor="end")
+        svg.add(f'<rect x="{left}" y="{y + 4}" width="{right - left}" height="16" class="track"/>')
+        svg.add(
+            f'<rect x="{left}" y="{y + 4}" width="{at(row.spend) - left:.1f}" height="16" '
+            f'fill="{svg.pattern_fill(1 if over else 0)}" class="mark"><title>{escape(row.label)}: '
+            f"{usd(row.spend)} spent this month</title></rect>"
+        )
+        for limit, css, name in ((row.soft, "limit soft", "soft"), (row.hard, "limit hard", "hard")):
+            if limit is not None:
+                svg.add(
+                    f'<line x1="{at(limit):.1f}" x2="{at(limit):.1f}" y1="{y}" y2="{y + 24}" class="{css}">'
+                    f"<title>{name} limit {usd(limit)}</title></line>"
+                )
+        limits = " / ".join(
+            f"{usd(v)} {n}" for v, n in ((row.soft, "soft"), (row.hard, "hard")) if v is not None
+        )
+        svg.text(right + 8, y + 11, usd(row.spend) + (" — over" if over else ""), css="label value")
+        svg.text(right + 8, y + 24, limits or "no limit", css="label muted small")
+    svg.legend(["within budget", "over a limit"], height - 4, left)
+    return svg.render(2)
+
+
+def confidence_meter(value: float | None, threshold: float | None, *, width: int = 132) -> SafeString:
+    """A one-line bar: the score, a tick at the threshold, and both written out ("0.62 < 0.80")."""
+    if value is None:
+        return mark_safe('<span class="muted">no score</span>')
+    met = threshold is None or value >= threshold
+    verdict = "no threshold" if threshold is None else ("met" if met else "below threshold")
+    label = f"{value:.2f}" + ("" if threshold is None else (" ≥ " if met else " < ") + f"{threshold:.2f}")
+    bar = 60
+    tick = ""
+    if threshold is not None:
+        x = 1 + (bar - 2) * threshold
+        tick = f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="14" class="threshold"/>'
+    fill = "meter-met" if met else "meter-under"
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="meter" viewBox="0 0 {width} 14" width="{width}" '
+        f'height="14" role="img" aria-label="confidence {escape(label)} ({verdict})">'
+        f'<rect x="0.5" y="2.5" width="{bar - 1}" height="9" class="track"/>'
+        f'<rect x="1" y="3" width="{(bar - 2) * min(max(value, 0), 1):.1f}" height="8" class="{fill}"/>'
+        f'{tick}<text x="{bar + 6}" y="11" class="label">{escape(label)}</text></svg>'
+    )
+    return mark_safe(svg)  # noqa: S308

@@ -1,0 +1,86 @@
+"""Evaluation fixtures: recorded-outcomes files with known ground truth, a catalog, and the direct
+computations the reports are checked against (written independently of routing.evaluation)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from modelserver.generate import generate_items
+from tests.factories import DeploymentFactory
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+GSM8K = BASE_DIR / "routing" / "evaluation" / "data" / "gsm8k-outcomes.jsonl"
+MIXTRAL, GPT4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+GSM8K_TIERS = f"mini={MIXTRAL},flagship={GPT4}"
+SIM_TIERS = "nano=sim-nano,mini=sim-mini,flagship=sim-flagship"
+DEFAULT_POLICY = BASE_DIR / "routing" / "demo" / "default-policy.yaml"
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+def demo_prices() -> dict[str, tuple[float, float]]:
+    """The prices the brief names: the demo catalog's nano and mini, the flagship from settings."""
+    return {
+        "nano": (0.20, 1.25),
+        "mini": (0.75, 4.50),
+        "flagship": (settings.ARBITER_FLAGSHIP_PRICE_IN, settings.ARBITER_FLAGSHIP_PRICE_OUT),
+    }
+
+
+def synthetic(items: int, seed: int, tiers: tuple[str, ...] = ("nano", "mini", "flagship")) -> list[dict]:
+    return list(generate_items(items=items, seed=seed, tiers=tiers))
+
+
+def write_jsonl(path: Path, items: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def direct_answers(items: list[dict], tiers: dict[str, str]) -> dict[str, dict[str, tuple[bool, float]]]:
+    """item id -> tier -> (correct, cost): the recorded cost, else the demo price x tokens (recorded, else
+    estimated as the model server does: a token per 4 prompt characters, word-sized completion tokens)."""
+    prices = demo_prices()
+    table = {}
+    for item in items:
+        row = {}
+        for tier, model in tiers.items():
+            response = item["responses"][model]
+            prompt = response.get("prompt_tokens") or math.ceil(
+                sum(len(m["content"]) for m in item["messages"]) / 4
+            )
+            completion = response.get("completion_tokens")
+            if completion is None:
+                completion = len(_TOKEN.findall(response["content"]))
+            cost = response.get("cost_usd")
+            if cost is None:
+                cost = (prompt * prices[tier][0] + completion * prices[tier][1]) / 1e6
+            row[tier] = (response["correct"], cost)
+        table[item["id"]] = row
+    return table
+
+
+def run_json(command: str, *args: str) -> dict[str, Any]:
+    out = io.StringIO()
+    call_command(command, *args, "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+@pytest.fixture
+def catalog(db) -> None:
+    """Deployments for every tier, in the default region and in the EU (the default policy has an EU rule),
+    so that a calibrated document passes validation against the catalog."""
+    for tier in ("nano", "mini", "flagship"):
+        DeploymentFactory(tier=tier)
+        DeploymentFactory(tier=tier, region="eu")

@@ -1,0 +1,146 @@
+"""replay_history: past jobs re-decided under a draft version from their recorded steps, nothing guessed."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from audit.ledger import Actor
+from routing.models import ApprovalRequest, Evaluation, EvaluationKind, Job, JobStatus, Step, StepOutcome
+from routing.services.policies import policy_create, policy_version_create
+from tests.evaluation.conftest import run_json
+from tests.evaluation.test_replay_eval import HAND_POLICY
+from tests.factories import ApplicationFactory
+
+DRAFT_POLICY = HAND_POLICY.replace("{nano: 0.8, mini: 0.7}", "{nano: 0.5, mini: 0.7}").replace(
+    "{mini: 0.75}", "{mini: 0.9}"
+)
+
+
+def make_job(
+    application, version, task_type: str, steps: list[tuple], *, held: list[str] | None = None
+) -> Job:
+    """steps: (tier, confidence, method, accepted, answer, cost)."""
+    final = next(step for step in steps if step[3])
+    job = Job.objects.create(
+        application=application,
+        task_type=task_type,
+        request={"messages": [{"role": "user", "content": f"a {task_type} request"}]},
+        policy_version=version,
+        status=JobStatus.AWAITING_APPROVAL if held else JobStatus.COMPLETED,
+        final_tier=final[0],
+        final_confidence=final[1],
+        input_tokens=5,
+        complexity=0.1,
+        route={"plan": {"steps": [{"tier": s[0], "confidence_method": "logprob"} for s in steps]}},
+        escalations=sum(1 for step in steps if not step[3]),
+    )
+    for index, (tier, confidence, method, accepted, answer, cost) in enumerate(steps):
+        Step.objects.create(
+            job=job,
+            attempt=1,
+            index=index,
+            tier=tier,
+            confidence=confidence,
+            confidence_method=method,
+            outcome=StepOutcome.ACCEPTED if accepted else StepOutcome.ESCALATED,
+            output={"content": f"answer: {answer}", "tool_calls": []},
+            cost_usd=Decimal(str(cost)),
+        )
+    if held:
+        ApprovalRequest.objects.create(job=job, rule_ids=held, expires_at=timezone.now() + timedelta(hours=1))
+    return job
+
+
+@pytest.fixture
+def history(catalog):
+    actor = Actor.system("test")
+    original = policy_version_create(
+        policy=policy_create(name="live", actor=actor), source=HAND_POLICY, author=None
+    )
+    draft = policy_version_create(policy=original.policy, source=DRAFT_POLICY, author=None, parent=original)
+    app, other = ApplicationFactory(), ApplicationFactory()
+    jobs = {
+        "kept": make_job(app, original, "classification", [("nano", 0.85, "logprob", True, "A", 0.001)]),
+        "cheaper": make_job(
+            app,
+            original,
+            "classification",
+            [("nano", 0.6, "logprob", False, "A", 0.001), ("mini", 0.95, "logprob", True, "B", 0.004)],
+        ),
+        "never-called": make_job(app, original, "coding", [("mini", 0.8, "logprob", True, "C", 0.004)]),
+        "held": make_job(
+            app,
+            original,
+            "coding",
+            [("mini", 0.6, "logprob", False, "D", 0.004), ("flagship", 0.4, "logprob", True, "E", 0.02)],
+            held=["unsure"],
+        ),
+        "other-method": make_job(
+            app, original, "extraction", [("nano", 0.9, "self_report", True, "F", 0.001)]
+        ),
+        "other-app": make_job(other, original, "coding", [("mini", 0.95, "logprob", True, "G", 0.004)]),
+    }
+    return draft, app, jobs
+
+
+@pytest.mark.django_db
+def test_it_reports_what_the_draft_would_change_and_what_it_cannot_know(history) -> None:
+    draft, app, _ = history
+    report = run_json("replay_history", "--policy-version", str(draft.pk), "--application", app.slug)
+    assert (report["jobs"], report["decided"], report["unknown"]) == (5, 3, 2)
+    assert report["unknown_reasons"] == {
+        "flagship was never called in the original": 1,
+        "nano's recorded confidence (self_report) is not what the draft scores with (logprob)": 1,
+    }
+    assert report["final_tier_changed"] == 1
+    assert report["final_tier_transitions"] == {"mini->nano": 1}
+    assert report["answers_differ"] == 1
+    assert report["escalation_rate"] == {
+        "original": {"nano": 0.5, "mini": 0.5, "flagship": 0.0},
+        "draft": {"nano": 0.0, "mini": 1.0, "flagship": 0.0},
+    }
+    assert report["cost_usd"]["original"] == pytest.approx(0.001 + 0.005 + 0.024)
+    assert report["cost_usd"]["draft"] == pytest.approx(0.001 + 0.001 + 0.024)
+    assert report["approvals"]["original_held"] == report["approvals"]["draft_held"] == 1
+    assert report["approvals"]["draft_by_rule"] == {"unsure": 1}
+    assert [change["draft_tier"] for change in report["changes"]] == ["nano"]
+    evaluation = Evaluation.objects.get(pk=report["evaluation"])
+    assert (evaluation.kind, evaluation.policy_version) == (EvaluationKind.HISTORY, draft)
+
+
+@pytest.mark.django_db
+def test_the_filters_choose_the_jobs(history) -> None:
+    draft = history[0]
+    assert run_json("replay_history", "--policy-version", str(draft.pk))["jobs"] == 6
+    assert run_json("replay_history", "--policy-version", str(draft.pk), "--limit", "2")["jobs"] == 2
+    tomorrow = (timezone.now() + timedelta(days=1)).date().isoformat()
+    assert run_json("replay_history", "--policy-version", str(draft.pk), "--since", tomorrow)["jobs"] == 0
+    assert run_json("replay_history", "--policy-version", str(draft.pk), "--until", tomorrow)["jobs"] == 6
+
+
+@pytest.mark.django_db
+def test_without_json_it_prints_a_summary(history) -> None:
+    out = io.StringIO()
+    call_command("replay_history", "--policy-version", str(history[0].pk), stdout=out)
+    assert "final tier changes: 1" in out.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--policy-version", "999999"], "no policy version has id 999999"),
+        (["--policy-version", "1", "--since", "last tuesday"], "not an ISO date"),
+        (["--policy-version", "1", "--limit", "0"], "--limit must be at least 1"),
+    ],
+)
+def test_bad_input_is_a_clear_error(arguments: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("replay_history", *arguments)
