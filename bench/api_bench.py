@@ -77,8 +77,8 @@ def _start_gunicorn(port: int, env: dict[str, str], workers: int, threads: int) 
 def _healthy(port: int) -> bool:
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        connection.request("GET", "/healthz")
-        ok = connection.getresponse().status < 500
+        connection.request("GET", "/v1/models")  # 401 without a key: the app is up (/healthz wants workers)
+        ok = connection.getresponse().status == 401
         connection.close()
         return ok
     except OSError:

@@ -15,9 +15,7 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
         return 0.0
     log_p, log_q = math.log(p), math.log1p(-p)
     base = math.lgamma(n + 1)
-    terms = [
-        base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q for i in range(k + 1)
-    ]
+    terms = [base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q for i in range(k + 1)]
     top = max(terms)
     return min(1.0, math.exp(top) * math.fsum(math.exp(term - top) for term in terms))
 

@@ -75,9 +75,7 @@ class CascadeCase:
 
     def __post_init__(self) -> None:
         costs = tuple(itertools.accumulate(answer.cost_usd for answer in self.answers))
-        gated = tuple(
-            (step, answer.confidence) for step, answer in zip(self.steps, self.answers, strict=True)
-        )
+        gated = tuple((step, answer.confidence) for step, answer in zip(self.steps, self.answers, strict=True))
         object.__setattr__(self, "cumulative_cost", costs)
         object.__setattr__(self, "_gated", gated[:-1])
 
@@ -107,9 +105,7 @@ def observe_case(
         reference = answers[-1]
     else:
         last = plan.steps[-1]
-        reference_step = PlanStep(
-            top, (f"eval-{top}",), None, last.confidence_method, last.confidence_fallback
-        )
+        reference_step = PlanStep(top, (f"eval-{top}",), None, last.confidence_method, last.confidence_fallback)
         reference = responder.answer(item, reference_step, plan)
     return CascadeCase(item.id, plan.rule_id, plan.steps, answers, reference)
 
@@ -213,10 +209,7 @@ def threshold_grid(tiers: Sequence[str]) -> list[Thresholds]:
     """Conservative first: every tier's threshold from 1.00 down (0.01 apart for one tier, 0.05 for two)."""
     steps = 100 if len(tiers) == 1 else 20
     values = [round(1 - index / steps, 4) for index in range(steps + 1)]
-    return [
-        dict(zip(tiers, combination, strict=True))
-        for combination in itertools.product(values, repeat=len(tiers))
-    ]
+    return [dict(zip(tiers, combination, strict=True)) for combination in itertools.product(values, repeat=len(tiers))]
 
 
 def pareto_path(stats: Sequence[CandidateStats]) -> list[Thresholds]:
@@ -291,9 +284,7 @@ def _figures(stats: CandidateStats, items: int, target_relative: float, delta: f
         "risk": None if stats.risk is None else round(stats.risk, 6),
         "risk_upper_bound": round(upper, 6),
         "items_reference_right": stats.at_risk,
-        "target_met": (
-            None if accuracy is None or reference is None else accuracy >= target_relative * reference
-        ),
+        "target_met": (None if accuracy is None or reference is None else accuracy >= target_relative * reference),
     }
 
 

@@ -44,17 +44,14 @@ def gsm8k_items(csv_path: str | Path) -> Iterator[dict[str, Any]]:
         missing = [f"{m}{RESPONSE_SUFFIX}" for m in models if f"{m}{RESPONSE_SUFFIX}" not in columns]
         if "prompt" not in columns or not models or missing:
             raise EvaluationError(
-                f"{path}: expected columns prompt, <model> and <model>{RESPONSE_SUFFIX}; "
-                f"got {', '.join(columns)}"
+                f"{path}: expected columns prompt, <model> and <model>{RESPONSE_SUFFIX}; got {', '.join(columns)}"
             )
         for number, row in enumerate(reader, start=1):
             responses = {}
             for model in models:
                 verdict = VERDICTS.get(row[model])
                 if verdict is None:
-                    raise EvaluationError(
-                        f"{path}: row {number}, column {model}: {row[model]!r} is not True/False"
-                    )
+                    raise EvaluationError(f"{path}: row {number}, column {model}: {row[model]!r} is not True/False")
                 responses[model] = {"content": row[model + RESPONSE_SUFFIX], "correct": verdict}
             yield {
                 "id": f"gsm8k-{number:04d}",

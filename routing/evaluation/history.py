@@ -62,16 +62,12 @@ def _score_reusable(step: PlanStep, recorded: Step, original_method: str | None)
         return True
     # The recorded score came from the fallback because the primary did not apply to this answer; the
     # draft with the same primary and that fallback would have fallen back the same way.
-    return (
-        recorded.confidence_method == step.confidence_fallback and original_method == step.confidence_method
-    )
+    return recorded.confidence_method == step.confidence_fallback and original_method == step.confidence_method
 
 
 def _signature(output: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
     output = output or {}
-    calls = tuple(
-        (str(call.get("name")), repr(call.get("arguments"))) for call in output.get("tool_calls") or []
-    )
+    calls = tuple((str(call.get("name")), repr(call.get("arguments"))) for call in output.get("tool_calls") or [])
     return normalise_answer(output.get("content") or ""), calls
 
 
@@ -97,9 +93,7 @@ def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentI
         recorded = by_tier.get(plan_step.tier)
         if recorded is None:
             return _unknown(original, f"{plan_step.tier} was never called in the original")
-        if recorded.confidence is None or not _score_reusable(
-            plan_step, recorded, methods.get(plan_step.tier)
-        ):
+        if recorded.confidence is None or not _score_reusable(plan_step, recorded, methods.get(plan_step.tier)):
             return _unknown(
                 original,
                 f"{plan_step.tier}'s recorded confidence ({recorded.confidence_method or 'none'}) is not "
@@ -180,18 +174,14 @@ def history_replay(*, version: PolicyVersion, jobs: Iterable[Job]) -> dict[str, 
     draft_holds = Counter(rule for replay in decided for rule in replay.draft_holds)
     original_cost = math.fsum(replay.original_cost for replay in decided)
     draft_cost = math.fsum(replay.draft_cost or 0.0 for replay in decided)
-    changed = [
-        replay for replay in decided if replay.draft_tier != replay.original_tier or replay.answer_differs
-    ]
+    changed = [replay for replay in decided if replay.draft_tier != replay.original_tier or replay.answer_differs]
     return {
         "policy_version": version.pk,
         "policy_sha256": version.sha256,
         "jobs": len(replays),
         "decided": len(decided),
         "unknown": len(replays) - len(decided),
-        "unknown_reasons": dict(
-            Counter(replay.unknown for replay in replays if replay.unknown).most_common()
-        ),
+        "unknown_reasons": dict(Counter(replay.unknown for replay in replays if replay.unknown).most_common()),
         "final_tier_changed": sum(1 for replay in decided if replay.draft_tier != replay.original_tier),
         "final_tier_transitions": dict(transitions.most_common()),
         "answers_differ": sum(1 for replay in decided if replay.answer_differs),

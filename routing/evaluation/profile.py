@@ -36,9 +36,7 @@ def workload_profile(
             known = [verdict for verdict in verdicts if verdict is not None]
             per_tier[tier] = {
                 "suffices": round(sum(known) / len(known), 6) if known else None,
-                "mean_cost_usd": round(
-                    math.fsum(answers[item.id][tier].cost_usd for item in members) / count, 8
-                ),
+                "mean_cost_usd": round(math.fsum(answers[item.id][tier].cost_usd for item in members) / count, 8),
             }
         cheapest = Counter()
         for item in members:

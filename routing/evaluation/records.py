@@ -50,9 +50,7 @@ def resolve_policy(spec: str) -> PolicySource:
             version = versions.filter(status=PolicyVersionStatus.ACTIVE).first() or versions.first()
             if version is None:
                 raise EvaluationError(f"policy {spec!r} has no version yet")
-            return PolicySource(
-                policy_from_data(version.document), f"{policy.name} v{version.number}", version
-            )
+            return PolicySource(policy_from_data(version.document), f"{policy.name} v{version.number}", version)
         path = BUNDLED_POLICIES / f"{spec}.yaml"
         if not path.is_file():
             bundled = ", ".join(sorted(p.stem for p in BUNDLED_POLICIES.glob("*.yaml")))
@@ -79,9 +77,7 @@ def evaluation_record(
     report: dict[str, Any],
     policy_version: PolicyVersion | None = None,
 ) -> Evaluation:
-    return Evaluation.objects.create(
-        kind=kind, parameters=parameters, report=report, policy_version=policy_version
-    )
+    return Evaluation.objects.create(kind=kind, parameters=parameters, report=report, policy_version=policy_version)
 
 
 def calibrated_source(document: PolicyDocument, thresholds: dict[str, float], rules: tuple[str, ...]) -> str:
@@ -155,9 +151,7 @@ def calibration_record(
                 raise EvaluationError(f"the calibrated policy does not fit the catalog: {invalid}") from None
             evaluation.policy_version = version
             evaluation.save(update_fields=["policy_version"])
-        digest = hashlib.sha256(
-            canonical_json({"parameters": parameters, "report": report}).encode()
-        ).hexdigest()
+        digest = hashlib.sha256(canonical_json({"parameters": parameters, "report": report}).encode()).hexdigest()
         ledger.append(
             "evaluation.recorded",
             actor=actor,

@@ -91,16 +91,12 @@ class _Scorer:
     def model(self, item: RecordedItem, step: PlanStep) -> str:
         model = self.tiers.get(step.tier)
         if model is None:
-            raise EvaluationError(
-                f"the plan for item {item.id} calls tier {step.tier}, which --tiers does not map"
-            )
+            raise EvaluationError(f"the plan for item {item.id} calls tier {step.tier}, which --tiers does not map")
         if model not in item.responses:
             raise EvaluationError(f"item {item.id} has no recorded response from model {model!r}")
         return model
 
-    def scored(
-        self, item: RecordedItem, step: PlanStep, plan: Plan, model: str, response: ProviderResponse
-    ) -> Answer:
+    def scored(self, item: RecordedItem, step: PlanStep, plan: Plan, model: str, response: ProviderResponse) -> Answer:
         request = provider_request(item, step)
         score, extra = score_step(
             job=None,  # only the judge call reads the job; that method is refused above

@@ -44,8 +44,7 @@ class EvaluationInputs:
             "outcomes_sha256": self.outcomes.sha256,
             "tiers": self.tiers,
             "prices_per_mtok": {
-                tier: [self.prices[tier].input_per_mtok, self.prices[tier].output_per_mtok]
-                for tier in self.tiers
+                tier: [self.prices[tier].input_per_mtok, self.prices[tier].output_per_mtok] for tier in self.tiers
             },
             "policy": self.policy.label,
             "policy_sha256": self.policy.document.sha256,
@@ -55,9 +54,7 @@ class EvaluationInputs:
 
 def evaluation_inputs(*, outcomes: str | Path, tiers: str, policy: str) -> EvaluationInputs:
     recorded = read_outcomes(outcomes)
-    return EvaluationInputs(
-        recorded, parse_tier_map(tiers, recorded.models), demo_prices(), resolve_policy(policy)
-    )
+    return EvaluationInputs(recorded, parse_tier_map(tiers, recorded.models), demo_prices(), resolve_policy(policy))
 
 
 @contextmanager
@@ -87,9 +84,7 @@ def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tupl
         _quiet_http_log(),
         responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as r,
     ):
-        runs = run_policy(
-            inputs.outcomes.items, inputs.policy.document, catalog, r, workers=_workers(in_memory)
-        )
+        runs = run_policy(inputs.outcomes.items, inputs.policy.document, catalog, r, workers=_workers(in_memory))
     report = policy_report(runs, inputs.outcomes, inputs.tiers, inputs.prices)
     routed = {run.item_id for run in runs if run.error is None}
     items = [item for item in inputs.outcomes.items if item.id in routed]
@@ -170,10 +165,7 @@ def calibration_run(
         "expected_saving": expected.get("saving"),
         "holdout": None
         if held is None
-        else {
-            key: held[key]
-            for key in ("items", "accuracy", "reference_accuracy", "relative_cost", "target_met")
-        },
+        else {key: held[key] for key in ("items", "accuracy", "reference_accuracy", "relative_cost", "target_met")},
         "policy_version": version.pk if version else None,
         "evaluation": evaluation.pk,
         "rules": list(calibration.rules),

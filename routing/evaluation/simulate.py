@@ -16,7 +16,6 @@ The baselines are computed from the file alone, on the same items:
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +38,7 @@ from routing.evaluation.outcomes import (
 from routing.evaluation.responders import Answer, Responder
 from routing.policy.document import PolicyDocument
 from routing.router import DeploymentInfo, JobFacts, route
+from routing.services.jobs import estimate_tokens
 
 EVAL_CAPABILITIES = frozenset({"tools", "logprobs", "json_schema"})
 
@@ -58,17 +58,11 @@ def eval_catalog(tiers: TierMap, prices: Mapping[str, Price]) -> tuple[Deploymen
     )
 
 
-def estimate_input_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    # routing.services.jobs.estimate_tokens, which job submission stores as the job's input_tokens.
-    characters = sum(len(json.dumps(message.get("content", ""), ensure_ascii=False)) for message in messages)
-    return max(1, characters // 4)
-
-
 def item_facts(item: RecordedItem) -> JobFacts:
     """The facts a job submitted with this item's messages would be routed on."""
     return JobFacts(
         task_type=item.task_type or "general",
-        input_tokens=estimate_input_tokens(item.messages),
+        input_tokens=estimate_tokens(item.messages),
         complexity=estimate_complexity(item.messages).score,
     )
 
@@ -121,9 +115,7 @@ def run_item(
     run = ItemRun(item.id, facts.task_type, plan.rule_id, tuple(steps))
     decision = evaluate_approvals(
         document,
-        ResultFacts(
-            job=facts, final_confidence=run.final.confidence, final_tier=run.final.tier, cost_usd=run.cost_usd
-        ),
+        ResultFacts(job=facts, final_confidence=run.final.confidence, final_tier=run.final.tier, cost_usd=run.cost_usd),
     )
     return replace(run, holds=tuple(hold.rule_id for hold in decision.holds))
 
@@ -159,9 +151,7 @@ def _rounded(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _summary(
-    verdicts: Sequence[bool | None], costs: Sequence[float], reference_cost: float
-) -> dict[str, Any]:
+def _summary(verdicts: Sequence[bool | None], costs: Sequence[float], reference_cost: float) -> dict[str, Any]:
     total = math.fsum(costs)
     return {
         "accuracy": _rounded(_accuracy(verdicts)),
@@ -176,8 +166,7 @@ def recorded_answers(
 ) -> dict[str, dict[str, RecordedAnswer]]:
     """item id -> tier -> the tier's recorded answer, priced."""
     return {
-        item.id: {tier: recorded_answer(item, model, prices[tier]) for tier, model in tiers.items()}
-        for item in items
+        item.id: {tier: recorded_answer(item, model, prices[tier]) for tier, model in tiers.items()} for item in items
     }
 
 
@@ -208,12 +197,9 @@ def baselines(
         oracle_tiers[choice if right else "none"] += 1
     oracle = _summary(oracle_verdicts, oracle_costs, reference_cost)
     oracle["tier_share"] = {tier: round(count / len(items), 6) for tier, count in oracle_tiers.items()}
-    mix_accuracy = math.fsum(
-        share * (tier_only[tier]["accuracy"] or 0.0) for tier, share in final_tier_share.items()
-    )
+    mix_accuracy = math.fsum(share * (tier_only[tier]["accuracy"] or 0.0) for tier, share in final_tier_share.items())
     mix_cost = math.fsum(
-        share * math.fsum(answers[item.id][tier].cost_usd for item in items)
-        for tier, share in final_tier_share.items()
+        share * math.fsum(answers[item.id][tier].cost_usd for item in items) for tier, share in final_tier_share.items()
     )
     random_mix = {
         "accuracy": _rounded(mix_accuracy),
@@ -254,18 +240,14 @@ def policy_report(
     report: dict[str, Any] = {"items": count}
     if not routed:
         return {**report, "unroutable": len(unroutable), "errors": sorted({run.error for run in unroutable})}
-    reference = baselines(
-        items, tiers, prices, {tier: finals[tier] / count for tier in tiers if finals[tier]}
-    )
+    reference = baselines(items, tiers, prices, {tier: finals[tier] / count for tier in tiers if finals[tier]})
     costs = [run.cost_usd for run in routed]
     latencies = [run.latency_ms for run in routed]
     report.update(_summary([run.final.correct for run in routed], costs, reference.pop("reference_cost_usd")))
     report.update(reference)
     report.update(
         {
-            "escalation_rate": {
-                tier: round(escalations[tier] / calls[tier], 6) for tier in tiers if calls[tier]
-            },
+            "escalation_rate": {tier: round(escalations[tier] / calls[tier], 6) for tier in tiers if calls[tier]},
             "tier_calls": {tier: calls[tier] for tier in tiers if calls[tier]},
             "final_tier_share": final_tier_share,
             "mean_latency_ms": _rounded(_mean(latencies), 3) if None not in latencies else None,  # type: ignore[arg-type]

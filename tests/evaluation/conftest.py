@@ -57,9 +57,7 @@ def direct_answers(items: list[dict], tiers: dict[str, str]) -> dict[str, dict[s
         row = {}
         for tier, model in tiers.items():
             response = item["responses"][model]
-            prompt = response.get("prompt_tokens") or math.ceil(
-                sum(len(m["content"]) for m in item["messages"]) / 4
-            )
+            prompt = response.get("prompt_tokens") or math.ceil(sum(len(m["content"]) for m in item["messages"]) / 4)
             completion = response.get("completion_tokens")
             if completion is None:
                 completion = len(_TOKEN.findall(response["content"]))

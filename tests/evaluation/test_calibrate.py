@@ -57,9 +57,7 @@ def test_no_data_certifies_nothing() -> None:
 
 
 def _answer(tier: str, confidence: float, correct: bool) -> Answer:
-    return Answer(
-        tier, tier, "", confidence, "logprob", True, correct, 1, 1, 1.0 if tier == "mini" else 10.0, None
-    )
+    return Answer(tier, tier, "", confidence, "logprob", True, correct, 1, 1, 1.0 if tier == "mini" else 10.0, None)
 
 
 def test_a_score_equal_to_the_threshold_is_accepted_as_in_a_worker() -> None:
@@ -140,9 +138,7 @@ def test_over_repeated_splits_three_tier_thresholds_meet_the_target_as_often_as_
 
 
 @pytest.mark.django_db
-def test_it_writes_a_draft_version_with_the_thresholds_and_links_the_evidence(
-    tmp_path: Path, catalog
-) -> None:
+def test_it_writes_a_draft_version_with_the_thresholds_and_links_the_evidence(tmp_path: Path, catalog) -> None:
     outcomes = write_jsonl(tmp_path / "sim.jsonl", list(generate_items(items=600, seed=21)))
     args = (
         "--outcomes",
@@ -204,9 +200,7 @@ def test_on_gsm8k_without_confidence_it_can_only_escalate_everything_and_says_so
 
 @pytest.mark.django_db
 def test_when_nothing_can_be_certified_no_version_is_written(tmp_path: Path, catalog) -> None:
-    outcomes = write_jsonl(
-        tmp_path / "sim.jsonl", list(generate_items(items=200, seed=4, tiers=("mini", "flagship")))
-    )
+    outcomes = write_jsonl(tmp_path / "sim.jsonl", list(generate_items(items=200, seed=4, tiers=("mini", "flagship"))))
     summary = run_json(
         "calibrate_thresholds", "--outcomes", str(outcomes), "--tiers", "mini=sim-mini,flagship=sim-flagship",
         "--target-relative", "1", "--in-memory",
@@ -220,9 +214,7 @@ def test_when_nothing_can_be_certified_no_version_is_written(tmp_path: Path, cat
 
 @pytest.mark.django_db
 def test_a_calibrated_policy_the_catalog_cannot_serve_is_refused(tmp_path: Path) -> None:
-    outcomes = write_jsonl(
-        tmp_path / "sim.jsonl", list(generate_items(items=100, seed=4, tiers=("mini", "flagship")))
-    )
+    outcomes = write_jsonl(tmp_path / "sim.jsonl", list(generate_items(items=100, seed=4, tiers=("mini", "flagship"))))
     tiers = "mini=sim-mini,flagship=sim-flagship"
     with pytest.raises(CommandError, match="does not fit the catalog"):
         call_command(
@@ -242,9 +234,7 @@ def test_a_calibrated_policy_the_catalog_cannot_serve_is_refused(tmp_path: Path)
         ("--author", "nobody", "no user named 'nobody'"),
     ],
 )
-def test_a_bad_parameter_is_refused_before_any_work(
-    tmp_path: Path, option: str, value: str, message: str
-) -> None:
+def test_a_bad_parameter_is_refused_before_any_work(tmp_path: Path, option: str, value: str, message: str) -> None:
     outcomes = write_jsonl(tmp_path / "sim.jsonl", list(generate_items(items=5, seed=4)))
     arguments = {"--target-relative": "0.97", option: value}
     flat = [part for pair in arguments.items() for part in pair]

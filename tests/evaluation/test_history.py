@@ -23,9 +23,7 @@ DRAFT_POLICY = HAND_POLICY.replace("{nano: 0.8, mini: 0.7}", "{nano: 0.5, mini: 
 )
 
 
-def make_job(
-    application, version, task_type: str, steps: list[tuple], *, held: list[str] | None = None
-) -> Job:
+def make_job(application, version, task_type: str, steps: list[tuple], *, held: list[str] | None = None) -> Job:
     """steps: (tier, confidence, method, accepted, answer, cost)."""
     final = next(step for step in steps if step[3])
     job = Job.objects.create(
@@ -61,9 +59,7 @@ def make_job(
 @pytest.fixture
 def history(catalog):
     actor = Actor.system("test")
-    original = policy_version_create(
-        policy=policy_create(name="live", actor=actor), source=HAND_POLICY, author=None
-    )
+    original = policy_version_create(policy=policy_create(name="live", actor=actor), source=HAND_POLICY, author=None)
     draft = policy_version_create(policy=original.policy, source=DRAFT_POLICY, author=None, parent=original)
     app, other = ApplicationFactory(), ApplicationFactory()
     jobs = {
@@ -82,9 +78,7 @@ def history(catalog):
             [("mini", 0.6, "logprob", False, "D", 0.004), ("flagship", 0.4, "logprob", True, "E", 0.02)],
             held=["unsure"],
         ),
-        "other-method": make_job(
-            app, original, "extraction", [("nano", 0.9, "self_report", True, "F", 0.001)]
-        ),
+        "other-method": make_job(app, original, "extraction", [("nano", 0.9, "self_report", True, "F", 0.001)]),
         "other-app": make_job(other, original, "coding", [("mini", 0.95, "logprob", True, "G", 0.004)]),
     }
     return draft, app, jobs

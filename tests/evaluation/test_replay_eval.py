@@ -115,9 +115,7 @@ def test_on_a_synthetic_three_tier_file_the_cascade_is_what_walking_it_by_hand_g
     outcomes = write_jsonl(tmp_path / "sim.jsonl", items)
     policy = tmp_path / "policy.yaml"
     policy.write_text(HAND_POLICY)
-    report = run_json(
-        "replay_eval", "--outcomes", str(outcomes), "--tiers", SIM_TIERS, "--policy", str(policy)
-    )
+    report = run_json("replay_eval", "--outcomes", str(outcomes), "--tiers", SIM_TIERS, "--policy", str(policy))
     assert set(report) >= REPORT_KEYS
     tiers = {"nano": "sim-nano", "mini": "sim-mini", "flagship": "sim-flagship"}
     check_baselines(report, items, tiers)
@@ -126,11 +124,7 @@ def test_on_a_synthetic_three_tier_file_the_cascade_is_what_walking_it_by_hand_g
     calls, escalations, finals = {t: 0 for t in tiers}, {t: 0 for t in tiers}, {t: 0 for t in tiers}
     for item in items:
         small = item["task_type"] in ("classification", "extraction", "ranking")
-        cascade = (
-            [("nano", 0.8), ("mini", 0.7), ("flagship", None)]
-            if small
-            else [("mini", 0.75), ("flagship", None)]
-        )
+        cascade = [("nano", 0.8), ("mini", 0.7), ("flagship", None)] if small else [("mini", 0.75), ("flagship", None)]
         for tier, threshold in cascade:
             response = item["responses"][tiers[tier]]
             calls[tier] += 1
@@ -183,9 +177,7 @@ def test_a_recorded_confidence_comes_back_through_the_server_and_the_logprob_est
         {
             "id": f"c{index}",
             "messages": [{"role": "user", "content": f"question {index}"}],
-            "responses": {
-                "m": {"content": "The answer is 7.\nanswer: 7", "correct": True, "confidence": value}
-            },
+            "responses": {"m": {"content": "The answer is 7.\nanswer: 7", "correct": True, "confidence": value}},
         }
         for index, value in enumerate(values)
     ]

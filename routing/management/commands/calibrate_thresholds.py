@@ -21,9 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--outcomes", required=True)
         parser.add_argument("--tiers", required=True, help="TIER=MODEL,...; the last tier is the reference")
-        parser.add_argument(
-            "--policy", default="two-tier", help="file, policy name or bundled name (two-tier)"
-        )
+        parser.add_argument("--policy", default="two-tier", help="file, policy name or bundled name (two-tier)")
         parser.add_argument(
             "--target-relative",
             required=True,
@@ -31,13 +29,9 @@ class Command(BaseCommand):
             help="e.g. 0.97: accuracy >= 0.97 x the reference's",
         )
         parser.add_argument("--confidence", default=0.95, type=float, help="1 - the failure probability")
-        parser.add_argument(
-            "--holdout", default=0.3, type=float, help="share of items held out for the check"
-        )
+        parser.add_argument("--holdout", default=0.3, type=float, help="share of items held out for the check")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument(
-            "--policy-name", default="calibrated", help="the policy the draft version goes to"
-        )
+        parser.add_argument("--policy-name", default="calibrated", help="the policy the draft version goes to")
         parser.add_argument("--author", help="username recorded as the version's author")
         parser.add_argument("--json", action="store_true")
         parser.add_argument("--in-memory", action="store_true", help="skip HTTP (same figures, faster)")
@@ -49,9 +43,7 @@ class Command(BaseCommand):
             if author is None:
                 raise CommandError(f"--author: no user named {options['author']!r}")
         try:
-            inputs = evaluation_inputs(
-                outcomes=options["outcomes"], tiers=options["tiers"], policy=options["policy"]
-            )
+            inputs = evaluation_inputs(outcomes=options["outcomes"], tiers=options["tiers"], policy=options["policy"])
             summary, _, version = calibration_run(
                 inputs=inputs,
                 target_relative=options["target_relative"],

@@ -22,9 +22,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--outcomes", required=True, help="recorded-outcomes JSON Lines file (.gz allowed)"
-        )
+        parser.add_argument("--outcomes", required=True, help="recorded-outcomes JSON Lines file (.gz allowed)")
         parser.add_argument(
             "--tiers",
             required=True,
@@ -44,9 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            inputs = evaluation_inputs(
-                outcomes=options["outcomes"], tiers=options["tiers"], policy=options["policy"]
-            )
+            inputs = evaluation_inputs(outcomes=options["outcomes"], tiers=options["tiers"], policy=options["policy"])
             report, _ = evaluation_run(inputs=inputs, in_memory=options["in_memory"])
         except EvaluationError as error:
             raise CommandError(str(error)) from None

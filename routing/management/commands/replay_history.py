@@ -66,8 +66,7 @@ class Command(BaseCommand):
                     f"{report['unknown_reasons'] or ''}".rstrip(),
                     f"final tier changes: {report['final_tier_changed']} {report['final_tier_transitions']}; "
                     f"answers that differ: {report['answers_differ']}",
-                    f"escalation rate: {report['escalation_rate']['original']} -> "
-                    f"{report['escalation_rate']['draft']}",
+                    f"escalation rate: {report['escalation_rate']['original']} -> {report['escalation_rate']['draft']}",
                     f"cost: ${cost['original']} -> ${cost['draft']} ({cost['relative']})",
                     f"held for approval: {approvals['original_held']} -> {approvals['draft_held']} "
                     f"(newly held {approvals['newly_held']}, released {approvals['released']})",
