@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import (  # noqa: E402
+from bench.support import (
     BASE_DIR,
     drop_database,
     free_port,
@@ -36,8 +36,10 @@ from bench.support import (  # noqa: E402
 DATABASE = "arbiter_bench_api"
 BODY = {
     "task_type": "classification",
-    "messages": [{"role": "system", "content": "Route the ticket to a queue."},
-                 {"role": "user", "content": "My card was charged twice for the same order, please help."}],
+    "messages": [
+        {"role": "system", "content": "Route the ticket to a queue."},
+        {"role": "user", "content": "My card was charged twice for the same order, please help."},
+    ],
     "labels": {"region": "eu", "pii": False},
     "constraints": {"latency_budget_ms": 3000, "max_tier": "mini"},
     "metadata": {"ticket": "T-1042"},
@@ -67,10 +69,27 @@ def _seed() -> str:
 
 def _start_gunicorn(port: int, env: dict[str, str], workers: int, threads: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "controlplane.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
-         "--log-level", "warning", "--keep-alive", "30"],
-        cwd=BASE_DIR, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "controlplane.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--worker-class",
+            "gthread",
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "30",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        start_new_session=True,
     )
 
 
@@ -103,8 +122,9 @@ def _submitter(port: int, key: str, count: int, latencies: list[float], errors: 
 def _measure(port: int, key: str, clients: int, per_client: int) -> dict:
     latencies: list[float] = []
     errors: list[int] = []
-    threads = [threading.Thread(target=_submitter, args=(port, key, per_client, latencies, errors))
-               for _ in range(clients)]
+    threads = [
+        threading.Thread(target=_submitter, args=(port, key, per_client, latencies, errors)) for _ in range(clients)
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -130,8 +150,14 @@ def run(quick: bool = False) -> dict:
     key = _seed()
     port = free_port()
     workers, threads = 2, 4
-    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "ARBITER_QUEUE": queue,
-           "ARBITER_RATE_LIMIT_PER_MINUTE": "0", "DJANGO_SETTINGS_MODULE": "controlplane.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "ARBITER_QUEUE": queue,
+        "ARBITER_RATE_LIMIT_PER_MINUTE": "0",
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+    }
     server = _start_gunicorn(port, env, workers, threads)
     try:
         if not wait_until(lambda: _healthy(port), timeout=30):
@@ -158,8 +184,13 @@ def run(quick: bool = False) -> dict:
         get_redis().delete(queue)  # the undelivered dispatch messages
         drop_database(DATABASE)
     return {
-        "setup": {"gunicorn_workers": workers, "threads": threads, "cpus": os.cpu_count(), "quick": quick,
-                  "database": database_url.rsplit("@", 1)[-1].rsplit("/", 1)[0]},
+        "setup": {
+            "gunicorn_workers": workers,
+            "threads": threads,
+            "cpus": os.cpu_count(),
+            "quick": quick,
+            "database": database_url.rsplit("@", 1)[-1].rsplit("/", 1)[0],
+        },
         "runs": runs,
     }
 
@@ -174,12 +205,16 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     setup = result["setup"]
-    print(f"POST /api/v1/jobs — gunicorn {setup['gunicorn_workers']}×{setup['threads']} gthread, "
-          f"{setup['cpus']} CPUs, Postgres at {setup['database']}")
+    print(
+        f"POST /api/v1/jobs — gunicorn {setup['gunicorn_workers']}x{setup['threads']} gthread, "
+        f"{setup['cpus']} CPUs, Postgres at {setup['database']}"
+    )
     print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'submits/s':>10}")
     for row in result["runs"]:
-        print(f"{row['clients']:>7} {row['requests']:>8} {row['errors']:>6} {row['p50_ms']:>8} "
-              f"{row['p99_ms']:>8} {row['per_second']:>10}")
+        print(
+            f"{row['clients']:>7} {row['requests']:>8} {row['errors']:>6} {row['p50_ms']:>8} "
+            f"{row['p99_ms']:>8} {row['per_second']:>10}"
+        )
 
 
 if __name__ == "__main__":

@@ -113,4 +113,3 @@ def api_key_list(*, application: Application) -> QuerySet[ApiKey]:
 
 def api_key_get(*, application: Application, prefix: str) -> ApiKey | None:
     return application.api_keys.filter(prefix=prefix).first()
-

@@ -11,9 +11,7 @@ from routing.webhook_tasks import deliver_webhook  # noqa: F401 (registers the t
 WORKER_NAME = socket.gethostname()
 
 
-@shared_task(
-    name="routing.execute_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None
-)
+@shared_task(name="routing.execute_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def execute_job(self, job_id: str) -> None:
     from routing.pipeline.execute import job_run
     from routing.pipeline.fencing import lease_remaining_s
@@ -24,6 +22,13 @@ def execute_job(self, job_id: str) -> None:
         remaining = lease_remaining_s(job_id)
         if remaining is not None:
             raise self.retry(countdown=remaining + 1)
+
+
+@shared_task(name="routing.shadow_compare", acks_late=True)
+def shadow_compare_task(job_id: str, step_id: int) -> None:
+    from routing.pipeline.shadow import shadow_compare
+
+    shadow_compare(job_id=job_id, step_id=step_id)
 
 
 @shared_task(name="routing.sweep_stale_jobs")

@@ -30,8 +30,15 @@ from django.db import transaction
 
 from routing.models import Job, WebhookDelivery
 
-EVENTS = ("job.completed", "job.rejected", "job.awaiting_approval", "job.blocked", "job.failed", "job.expired",
-          "job.cancelled")
+EVENTS = (
+    "job.completed",
+    "job.rejected",
+    "job.awaiting_approval",
+    "job.blocked",
+    "job.failed",
+    "job.expired",
+    "job.cancelled",
+)
 SIGNATURE_HEADER = "Arbiter-Signature"
 USER_AGENT = "Arbiter-Webhooks/1"
 ALWAYS_REFUSED = (
@@ -236,8 +243,14 @@ def webhook_deliver(*, job_id: str, event: str) -> DeliveryOutcome:
         error = f"{type(failure).__name__}: {failure}"
     delivered = status_code is not None and 200 <= status_code < 300
     WebhookDelivery.objects.create(
-        job=job, event=event, url=job.callback_url[:2000], attempt=attempt, status_code=status_code,
-        error=error[:2000], delivered=delivered, duration_ms=int((time.monotonic() - started) * 1000),
+        job=job,
+        event=event,
+        url=job.callback_url[:2000],
+        attempt=attempt,
+        status_code=status_code,
+        error=error[:2000],
+        delivered=delivered,
+        duration_ms=int((time.monotonic() - started) * 1000),
     )
     return DeliveryOutcome(delivered=delivered, attempt=attempt, retry=retry and not delivered)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -34,7 +34,7 @@ from routing.services.review import (
 def _story(job_id) -> Job:
     job = job_story(job_id)
     if job is None:
-        get_object_or_404(Job, pk=job_id)
+        raise Http404("no such job")
     return job
 
 

@@ -98,7 +98,8 @@ def job_compare(request: HttpRequest, job_id) -> HttpResponse:
     if replay.replay_of_id is None:
         raise Http404("this job is not a replay")
     original = _job_or_404(replay.replay_of_id)
-    context = {"replay": replay, "original": original, "sides": [_side(original), _side(replay)]}
+    sides = [_side(original), _side(replay)]
+    context = {"replay": replay, "original": original, "sides": sides, "running": any(s["running"] for s in sides)}
     if request.htmx:
         return render(request, "jobs/compare.html#sides", context)
     return render(request, "jobs/compare.html", context)

@@ -52,8 +52,9 @@ SLUG_PATTERN = "^[-a-zA-Z0-9_]+$"
 NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN)
 SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN, description="The application.")
 NUMBER = OpenApiParameter("number", int, OpenApiParameter.PATH, description="The version number.")
-PREFIX = OpenApiParameter("prefix", str, OpenApiParameter.PATH, pattern="^[0-9a-f]{12}$",
-                          description="The key's prefix (`arb_<prefix>_…`).")
+PREFIX = OpenApiParameter(
+    "prefix", str, OpenApiParameter.PATH, pattern="^[0-9a-f]{12}$", description="The key's prefix (`arb_<prefix>_…`)."
+)
 TAGS = ["admin"]
 
 
@@ -101,8 +102,12 @@ class AdminView(ApiView):
 class PoliciesApi(AdminView):
     required_scopes = {"GET": ADMIN}
 
-    @extend_schema(operation_id="admin_policies_list", summary="List policies",
-                   responses={200: PolicyOutputSerializer(many=True), **problems(body=False)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_policies_list",
+        summary="List policies",
+        responses={200: PolicyOutputSerializer(many=True), **problems(body=False)},
+        tags=TAGS,
+    )
     def get(self, request: Request) -> Response:
         return Response(PolicyOutputSerializer(selectors.policy_list(), many=True).data)
 
@@ -110,19 +115,26 @@ class PoliciesApi(AdminView):
 class PolicyVersionsApi(AdminView):
     required_scopes = {"GET": ADMIN, "POST": ADMIN}
 
-    @extend_schema(operation_id="admin_policy_versions_list", parameters=[NAME], summary="List a policy's versions",
-                   responses={200: PolicyVersionOutputSerializer(many=True), **problems(404, body=False)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_policy_versions_list",
+        parameters=[NAME],
+        summary="List a policy's versions",
+        responses={200: PolicyVersionOutputSerializer(many=True), **problems(404, body=False)},
+        tags=TAGS,
+    )
     def get(self, request: Request, name: str) -> Response:
         versions = selectors.policy_version_list(policy=policy_or_404(name))
         return Response(PolicyVersionOutputSerializer(versions, many=True).data)
 
     @extend_schema(
-        operation_id="admin_policy_versions_create", parameters=[NAME],
+        operation_id="admin_policy_versions_create",
+        parameters=[NAME],
         summary="Create a draft version",
         description="Validated against the schema and the catalog before it is saved. An invalid document is "
         "a 400 whose `errors` point at the line and path of each problem.",
         request=PolicyVersionCreateInputSerializer,
-        responses={201: PolicyVersionOutputSerializer, **problems(404)}, tags=TAGS,
+        responses={201: PolicyVersionOutputSerializer, **problems(404)},
+        tags=TAGS,
     )
     def post(self, request: Request, name: str) -> Response:
         policy = policy_or_404(name)
@@ -132,14 +144,20 @@ class PolicyVersionsApi(AdminView):
         parent = version_or_404(name, data["parent"]) if data.get("parent") else None
         try:
             version = policy_version_create(
-                policy=policy, source=data["source"], comment=data.get("comment", ""), parent=parent,
+                policy=policy,
+                source=data["source"],
+                comment=data.get("comment", ""),
+                parent=parent,
                 author=application_principal(application=self.application),
             )
         except InvalidPolicy as invalid:
             raise Problem(
-                f"the policy document is invalid: {invalid}", code="invalid_policy",
-                errors=[{"field": "source", "message": str(error), "line": error.line, "path": error.path}
-                        for error in invalid.errors],
+                f"the policy document is invalid: {invalid}",
+                code="invalid_policy",
+                errors=[
+                    {"field": "source", "message": str(error), "line": error.line, "path": error.path}
+                    for error in invalid.errors
+                ],
             ) from None
         return Response(PolicyVersionOutputSerializer(version_or_404(name, version.number)).data, status=201)
 
@@ -147,8 +165,13 @@ class PolicyVersionsApi(AdminView):
 class PolicyVersionDetailApi(AdminView):
     required_scopes = {"GET": ADMIN}
 
-    @extend_schema(operation_id="admin_policy_versions_retrieve", parameters=[NAME, NUMBER], summary="Read a version",
-                   responses={200: PolicyVersionOutputSerializer, **problems(404, body=False)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_policy_versions_retrieve",
+        parameters=[NAME, NUMBER],
+        summary="Read a version",
+        responses={200: PolicyVersionOutputSerializer, **problems(404, body=False)},
+        tags=TAGS,
+    )
     def get(self, request: Request, name: str, number: int) -> Response:
         return Response(PolicyVersionOutputSerializer(version_or_404(name, number)).data)
 
@@ -156,8 +179,14 @@ class PolicyVersionDetailApi(AdminView):
 class PolicyVersionSubmitApi(AdminView):
     required_scopes = {"POST": ADMIN}
 
-    @extend_schema(operation_id="admin_policy_versions_submit", parameters=[NAME, NUMBER], summary="Submit a draft for activation",
-                   request=None, responses={200: PolicyVersionOutputSerializer, **problems(404, 409)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_policy_versions_submit",
+        parameters=[NAME, NUMBER],
+        summary="Submit a draft for activation",
+        request=None,
+        responses={200: PolicyVersionOutputSerializer, **problems(404, 409)},
+        tags=TAGS,
+    )
     def post(self, request: Request, name: str, number: int) -> Response:
         version = version_or_404(name, number)
         try:
@@ -171,11 +200,14 @@ class PolicyVersionActivateApi(AdminView):
     required_scopes = {"POST": ADMIN}
 
     @extend_schema(
-        operation_id="admin_policy_versions_activate", parameters=[NAME, NUMBER],
+        operation_id="admin_policy_versions_activate",
+        parameters=[NAME, NUMBER],
         summary="Activate a version: not over the API",
         description="Always 403 `activation_requires_person`. Four-eyes needs two people, and an API key is "
         "not a person: a policy admin activates a submitted version in the web UI (not its author).",
-        request=None, responses={**problems(404)}, tags=TAGS,
+        request=None,
+        responses={**problems(404)},
+        tags=TAGS,
     )
     def post(self, request: Request, name: str, number: int) -> Response:
         version = version_or_404(name, number)
@@ -183,22 +215,31 @@ class PolicyVersionActivateApi(AdminView):
             f"{name} v{version.number} cannot be activated with an API key: activation is a person's act "
             "(four-eyes — the author cannot activate their own version). Submit it, and a policy admin "
             "activates it in the web UI.",
-            status_code=403, code="activation_requires_person",
+            status_code=403,
+            code="activation_requires_person",
         )
 
 
 class DeploymentsApi(AdminView):
     required_scopes = {"GET": ADMIN, "POST": ADMIN}
 
-    @extend_schema(operation_id="admin_deployments_list", summary="List the model catalog",
-                   responses={200: DeploymentOutputSerializer(many=True), **problems(body=False)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_deployments_list",
+        summary="List the model catalog",
+        responses={200: DeploymentOutputSerializer(many=True), **problems(body=False)},
+        tags=TAGS,
+    )
     def get(self, request: Request) -> Response:
         return Response(DeploymentOutputSerializer(selectors.deployment_list(), many=True).data)
 
-    @extend_schema(operation_id="admin_deployments_create", summary="Add a deployment",
-                   description="`api_key_env` is the NAME of the environment variable that holds the key.",
-                   request=DeploymentCreateInputSerializer,
-                   responses={201: DeploymentOutputSerializer, **problems(409)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_deployments_create",
+        summary="Add a deployment",
+        description="`api_key_env` is the NAME of the environment variable that holds the key.",
+        request=DeploymentCreateInputSerializer,
+        responses={201: DeploymentOutputSerializer, **problems(409)},
+        tags=TAGS,
+    )
     def post(self, request: Request) -> Response:
         serializer = DeploymentCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -214,15 +255,25 @@ class DeploymentsApi(AdminView):
 class DeploymentDetailApi(AdminView):
     required_scopes = {"GET": ADMIN, "PATCH": ADMIN}
 
-    @extend_schema(operation_id="admin_deployments_retrieve", parameters=[NAME], summary="Read a deployment",
-                   responses={200: DeploymentOutputSerializer, **problems(404, body=False)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_deployments_retrieve",
+        parameters=[NAME],
+        summary="Read a deployment",
+        responses={200: DeploymentOutputSerializer, **problems(404, body=False)},
+        tags=TAGS,
+    )
     def get(self, request: Request, name: str) -> Response:
         return Response(DeploymentOutputSerializer(deployment_or_404(name)).data)
 
-    @extend_schema(operation_id="admin_deployments_update", parameters=[NAME], summary="Change a deployment",
-                   description="Deployments are never deleted (steps refer to them): disable one instead.",
-                   request=DeploymentUpdateInputSerializer,
-                   responses={200: DeploymentOutputSerializer, **problems(404)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_deployments_update",
+        parameters=[NAME],
+        summary="Change a deployment",
+        description="Deployments are never deleted (steps refer to them): disable one instead.",
+        request=DeploymentUpdateInputSerializer,
+        responses={200: DeploymentOutputSerializer, **problems(404)},
+        tags=TAGS,
+    )
     def patch(self, request: Request, name: str) -> Response:
         deployment = deployment_or_404(name)
         serializer = DeploymentUpdateInputSerializer(data=request.data)
@@ -235,8 +286,14 @@ class DeploymentDisableApi(AdminView):
     required_scopes = {"POST": ADMIN}
     enabled = False
 
-    @extend_schema(operation_id="admin_deployments_disable", parameters=[NAME], summary="Disable a deployment (instead of delete)",
-                   request=None, responses={200: DeploymentOutputSerializer, **problems(404)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_deployments_disable",
+        parameters=[NAME],
+        summary="Disable a deployment (instead of delete)",
+        request=None,
+        responses={200: DeploymentOutputSerializer, **problems(404)},
+        tags=TAGS,
+    )
     def post(self, request: Request, name: str) -> Response:
         deployment = deployment_update(deployment=deployment_or_404(name), actor=self.actor, enabled=self.enabled)
         return Response(DeploymentOutputSerializer(deployment).data)
@@ -245,8 +302,14 @@ class DeploymentDisableApi(AdminView):
 class DeploymentEnableApi(DeploymentDisableApi):
     enabled = True
 
-    @extend_schema(operation_id="admin_deployments_enable", parameters=[NAME], summary="Enable a deployment",
-                   request=None, responses={200: DeploymentOutputSerializer, **problems(404)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_deployments_enable",
+        parameters=[NAME],
+        summary="Enable a deployment",
+        request=None,
+        responses={200: DeploymentOutputSerializer, **problems(404)},
+        tags=TAGS,
+    )
     def post(self, request: Request, name: str) -> Response:
         return super().post(request, name)
 
@@ -254,14 +317,22 @@ class DeploymentEnableApi(DeploymentDisableApi):
 class ApplicationsApi(AdminView):
     required_scopes = {"GET": ADMIN, "POST": ADMIN}
 
-    @extend_schema(operation_id="admin_applications_list", summary="List applications",
-                   responses={200: ApplicationOutputSerializer(many=True), **problems(body=False)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_applications_list",
+        summary="List applications",
+        responses={200: ApplicationOutputSerializer(many=True), **problems(body=False)},
+        tags=TAGS,
+    )
     def get(self, request: Request) -> Response:
         return Response(ApplicationOutputSerializer(selectors.application_list(), many=True).data)
 
-    @extend_schema(operation_id="admin_applications_create", summary="Create an application",
-                   request=ApplicationCreateInputSerializer,
-                   responses={201: ApplicationOutputSerializer, **problems(409)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_applications_create",
+        summary="Create an application",
+        request=ApplicationCreateInputSerializer,
+        responses={201: ApplicationOutputSerializer, **problems(409)},
+        tags=TAGS,
+    )
     def post(self, request: Request) -> Response:
         serializer = ApplicationCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -270,24 +341,32 @@ class ApplicationsApi(AdminView):
         try:
             application = application_create(actor=self.actor, **serializer.validated_data)
         except IntegrityError:
-            raise field_problem("slug", "an application with this slug exists", status_code=409, code="exists") from None
+            raise field_problem(
+                "slug", "an application with this slug exists", status_code=409, code="exists"
+            ) from None
         return Response(ApplicationOutputSerializer(application).data, status=201)
 
 
 class ApplicationBudgetApi(AdminView):
     required_scopes = {"PUT": ADMIN}
 
-    @extend_schema(operation_id="admin_applications_budget", parameters=[SLUG], summary="Set the monthly budget",
-                   description="Soft limit: a ledger event when reached. Hard limit: the policy's `budgets."
-                   "on_hard_limit` applies (downgrade or reject). null removes a limit.",
-                   request=BudgetInputSerializer,
-                   responses={200: ApplicationOutputSerializer, **problems(404)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_applications_budget",
+        parameters=[SLUG],
+        summary="Set the monthly budget",
+        description="Soft limit: a ledger event when reached. Hard limit: the policy's `budgets."
+        "on_hard_limit` applies (downgrade or reject). null removes a limit.",
+        request=BudgetInputSerializer,
+        responses={200: ApplicationOutputSerializer, **problems(404)},
+        tags=TAGS,
+    )
     def put(self, request: Request, slug: str) -> Response:
         application = application_or_404(slug)
         serializer = BudgetInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         application = application_budget_set(
-            application=application, actor=self.actor,
+            application=application,
+            actor=self.actor,
             soft_limit_usd=serializer.validated_data["monthly_soft_limit_usd"],
             hard_limit_usd=serializer.validated_data["monthly_hard_limit_usd"],
         )
@@ -297,29 +376,46 @@ class ApplicationBudgetApi(AdminView):
 class ApiKeysApi(AdminView):
     required_scopes = {"GET": ADMIN, "POST": ADMIN}
 
-    @extend_schema(operation_id="admin_keys_list", parameters=[SLUG], summary="List an application's keys (never their secrets)",
-                   responses={200: ApiKeyOutputSerializer(many=True), **problems(404, body=False)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_keys_list",
+        parameters=[SLUG],
+        summary="List an application's keys (never their secrets)",
+        responses={200: ApiKeyOutputSerializer(many=True), **problems(404, body=False)},
+        tags=TAGS,
+    )
     def get(self, request: Request, slug: str) -> Response:
         keys = selectors.api_key_list(application=application_or_404(slug))
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
-    @extend_schema(operation_id="admin_keys_create", parameters=[SLUG], summary="Create a key (shown once)",
-                   request=ApiKeyCreateInputSerializer,
-                   responses={201: ApiKeyCreatedOutputSerializer, **problems(404)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_keys_create",
+        parameters=[SLUG],
+        summary="Create a key (shown once)",
+        request=ApiKeyCreateInputSerializer,
+        responses={201: ApiKeyCreatedOutputSerializer, **problems(404)},
+        tags=TAGS,
+    )
     def post(self, request: Request, slug: str) -> Response:
         application = application_or_404(slug)
         serializer = ApiKeyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key, plaintext = api_key_create(application=application, actor=self.actor, **serializer.validated_data)
-        return Response({**ApiKeyOutputSerializer(key).data, "key": plaintext}, status=201,
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            {**ApiKeyOutputSerializer(key).data, "key": plaintext}, status=201, headers={"Cache-Control": "no-store"}
+        )
 
 
 class ApiKeyRevokeApi(AdminView):
     required_scopes = {"POST": ADMIN}
 
-    @extend_schema(operation_id="admin_keys_revoke", parameters=[SLUG, PREFIX], summary="Revoke a key (at once, for good)",
-                   request=None, responses={200: ApiKeyOutputSerializer, **problems(404)}, tags=TAGS)
+    @extend_schema(
+        operation_id="admin_keys_revoke",
+        parameters=[SLUG, PREFIX],
+        summary="Revoke a key (at once, for good)",
+        request=None,
+        responses={200: ApiKeyOutputSerializer, **problems(404)},
+        tags=TAGS,
+    )
     def post(self, request: Request, slug: str, prefix: str) -> Response:
         application = application_or_404(slug)
         key: ApiKey | None = selectors.api_key_get(application=application, prefix=prefix)
@@ -327,4 +423,3 @@ class ApiKeyRevokeApi(AdminView):
             raise _not_found("key", prefix)
         api_key_revoke(key=key, actor=self.actor)
         return Response(ApiKeyOutputSerializer(selectors.api_key_get(application=application, prefix=prefix)).data)
-

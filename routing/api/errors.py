@@ -172,6 +172,7 @@ def problem_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Res
     view = context.get("view")
     if getattr(view, "error_style", "problem") == "openai":
         return Response(openai_body(exc), status=exc.status_code, headers=_headers(exc))
-    response = Response(problem_body(exc), status=exc.status_code, headers=_headers(exc),
-                        content_type=PROBLEM_MEDIA_TYPE)
+    response = Response(
+        problem_body(exc), status=exc.status_code, headers=_headers(exc), content_type=PROBLEM_MEDIA_TYPE
+    )
     return response

@@ -37,7 +37,9 @@ SUBMIT_EXAMPLE = OpenApiExample(
     "classification",
     value={
         "task_type": "classification",
-        "messages": [{"role": "user", "content": "Which queue does this ticket belong to? 'My card was charged twice.'"}],
+        "messages": [
+            {"role": "user", "content": "Which queue does this ticket belong to? 'My card was charged twice.'"}
+        ],
         "labels": {"region": "eu", "pii": False},
         "constraints": {"latency_budget_ms": 3000, "cost_cap_usd": 0.01, "max_tier": "mini"},
         "callback_url": "https://hooks.example.com/arbiter",
@@ -90,8 +92,9 @@ class JobCursorPagination(CursorPagination):
         else:
             valid = cursor is None or cursor.position is None or parse_datetime(cursor.position) is not None
         if not valid:
-            raise field_problem("query:cursor", "invalid cursor: pass the `next` or `previous` link as given",
-                                code="invalid_cursor")
+            raise field_problem(
+                "query:cursor", "invalid cursor: pass the `next` or `previous` link as given", code="invalid_cursor"
+            )
         return cursor
 
 
@@ -108,10 +111,15 @@ class JobsApi(ApiView):
             "with another body is refused (422). Keys are kept on the job row for as long as the job exists "
             "(well over 24 hours)."
         ),
-        parameters=[OpenApiParameter(
-            IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
-            description="1-255 visible ASCII characters; a UUID is ideal.",
-        )],
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="1-255 visible ASCII characters; a UUID is ideal.",
+            )
+        ],
         request=JobSubmitInputSerializer,
         examples=[SUBMIT_EXAMPLE],
         responses={
@@ -127,20 +135,25 @@ class JobsApi(ApiView):
         serializer.is_valid(raise_exception=True)
         try:
             job, created = job_submit(
-                application=self.application, actor=Actor.application(self.application.pk),
-                idempotency_key=idempotency_key, **serializer.validated_data,
+                application=self.application,
+                actor=Actor.application(self.application.pk),
+                idempotency_key=idempotency_key,
+                **serializer.validated_data,
             )
         except IdempotencyConflict as conflict:
-            raise Problem(str(conflict), status_code=422, code="idempotency_conflict",
-                          errors=[{"field": f"header:{IDEMPOTENCY_HEADER}", "message": str(conflict)}],
-                          extra={"job_id": str(conflict.job.pk)}) from None
+            raise Problem(
+                str(conflict),
+                status_code=422,
+                code="idempotency_conflict",
+                errors=[{"field": f"header:{IDEMPOTENCY_HEADER}", "message": str(conflict)}],
+                extra={"job_id": str(conflict.job.pk)},
+            ) from None
         except NoActivePolicy as missing:
             raise field_problem("policy", str(missing), status_code=422, code="no_active_policy") from None
         except JobError as error:
             raise Problem(str(error), code="invalid_job") from None
         job = selectors.job_get_for_application(application=self.application, job_id=job.pk)
-        return Response(job_detail(job), status=201 if created else 200,
-                        headers={"Location": f"/api/v1/jobs/{job.pk}"})
+        return Response(job_detail(job), status=201 if created else 200, headers={"Location": f"/api/v1/jobs/{job.pk}"})
 
     @extend_schema(
         operation_id="jobs_list",
@@ -225,4 +238,3 @@ class JobEventsApi(ApiView):
             for event in selectors.job_ledger_events(job=job)
         ]
         return Response(LedgerEventOutputSerializer(events, many=True).data)
-

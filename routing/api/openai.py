@@ -43,8 +43,9 @@ SETTLED = TERMINAL_STATUSES | {JobStatus.AWAITING_APPROVAL}
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 
 
-def openai_error(message: str, *, status_code: int, code: str, param: str | None = None, job: Job | None = None,
-                 **extra: Any) -> Problem:
+def openai_error(
+    message: str, *, status_code: int, code: str, param: str | None = None, job: Job | None = None, **extra: Any
+) -> Problem:
     errors = [{"field": param, "message": message}] if param else []
     headers = {}
     if job is not None:
@@ -57,11 +58,13 @@ def policy_for_model(model: str) -> str | None:
     if model == "auto":
         return None
     if model.startswith(MODEL_PREFIX) and len(model) > len(MODEL_PREFIX):
-        return model[len(MODEL_PREFIX):]
+        return model[len(MODEL_PREFIX) :]
     raise openai_error(
         f"the model {model!r} does not exist: use `auto` (the default policy) or `arbiter/<policy>`; "
         "GET /v1/models lists them",
-        status_code=404, code="model_not_found", param="model",
+        status_code=404,
+        code="model_not_found",
+        param="model",
     )
 
 
@@ -71,8 +74,12 @@ def routing_facts(request: Request, metadata: dict[str, str]) -> tuple[str, dict
     task_type = request.META.get(TASK_TYPE_HEADER) or metadata.pop("task_type", None) or "general"
     metadata.pop("task_type", None)
     if task_type not in TASK_TYPES:
-        raise openai_error(f"unknown task type {task_type!r}; allowed: {', '.join(TASK_TYPES)}",
-                           status_code=400, code="invalid_task_type", param="x-arbiter-task-type")
+        raise openai_error(
+            f"unknown task type {task_type!r}; allowed: {', '.join(TASK_TYPES)}",
+            status_code=400,
+            code="invalid_task_type",
+            param="x-arbiter-task-type",
+        )
     raw_labels = request.META.get(LABELS_HEADER) or metadata.pop("labels", None)
     metadata.pop("labels", None)
     labels: dict[str, Any] = {}
@@ -81,12 +88,17 @@ def routing_facts(request: Request, metadata: dict[str, str]) -> tuple[str, dict
             labels = LabelsField().to_internal_value(json.loads(raw_labels))
             check_json_value(labels, max_depth=2)
         except Problem as problem:
-            raise openai_error(f"labels: {problem.detail}", status_code=400, code="invalid_labels",
-                               param="x-arbiter-labels") from None
+            raise openai_error(
+                f"labels: {problem.detail}", status_code=400, code="invalid_labels", param="x-arbiter-labels"
+            ) from None
         except (ValueError, serializers.ValidationError) as error:
             detail = error.detail[0] if isinstance(error, serializers.ValidationError) else "not valid JSON"
-            raise openai_error(f"labels must be a JSON object of scalar values: {detail}",
-                               status_code=400, code="invalid_labels", param="x-arbiter-labels") from None
+            raise openai_error(
+                f"labels must be a JSON object of scalar values: {detail}",
+                status_code=400,
+                code="invalid_labels",
+                param="x-arbiter-labels",
+            ) from None
     return task_type, labels, metadata
 
 
@@ -101,7 +113,9 @@ def job_wait(*, application: Application, job: Job, timeout_s: float) -> Job:
         if time.monotonic() + delay > deadline:
             raise openai_error(
                 f"job {job.pk} did not finish within {timeout_s:g} s; it goes on — follow it at /api/v1/jobs/{job.pk}",
-                status_code=504, code="timeout", job=job,
+                status_code=504,
+                code="timeout",
+                job=job,
             )
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
@@ -112,15 +126,24 @@ def _refusal(job: Job) -> Problem:
         return openai_error(
             f"job {job.pk} is held for human approval ({job.status_reason}); its answer is not released until a "
             f"reviewer decides — follow it at /api/v1/jobs/{job.pk}",
-            status_code=409, code="approval_required", job=job,
+            status_code=409,
+            code="approval_required",
+            job=job,
         )
     if job.status == JobStatus.BLOCKED:
-        return openai_error(f"job {job.pk}: a tool call was blocked by policy ({job.status_reason})",
-                            status_code=403, code="tool_call_blocked", job=job)
+        return openai_error(
+            f"job {job.pk}: a tool call was blocked by policy ({job.status_reason})",
+            status_code=403,
+            code="tool_call_blocked",
+            job=job,
+        )
     if job.status in (JobStatus.REJECTED, JobStatus.EXPIRED, JobStatus.CANCELLED):
-        return openai_error(f"job {job.pk} was {job.status}: {job.status_reason}",
-                            status_code=409 if job.status != JobStatus.REJECTED else 403,
-                            code=f"job_{job.status}", job=job)
+        return openai_error(
+            f"job {job.pk} was {job.status}: {job.status_reason}",
+            status_code=409 if job.status != JobStatus.REJECTED else 403,
+            code=f"job_{job.status}",
+            job=job,
+        )
     return openai_error(f"job {job.pk} failed: {job.status_reason}", status_code=502, code="job_failed", job=job)
 
 
@@ -130,10 +153,16 @@ def chat_completion(job: Job) -> dict[str, Any]:
     steps = list(job.steps.all())
     accepted = next((s for s in steps if s.index == result.get("step_index") and s.outcome == "accepted"), None)
     tool_calls = [
-        {"id": call.get("id") or f"call_{index}", "type": "function",
-         "function": {"name": call.get("name", ""),
-                      "arguments": call["arguments"] if isinstance(call.get("arguments"), str)
-                      else json.dumps(call.get("arguments", {}))}}
+        {
+            "id": call.get("id") or f"call_{index}",
+            "type": "function",
+            "function": {
+                "name": call.get("name", ""),
+                "arguments": call["arguments"]
+                if isinstance(call.get("arguments"), str)
+                else json.dumps(call.get("arguments", {})),
+            },
+        }
         for index, call in enumerate(output.get("tool_calls") or [])
     ]
     message: dict[str, Any] = {"role": "assistant", "content": output.get("content"), "refusal": None}
@@ -148,8 +177,14 @@ def chat_completion(job: Job) -> dict[str, Any]:
         "created": int(job.created_at.timestamp()),
         "model": (accepted.model if accepted and accepted.model else None)
         or f"{MODEL_PREFIX}{job.policy_version.policy.name}",
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": finish_reason if finish_reason in FINISH_REASONS else "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason if finish_reason in FINISH_REASONS else "stop",
+            }
+        ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         "system_fingerprint": None,
     }
@@ -204,14 +239,26 @@ class ChatCompletionsApi(ApiView):
         ),
         parameters=[
             OpenApiParameter("x-arbiter-task-type", str, OpenApiParameter.HEADER, enum=list(TASK_TYPES)),
-            OpenApiParameter("x-arbiter-labels", str, OpenApiParameter.HEADER,
-                             description='A JSON object of scalar labels, e.g. {"region": "eu"}.'),
+            OpenApiParameter(
+                "x-arbiter-labels",
+                str,
+                OpenApiParameter.HEADER,
+                description='A JSON object of scalar labels, e.g. {"region": "eu"}.',
+            ),
             OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
         ],
         request=ChatCompletionInputSerializer,
-        examples=[OpenApiExample("hello", request_only=True, value={
-            "model": "auto", "messages": [{"role": "user", "content": "Classify: 'card charged twice'"}],
-            "metadata": {"task_type": "classification"}})],
+        examples=[
+            OpenApiExample(
+                "hello",
+                request_only=True,
+                value={
+                    "model": "auto",
+                    "messages": [{"role": "user", "content": "Classify: 'card charged twice'"}],
+                    "metadata": {"task_type": "classification"},
+                },
+            )
+        ],
         responses={200: ChatCompletionOutputSerializer, **OPENAI_ERRORS},
         tags=["openai"],
     )
@@ -220,9 +267,12 @@ class ChatCompletionsApi(ApiView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if data["stream"]:
-            raise openai_error("streaming is not supported: send `stream: false` (Arbiter answers once the "
-                               "governed job has finished)", status_code=400, code="stream_unsupported",
-                               param="stream")
+            raise openai_error(
+                "streaming is not supported: send `stream: false` (Arbiter answers once the governed job has finished)",
+                status_code=400,
+                code="stream_unsupported",
+                param="stream",
+            )
         policy = policy_for_model(data["model"])
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
         job = self._submit(request, data, policy=policy, task_type=task_type, labels=labels, metadata=metadata)
@@ -234,17 +284,24 @@ class ChatCompletionsApi(ApiView):
     def _submit(self, request: Request, data: dict[str, Any], **facts: Any) -> Job:
         try:
             job, _ = job_submit(
-                application=self.application, actor=Actor.application(self.application.pk),
-                messages=data["messages"], tools=data.get("tools"), response_format=data.get("response_format"),
-                idempotency_key=idempotency_key_from(request), **facts,
+                application=self.application,
+                actor=Actor.application(self.application.pk),
+                messages=data["messages"],
+                tools=data.get("tools"),
+                response_format=data.get("response_format"),
+                idempotency_key=idempotency_key_from(request),
+                **facts,
             )
         except IdempotencyConflict as conflict:
             raise openai_error(str(conflict), status_code=422, code="idempotency_conflict", job=conflict.job) from None
         except NoActivePolicy as missing:
             status_code = 404 if facts["policy"] and "no policy named" in str(missing) else 422
-            raise openai_error(str(missing), status_code=status_code,
-                               code="model_not_found" if status_code == 404 else "no_active_policy",
-                               param="model") from None
+            raise openai_error(
+                str(missing),
+                status_code=status_code,
+                code="model_not_found" if status_code == 404 else "no_active_policy",
+                param="model",
+            ) from None
         except JobError as error:
             raise openai_error(str(error), status_code=400, code="invalid_request") from None
         return job
@@ -257,14 +314,26 @@ class ModelsApi(ApiView):
     @extend_schema(
         operation_id="openai_models",
         summary="Models (OpenAI-compatible): the policies a completion can name",
-        responses={200: ModelListOutputSerializer,
-                   **{code: OPENAI_ERRORS[code] for code in (400, 401, 403, 405, 406, 429)}},
+        responses={
+            200: ModelListOutputSerializer,
+            **{code: OPENAI_ERRORS[code] for code in (400, 401, 403, 405, 406, 429)},
+        },
         tags=["openai"],
     )
     def get(self, request: Request) -> Response:
         policies = list(selectors.policies_with_active_version())
-        models = [{"id": "auto", "object": "model", "created": int(policy.created_at.timestamp()),
-                   "owned_by": "arbiter"} for policy in policies if policy.is_default]
-        models += [{"id": f"{MODEL_PREFIX}{policy.name}", "object": "model",
-                    "created": int(policy.created_at.timestamp()), "owned_by": "arbiter"} for policy in policies]
+        models = [
+            {"id": "auto", "object": "model", "created": int(policy.created_at.timestamp()), "owned_by": "arbiter"}
+            for policy in policies
+            if policy.is_default
+        ]
+        models += [
+            {
+                "id": f"{MODEL_PREFIX}{policy.name}",
+                "object": "model",
+                "created": int(policy.created_at.timestamp()),
+                "owned_by": "arbiter",
+            }
+            for policy in policies
+        ]
         return Response({"object": "list", "data": models})

@@ -68,8 +68,7 @@ def check_json_value(data: Any, *, max_depth: int) -> None:
             _check_text(value, path)
         elif isinstance(value, dict | list):
             if depth > max_depth:
-                raise field_problem(_path(path), f"JSON is nested more than {max_depth} levels deep",
-                                    code="too_deep")
+                raise field_problem(_path(path), f"JSON is nested more than {max_depth} levels deep", code="too_deep")
             if isinstance(value, dict):
                 for key, item in value.items():
                     _check_text(key, (*path, key), is_key=True)
@@ -81,13 +80,15 @@ def check_json_value(data: Any, *, max_depth: int) -> None:
 def _check_text(text: str, path: tuple, *, is_key: bool = False) -> None:
     what = "a key" if is_key else "a string"
     if "\x00" in text:
-        raise field_problem(_path(path), f"{what} contains a NUL character (\\u0000), which is not allowed",
-                            code="nul_character")
+        raise field_problem(
+            _path(path), f"{what} contains a NUL character (\\u0000), which is not allowed", code="nul_character"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise field_problem(_path(path), f"{what} contains a lone UTF-16 surrogate (an invalid \\uD8xx escape)",
-                            code="invalid_unicode") from None
+        raise field_problem(
+            _path(path), f"{what} contains a lone UTF-16 surrogate (an invalid \\uD8xx escape)", code="invalid_unicode"
+        ) from None
 
 
 def read_limited(stream: Any, meta: dict[str, Any]) -> bytes:
@@ -110,8 +111,7 @@ def parse_json_bytes(raw: bytes) -> Any:
     except UnicodeDecodeError as error:
         raise Problem(f"the body is not valid UTF-8 (byte {error.start})", code="invalid_utf8") from None
     try:
-        data = json.loads(text, parse_constant=_constant, parse_int=_int, parse_float=_float,
-                          object_pairs_hook=_pairs)
+        data = json.loads(text, parse_constant=_constant, parse_int=_int, parse_float=_float, object_pairs_hook=_pairs)
     except _Refused as refused:
         raise Problem(str(refused), code="invalid_number" if "number" in str(refused) else "malformed_json") from None
     except RecursionError:
@@ -130,6 +130,5 @@ class StrictJSONParser(BaseParser):
         meta = request.META if request is not None else {}
         charset = (media_type or "").partition("charset=")[2].strip().lower()
         if charset and charset not in ("utf-8", "utf8"):
-            raise Problem(f"only UTF-8 JSON is accepted, not {charset}", status_code=415,
-                          code="unsupported_charset")
+            raise Problem(f"only UTF-8 JSON is accepted, not {charset}", status_code=415, code="unsupported_charset")
         return parse_json_bytes(read_limited(stream, meta))

@@ -18,8 +18,20 @@ from audit.ledger import Actor
 from routing.models import Application, ModelDeployment
 
 DEPLOYMENT_FIELDS = (
-    "tier", "base_url", "model", "api_key_env", "price_in_per_mtok", "price_out_per_mtok", "context_window",
-    "region", "supports_tools", "supports_logprobs", "supports_json_schema", "enabled", "priority", "timeout_s",
+    "tier",
+    "base_url",
+    "model",
+    "api_key_env",
+    "price_in_per_mtok",
+    "price_out_per_mtok",
+    "context_window",
+    "region",
+    "supports_tools",
+    "supports_logprobs",
+    "supports_json_schema",
+    "enabled",
+    "priority",
+    "timeout_s",
 )
 
 
@@ -43,7 +55,9 @@ def deployment_update(*, deployment: ModelDeployment, actor: Actor, **changes: A
             setattr(locked, field, value)
         locked.save()
         after = _record(locked)
-        changed = {field: {"from": before[field], "to": after[field]} for field in after if before[field] != after[field]}
+        changed = {
+            field: {"from": before[field], "to": after[field]} for field in after if before[field] != after[field]
+        }
         if changed:
             event = "deployment.updated"
             if set(changed) == {"enabled"}:
@@ -55,8 +69,12 @@ def deployment_update(*, deployment: ModelDeployment, actor: Actor, **changes: A
 def application_create(*, actor: Actor, name: str, slug: str) -> Application:
     with transaction.atomic():
         application = Application.objects.create(name=name, slug=slug)
-        ledger.append("application.created", actor=actor, subject={"application": application.pk},
-                      body={"name": name, "slug": slug})
+        ledger.append(
+            "application.created",
+            actor=actor,
+            subject={"application": application.pk},
+            body={"name": name, "slug": slug},
+        )
     return application
 
 
@@ -70,7 +88,9 @@ def application_budget_set(
         locked.monthly_hard_limit_usd = hard_limit_usd
         locked.save(update_fields=["monthly_soft_limit_usd", "monthly_hard_limit_usd"])
         ledger.append(
-            "application.budget_set", actor=actor, subject={"application": locked.pk},
+            "application.budget_set",
+            actor=actor,
+            subject={"application": locked.pk},
             body={
                 "before": {k: None if v is None else str(v) for k, v in before.items()},
                 "soft_limit_usd": None if soft_limit_usd is None else str(soft_limit_usd),

@@ -25,6 +25,7 @@ from routing.pipeline import facts
 from routing.pipeline.fencing import Claim, StaleAttempt, fenced, job_claim_update
 from routing.pipeline.governance import GovernanceOutcome, govern
 from routing.pipeline.scoring import score_step
+from routing.pipeline.shadow import shadow_wanted
 from routing.router import PlanStep
 from routing.webhooks import webhook_enqueue_on_commit
 
@@ -98,15 +99,11 @@ def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document)
             )
         if route.plan is None:
             rejected = route.budget.over_hard and document.budgets.on_hard_limit == "reject"
-            _finish(
-                claim, job, JobStatus.REJECTED if rejected else JobStatus.FAILED, route.error or "no route"
-            )
+            _finish(claim, job, JobStatus.REJECTED if rejected else JobStatus.FAILED, route.error or "no route")
     return claim
 
 
-def _execute_plan(
-    claim: Claim, job: Job, route: facts.RouteOutcome, document, catalog: facts.Catalog
-) -> None:
+def _execute_plan(claim: Claim, job: Job, route: facts.RouteOutcome, document, catalog: facts.Catalog) -> None:
     job.complexity = route.complexity
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
     progress = Progress()
@@ -148,8 +145,12 @@ def _execute_plan(
                 confidence=score.score,
                 total_cost=progress.total_cost,
             )
-        _record_step(claim, job, index, plan_step, call, score, output, step_cost, progress, outcome)
+        step = _record_step(claim, job, index, plan_step, call, score, output, step_cost, progress, outcome)
         if accepted:
+            if outcome.status == JobStatus.COMPLETED and shadow_wanted(plan, plan_step.tier):
+                from routing.tasks import shadow_compare_task
+
+                shadow_compare_task.delay(str(job.pk), step.pk)
             return
 
 
@@ -180,7 +181,7 @@ def _record_step(
     step_cost: Decimal,
     progress: Progress,
     outcome: GovernanceOutcome | None,
-) -> None:
+) -> Step:
     """One transaction: the step, its events and — when it is the accepted one — the job's outcome."""
     completion = call.response.completion
     usage = completion.usage
@@ -200,9 +201,7 @@ def _record_step(
         job_fields.update(outcome.job_fields(output, index, plan_step.tier, score.score))
         job_fields["version"] = job.version + 1
     with fenced(claim, **job_fields):
-        digest = payloads.store(
-            output, kind="output", subject={"job": job.pk, "application": job.application_id}
-        )
+        digest = payloads.store(output, kind="output", subject={"job": job.pk, "application": job.application_id})
         step = Step.objects.create(
             job_id=job.pk,
             attempt=claim.attempt,
@@ -279,6 +278,7 @@ def _record_step(
     _observe(plan_step.tier, deployment.name, step)
     if outcome is not None:
         metrics.JOBS_FINISHED.labels(outcome.status, job.task_type).inc()
+    return step
 
 
 def _observe(tier: str, deployment: str, step: Step) -> None:

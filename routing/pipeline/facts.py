@@ -114,14 +114,10 @@ def route_job(job: Job, document: PolicyDocument, catalog: Catalog) -> RouteOutc
     record = result.to_record()
     record["complexity"] = {"score": estimate.score, "method": estimate.method, "features": estimate.features}
     record["budget"] = budget.to_record()
-    return RouteOutcome(
-        plan=result.plan, error=result.error, record=record, complexity=estimate.score, budget=budget
-    )
+    return RouteOutcome(plan=result.plan, error=result.error, record=record, complexity=estimate.score, budget=budget)
 
 
-def provider_request(
-    job: Job, step: PlanStep, plan: Plan, candidates: list[ModelDeployment]
-) -> dict[str, Any]:
+def provider_request(job: Job, step: PlanStep, plan: Plan, candidates: list[ModelDeployment]) -> dict[str, Any]:
     request: dict[str, Any] = {"messages": job.request["messages"]}
     if job.request.get("tools"):
         request["tools"] = job.request["tools"]
@@ -164,9 +160,7 @@ def output_of(completion: Any) -> dict[str, Any]:
     }
 
 
-def result_facts(
-    job: Job, output: dict, tier: str, confidence: float | None, total_cost: Decimal
-) -> ResultFacts:
+def result_facts(job: Job, output: dict, tier: str, confidence: float | None, total_cost: Decimal) -> ResultFacts:
     complexity = job.complexity if job.complexity is not None else 0.0
     calls = tuple((call["name"], call["arguments"]) for call in output.get("tool_calls") or [])
     return ResultFacts(

@@ -40,11 +40,7 @@ class Claim:
 
 def lease_remaining_s(job_id: str) -> float | None:
     """Seconds left on a running job's lease (a live worker holds it), or None."""
-    lease = (
-        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING)
-        .values_list("lease_expires_at", flat=True)
-        .first()
-    )
+    lease = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).values_list("lease_expires_at", flat=True).first()
     if lease is None:
         return None
     remaining = (lease - timezone.now()).total_seconds()

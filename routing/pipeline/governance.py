@@ -45,9 +45,7 @@ class GovernanceOutcome:
             "finished_at": None if self.status == JobStatus.AWAITING_APPROVAL else now,
         }
 
-    def write(
-        self, *, claim: Claim, job: Job, tier: str, confidence: float | None, total_cost: Decimal, steps: int
-    ):
+    def write(self, *, claim: Claim, job: Job, tier: str, confidence: float | None, total_cost: Decimal, steps: int):
         """Inside the fenced transaction that set the job's status to `self.status`."""
         subject = {"job": job.pk, "application": job.application_id, "policy_version": job.policy_version_id}
         webhook_enqueue_on_commit(job, WEBHOOK_EVENTS[self.status])
@@ -116,7 +114,5 @@ def govern(
         reason = "; ".join(f"{block['tool']}: {block['reason']}" for block in record["blocked"])
         return GovernanceOutcome(JobStatus.BLOCKED, reason, record)
     if decision.holds:
-        return GovernanceOutcome(
-            JobStatus.AWAITING_APPROVAL, "; ".join(h["reason"] for h in record["holds"]), record
-        )
+        return GovernanceOutcome(JobStatus.AWAITING_APPROVAL, "; ".join(h["reason"] for h in record["holds"]), record)
     return GovernanceOutcome(JobStatus.COMPLETED, "", record)

@@ -47,9 +47,7 @@ def _score(method, job, plan, call, request, deployments, schema, extra) -> Conf
         if plan.verifier is None:
             return ConfidenceScore("verifier", None, False, {"reason": "the policy names no verifier tier"})
         judge_request = {
-            "messages": confidence.verifier_prompt(
-                job.request["messages"], completion.choices[0].message.content
-            ),
+            "messages": confidence.verifier_prompt(job.request["messages"], completion.choices[0].message.content),
             "logprobs": True,
             "top_logprobs": 2,
         }

@@ -43,8 +43,12 @@ class Tenant:
         return Job.objects.filter(application=self.application).count()
 
     def submit(self, content: str = "Which queue? 'charged twice'", **fields):
-        body = {"task_type": "classification", "messages": [{"role": "user", "content": content}],
-                "policy": self.setup.policy.name, **fields}
+        body = {
+            "task_type": "classification",
+            "messages": [{"role": "user", "content": content}],
+            "policy": self.setup.policy.name,
+            **fields,
+        }
         return self.client.post("/api/v1/jobs", body, format="json")
 
 
@@ -67,8 +71,9 @@ def owner(governed_setup) -> Tenant:
 
 @pytest.fixture
 def outsider(governed_setup) -> Tenant:
-    other = Governed(application=ApplicationFactory(),
-                     policy=governed_setup.policy, deployments=governed_setup.deployments)
+    other = Governed(
+        application=ApplicationFactory(), policy=governed_setup.policy, deployments=governed_setup.deployments
+    )
     key = key_for(other.application, "jobs:read", "jobs:write")
     return Tenant(other, key, client_with(key))
 
@@ -77,5 +82,8 @@ def outsider(governed_setup) -> Tenant:
 def admin(governed_setup) -> Tenant:
     admin_app = ApplicationFactory()
     key = key_for(admin_app, "policies:admin")
-    return Tenant(Governed(application=admin_app, policy=governed_setup.policy,
-                           deployments=governed_setup.deployments), key, client_with(key))
+    return Tenant(
+        Governed(application=admin_app, policy=governed_setup.policy, deployments=governed_setup.deployments),
+        key,
+        client_with(key),
+    )

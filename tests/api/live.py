@@ -22,7 +22,7 @@ from tests.pipeline.setup import Governed, governed
 
 
 class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, format, *args):
         pass
 
 
@@ -69,9 +69,15 @@ def live_arbiter(model_server_url: str, *, worker_count: int = 1) -> Iterator[Li
     queue = f"arbiter-api-test-{uuid.uuid4().hex[:8]}"
     previous_queue = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
-    env = {**os.environ, "DATABASE_URL": database_url_for_workers(), "ARBITER_QUEUE": queue,
-           "ARBITER_RETRY_BASE_S": "0.05", "ARBITER_PROVIDER_TIMEOUT_S": "5",
-           "DJANGO_SETTINGS_MODULE": "controlplane.settings", "REDIS_URL": settings.REDIS_URL}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_workers(),
+        "ARBITER_QUEUE": queue,
+        "ARBITER_RETRY_BASE_S": "0.05",
+        "ARBITER_PROVIDER_TIMEOUT_S": "5",
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+        "REDIS_URL": settings.REDIS_URL,
+    }
     pool = Workers(queue, env)
     pool.start(count=worker_count, concurrency=2)
     try:

@@ -26,9 +26,11 @@ def test_it_lists_policies_and_versions(admin):
 
 def test_it_creates_and_submits_a_version_authored_by_the_keys_application(admin):
     name = admin.setup.policy.name
-    response = admin.client.post(f"/api/v1/admin/policies/{name}/versions",
-                                 {"source": POLICY.replace("0.80", "0.85"), "comment": "stricter nano", "parent": 1},
-                                 format="json")
+    response = admin.client.post(
+        f"/api/v1/admin/policies/{name}/versions",
+        {"source": POLICY.replace("0.80", "0.85"), "comment": "stricter nano", "parent": 1},
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     version = response.json()
     assert (version["number"], version["status"], version["parent"]) == (2, "draft", 1)
@@ -68,10 +70,20 @@ def test_unknown_policies_and_versions_are_404(admin):
 
 
 def test_deployments_are_created_updated_and_disabled_not_deleted(admin):
-    created = admin.client.post("/api/v1/admin/deployments", {
-        "name": "mini-eu-2", "tier": "mini", "base_url": "http://127.0.0.1:8100/v1", "model": "sim-mini",
-        "price_in_per_mtok": "0.40", "price_out_per_mtok": "1.60", "region": "eu", "api_key_env": "EU_KEY",
-    }, format="json")
+    created = admin.client.post(
+        "/api/v1/admin/deployments",
+        {
+            "name": "mini-eu-2",
+            "tier": "mini",
+            "base_url": "http://127.0.0.1:8100/v1",
+            "model": "sim-mini",
+            "price_in_per_mtok": "0.40",
+            "price_out_per_mtok": "1.60",
+            "region": "eu",
+            "api_key_env": "EU_KEY",
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     changed = admin.client.patch("/api/v1/admin/deployments/mini-eu-2", {"priority": 5}, format="json").json()
     assert changed["priority"] == 5
@@ -85,32 +97,51 @@ def test_deployments_are_created_updated_and_disabled_not_deleted(admin):
 
 def test_a_deployment_cannot_hold_a_secret_or_a_duplicate_name(admin):
     existing = admin.setup.deployments["nano"].name
-    body = {"name": "x1", "tier": "nano", "base_url": "http://127.0.0.1:8100/v1", "model": "m",
-            "price_in_per_mtok": "0", "price_out_per_mtok": "0", "api_key_env": "sk-live-abc"}
-    assert admin.client.post("/api/v1/admin/deployments", body, format="json").json()["errors"][0]["field"] == "api_key_env"
-    response = admin.client.post("/api/v1/admin/deployments", {**body, "name": existing, "api_key_env": ""},
-                                 format="json")
+    body = {
+        "name": "x1",
+        "tier": "nano",
+        "base_url": "http://127.0.0.1:8100/v1",
+        "model": "m",
+        "price_in_per_mtok": "0",
+        "price_out_per_mtok": "0",
+        "api_key_env": "sk-live-abc",
+    }
+    assert (
+        admin.client.post("/api/v1/admin/deployments", body, format="json").json()["errors"][0]["field"]
+        == "api_key_env"
+    )
+    response = admin.client.post(
+        "/api/v1/admin/deployments", {**body, "name": existing, "api_key_env": ""}, format="json"
+    )
     assert response.status_code == 409
 
 
 def test_applications_keys_and_budgets(admin):
-    created = admin.client.post("/api/v1/admin/applications", {"name": "Billing bot", "slug": "billing-bot"},
-                                format="json")
+    created = admin.client.post(
+        "/api/v1/admin/applications", {"name": "Billing bot", "slug": "billing-bot"}, format="json"
+    )
     assert created.status_code == 201
     assert any(a["slug"] == "billing-bot" for a in admin.client.get("/api/v1/admin/applications").json())
-    key = admin.client.post("/api/v1/admin/applications/billing-bot/keys",
-                            {"name": "prod", "scopes": ["jobs:read", "jobs:write"]}, format="json")
+    key = admin.client.post(
+        "/api/v1/admin/applications/billing-bot/keys",
+        {"name": "prod", "scopes": ["jobs:read", "jobs:write"]},
+        format="json",
+    )
     assert key.status_code == 201 and key["Cache-Control"] == "no-store"
     plaintext = key.json()["key"]
     assert client_with(plaintext).get("/api/v1/jobs").status_code == 200
     listed = admin.client.get("/api/v1/admin/applications/billing-bot/keys").json()
     assert "key" not in listed[0] and listed[0]["prefix"] == key.json()["prefix"]
-    revoked = admin.client.post(f"/api/v1/admin/applications/billing-bot/keys/{listed[0]['prefix']}/revoke",
-                                format="json")
+    revoked = admin.client.post(
+        f"/api/v1/admin/applications/billing-bot/keys/{listed[0]['prefix']}/revoke", format="json"
+    )
     assert revoked.json()["revoked_at"] is not None
     assert client_with(plaintext).get("/api/v1/jobs").status_code == 401
-    budget = admin.client.put("/api/v1/admin/applications/billing-bot/budget",
-                              {"monthly_soft_limit_usd": "50.00", "monthly_hard_limit_usd": "80.00"}, format="json")
+    budget = admin.client.put(
+        "/api/v1/admin/applications/billing-bot/budget",
+        {"monthly_soft_limit_usd": "50.00", "monthly_hard_limit_usd": "80.00"},
+        format="json",
+    )
     assert budget.status_code == 200
     application = Application.objects.get(slug="billing-bot")
     assert (application.monthly_soft_limit_usd, application.monthly_hard_limit_usd) == (Decimal(50), Decimal(80))
@@ -118,15 +149,19 @@ def test_applications_keys_and_budgets(admin):
 
 def test_a_soft_limit_above_the_hard_limit_is_400(admin):
     slug = admin.application.slug
-    response = admin.client.put(f"/api/v1/admin/applications/{slug}/budget",
-                                {"monthly_soft_limit_usd": "90", "monthly_hard_limit_usd": "80"}, format="json")
+    response = admin.client.put(
+        f"/api/v1/admin/applications/{slug}/budget",
+        {"monthly_soft_limit_usd": "90", "monthly_hard_limit_usd": "80"},
+        format="json",
+    )
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "monthly_soft_limit_usd"
 
 
 def test_a_key_with_an_unknown_scope_is_400_listing_the_scopes(admin):
-    response = admin.client.post(f"/api/v1/admin/applications/{admin.application.slug}/keys",
-                                 {"scopes": ["everything"]}, format="json")
+    response = admin.client.post(
+        f"/api/v1/admin/applications/{admin.application.slug}/keys", {"scopes": ["everything"]}, format="json"
+    )
     assert response.status_code == 400
     assert "jobs:read" in response.json()["detail"]
     assert ApiKey.objects.filter(application=admin.application).count() == 1

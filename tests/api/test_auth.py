@@ -104,8 +104,14 @@ def test_an_admin_key_cannot_submit_jobs(admin):
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize(("method", "url"), [("put", "/api/v1/jobs"), ("delete", "/api/v1/jobs"),
-                                             ("get", "/api/v1/jobs/00000000-0000-0000-0000-000000000000/cancel")])
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("put", "/api/v1/jobs"),
+        ("delete", "/api/v1/jobs"),
+        ("get", "/api/v1/jobs/00000000-0000-0000-0000-000000000000/cancel"),
+    ],
+)
 def test_a_wrong_method_is_405(owner, method, url):
     response = getattr(owner.client, method)(url)
     assert response.status_code == 405

@@ -13,8 +13,12 @@ pytestmark = pytest.mark.django_db
 
 
 def body(tenant: Tenant, **fields) -> dict:
-    return {"task_type": "classification", "messages": [{"role": "user", "content": "Which queue?"}],
-            "policy": tenant.setup.policy.name, **fields}
+    return {
+        "task_type": "classification",
+        "messages": [{"role": "user", "content": "Which queue?"}],
+        "policy": tenant.setup.policy.name,
+        **fields,
+    }
 
 
 def post_raw(tenant: Tenant, raw: bytes | str, content_type: str = "application/json", **extra):
@@ -54,7 +58,9 @@ def test_a_wrong_content_type_is_415(owner, content_type):
 
 
 def test_a_charset_other_than_utf8_is_415(owner):
-    response = post_raw(owner, json.dumps(body(owner)).encode("utf-16"), content_type="application/json; charset=utf-16")
+    response = post_raw(
+        owner, json.dumps(body(owner)).encode("utf-16"), content_type="application/json; charset=utf-16"
+    )
     assert_refused(owner, response, 415, says="UTF-8")
 
 
@@ -111,8 +117,7 @@ def test_invalid_utf8_is_400(owner):
     assert problem["code"] == "invalid_utf8"
 
 
-@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", str(2**64), str(-(2**63) - 1),
-                                    "1" * 5000])
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", str(2**64), str(-(2**63) - 1), "1" * 5000])
 def test_numbers_that_are_not_finite_or_beyond_64_bits_are_400(owner, number):
     raw = json.dumps(body(owner)).replace('"policy"', f'"constraints": {{"latency_budget_ms": {number}}}, "policy"')
     problem = assert_refused(owner, post_raw(owner, raw), 400)
@@ -150,18 +155,21 @@ def test_an_unknown_field_is_refused_with_the_allowed_ones(owner):
 
 def test_a_tools_schema_that_is_not_json_schema_is_400(owner):
     tools = [{"type": "function", "function": {"name": "refund", "parameters": {"type": "nonsense"}}}]
-    assert_refused(owner, owner.submit(tools=tools), 400, field="tools[0].function.parameters",
-                   says="not a valid JSON Schema")
+    assert_refused(
+        owner, owner.submit(tools=tools), 400, field="tools[0].function.parameters", says="not a valid JSON Schema"
+    )
 
 
 def test_a_response_format_schema_that_is_not_json_schema_is_400(owner):
     response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"properties": 3}}}
-    assert_refused(owner, owner.submit(response_format=response_format), 400,
-                   field="response_format.json_schema.schema")
+    assert_refused(
+        owner, owner.submit(response_format=response_format), 400, field="response_format.json_schema.schema"
+    )
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.5/hook", "http://192.168.1.1/hook", "http://[fd00::1]/hook",
-                                 "http://100.64.0.1/hook"])
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.5/hook", "http://192.168.1.1/hook", "http://[fd00::1]/hook", "http://100.64.0.1/hook"]
+)
 def test_a_callback_url_to_a_private_address_is_400(owner, url):
     assert_refused(owner, owner.submit(callback_url=url), 400, field="callback_url", says="private")
 
@@ -174,15 +182,18 @@ def test_a_callback_url_to_link_local_is_always_400(owner, url):
 
 def test_a_loopback_callback_is_refused_where_loopback_is_not_allowed(owner):
     with override_settings(ARBITER_WEBHOOK_ALLOW_LOOPBACK=False):
-        assert_refused(owner, owner.submit(callback_url="http://localhost:8000/hook"), 400, field="callback_url",
-                       says="loopback")
+        assert_refused(
+            owner, owner.submit(callback_url="http://localhost:8000/hook"), 400, field="callback_url", says="loopback"
+        )
 
 
 def test_a_callback_url_that_is_not_http_is_400(owner):
     assert_refused(owner, owner.submit(callback_url="file:///etc/passwd"), 400, field="callback_url")
 
 
-@pytest.mark.parametrize("key", ["", "k" * 10_000, "has space", "caf\u00e9"], ids=["empty", "10000", "space", "non-ascii"])
+@pytest.mark.parametrize(
+    "key", ["", "k" * 10_000, "has space", "caf\u00e9"], ids=["empty", "10000", "space", "non-ascii"]
+)
 def test_a_bad_idempotency_key_is_400(owner, key):
     response = owner.client.post("/api/v1/jobs", body(owner), format="json", HTTP_IDEMPOTENCY_KEY=key)
     assert_refused(owner, response, 400, field="header:Idempotency-Key")

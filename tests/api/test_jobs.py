@@ -14,11 +14,20 @@ pytestmark = pytest.mark.django_db
 
 FULL = {
     "task_type": "extraction",
-    "messages": [{"role": "system", "content": "Extract the amount."},
-                 {"role": "user", "content": [{"type": "text", "text": "I paid 42 EUR"}]}],
-    "tools": [{"type": "function", "function": {"name": "record_amount", "description": "store it",
-                                                "parameters": {"type": "object",
-                                                               "properties": {"amount": {"type": "number"}}}}}],
+    "messages": [
+        {"role": "system", "content": "Extract the amount."},
+        {"role": "user", "content": [{"type": "text", "text": "I paid 42 EUR"}]},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "record_amount",
+                "description": "store it",
+                "parameters": {"type": "object", "properties": {"amount": {"type": "number"}}},
+            },
+        }
+    ],
     "response_format": {"type": "json_schema", "json_schema": {"name": "amount", "schema": {"type": "object"}}},
     "labels": {"region": "eu", "pii": False, "priority": 2},
     "constraints": {"latency_budget_ms": 3000, "cost_cap_usd": 0.05, "min_tier": "nano", "max_tier": "mini"},
@@ -49,19 +58,40 @@ def test_the_detail_shows_route_steps_and_approval_once_there_are_some(owner):
     route = {"plan": {"rule_id": "cheap-first", "steps": []}, "error": None, "explanation": {"notes": []}}
     Job.objects.filter(pk=job_id).update(route=route, status=JobStatus.AWAITING_APPROVAL, final_tier="mini")
     job = Job.objects.get(pk=job_id)
-    job.steps.create(attempt=1, index=0, tier="nano", deployment=owner.setup.deployments["nano"], model="sim-nano",
-                     prompt_tokens=10, completion_tokens=5, latency_ms=12, confidence=0.4,
-                     confidence_method="logprob", threshold=0.8, outcome="escalated")
+    job.steps.create(
+        attempt=1,
+        index=0,
+        tier="nano",
+        deployment=owner.setup.deployments["nano"],
+        model="sim-nano",
+        prompt_tokens=10,
+        completion_tokens=5,
+        latency_ms=12,
+        confidence=0.4,
+        confidence_method="logprob",
+        threshold=0.8,
+        outcome="escalated",
+    )
     from datetime import timedelta
 
     from django.utils import timezone
-    job.approval_requests.create(rule_ids=["refunds-over-100"], reasons=["refund above 100"], required_approvers=2,
-                                 expires_at=timezone.now() + timedelta(hours=4))
+
+    job.approval_requests.create(
+        rule_ids=["refunds-over-100"],
+        reasons=["refund above 100"],
+        required_approvers=2,
+        expires_at=timezone.now() + timedelta(hours=4),
+    )
     detail = owner.client.get(f"/api/v1/jobs/{job_id}").json()
     assert detail["route"]["rule_id"] == "cheap-first"
     step = detail["steps"][0]
     assert (step["tier"], step["deployment"], step["confidence"], step["threshold"], step["outcome"]) == (
-        "nano", owner.setup.deployments["nano"].name, 0.4, 0.8, "escalated")
+        "nano",
+        owner.setup.deployments["nano"].name,
+        0.4,
+        0.8,
+        "escalated",
+    )
     assert step["confidence_method"] == "logprob" and step["prompt_tokens"] == 10
     assert detail["approval"]["status"] == "pending"
     assert detail["approval"]["required_approvers"] == 2 and detail["approval"]["approvals"] == 0
@@ -129,10 +159,18 @@ def test_events_lists_the_jobs_ledger_events(owner):
 
 def test_the_same_idempotency_key_and_body_returns_the_same_job(owner):
     headers = {"HTTP_IDEMPOTENCY_KEY": "order-1234"}
-    first = owner.client.post("/api/v1/jobs", {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}],
-                                               "policy": owner.setup.policy.name}, format="json", **headers)
-    again = owner.client.post("/api/v1/jobs", {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}],
-                                               "policy": owner.setup.policy.name}, format="json", **headers)
+    first = owner.client.post(
+        "/api/v1/jobs",
+        {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}], "policy": owner.setup.policy.name},
+        format="json",
+        **headers,
+    )
+    again = owner.client.post(
+        "/api/v1/jobs",
+        {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}], "policy": owner.setup.policy.name},
+        format="json",
+        **headers,
+    )
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"]
     assert owner.job_count() == 1
@@ -140,10 +178,18 @@ def test_the_same_idempotency_key_and_body_returns_the_same_job(owner):
 
 def test_the_same_idempotency_key_with_another_body_is_422(owner):
     headers = {"HTTP_IDEMPOTENCY_KEY": "order-1234"}
-    first = owner.client.post("/api/v1/jobs", {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}],
-                                               "policy": owner.setup.policy.name}, format="json", **headers)
-    other = owner.client.post("/api/v1/jobs", {"task_type": "ranking", "messages": [{"role": "user", "content": "b"}],
-                                               "policy": owner.setup.policy.name}, format="json", **headers)
+    first = owner.client.post(
+        "/api/v1/jobs",
+        {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}], "policy": owner.setup.policy.name},
+        format="json",
+        **headers,
+    )
+    other = owner.client.post(
+        "/api/v1/jobs",
+        {"task_type": "ranking", "messages": [{"role": "user", "content": "b"}], "policy": owner.setup.policy.name},
+        format="json",
+        **headers,
+    )
     assert other.status_code == 422
     assert other.json()["code"] == "idempotency_conflict"
     assert other.json()["job_id"] == first.json()["id"]
@@ -152,11 +198,22 @@ def test_the_same_idempotency_key_with_another_body_is_422(owner):
 
 def test_idempotency_keys_are_per_application(owner, outsider):
     headers = {"HTTP_IDEMPOTENCY_KEY": "shared-key"}
-    assert owner.client.post("/api/v1/jobs", {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}],
-                                              "policy": owner.setup.policy.name}, format="json", **headers).status_code == 201
+    assert (
+        owner.client.post(
+            "/api/v1/jobs",
+            {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}], "policy": owner.setup.policy.name},
+            format="json",
+            **headers,
+        ).status_code
+        == 201
+    )
     assert outsider.submit(**{}).status_code == 201
-    response = outsider.client.post("/api/v1/jobs", {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}],
-                                                     "policy": owner.setup.policy.name}, format="json", **headers)
+    response = outsider.client.post(
+        "/api/v1/jobs",
+        {"task_type": "ranking", "messages": [{"role": "user", "content": "a"}], "policy": owner.setup.policy.name},
+        format="json",
+        **headers,
+    )
     assert response.status_code == 201
 
 

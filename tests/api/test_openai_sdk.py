@@ -32,8 +32,10 @@ def sdk(arbiter, live_db) -> openai.OpenAI:
 
 def ask(sdk: openai.OpenAI, content: str, *, model: str = "auto", task_type: str = "classification", **fields):
     return sdk.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": content}],
-        extra_headers={"x-arbiter-task-type": task_type}, **fields,
+        model=model,
+        messages=[{"role": "user", "content": content}],
+        extra_headers={"x-arbiter-task-type": task_type},
+        **fields,
     )
 
 
@@ -59,6 +61,7 @@ def test_a_confident_answer_comes_from_nano_with_the_route_in_the_headers(sdk, a
     assert raw.headers["x-arbiter-escalations"] == "0"
     assert raw.headers["x-arbiter-policy-version"] == f"{arbiter.setup.policy.name}@v1"
     from audit.models import LedgerEvent
+
     decision = LedgerEvent.objects.get(pk=int(raw.headers["x-arbiter-decision-id"]))
     assert decision.event_type == "route.decided" and decision.subject_job == str(job.pk)
     assert decision.body["plan"]["rule_id"] == "cheap-first"
@@ -85,8 +88,12 @@ def test_an_unsure_answer_escalates_and_usage_sums_every_step(sdk, arbiter):
 
 
 def test_tool_calls_come_back_in_openai_form(sdk):
-    completion = ask(sdk, '[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {"amount": 50}] '
-                     "refund please", task_type="general", tools=REFUND_TOOL).parse()
+    completion = ask(
+        sdk,
+        '[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {"amount": 50}] refund please',
+        task_type="general",
+        tools=REFUND_TOOL,
+    ).parse()
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls[0].function.name == "issue_refund"
@@ -106,8 +113,12 @@ def test_a_held_job_is_a_409_approval_required_naming_the_job(sdk):
 
 def test_a_blocked_tool_call_is_a_403_tool_call_blocked(sdk):
     with pytest.raises(openai.PermissionDeniedError) as raised:
-        ask(sdk, "[task:general] [confidence:mini=0.9,flagship=0.9] [call:delete_everything {}] tidy up",
-            task_type="general", tools=REFUND_TOOL)
+        ask(
+            sdk,
+            "[task:general] [confidence:mini=0.9,flagship=0.9] [call:delete_everything {}] tidy up",
+            task_type="general",
+            tools=REFUND_TOOL,
+        )
     assert raised.value.code == "tool_call_blocked"
     assert "delete_everything" in raised.value.message
 
@@ -158,8 +169,11 @@ def test_a_job_that_does_not_finish_in_time_is_a_504_naming_the_job(sdk, arbiter
 
 def test_fifty_concurrent_submissions_with_one_idempotency_key_make_one_job(arbiter, live_db):
     raw = key_for(arbiter.setup.application, "jobs:write")
-    body = {"task_type": "classification", "messages": [{"role": "user", "content": "once"}],
-            "policy": arbiter.setup.policy.name}
+    body = {
+        "task_type": "classification",
+        "messages": [{"role": "user", "content": "once"}],
+        "policy": arbiter.setup.policy.name,
+    }
     idempotency_key = f"the-one-{uuid.uuid4().hex}"
     barrier = threading.Barrier(50)
     answers: list[tuple[int, str]] = []
@@ -168,8 +182,9 @@ def test_fifty_concurrent_submissions_with_one_idempotency_key_make_one_job(arbi
         client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
         barrier.wait()
         try:
-            response = client.post("/api/v1/jobs", body, content_type="application/json",
-                                   HTTP_IDEMPOTENCY_KEY=idempotency_key)
+            response = client.post(
+                "/api/v1/jobs", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+            )
             answers.append((response.status_code, response.json()["id"]))
         finally:
             connection.close()

@@ -21,10 +21,16 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.api.conftest import key_for
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
-EXAMPLES = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
-                    database=None)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+EXAMPLES = settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None
+)
 
 
 @contextmanager
@@ -47,12 +53,20 @@ def full_key(owner) -> str:
     return key_for(owner.application, "jobs:read", "jobs:write", "policies:admin")
 
 
-
 def test_the_schema_documents_every_operation(client):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     operations = {op["operationId"] for path in document["paths"].values() for op in path.values()}
-    assert {"jobs_submit", "jobs_list", "jobs_retrieve", "jobs_cancel", "jobs_events", "openai_chat_completions",
-            "openai_models", "admin_policy_versions_create", "admin_keys_create"} <= operations
+    assert {
+        "jobs_submit",
+        "jobs_list",
+        "jobs_retrieve",
+        "jobs_cancel",
+        "jobs_events",
+        "openai_chat_completions",
+        "openai_models",
+        "admin_policy_versions_create",
+        "admin_keys_create",
+    } <= operations
     assert document["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
 
 
@@ -81,7 +95,7 @@ def schemathesis_run(operation_ids: set[str] | None, authorization: str, *, excl
             ran += 1
             try:
                 run()
-            except Exception as failure:  # noqa: BLE001 - collected, then reported together
+            except Exception as failure:
                 failures.append(f"{operation_id}: {failure}")
     return failures, ran
 

@@ -49,8 +49,9 @@ class PolicyVersionOutputSerializer(serializers.Serializer):
 
 
 class PolicyVersionCreateInputSerializer(StrictSerializer):
-    source = serializers.CharField(max_length=MAX_POLICY_SOURCE, trim_whitespace=False,
-                                   help_text="The policy document, YAML or JSON.")
+    source = serializers.CharField(
+        max_length=MAX_POLICY_SOURCE, trim_whitespace=False, help_text="The policy document, YAML or JSON."
+    )
     comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     parent = serializers.IntegerField(required=False, min_value=1, help_text="The version this one edits.")
 
@@ -80,13 +81,13 @@ class DeploymentUpdateInputSerializer(StrictSerializer):
     base_url = serializers.URLField(max_length=500, required=False)
     model = serializers.CharField(max_length=200, required=False)
     api_key_env = serializers.RegexField(
-        r"^[A-Z_][A-Z0-9_]{0,99}$", required=False, allow_blank=True,
+        r"^[A-Z_][A-Z0-9_]{0,99}$",
+        required=False,
+        allow_blank=True,
         error_messages={"invalid": "the NAME of an environment variable (A-Z, 0-9, _), never the key itself"},
     )
-    price_in_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=Decimal(0),
-                                                 required=False)
-    price_out_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=Decimal(0),
-                                                  required=False)
+    price_in_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=Decimal(0), required=False)
+    price_out_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=Decimal(0), required=False)
     context_window = serializers.IntegerField(min_value=1, max_value=100_000_000, required=False)
     region = serializers.RegexField(r"^[a-z0-9\-]{1,32}$", required=False)
     supports_tools = serializers.BooleanField(required=False)
@@ -121,10 +122,12 @@ class ApplicationCreateInputSerializer(StrictSerializer):
 
 
 class BudgetInputSerializer(StrictSerializer):
-    monthly_soft_limit_usd = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal(0),
-                                                      allow_null=True)
-    monthly_hard_limit_usd = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal(0),
-                                                      allow_null=True)
+    monthly_soft_limit_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal(0), allow_null=True
+    )
+    monthly_hard_limit_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal(0), allow_null=True
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         soft, hard = attrs["monthly_soft_limit_usd"], attrs["monthly_hard_limit_usd"]
@@ -149,8 +152,9 @@ class ApiKeyCreatedOutputSerializer(ApiKeyOutputSerializer):
 
 class ApiKeyCreateInputSerializer(StrictSerializer):
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
-    scopes = serializers.ListField(child=choice_field(tuple(KEY_SCOPES), "scope"), allow_empty=False,
-                                   max_length=len(KEY_SCOPES))
+    scopes = serializers.ListField(
+        child=choice_field(tuple(KEY_SCOPES), "scope"), allow_empty=False, max_length=len(KEY_SCOPES)
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
     def validate_expires_at(self, value):

@@ -12,12 +12,39 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # Fields Arbiter sets and a client never may: named, so that the refusal says why rather than "unknown".
-SERVER_SET_FIELDS = frozenset({
-    "id", "status", "status_reason", "application", "application_id", "approved_by", "approval", "approvals",
-    "request_sha256", "sha256", "hash", "prev_hash", "result", "route", "steps", "attempt", "version",
-    "policy_version", "final_tier", "final_confidence", "total_cost_usd", "total_tokens", "escalations",
-    "created_at", "started_at", "finished_at", "submitted_by", "lease_expires_at", "claimed_by",
-})
+SERVER_SET_FIELDS = frozenset(
+    {
+        "id",
+        "status",
+        "status_reason",
+        "application",
+        "application_id",
+        "approved_by",
+        "approval",
+        "approvals",
+        "request_sha256",
+        "sha256",
+        "hash",
+        "prev_hash",
+        "result",
+        "route",
+        "steps",
+        "attempt",
+        "version",
+        "policy_version",
+        "final_tier",
+        "final_confidence",
+        "total_cost_usd",
+        "total_tokens",
+        "escalations",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "submitted_by",
+        "lease_expires_at",
+        "claimed_by",
+    }
+)
 
 MAX_LABELS = 50
 MAX_JSON_BYTES = 64 * 1024
@@ -29,15 +56,18 @@ class StrictSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             unknown = [name for name in data if name not in self.fields or self.fields[name].read_only]
+            allowed = ", ".join(name for name, field in self.fields.items() if not field.read_only)
             if unknown:
-                raise serializers.ValidationError({
-                    name: [
-                        f"`{name}` is set by Arbiter, not by a client"
-                        if name in SERVER_SET_FIELDS
-                        else f"unknown field; allowed: {', '.join(n for n, f in self.fields.items() if not f.read_only)}"
-                    ]
-                    for name in unknown
-                })
+                raise serializers.ValidationError(
+                    {
+                        name: [
+                            f"`{name}` is set by Arbiter, not by a client"
+                            if name in SERVER_SET_FIELDS
+                            else f"unknown field; allowed: {allowed}"
+                        ]
+                        for name in unknown
+                    }
+                )
         return super().to_internal_value(data)
 
 
@@ -63,32 +93,38 @@ def json_size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False).encode())
 
 
-@extend_schema_field({
-    "oneOf": [
-        {"type": "string"},
-        {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
-                "required": ["type", "text"],
-                "additionalProperties": False,
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
+                    "required": ["type", "text"],
+                    "additionalProperties": False,
+                },
             },
-        },
-    ],
-    "nullable": True,
-    "description": "Text, or a list of text parts; null only for an assistant message with tool_calls.",
-})
+        ],
+        "nullable": True,
+        "description": "Text, or a list of text parts; null only for an assistant message with tool_calls.",
+    }
+)
 class MessageContentField(serializers.Field):
     def to_internal_value(self, data: Any) -> Any:
         if data is None or isinstance(data, str):
             return data
         if isinstance(data, list):
             for index, part in enumerate(data):
-                if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
-                        and set(part) == {"type", "text"}):
+                if not (
+                    isinstance(part, dict)
+                    and part.get("type") == "text"
+                    and isinstance(part.get("text"), str)
+                    and set(part) == {"type", "text"}
+                ):
                     raise serializers.ValidationError(
-                        f"content part [{index}] must be {{\"type\": \"text\", \"text\": \"...\"}}; "
+                        f'content part [{index}] must be {{"type": "text", "text": "..."}}; '
                         "only text parts are supported"
                     )
             return data
@@ -118,7 +154,9 @@ class MessageSerializer(StrictSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("content") is None and not (attrs["role"] == "assistant" and attrs.get("tool_calls")):
-            raise serializers.ValidationError({"content": "required (null only for an assistant message with tool_calls)"})
+            raise serializers.ValidationError(
+                {"content": "required (null only for an assistant message with tool_calls)"}
+            )
         if attrs.get("tool_calls") and attrs["role"] != "assistant":
             raise serializers.ValidationError({"tool_calls": "only an assistant message has tool_calls"})
         if attrs["role"] == "tool" and not attrs.get("tool_call_id"):
@@ -128,7 +166,8 @@ class MessageSerializer(StrictSerializer):
 
 class FunctionSerializer(StrictSerializer):
     name = serializers.RegexField(
-        r"^[A-Za-z0-9_\-]{1,64}$", max_length=64,
+        r"^[A-Za-z0-9_\-]{1,64}$",
+        max_length=64,
         error_messages={"invalid": "a function name is 1-64 letters, digits, `_` or `-`"},
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=4000)
@@ -168,13 +207,17 @@ class ResponseFormatSerializer(StrictSerializer):
         return attrs
 
 
-@extend_schema_field({
-    "type": "object",
-    "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 200}, {"type": "number"}, {"type": "boolean"}]},
-    "maxProperties": MAX_LABELS,
-    "description": "Data labels the policy routes on (e.g. `{\"region\": \"eu\", \"pii\": true}`): scalar values.",
-    "example": {"region": "eu", "pii": True},
-})
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {
+            "oneOf": [{"type": "string", "maxLength": 200}, {"type": "number"}, {"type": "boolean"}]
+        },
+        "maxProperties": MAX_LABELS,
+        "description": 'Data labels the policy routes on (e.g. `{"region": "eu", "pii": true}`): scalar values.',
+        "example": {"region": "eu", "pii": True},
+    }
+)
 class LabelsField(serializers.Field):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):

@@ -45,7 +45,9 @@ class JobSubmitInputSerializer(StrictSerializer):
     labels = LabelsField(required=False)
     constraints = ConstraintsSerializer(required=False)
     callback_url = serializers.URLField(
-        required=False, allow_blank=True, max_length=2000,
+        required=False,
+        allow_blank=True,
+        max_length=2000,
         help_text="Where the signed webhook goes when the job completes, is rejected, blocked or held. "
         "Private, loopback and link-local addresses are refused (see WEBHOOKS.md).",
     )
