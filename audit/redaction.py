@@ -89,9 +89,7 @@ def _detectors(extra: tuple[str, ...]) -> tuple[Detector, ...]:
 
 def redact(text: str) -> tuple[str, int]:
     """The text with every finding replaced, and how many findings there were."""
-    spans = sorted(
-        (span for detector in detectors() for span in detector(text)), key=lambda span: (span[0], -span[1])
-    )
+    spans = sorted((span for detector in detectors() for span in detector(text)), key=lambda span: (span[0], -span[1]))
     pieces, cursor, count = [], 0, 0
     for start, end, label in spans:
         if start < cursor:  # overlaps the previous finding: extend it

@@ -14,6 +14,7 @@ and a few comparisons.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 from dataclasses import dataclass, field
@@ -71,7 +72,9 @@ class VerifyReport:
         else:
             span, head = "0 events verified", "empty chain"
         if self.checkpoint is not None:
-            checkpoint = f"last checkpoint seq {self.checkpoint.seq} at {self.checkpoint.time} ({self.checkpoint_sources})"
+            checkpoint = (
+                f"last checkpoint seq {self.checkpoint.seq} at {self.checkpoint.time} ({self.checkpoint_sources})"
+            )
         else:
             checkpoint = "no checkpoint yet"
         lag = self.seal_lag.describe() if self.seal_lag else ""
@@ -86,9 +89,7 @@ def verify_chain(
     # Read the file before the database snapshot: every line in it was committed before it was written.
     file_checkpoints, file_problems = checkpoints.file_checkpoints()
     report.notes.extend(file_problems)
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    with one_snapshot():
         head = sealer.chain_head()
         report.seal_lag = sealer.seal_lag()
         db_checkpoints = checkpoints.database_checkpoints()
@@ -119,9 +120,8 @@ def verify_chain(
 def verify_events_for(*, job_id: object) -> VerifyReport:
     """Each of the job's sealed events recomputes to its stored hash and links to its predecessor."""
     report = VerifyReport()
-    with transaction.atomic():
+    with one_snapshot():
         with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute(
                 """
                 SELECT e.id, convert_to(e.canonical, 'UTF8'), s.seq, s.prev_hash, s.event_digest, s.hash,
@@ -143,17 +143,11 @@ def verify_events_for(*, job_id: object) -> VerifyReport:
             continue
         prev_hash, digest, stored_hash = bytes(prev_hash), bytes(digest), bytes(stored_hash)
         if _digest(bytes(canonical), seq) != digest:
-            report.problems.append(
-                Problem(seq, "edited", f"event {event_id} no longer matches its sealed digest")
-            )
+            report.problems.append(Problem(seq, "edited", f"event {event_id} no longer matches its sealed digest"))
         elif hashlib.sha256(prev_hash + digest).digest() != stored_hash:
             report.problems.append(Problem(seq, "edited", f"the seal row of event {event_id} was altered"))
-        elif prev_hash != (
-            bytes(predecessor_hash) if predecessor_hash is not None else GENESIS if seq == 1 else None
-        ):
-            report.problems.append(
-                Problem(seq, "broken link", "prev_hash does not match the hash of seq - 1")
-            )
+        elif prev_hash != (bytes(predecessor_hash) if predecessor_hash is not None else GENESIS if seq == 1 else None):
+            report.problems.append(Problem(seq, "broken link", "prev_hash does not match the hash of seq - 1"))
         else:
             report.events_verified += 1
             report.first_seq = seq if report.first_seq is None else min(report.first_seq, seq)
@@ -165,6 +159,17 @@ def verify_events_for(*, job_id: object) -> VerifyReport:
     return report
 
 
+@contextlib.contextmanager
+def one_snapshot():
+    """A transaction whose reads all see one snapshot (REPEATABLE READ, when this is the outermost)."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
 def record(canonical: bytes, seq: int) -> bytes:
     """The bytes whose SHA-256 is the event digest of seq (audit/EVIDENCE.md)."""
     return b'{"event":%b,"seq":%d}' % (canonical, seq)
@@ -174,9 +179,7 @@ def _digest(canonical: bytes, seq: int) -> bytes:
     return hashlib.sha256(record(canonical, seq)).digest()
 
 
-def resolve_window(
-    since: datetime | int | None, until: datetime | int | None, head_seq: int
-) -> tuple[int, int]:
+def resolve_window(since: datetime | int | None, until: datetime | int | None, head_seq: int) -> tuple[int, int]:
     with connection.cursor() as cursor:
         if isinstance(since, datetime):
             cursor.execute(
@@ -239,19 +242,13 @@ def _walk(report: VerifyReport, first: int, last: int, wanted: set[int], progres
                     problem = Problem(
                         expected,
                         "deleted",
-                        f"seq {expected}"
-                        + (f"-{seq - 1}" if seq - 1 > expected else "")
-                        + " missing from the chain",
+                        f"seq {expected}" + (f"-{seq - 1}" if seq - 1 > expected else "") + " missing from the chain",
                     )
                 elif prev_hash != running:
                     if before_running is not None and prev_hash == before_running:
-                        problem = Problem(
-                            seq - 1, "inserted", "seq before this one was not in the original chain"
-                        )
+                        problem = Problem(seq - 1, "inserted", "seq before this one was not in the original chain")
                     else:
-                        problem = Problem(
-                            seq, "broken link", "prev_hash does not match the hash of the previous seq"
-                        )
+                        problem = Problem(seq, "broken link", "prev_hash does not match the hash of the previous seq")
                 elif event_id is None:
                     problem = Problem(seq, "deleted", "the event sealed at this seq no longer exists")
                 elif (xact_id, event_id) <= last_key:

@@ -177,7 +177,7 @@ def _scratch(action: str) -> None:
     with _connect("postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)')
         if action == "create":
-            admin.execute(f'CREATE DATABASE "{SCRATCH}" ENCODING \'UTF8\' TEMPLATE template0')
+            admin.execute(f"CREATE DATABASE \"{SCRATCH}\" ENCODING 'UTF8' TEMPLATE template0")
 
 
 def _fresh_database() -> None:

@@ -52,7 +52,10 @@ def usd(value: float) -> str:
         return f"${value:,.0f}"
     if value >= 1:
         return f"${value:,.2f}"
-    return f"${value:.3f}" if value else "$0"
+    if not value:
+        return "$0"
+    places = min(max(3, 1 - math.floor(math.log10(value))), 6)  # two significant digits, at least 3 places
+    return f"${value:.{places}f}"
 
 
 def percent(value: float) -> str:
@@ -128,10 +131,17 @@ def _empty(svg: _Svg, message: str = "No data in this window") -> SafeString:
     return svg.render()
 
 
+def _divisions(maximum: float) -> int:
+    """4 gridlines for a maximum of 2 × 10^n, else 5: every gridline then falls on a round number."""
+    leading = maximum / 10 ** math.floor(math.log10(maximum))
+    return 4 if abs(leading - 2) < 1e-9 else 5
+
+
 def _y_axis(svg: _Svg, top: float, bottom: float, left: float, right: float, maximum: float, fmt) -> None:
-    for step in range(5):
-        value = maximum * step / 4
-        y = bottom - (bottom - top) * step / 4
+    divisions = _divisions(maximum)
+    for step in range(divisions + 1):
+        value = maximum * step / divisions
+        y = bottom - (bottom - top) * step / divisions
         svg.add(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         svg.text(left - 6, y + 4, fmt(value), anchor="end", css="label tick")
 
@@ -313,6 +323,8 @@ def line_chart(
         + '"/>'
     )
     for (x, y), label, value in zip(points, labels, values, strict=True):
+        if not value:
+            continue  # a bead on every empty minute is noise; the line says zero
         svg.add(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.2" class="marker"><title>{escape(label)}: '
             f"{escape(fmt(value))}</title></circle>"

@@ -176,12 +176,13 @@ if PRODUCTION:
 
 # Static files, i18n. --------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = (
-    BASE_DIR / ".data" / "staticfiles"
-    if not PRODUCTION
-    else Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
-)
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles" if PRODUCTION else DATA_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+if not PRODUCTION:
+    # Outside production static files are served from the finders (no collectstatic needed to run the
+    # tests); WhiteNoise still wants its root to exist.
+    WHITENOISE_USE_FINDERS = True
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -147,7 +147,9 @@ def logprob_score(completion: object, **_: Any) -> ConfidenceScore:
     total = math.fsum(float(_get(token, "logprob")) for token in tokens)
     if math.isnan(total):
         return _not_applicable("logprob", "logprobs are not numbers")
-    probability = _clamp(math.exp(min(total, 0.0)))
+    # Rounded to 12 decimals: exp(log(c)) can land one ulp below c (0.35 reads back as 0.34999…), which
+    # would turn a score equal to its threshold into an escalation.
+    probability = _clamp(round(math.exp(min(total, 0.0)), 12))
     detail = {"tokens": len(tokens), "sum_logprob": total if math.isfinite(total) else None}
     return ConfidenceScore("logprob", probability, detail=detail)
 

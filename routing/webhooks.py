@@ -33,7 +33,7 @@ from routing.models import Job, WebhookDelivery
 EVENTS = (
     "job.completed",
     "job.rejected",
-    "job.awaiting_approval",
+    "job.approval_required",
     "job.blocked",
     "job.failed",
     "job.expired",

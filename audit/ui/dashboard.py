@@ -39,7 +39,9 @@ def _figures() -> dict:
             [charts.Series(tier, values) for tier, values in spend.items()],
             title=f"Spend per tier per day, last {metrics.WINDOW_DAYS} days (USD)",
             fmt=charts.usd,
-            label_every=2,
+            label_every=1,
+            width=1200,
+            height=260,
         ),
         "escalation_chart": charts.horizontal_bars(
             [(rate.task_type.replace("_", " "), rate.rate, f"{charts.percent(rate.rate)} of {rate.jobs}")
@@ -60,7 +62,7 @@ def _figures() -> dict:
             [label for label, _ in waiting.buckets],
             [charts.Series("held jobs", [count for _, count in waiting.buckets])],
             title="Approvals waiting, by age",
-            height=200,
+            height=210,
         ),
         "budget_chart": charts.budget_bullets(
             [charts.Budget(row.application.name, row.spend_usd, row.soft, row.hard) for row in budgets],

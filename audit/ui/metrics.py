@@ -115,16 +115,17 @@ class WaitingApprovals:
 
 def approvals_waiting(*, now: datetime) -> WaitingApprovals:
     counts = {}
-    for label, younger, older in AGE_BUCKETS:
+    for index, (_, younger, older) in enumerate(AGE_BUCKETS):
         condition = Q(created_at__lte=now - younger)
         if older is not None:
             condition &= Q(created_at__gt=now - older)
-        counts[label] = Count("id", filter=condition)
+        counts[f"bucket{index}"] = Count("id", filter=condition)
     pending = ApprovalRequest.objects.filter(status="pending")
     row = pending.aggregate(**counts)
     oldest = pending.order_by("created_at", "id").values_list("created_at", flat=True).first()
     return WaitingApprovals(
-        [(label, row[label]) for label, _, _ in AGE_BUCKETS], now - oldest if oldest else None
+        [(label, row[f"bucket{index}"]) for index, (label, _, _) in enumerate(AGE_BUCKETS)],
+        now - oldest if oldest else None,
     )
 
 

@@ -18,16 +18,16 @@ register = template.Library()
 
 # A glyph and a word for every status, so that none is told by colour alone.
 BADGES = {
-    "queued": ("◌", "queued"),
+    "queued": ("…", "queued"),
     "running": ("▶", "running"),
-    "awaiting_approval": ("⏸", "held for approval"),
+    "awaiting_approval": ("‖", "held for approval"),
     "completed": ("✓", "completed"),
     "failed": ("✕", "failed"),
-    "blocked": ("⛔", "blocked"),
+    "blocked": ("⊘", "blocked"),
     "rejected": ("✕", "rejected"),
     "cancelled": ("–", "cancelled"),
-    "expired": ("⌛", "expired"),
-    "pending": ("⏸", "pending"),
+    "expired": ("◷", "expired"),
+    "pending": ("‖", "pending"),
     "approved": ("✓", "approved"),
     "overridden": ("✎", "overridden"),
     "escalated": ("↑", "escalated"),
@@ -41,7 +41,7 @@ BADGES = {
     "enabled": ("●", "enabled"),
     "disabled": ("○", "disabled"),
     "revoked": ("✕", "revoked"),
-    "expired_key": ("⌛", "expired"),
+    "expired_key": ("◷", "expired"),
     "live": ("●", "live"),
     "intact": ("✓", "intact"),
     "broken": ("✕", "NOT intact"),
@@ -119,3 +119,14 @@ def role_names(user) -> str:
         return "superuser"
     names = sorted(name.replace("_", " ") for name in user.groups.values_list("name", flat=True))
     return ", ".join(names) or "no role"
+
+
+@register.filter
+def lines_upto(count: int) -> range:
+    return range(1, int(count) + 1)
+
+
+@register.filter
+def money(value: Decimal | float | None) -> str:
+    """Dollars at the precision the amount needs: $1,234 · $12.34 · $0.012."""
+    return "—" if value is None else charts.usd(float(value))

@@ -35,7 +35,7 @@ from routing.api.serializers.admin import (
     PolicyVersionCreateInputSerializer,
     PolicyVersionOutputSerializer,
 )
-from routing.api.services import (
+from routing.services.catalog import (
     application_budget_set,
     application_create,
     application_principal,

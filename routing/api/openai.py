@@ -151,7 +151,10 @@ def chat_completion(job: Job) -> dict[str, Any]:
     result = job.result or {}
     output = result.get("output") or {}
     steps = list(job.steps.all())
-    accepted = next((s for s in steps if s.index == result.get("step_index") and s.outcome == "accepted"), None)
+    # The last attempt's accepted step: an earlier, superseded attempt may have used the same index.
+    accepted = next(
+        (s for s in reversed(steps) if s.index == result.get("step_index") and s.outcome == "accepted"), None
+    )
     tool_calls = [
         {
             "id": call.get("id") or f"call_{index}",

@@ -92,7 +92,11 @@ def problems(*codes: int, body: bool = True) -> dict[Any, OpenApiResponse]:
     """Problem-detail responses for the common codes plus `codes` (413 where a body is read)."""
     wanted = sorted(set(COMMON) | set(codes) | ({413} if body else set()))
     return {
-        (code, PROBLEM_MEDIA_TYPE): OpenApiResponse(ProblemSerializer, description=PROBLEM_DESCRIPTIONS[code])
+        (code, PROBLEM_MEDIA_TYPE): OpenApiResponse(
+            ProblemSerializer,
+            description=PROBLEM_DESCRIPTIONS[code],
+            examples=[EXAMPLE_PROBLEM] if code == 400 else [],
+        )
         for code in wanted
     }
 

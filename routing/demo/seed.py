@@ -101,7 +101,7 @@ def seed_policy() -> Policy:
         )
     if not policy.versions.filter(status="active").exists():
         version = policy_version_create(
-            policy=policy, source=DEFAULT_POLICY_FILE.read_text(), author=None, comment="demo seed"
+            policy=policy, source=DEFAULT_POLICY_FILE.read_text(), author=None, comment="demo seed", actor=SEED_ACTOR
         )
         policy_version_activate(version=version, user=None)
     return policy

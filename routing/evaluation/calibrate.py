@@ -27,8 +27,9 @@ The family-wise procedure:
   The order is fixed before seeing data, so no split is spent on it.
 - two tiers (nano and mini): Pareto Testing (Laufer-Goldshtein, Fisch, Barzilay, Jaakkola 2023,
   "Efficiently Controlling Multiple Risks with Pareto Testing", ICLR): part of the calibration data
-  (`ordering_share`) estimates risk and cost on a 0.05 grid of threshold pairs, whose Pareto front,
-  ordered from lowest to highest estimated risk, is the sequence tested on the rest of the data.
+  (`ordering_share`) estimates risk and cost on a 0.05 grid of threshold pairs; the settings on the
+  risk/cost front, from lowest estimated risk to highest (see `pareto_path`), are the sequence tested on
+  the rest of the data. The order never sees the testing data, so fixed-sequence testing stays valid.
 
 Escalation uses `PlanStep.accepts` — strictly below the threshold escalates, equal is accepted — on the
 plan the router made for each item, so a threshold means here exactly what it will mean in a worker.

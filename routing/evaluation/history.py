@@ -72,7 +72,8 @@ def _signature(output: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, 
 
 
 def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentInfo]) -> JobReplay:
-    steps = _last_attempt(job.steps.all())
+    recorded_steps = list(job.steps.all())
+    steps = _last_attempt(recorded_steps)
     requests = sorted(job.approval_requests.all(), key=lambda request: (request.created_at, request.pk))
     original = JobReplay(
         job_id=str(job.pk),
@@ -92,7 +93,8 @@ def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentI
     for index, plan_step in enumerate(result.plan.steps):
         recorded = by_tier.get(plan_step.tier)
         if recorded is None:
-            return _unknown(original, f"{plan_step.tier} was never called in the original")
+            failed = any(step.tier == plan_step.tier and step.outcome == StepOutcome.FAILED for step in recorded_steps)
+            return _unknown(original, f"{plan_step.tier} {'failed' if failed else 'was never called'} in the original")
         if recorded.confidence is None or not _score_reusable(plan_step, recorded, methods.get(plan_step.tier)):
             return _unknown(
                 original,

@@ -28,6 +28,7 @@ from routing.policy.document import (
     load_policy,
     policy_from_data,
 )
+from routing.services.policies import policy_create, policy_version_create
 
 BUNDLED_POLICIES = Path(__file__).with_name("policies")
 
@@ -114,6 +115,8 @@ def _comment(evaluation: Evaluation, calibration: Calibration, source_label: str
             f"Held out: accuracy {held.get('accuracy')} vs {held.get('reference_accuracy')} for the "
             f"reference, relative cost {held.get('relative_cost')}, target met: {held.get('target_met')}."
         )
+    if calibration.reason:
+        lines.append(f"Note: {calibration.reason}.")
     return "\n".join(lines)
 
 
@@ -127,8 +130,6 @@ def calibration_record(
     author: Any = None,
 ) -> tuple[Evaluation, PolicyVersion | None]:
     """The evidence row and, when thresholds were certified, the draft version carrying them."""
-    from routing.services.policies import policy_create, policy_version_create
-
     actor = Actor.user(author.pk) if author is not None else Actor.system("calibrate_thresholds")
     with transaction.atomic():
         evaluation = evaluation_record(kind=EvaluationKind.CALIBRATION, parameters=parameters, report=report)
@@ -146,6 +147,7 @@ def calibration_record(
                     author=author,
                     comment=_comment(evaluation, calibration, source.label),
                     parent=parent,
+                    actor=actor,
                 )
             except InvalidPolicy as invalid:
                 raise EvaluationError(f"the calibrated policy does not fit the catalog: {invalid}") from None

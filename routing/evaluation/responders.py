@@ -85,7 +85,6 @@ class _Scorer:
         missing = [tier for tier in tiers if tier not in prices]
         if missing:
             raise EvaluationError(f"no catalog price for tier {', '.join(missing)}")
-        self.items = {item.id: item for item in outcomes.items}
         self.tiers, self.prices = tiers, prices
 
     def model(self, item: RecordedItem, step: PlanStep) -> str:

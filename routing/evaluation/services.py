@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,20 +54,6 @@ def evaluation_inputs(*, outcomes: str | Path, tiers: str, policy: str) -> Evalu
     return EvaluationInputs(recorded, parse_tier_map(tiers, recorded.models), demo_prices(), resolve_policy(policy))
 
 
-@contextmanager
-def _quiet_http_log() -> Iterator[None]:
-    # One INFO line per model call would bury the report (the SDK's HTTP client is httpx or its fork).
-    loggers = [logging.getLogger(name) for name in ("httpx", "httpx2")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
 def _workers(in_memory: bool) -> int:
     # Concurrent requests overlap the HTTP round trips; in memory the work is all CPU.
     return 1 if in_memory else HTTP_WORKERS
@@ -80,11 +63,10 @@ def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tupl
     """Replay every item under the policy; the report has the policy's figures, the baselines, the
     reliability of each tier's confidence (`calibration`) and the workload profile (`profile`)."""
     catalog = eval_catalog(inputs.tiers, inputs.prices)
-    with (
-        _quiet_http_log(),
-        responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as r,
-    ):
-        runs = run_policy(inputs.outcomes.items, inputs.policy.document, catalog, r, workers=_workers(in_memory))
+    with responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as responder:
+        runs = run_policy(
+            inputs.outcomes.items, inputs.policy.document, catalog, responder, workers=_workers(in_memory)
+        )
     report = policy_report(runs, inputs.outcomes, inputs.tiers, inputs.prices)
     routed = {run.item_id for run in runs if run.error is None}
     items = [item for item in inputs.outcomes.items if item.id in routed]
@@ -115,16 +97,13 @@ def calibration_run(
     delta = round(1 - confidence, 12)
     check_parameters(target_relative=target_relative, delta=delta, holdout=holdout)
     catalog = eval_catalog(inputs.tiers, inputs.prices)
-    with (
-        _quiet_http_log(),
-        responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as r,
-    ):
+    with responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as responder:
         cases, errors = collect_cases(
             inputs.outcomes.items,
             inputs.policy.document,
             catalog,
             inputs.tiers,
-            r,
+            responder,
             workers=_workers(in_memory),
         )
     calibration = calibrate(

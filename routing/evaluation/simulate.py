@@ -250,7 +250,8 @@ def policy_report(
             "escalation_rate": {tier: round(escalations[tier] / calls[tier], 6) for tier in tiers if calls[tier]},
             "tier_calls": {tier: calls[tier] for tier in tiers if calls[tier]},
             "final_tier_share": final_tier_share,
-            "mean_latency_ms": _rounded(_mean(latencies), 3) if None not in latencies else None,  # type: ignore[arg-type]
+            # Recorded latencies only: a loopback round trip says nothing about a provider.
+            "mean_latency_ms": None if None in latencies else _rounded(_mean(latencies), 3),  # type: ignore[arg-type]
             "approvals_triggered": {
                 "items": sum(1 for run in routed if run.holds),
                 "rate": round(sum(1 for run in routed if run.holds) / count, 6),

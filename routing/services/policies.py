@@ -38,7 +38,13 @@ def policy_create(*, name: str, actor: Actor, description: str = "", is_default:
 
 
 def policy_version_create(
-    *, policy: Policy, source: str, author, comment: str = "", parent: PolicyVersion | None = None
+    *,
+    policy: Policy,
+    source: str,
+    author,
+    comment: str = "",
+    parent: PolicyVersion | None = None,
+    actor: Actor | None = None,
 ) -> PolicyVersion:
     """A new draft version. Invalid documents never reach the database (InvalidPolicy lists why)."""
     document = policy_document_check(source)
@@ -57,7 +63,7 @@ def policy_version_create(
         )
         ledger.append(
             "policy_version.created",
-            actor=_actor(author),
+            actor=actor or _actor(author),
             subject={"policy_version": version.pk},
             body={
                 "policy": policy.name,
@@ -123,4 +129,5 @@ def policy_version_activate(*, version: PolicyVersion, user) -> PolicyVersion:
 
 
 def _actor(user) -> Actor:
-    return Actor.user(user.pk) if user is not None else Actor.system("seed")
+    # No user: a system act (the demo seed); callers acting for something else pass `actor`.
+    return Actor.user(user.pk) if user is not None else Actor.system("policy-service")

@@ -23,9 +23,7 @@ def _flush_past_append_only_triggers():
     original = DatabaseOperations.sql_flush
 
     def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
-        statements = original(
-            self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
-        )
+        statements = original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
         return ["SET LOCAL session_replication_role = replica", *statements] if statements else statements
 
     DatabaseOperations.sql_flush = sql_flush

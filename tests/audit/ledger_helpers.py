@@ -16,9 +16,7 @@ from audit.models import LedgerEvent
 committed_db = pytest.mark.django_db(transaction=True, available_apps=["audit"])
 
 
-def append_committed(
-    count: int, *, job: str = "job-1", application: str = "app-1", **body
-) -> list[LedgerEvent]:
+def append_committed(count: int, *, job: str = "job-1", application: str = "app-1", **body) -> list[LedgerEvent]:
     events = []
     for index in range(count):
         with transaction.atomic():

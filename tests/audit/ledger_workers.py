@@ -19,8 +19,6 @@ def append_as_worker(database: str, name: str, count: int) -> int:
 
     for index in range(count):
         with transaction.atomic():
-            ledger.append(
-                "job.step_finished", actor=Actor.worker(name), subject={"job": name}, body={"index": index}
-            )
+            ledger.append("job.step_finished", actor=Actor.worker(name), subject={"job": name}, body={"index": index})
     connections.close_all()
     return count

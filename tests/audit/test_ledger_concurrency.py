@@ -23,9 +23,7 @@ def test_eight_processes_appending_at_once_produce_one_gapless_chain():
     database = connection.settings_dict["NAME"]
     context = multiprocessing.get_context("spawn")
     with context.Pool(WRITERS) as pool:
-        written = pool.starmap(
-            append_as_worker, [(database, f"writer-{n}", PER_WRITER) for n in range(WRITERS)]
-        )
+        written = pool.starmap(append_as_worker, [(database, f"writer-{n}", PER_WRITER) for n in range(WRITERS)])
     assert sum(written) == WRITERS * PER_WRITER
 
     sealer.seal_pending()
@@ -39,8 +37,6 @@ def test_eight_processes_appending_at_once_produce_one_gapless_chain():
     for n in range(WRITERS):
         indexes = [
             event.body["index"]
-            for event in LedgerEvent.objects.filter(actor_id=f"writer-{n}")
-            .select_related("seal")
-            .order_by("seal__seq")
+            for event in LedgerEvent.objects.filter(actor_id=f"writer-{n}").select_related("seal").order_by("seal__seq")
         ]
         assert indexes == list(range(PER_WRITER))

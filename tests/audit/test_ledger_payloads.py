@@ -95,8 +95,7 @@ def test_erasure_removes_the_content_records_an_event_and_the_chain_still_verifi
     assert event.body == {"reason": "GDPR request 123", "count": 1, "digests": [digest]}
     assert (event.actor_kind, event.actor_id, event.subject_job) == ("user", "dpo-7", "job-1")
     assert (
-        LedgerEvent.objects.filter(subject_job="job-1", event_type="job.step_finished").first().body["prompt"]
-        == digest
+        LedgerEvent.objects.filter(subject_job="job-1", event_type="job.step_finished").first().body["prompt"] == digest
     )
     out = StringIO()
     call_command("ledger_verify", stdout=out)

@@ -205,3 +205,52 @@ def test_it_catches_an_edited_checkpoint_file(chain, settings):
     assert code == 1
     assert "at seq 9: checkpoint signature invalid" in output
     assert "checkpoints.jsonl line 1" in output
+
+
+def _verify_args(*args: str) -> tuple[int, str]:
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("ledger_verify", *args, stdout=out, stderr=err)
+    except SystemExit as exit_:
+        return exit_.code, err.getvalue()
+    return 0, out.getvalue() + err.getvalue()
+
+
+def test_a_window_verifies_from_the_prev_hash_of_its_first_event(chain):
+    with attacker() as sql:
+        sql.execute(
+            "UPDATE audit_ledgerevent SET canonical = replace(canonical, '\"index\":7', '\"index\":70') WHERE id = %s",
+            [chain[8]],
+        )
+    code, output = _verify_args("--since", "3", "--until", "6")
+    assert code == 0, output
+    assert "4 events verified (seq 3-6)" in output
+    code, output = _verify_args("--since", "4")
+    assert code == 1
+    assert "at seq 8: edited" in output
+
+
+def test_a_time_window_and_a_progress_bar(chain, capsys):
+    from audit.models import LedgerEvent
+
+    first = LedgerEvent.objects.get(pk=chain[2]).created_at
+    last = LedgerEvent.objects.get(pk=chain[9]).created_at
+    code, output = _verify_args("--since", first.isoformat(), "--until", last.isoformat(), "--progress")
+    assert code == 0, output
+    assert "7 events verified (seq 2-8)" in output
+    assert "7/7" in capsys.readouterr().err  # the progress bar, on stderr
+
+
+def test_a_job_check_catches_an_edit_in_that_job_only(chain):
+    from audit.verify import verify_events_for
+
+    other = append_committed(2, job="job-2")
+    with attacker() as sql:
+        sql.execute(
+            "UPDATE audit_ledgerevent SET canonical = replace(canonical, '\"index\":1', '\"index\":9') WHERE id = %s",
+            [other[1].pk],
+        )
+    assert verify_events_for(job_id="job-1").ok
+    report = verify_events_for(job_id="job-2")
+    assert not report.ok
+    assert (report.problem.seq, report.problem.kind) == (12, "edited")

@@ -81,6 +81,9 @@ def history(catalog):
         "other-method": make_job(app, original, "extraction", [("nano", 0.9, "self_report", True, "F", 0.001)]),
         "other-app": make_job(other, original, "coding", [("mini", 0.95, "logprob", True, "G", 0.004)]),
     }
+    failed = make_job(app, original, "coding", [("flagship", 0.9, "logprob", True, "H", 0.02)])
+    Step.objects.filter(job=failed).update(index=1)
+    Step.objects.create(job=failed, attempt=1, index=0, tier="mini", outcome=StepOutcome.FAILED, error="503")
     return draft, app, jobs
 
 
@@ -88,8 +91,9 @@ def history(catalog):
 def test_it_reports_what_the_draft_would_change_and_what_it_cannot_know(history) -> None:
     draft, app, _ = history
     report = run_json("replay_history", "--policy-version", str(draft.pk), "--application", app.slug)
-    assert (report["jobs"], report["decided"], report["unknown"]) == (5, 3, 2)
+    assert (report["jobs"], report["decided"], report["unknown"]) == (6, 3, 3)
     assert report["unknown_reasons"] == {
+        "mini failed in the original": 1,
         "flagship was never called in the original": 1,
         "nano's recorded confidence (self_report) is not what the draft scores with (logprob)": 1,
     }
@@ -112,11 +116,11 @@ def test_it_reports_what_the_draft_would_change_and_what_it_cannot_know(history)
 @pytest.mark.django_db
 def test_the_filters_choose_the_jobs(history) -> None:
     draft = history[0]
-    assert run_json("replay_history", "--policy-version", str(draft.pk))["jobs"] == 6
+    assert run_json("replay_history", "--policy-version", str(draft.pk))["jobs"] == 7
     assert run_json("replay_history", "--policy-version", str(draft.pk), "--limit", "2")["jobs"] == 2
     tomorrow = (timezone.now() + timedelta(days=1)).date().isoformat()
     assert run_json("replay_history", "--policy-version", str(draft.pk), "--since", tomorrow)["jobs"] == 0
-    assert run_json("replay_history", "--policy-version", str(draft.pk), "--until", tomorrow)["jobs"] == 6
+    assert run_json("replay_history", "--policy-version", str(draft.pk), "--until", tomorrow)["jobs"] == 7
 
 
 @pytest.mark.django_db

@@ -76,5 +76,7 @@ class Command(BaseCommand):
                 f"vs {held['reference_accuracy']}, relative cost {held['relative_cost']}, "
                 f"target met: {held['target_met']}"
             )
+        if summary["reason"]:
+            lines.append(f"note: {summary['reason']}")
         lines.append(f"draft {version} (id {version.pk}); evidence: evaluation #{summary['evaluation']}")
         self.stdout.write("\n".join(lines))

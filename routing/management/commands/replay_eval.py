@@ -54,7 +54,7 @@ class Command(BaseCommand):
     def summary(self, report: dict[str, Any]) -> str:
         if "accuracy" not in report:
             return f"no item could be routed: {'; '.join(report.get('errors', []))}"
-        rows = [("policy", report), (f"{report['reference_tier']} only", report["flagship_only"])]
+        rows = [("policy", report)]
         rows += [(f"{tier} only", figures) for tier, figures in report["tier_only"].items()]
         rows += [("oracle", report["oracle"]), ("random mix", report["random_mix"])]
         policy, evaluation = report["policy"]["source"], report["evaluation"]

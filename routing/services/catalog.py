@@ -1,9 +1,5 @@
-"""Writes the admin API needs that no service module had yet: the catalog, applications, budgets.
-
-Each is one transaction with its ledger event, like every governed change. They belong beside the
-other services (routing/services/catalog.py, routing/services/applications.py); they live here only
-until then, and the web UI should call these same functions rather than write its own.
-"""
+"""The catalog, applications and budgets: each write one transaction with its ledger event.
+The admin API and the web UI call these same functions."""
 
 from __future__ import annotations
 

@@ -1,0 +1,47 @@
+"""The model catalog: deployments with prices and the live state of their circuit breakers."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from audit.ledger import Actor
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.ui.access import ADMIN_READERS, POLICY_ADMINS, can, role_required
+from routing import selectors
+from routing.services.catalog import deployment_update
+from routing.breaker import CircuitBreaker
+
+logger = logging.getLogger(__name__)
+
+
+@require_GET
+@role_required(*ADMIN_READERS)
+def catalog(request: HttpRequest) -> HttpResponse:
+    deployments = list(selectors.deployment_list())
+    try:
+        for deployment in deployments:
+            deployment.breaker = CircuitBreaker(deployment.name).state()
+        breakers_known = True
+    except redis.RedisError:
+        logger.warning("catalog: circuit breaker state unavailable", exc_info=True)
+        breakers_known = False
+    return render(request, "catalog/deployments.html", {
+        "deployments": deployments, "breakers_known": breakers_known, "can_edit": can(request.user, *POLICY_ADMINS),
+    })
+
+
+@require_POST
+@role_required(*POLICY_ADMINS)
+def deployment_toggle(request: HttpRequest, name: str) -> HttpResponse:
+    deployment = selectors.deployment_get(name=name)
+    if deployment is None:
+        raise Http404("no such deployment")
+    enabled = request.POST.get("enabled") == "true"
+    deployment_update(deployment=deployment, actor=Actor.user(request.user.pk), enabled=enabled)
+    messages.success(request, f"{name} is {'enabled' if enabled else 'disabled'}.")
+    return redirect("catalog")

@@ -1,0 +1,83 @@
+"""Forms of the routing UI: the policy editor, the thresholds form, keys and budgets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+
+from django import forms
+
+from routing.models.applications import KEY_SCOPES
+from routing.ui.thresholds import Threshold
+
+
+class PolicySourceForm(forms.Form):
+    source = forms.CharField(
+        max_length=256 * 1024,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 28, "spellcheck": "false", "wrap": "off", "class": "code"}),
+    )
+    comment = forms.CharField(max_length=2000, required=False,
+                              widget=forms.TextInput(attrs={"placeholder": "what changed and why"}))
+
+
+class ThresholdsForm(forms.Form):
+    comment = forms.CharField(max_length=2000, required=False,
+                              widget=forms.TextInput(attrs={"placeholder": "why these thresholds"}))
+
+    def __init__(self, *args, thresholds: list[Threshold], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.thresholds = thresholds
+        for threshold in thresholds:
+            self.fields[threshold.name] = forms.FloatField(
+                min_value=0,
+                max_value=1,
+                initial=threshold.value,
+                label=f"{threshold.rule_id} · {threshold.tier}",
+                widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "max": "1", "class": "num"}),
+            )
+
+    def rows(self):
+        return [(threshold, self[threshold.name]) for threshold in self.thresholds]
+
+    def changes(self) -> dict[tuple[int, str], float]:
+        return {
+            (threshold.rule_index, threshold.tier): round(self.cleaned_data[threshold.name], 4)
+            for threshold in self.thresholds
+            if abs(self.cleaned_data[threshold.name] - threshold.value) > 1e-9
+        }
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=120, required=False)
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in KEY_SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        initial=["jobs:write", "jobs:read"],
+        error_messages={"required": "Give the key at least one scope."},
+    )
+    expires_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                                 help_text="optional; the key stops working at the start of this day (UTC)")
+
+    def expires_at(self) -> datetime | None:
+        day = self.cleaned_data.get("expires_on")
+        return datetime.combine(day, time.min, tzinfo=UTC) if day else None
+
+    def clean_expires_on(self):
+        day = self.cleaned_data.get("expires_on")
+        if day and datetime.combine(day, time.min, tzinfo=UTC) <= datetime.now(UTC):
+            raise forms.ValidationError("An expiry must be in the future.")
+        return day
+
+
+class BudgetForm(forms.Form):
+    monthly_soft_limit_usd = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, required=False,
+                                                label="Soft limit (USD / month)")
+    monthly_hard_limit_usd = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, required=False,
+                                                label="Hard limit (USD / month)")
+
+    def clean(self):
+        data = super().clean()
+        soft, hard = data.get("monthly_soft_limit_usd"), data.get("monthly_hard_limit_usd")
+        if soft is not None and hard is not None and soft > hard:
+            raise forms.ValidationError("The soft limit must not be above the hard limit.")
+        return data

@@ -1,0 +1,105 @@
+"""Rows for UI tests: a governed catalog and policy, and held jobs as the pipeline leaves them.
+
+The view tests run in a rolled-back transaction and build the rows a worker would have written
+(job, steps, approval request) directly, so that each test says exactly what the reviewer sees.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from audit.ledger import Actor
+from django.utils import timezone
+
+from audit import ledger
+from routing.models import ApprovalRequest, Job, JobStatus, PolicyVersion, Step
+from routing.services.policies import policy_create, policy_version_activate, policy_version_create
+from tests.factories import ApplicationFactory, DeploymentFactory, UserFactory, unique
+from tests.pipeline.setup import POLICY
+
+
+def catalog() -> dict:
+    deployments = {tier: DeploymentFactory(tier=tier, name=unique(tier)) for tier in ("nano", "mini", "flagship")}
+    for tier in ("mini", "flagship"):
+        deployments[f"{tier}-eu"] = DeploymentFactory(tier=tier, region="eu", name=unique(f"{tier}-eu"))
+    return deployments
+
+
+def active_policy(*, source: str = POLICY, author=None) -> PolicyVersion:
+    """A policy with one active version (written by `author`, activated by someone else)."""
+    catalog()
+    policy = policy_create(name=unique("policy"), actor=Actor.system("test"))
+    version = policy_version_create(policy=policy, source=source, author=author or UserFactory(), comment="first")
+    return policy_version_activate(version=version, user=UserFactory())
+
+
+def held_job(
+    *,
+    version: PolicyVersion,
+    application=None,
+    rule: str = "unsure-after-flagship",
+    required: int = 1,
+    content: str = "label: billing",
+    tool_calls: list | None = None,
+    confidence: float = 0.42,
+    tier: str = "flagship",
+    task_type: str = "classification",
+    age: timedelta = timedelta(minutes=5),
+    submitted_by=None,
+) -> Job:
+    """A job held for approval after nano was unsure and `tier` answered, with its ledger events."""
+    application = application or ApplicationFactory()
+    output = {"content": content, "tool_calls": tool_calls or [], "finish_reason": "stop"}
+    first = {"content": "label: bug", "tool_calls": [], "finish_reason": "stop"}
+    job = Job.objects.create(
+        application=application,
+        task_type=task_type,
+        request={"messages": [{"role": "user", "content": "Which queue does this ticket go to?"}]},
+        policy_version=version,
+        status=JobStatus.AWAITING_APPROVAL,
+        status_reason="final_confidence is low",
+        version=1,
+        attempt=1,
+        submitted_by=submitted_by,
+        final_tier=tier,
+        final_confidence=confidence,
+        total_cost_usd=Decimal("0.00012"),
+        total_tokens=58,
+        escalations=1,
+        result={"output": output, "step_index": 1, "tier": tier},
+        route={
+            "plan": {"rule_id": "cheap-first", "steps": [
+                {"tier": "nano", "deployments": ["nano-a"], "escalate_below": 0.8, "confidence_method": "logprob"},
+                {"tier": tier, "deployments": [f"{tier}-a"], "escalate_below": None, "confidence_method": "logprob"},
+            ]},
+            "error": None,
+            "explanation": {
+                "matched_rule": "cheap-first",
+                "rules_checked": [{"rule": "cheap-first", "matched": True, "reason": "task_type is 'classification'"}],
+                "tiers_removed": [{"tier": "mini", "reason": "max_tier is nano"}],
+                "deployments_skipped": [{"deployment": "nano-b", "tier": "nano", "reasons": ["disabled"]}],
+                "notes": [],
+            },
+            "complexity": {"score": 0.12, "method": "heuristic"},
+        },
+    )
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - age)
+    Step.objects.create(job=job, attempt=1, index=0, tier="nano", outcome="escalated", output=first,
+                        confidence=0.31, threshold=0.8, prompt_tokens=20, completion_tokens=4,
+                        cost_usd=Decimal("0.00001"), latency_ms=12, confidence_method="logprob")
+    Step.objects.create(job=job, attempt=1, index=1, tier=tier, outcome="accepted", output=output,
+                        confidence=confidence, threshold=None, prompt_tokens=20, completion_tokens=14,
+                        cost_usd=Decimal("0.00011"), latency_ms=40, confidence_method="logprob")
+    request = ApprovalRequest.objects.create(
+        job=job, rule_ids=[rule], reasons=[f"{rule} matched"], required_approvers=required,
+        expires_at=timezone.now() + timedelta(hours=4),
+    )
+    ApprovalRequest.objects.filter(pk=request.pk).update(created_at=timezone.now() - age)
+    subject = {"job": job.pk, "application": application.pk}
+    ledger.append("job.submitted", actor=Actor.application(application.pk), subject=subject, body={})
+    ledger.append("job.escalated", actor=Actor.worker("test"), subject=subject,
+                  body={"from_tier": "nano", "score": 0.31, "threshold": 0.8, "cost_so_far_usd": "0.00001"})
+    ledger.append("approval.requested", actor=Actor.worker("test"), subject={**subject, "approval": request.pk},
+                  body={"rules": [rule]})
+    return job
