@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
+import multiprocessing
+import queue
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,6 +33,7 @@ from audit.checkpoints import Checkpoint
 
 GENESIS = bytes(32)
 _FETCH = 10_000
+PARALLEL_MINIMUM = 100_000  # below this, forking costs more than it saves
 _SWAP_REACH = 8
 
 
@@ -82,9 +88,18 @@ class VerifyReport:
 
 
 def verify_chain(
-    *, since: datetime | int | None = None, until: datetime | int | None = None, progress: bool = False
+    *,
+    since: datetime | int | None = None,
+    until: datetime | int | None = None,
+    progress: bool = False,
+    workers: int = 1,
 ) -> VerifyReport:
-    """Verify the sealed chain, or the window [since, until] (a time or a seq) from its first prev_hash."""
+    """Verify the sealed chain, or the window [since, until] (a time or a seq) from its first prev_hash.
+
+    With workers > 1 (command-line use: it forks), long chains are split into stretches verified
+    in parallel processes on one exported snapshot; each stretch must end on the hash the next one
+    starts from.
+    """
     report = VerifyReport()
     # Read the file before the database snapshot: every line in it was committed before it was written.
     file_checkpoints, file_problems = checkpoints.file_checkpoints()
@@ -102,9 +117,12 @@ def verify_chain(
             report.notes.append("no sealed events in the window")
             return report
         wanted = {c.seq for c in (*db_checkpoints, *file_checkpoints) if first <= c.seq <= last}
-        hashes_at = _walk(report, first, last, wanted, progress)
-        if report.ok:
-            _check_unsealed_inside(report, first, last)
+        with tqdm(total=last - first + 1, disable=not progress, file=sys.stderr, unit="ev", mininterval=0.5) as bar:
+            if workers > 1 and last - first + 1 >= PARALLEL_MINIMUM:
+                stretches = _walk_in_parallel(first, last, wanted, workers, bar.update)
+            else:
+                stretches = [_walk(first, last, wanted, bar.update)]
+        hashes_at = _combine(report, stretches)
         _check_checkpoints(
             report,
             db_checkpoints,
@@ -202,83 +220,260 @@ def resolve_window(since: datetime | int | None, until: datetime | int | None, h
     return first, last
 
 
-def _walk(report: VerifyReport, first: int, last: int, wanted: set[int], progress: bool) -> dict[int, bytes]:
-    """Stream seals first..last with their events; stop at the first broken link."""
-    hashes_at: dict[int, bytes] = {}
-    with connection.cursor() as cursor:
-        if first == 1:
-            running = GENESIS
-        else:
-            cursor.execute("SELECT prev_hash FROM audit_ledgerseal WHERE seq = %s", [first])
-            row = cursor.fetchone()
-            running = bytes(row[0]) if row else GENESIS
-    before_running = None
-    expected, last_key = first, (-1, -1)
+@dataclass
+class _Stretch:
+    """The outcome of walking seals first..last."""
+
+    first: int
+    last: int
+    anchor: bytes  # the prev_hash the stretch starts from
+    end_hash: bytes = b""
+    verified: int = 0
+    problem: Problem | None = None
+    hashes_at: dict[int, bytes] = field(default_factory=dict)
+
+
+def _walk(first: int, last: int, wanted: set[int], on_batch: Callable[[int], object]) -> _Stretch:
+    """Walk seals first..last in seq order beside the events in chain order; stop at the first fault.
+
+    Two index-ordered streams instead of a join: the n-th seal must name the n-th event in
+    (xact_id, id) order, which also catches an unsealed event slipped inside the sealed range.
+    """
+    running, after = _walk_start(first)
+    stretch = _Stretch(first, last, anchor=running)
+    before_running = b""
+    expected = first
     sha256 = hashlib.sha256
-    connection.ensure_connection()
-    bar = tqdm(
-        total=last - first + 1,
-        disable=not progress,
-        file=sys.stderr,
-        unit="ev",
-        unit_scale=True,
-        mininterval=0.5,
+    seals = _Prefetched(
+        "ledger_verify_seals",
+        # The three hashes in one value: per seal the stored bytes must equal prev ‖ digest ‖ hash
+        # as recomputed, a single comparison in the common case.
+        "SELECT seq, event_id, prev_hash || event_digest || hash FROM audit_ledgerseal "
+        "WHERE seq BETWEEN %s AND %s ORDER BY seq",
+        [first, last],
     )
-    stream = connection.connection.cursor(name="ledger_verify", binary=True)
+    events_stream = _Prefetched(
+        "ledger_verify_events",
+        "SELECT id, convert_to(canonical, 'UTF8') FROM audit_ledgerevent "
+        "WHERE (xact_id, id) > (%s, %s) ORDER BY xact_id, id",
+        list(after),
+    )
+    events = itertools.chain.from_iterable(events_stream.batches())
     try:
-        stream.execute(
-            """
-            SELECT s.seq, s.prev_hash, s.event_digest, s.hash, e.id, e.xact_id, convert_to(e.canonical, 'UTF8')
-              FROM audit_ledgerseal s LEFT JOIN audit_ledgerevent e ON e.id = s.event_id
-             WHERE s.seq BETWEEN %s AND %s
-             ORDER BY s.seq
-            """,
-            [first, last],
-        )
-        while rows := stream.fetchmany(_FETCH):
-            for seq, prev_hash, digest, stored_hash, event_id, xact_id, canonical in rows:
-                problem = None
-                if seq != expected:
-                    problem = Problem(
-                        expected,
-                        "deleted",
-                        f"seq {expected}" + (f"-{seq - 1}" if seq - 1 > expected else "") + " missing from the chain",
-                    )
-                elif prev_hash != running:
-                    if before_running is not None and prev_hash == before_running:
-                        problem = Problem(seq - 1, "inserted", "seq before this one was not in the original chain")
-                    else:
-                        problem = Problem(seq, "broken link", "prev_hash does not match the hash of the previous seq")
-                elif event_id is None:
-                    problem = Problem(seq, "deleted", "the event sealed at this seq no longer exists")
-                elif (xact_id, event_id) <= last_key:
-                    problem = Problem(seq, "reordered", f"event {event_id} is out of chain order")
-                else:
-                    event_digest = sha256(b'{"event":%b,"seq":%d}' % (canonical, seq)).digest()
-                    if event_digest != digest:
-                        problem = _diagnose_digest(seq, event_id, canonical)
-                    else:
-                        before_running = running
-                        running = sha256(running + event_digest).digest()
-                        if running != stored_hash:
-                            problem = Problem(seq, "edited", "the seal row was altered (stored hash differs)")
-                if problem is not None:
-                    report.problems.append(problem)
-                    return hashes_at
-                if seq in wanted:
-                    hashes_at[seq] = running
-                last_key = (xact_id, event_id)
-                expected += 1
-            report.events_verified += len(rows)
-            bar.update(len(rows))
+        for rows in seals.batches():
+            for seq, event_id, stored in rows:
+                event = next(events, None)
+                if seq == expected and event is not None and event[0] == event_id:
+                    link = running + sha256(b'{"event":%b,"seq":%d}' % (event[1], seq)).digest()
+                    following = sha256(link).digest()
+                    if stored == link + following:
+                        before_running, running = running, following
+                        if seq in wanted:
+                            stretch.hashes_at[seq] = running
+                        expected += 1
+                        continue
+                stretch.problem = _diagnose(seq, expected, event_id, event, stored, running, before_running)
+                return stretch
+            stretch.verified += len(rows)
+            on_batch(len(rows))
     finally:
-        stream.close()
-        bar.close()
+        seals.close()
+        events_stream.close()
     if expected <= last:
-        report.problems.append(Problem(expected, "deleted", f"seq {expected}-{last} missing from the chain"))
-        return hashes_at
-    report.first_seq, report.last_seq = first, last
+        stretch.problem = Problem(expected, "deleted", f"seq {expected}-{last} missing from the chain")
+    stretch.end_hash = running
+    return stretch
+
+
+def _walk_in_parallel(
+    first: int, last: int, wanted: set[int], workers: int, on_batch: Callable[[int], object]
+) -> list[_Stretch]:
+    """Stretches walked by forked processes, each in a transaction on this transaction's snapshot."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_export_snapshot()")
+        snapshot = cursor.fetchone()[0]
+    size = -(-(last - first + 1) // workers)
+    bounds = [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
+    context = multiprocessing.get_context("fork")
+    results, batches = context.Queue(), context.Queue()
+    processes = [
+        context.Process(
+            target=_walk_in_child,
+            args=(index, snapshot, start, end, {seq for seq in wanted if start <= seq <= end}, results, batches),
+            daemon=True,
+        )
+        for index, (start, end) in enumerate(bounds)
+    ]
+    for process in processes:
+        process.start()
+    collected: dict[int, _Stretch] = {}
+    try:
+        while len(collected) < len(processes):
+            while not batches.empty():
+                on_batch(batches.get())
+            try:
+                index, outcome = results.get(timeout=0.2)
+            except queue.Empty:
+                if not all(process.is_alive() for process in processes) and results.empty():
+                    raise RuntimeError("a verification worker died") from None
+                continue
+            if isinstance(outcome, BaseException):
+                raise outcome
+            collected[index] = outcome
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+    return [collected[index] for index in range(len(processes))]
+
+
+_INHERITED_CONNECTIONS: list = []
+
+
+def _walk_in_child(index: int, snapshot: str, first: int, last: int, wanted: set[int], results, batches) -> None:
+    from django.db import connections
+    from psycopg import sql
+
+    # The parent's connection (and its socket) came along with the fork: keep it referenced, never
+    # close it here, and talk to the database over a connection of our own.
+    _INHERITED_CONNECTIONS.append(connections["default"])
+    connections["default"] = connections.create_connection("default")
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            outcome = _walk(first, last, wanted, batches.put)
+        results.put((index, outcome))
+    except Exception as error:
+        results.put((index, error))
+    finally:
+        connections["default"].close()
+
+
+def _combine(report: VerifyReport, stretches: list[_Stretch]) -> dict[int, bytes]:
+    """Add the stretches up in seq order, up to the first fault; each must start where the last ended."""
+    hashes_at: dict[int, bytes] = {}
+    for previous, stretch in zip([None, *stretches], stretches, strict=False):
+        if previous is not None and previous.end_hash != stretch.anchor:
+            report.problems.append(
+                Problem(stretch.first, "broken link", "prev_hash is not the hash of the previous seq")
+            )
+            return hashes_at
+        report.events_verified += stretch.verified
+        hashes_at.update(stretch.hashes_at)
+        if stretch.problem is not None:
+            report.problems.append(stretch.problem)
+            return hashes_at
+    report.first_seq, report.last_seq = stretches[0].first, stretches[-1].last
     return hashes_at
+
+
+def _diagnose(
+    seq: int,
+    expected: int,
+    event_id: int,
+    event: tuple[int, bytes] | None,
+    stored: bytes,
+    running: bytes,
+    before_running: bytes,
+) -> Problem:
+    """What is wrong with the seal at `seq`, which did not recompute."""
+    prev_hash, digest, stored_hash = stored[:32], stored[32:64], stored[64:]
+    if seq != expected:
+        gap = f"seq {expected}" + (f"-{seq - 1}" if seq - 1 > expected else "")
+        return Problem(expected, "deleted", f"{gap} missing from the chain")
+    if prev_hash != running:
+        if prev_hash == before_running:
+            return Problem(seq - 1, "inserted", "this seq was not in the chain as sealed")
+        return Problem(seq, "broken link", "prev_hash is not the hash of the previous seq")
+    if event is None or event[0] != event_id:
+        return _diagnose_order(seq, event_id, event[0] if event else None)
+    if _digest(event[1], seq) != digest:
+        return _diagnose_digest(seq, event_id, event[1])
+    if hashlib.sha256(prev_hash + digest).digest() != stored_hash:
+        return Problem(seq, "edited", "the seal row was altered (stored hash differs)")
+    return Problem(seq, "broken link", "the seal row does not recompute")
+
+
+def _walk_start(first: int) -> tuple[bytes, tuple[int, int]]:
+    """The hash before `first` (its stored prev_hash: the window's anchor) and the chain-order key
+    after which the window's events start (that of the last surviving event sealed before it)."""
+    if first == 1:
+        return GENESIS, (-(2**63), -(2**63))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prev_hash FROM audit_ledgerseal WHERE seq = %s", [first])
+        row = cursor.fetchone()
+        running = bytes(row[0]) if row else GENESIS
+        cursor.execute(
+            "SELECT e.xact_id, e.id FROM audit_ledgerseal s JOIN audit_ledgerevent e ON e.id = s.event_id "
+            "WHERE s.seq < %s ORDER BY s.seq DESC LIMIT 1",
+            [first],
+        )
+        row = cursor.fetchone()
+    return running, (tuple(row) if row else (-(2**63), -(2**63)))
+
+
+class _Prefetched:
+    """Rows of a server-side cursor fetched in batches by a background thread, so the database
+    produces the next batch while this thread hashes the current one."""
+
+    def __init__(self, name: str, sql: str, params: list) -> None:
+        connection.ensure_connection()
+        self.cursor = connection.connection.cursor(name=name, binary=True)
+        self.cursor.execute(sql, params)
+        self.batches_ready: queue.Queue = queue.Queue(maxsize=2)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._fetch, name=f"{name}-fetch", daemon=True)
+        self.thread.start()
+
+    def _fetch(self) -> None:
+        try:
+            while not self.stopped.is_set():
+                rows = self.cursor.fetchmany(_FETCH)
+                self._put(rows)
+                if not rows:
+                    return
+        except Exception as error:  # handed to the consuming thread
+            self._put(error)
+
+    def _put(self, item: object) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.batches_ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def batches(self):
+        while True:
+            item = self.batches_ready.get()
+            if isinstance(item, Exception):
+                raise item
+            if not item:
+                return
+            yield item
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.cursor.close()
+
+
+def _diagnose_order(seq: int, event_id: int, found_id: int | None) -> Problem:
+    """The seal at `seq` names another event than the next one in chain order."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM audit_ledgerevent WHERE id = %s", [event_id])
+        if cursor.fetchone() is None:
+            return Problem(seq, "deleted", f"event {event_id}, sealed at this seq, no longer exists")
+        if found_id is None:
+            return Problem(seq, "reordered", f"event {event_id} is out of chain order")
+        cursor.execute("SELECT seq FROM audit_ledgerseal WHERE event_id = %s", [found_id])
+        row = cursor.fetchone()
+    if row is None:
+        return Problem(seq, "inserted", f"event {found_id} sits before seq {seq} in chain order but is unsealed")
+    return Problem(
+        seq, "reordered", f"seq {seq} names event {event_id}, but event {found_id} (seq {row[0]}) comes first"
+    )
 
 
 def _diagnose_digest(seq: int, event_id: int, canonical: bytes) -> Problem:
@@ -296,46 +491,6 @@ def _diagnose_digest(seq: int, event_id: int, canonical: bytes) -> Problem:
                     f"event {event_id} holds the content sealed at seq {other_seq} (rows swapped)",
                 )
     return Problem(seq, "edited", f"event {event_id} no longer matches its sealed digest (content changed)")
-
-
-def _check_unsealed_inside(report: VerifyReport, first: int, last: int) -> None:
-    """Every event in the sealed range's chain order must be sealed; an extra one was inserted."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT e.xact_id, e.id FROM audit_ledgerseal s JOIN audit_ledgerevent e ON e.id = s.event_id "
-            "WHERE s.seq IN (%s, %s) ORDER BY s.seq",
-            [first, last],
-        )
-        bounds = cursor.fetchall()
-        (x1, id1), (x2, id2) = bounds[0], bounds[-1]
-        cursor.execute(
-            "SELECT count(*) FROM audit_ledgerevent WHERE (xact_id, id) >= (%s, %s) AND (xact_id, id) <= (%s, %s)",
-            [x1, id1, x2, id2],
-        )
-        count = cursor.fetchone()[0]
-        if count == last - first + 1:
-            return
-        cursor.execute(
-            """
-            SELECT e.id, (SELECT min(s.seq) FROM audit_ledgerseal s JOIN audit_ledgerevent f ON f.id = s.event_id
-                           WHERE (f.xact_id, f.id) > (e.xact_id, e.id))
-              FROM audit_ledgerevent e
-             WHERE (e.xact_id, e.id) >= (%s, %s) AND (e.xact_id, e.id) <= (%s, %s)
-               AND NOT EXISTS (SELECT 1 FROM audit_ledgerseal s WHERE s.event_id = e.id)
-             ORDER BY e.xact_id, e.id LIMIT 1
-            """,
-            [x1, id1, x2, id2],
-        )
-        row = cursor.fetchone()
-    if row:
-        event_id, next_seq = row
-        report.problems.append(
-            Problem(
-                next_seq,
-                "inserted",
-                f"event {event_id} sits before seq {next_seq} in chain order but is unsealed",
-            )
-        )
 
 
 def _check_checkpoints(

@@ -213,7 +213,7 @@ def run(quick: bool = False) -> dict:
         figures["verify_generate_seconds"] = _generate(count)
         checkpoints.checkpoint_write()
         began = time.perf_counter()
-        report = verify_chain()
+        report = verify_chain(workers=min(4, os.cpu_count() or 1))  # as manage.py ledger_verify does
         seconds = time.perf_counter() - began
         if not report.ok or report.events_verified != count:
             raise RuntimeError(f"bench chain did not verify: {report.summary()}")

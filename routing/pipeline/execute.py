@@ -22,6 +22,7 @@ from routing.calls import CallResult, TierUnavailable, call_tier
 from routing.confidence import ConfidenceScore
 from routing.models import Job, JobStatus, ModelDeployment, Step, StepOutcome
 from routing.pipeline import facts
+from routing.pipeline.classifier import classify
 from routing.pipeline.fencing import Claim, StaleAttempt, fenced, job_claim_update
 from routing.pipeline.governance import GovernanceOutcome, govern
 from routing.pipeline.scoring import score_step
@@ -47,9 +48,12 @@ def job_run(*, job_id: str, worker: str) -> bool:
     job = Job.objects.select_related("policy_version", "application").filter(pk=job_id).first()
     if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return False
+    if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > timezone.now():
+        return False  # a live worker holds it
     document = facts.document_for(job.policy_version)
     catalog = facts.catalog_snapshot()
-    route = facts.route_job(job, document, catalog)
+    classified = classify(job, document, catalog.deployments) if document.complexity_method == "classifier" else None
+    route = facts.route_job(job, document, catalog, classified)
     claim = _claim_and_route(job, worker, route, document)
     if claim is None:
         return False

@@ -106,15 +106,27 @@ def job_facts(job: Job, complexity: float, *, budget_hard_limit_reached: bool = 
     )
 
 
-def route_job(job: Job, document: PolicyDocument, catalog: Catalog) -> RouteOutcome:
+def route_job(
+    job: Job, document: PolicyDocument, catalog: Catalog, classifier: dict[str, Any] | None = None
+) -> RouteOutcome:
+    """Route `job`. `classifier` is the complexity classifier's record when the policy asked for one;
+    its score, when it gave one, is the complexity the rules see."""
     estimate = estimate_complexity(job.request["messages"], job.request.get("tools") or [], job.constraints)
+    complexity = estimate.score
+    if classifier is not None and classifier.get("score") is not None:
+        complexity = classifier["score"]
     budget = budget_state(job.application)
-    facts = job_facts(job, estimate.score, budget_hard_limit_reached=budget.over_hard)
+    facts = job_facts(job, complexity, budget_hard_limit_reached=budget.over_hard)
     result = route(facts, document, catalog.infos)
     record = result.to_record()
-    record["complexity"] = {"score": estimate.score, "method": estimate.method, "features": estimate.features}
+    record["complexity"] = {
+        "score": complexity,
+        "method": "classifier" if complexity is not estimate.score else "heuristic",
+        "heuristic": estimate.to_record(),
+        "classifier": classifier,
+    }
     record["budget"] = budget.to_record()
-    return RouteOutcome(plan=result.plan, error=result.error, record=record, complexity=estimate.score, budget=budget)
+    return RouteOutcome(plan=result.plan, error=result.error, record=record, complexity=complexity, budget=budget)
 
 
 def provider_request(job: Job, step: PlanStep, plan: Plan, candidates: list[ModelDeployment]) -> dict[str, Any]:

@@ -157,6 +157,8 @@ class PolicyDocument:
     blocked_tools: frozenset[str]
     budgets: BudgetPolicy
     verifier_tier: str | None
+    complexity_method: str
+    complexity_tier: str
     default_escalate_below: float
     sha256: str
     _canonical: str = field(repr=False)
@@ -554,12 +556,7 @@ def _schema_problems(data: Any) -> list[tuple[Path, str]]:
 
 
 def _enclosing_when(path: Path) -> Path | None:
-    if (
-        len(path) >= 3
-        and path[0] in ("rules", "approvals")
-        and isinstance(path[1], int)
-        and path[2] == "when"
-    ):
+    if len(path) >= 3 and path[0] in ("rules", "approvals") and isinstance(path[1], int) and path[2] == "when":
         return path[:3]
     return None
 
@@ -599,13 +596,9 @@ def _translate(error: ValidationError) -> list[tuple[Path, str]]:
     path = tuple(error.absolute_path)
     keyword, expected, instance = error.validator, error.validator_value, error.instance
     if "propertyNames" in error.relative_schema_path:
-        return [
-            ((*path, str(instance)), f"unknown key {instance!r} (expected one of {', '.join(TIER_NAMES)})")
-        ]
+        return [((*path, str(instance)), f"unknown key {instance!r} (expected one of {', '.join(TIER_NAMES)})")]
     if keyword == "required":
-        return [
-            ((*path,), f"missing required property '{name}'") for name in expected if name not in instance
-        ]
+        return [((*path,), f"missing required property '{name}'") for name in expected if name not in instance]
     if keyword == "additionalProperties":
         allowed = ", ".join(error.schema.get("properties", {}))
         extras = [key for key in instance if key not in error.schema.get("properties", {})]
@@ -698,9 +691,7 @@ class _Builder:
             self.problem((*path, "fallback"), "the fallback must differ from the method")
         used = {spec.method, spec.fallback}
         if "verifier" in used and spec.tier is None and self.verifier_tier is None:
-            self.problem(
-                path, "the verifier method needs a judge tier: set 'tier' here or a top-level 'verifier'"
-            )
+            self.problem(path, "the verifier method needs a judge tier: set 'tier' here or a top-level 'verifier'")
         if "schema" in used:
             if spec.output_schema is None:
                 self.problem(path, "the schema method needs an 'output_schema'")
@@ -800,17 +791,14 @@ class _Builder:
             elif when in seen:
                 self.problem(
                     ("rules", index),
-                    f"rule '{raw['id']}' can never match: "
-                    f"rule '{seen[when]}' above it has the same conditions",
+                    f"rule '{raw['id']}' can never match: rule '{seen[when]}' above it has the same conditions",
                 )
             seen.setdefault(when, raw["id"])
             if not raw.get("when"):
                 catch_all = catch_all or raw["id"]
 
 
-def _build(
-    data: Mapping[str, Any], lines: Mapping[Path, int]
-) -> tuple[PolicyDocument | None, list[tuple[Path, str]]]:
+def _build(data: Mapping[str, Any], lines: Mapping[Path, int]) -> tuple[PolicyDocument | None, list[tuple[Path, str]]]:
     builder = _Builder(data)
     builder.unique_ids(data["rules"], "rules")
     builder.unique_ids(data.get("approvals", []), "approvals")
@@ -831,6 +819,8 @@ def _build(
         blocked_tools=frozenset(data.get("blocked_tools", ())),
         budgets=BudgetPolicy(budgets.get("on_hard_limit", "reject"), downgrade),
         verifier_tier=builder.verifier_tier,
+        complexity_method=data.get("complexity", {}).get("method", "heuristic"),
+        complexity_tier=data.get("complexity", {}).get("tier", "nano"),
         default_escalate_below=builder.default_threshold,
         sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
         _canonical=canonical,

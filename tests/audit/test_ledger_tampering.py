@@ -254,3 +254,21 @@ def test_a_job_check_catches_an_edit_in_that_job_only(chain):
     report = verify_events_for(job_id="job-2")
     assert not report.ok
     assert (report.problem.seq, report.problem.kind) == (12, "edited")
+
+
+def test_parallel_stretches_verify_and_still_name_the_first_bad_seq(chain, monkeypatch):
+    from audit import verify
+
+    monkeypatch.setattr(verify, "PARALLEL_MINIMUM", 2)
+    report = verify.verify_chain(workers=3)
+    assert report.ok, report.summary()
+    assert (report.events_verified, report.first_seq, report.last_seq) == (10, 1, 10)
+    assert report.checkpoint is not None and report.checkpoint.seq == 10
+
+    with attacker() as sql:
+        sql.execute(
+            "UPDATE audit_ledgerevent SET canonical = replace(canonical, '\"index\":8', '\"index\":80') WHERE id = %s",
+            [chain[9]],
+        )
+    report = verify.verify_chain(workers=3)
+    assert (report.problem.seq, report.problem.kind) == (9, "edited")

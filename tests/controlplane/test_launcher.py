@@ -134,7 +134,10 @@ def test_it_starts_every_part_and_stops_them_cleanly():
     ).stdout
     assert "postgres: stopped" in status and "redis: stopped" in status
     with socket.socket() as again:
-        again.bind(("127.0.0.1", port))  # the web port is free again
+        # The web port is free again (a server's closed connections may linger in TIME_WAIT, which
+        # SO_REUSEADDR allows, as gunicorn itself sets it).
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
 
 
 def test_it_refuses_a_port_in_use_with_one_line():

@@ -59,9 +59,7 @@ class Governed:
         return job
 
 
-def governed(
-    base_url: str, *, policy_source: str = POLICY, extra_deployments: list[dict] | None = None
-) -> Governed:
+def governed(base_url: str, *, policy_source: str = POLICY, extra_deployments: list[dict] | None = None) -> Governed:
     """Each deployment gets its own model id (`sim-<tier>-<hex>`) so fault knobs never leak between tests."""
     suffix = uuid.uuid4().hex[:8]
     deployments = {}

@@ -10,7 +10,7 @@ from tests.pipeline.setup import governed
 
 pytestmark = pytest.mark.slow
 
-FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.BLOCKED, JobStatus.AWAITING_APPROVAL}
+FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.BLOCKED, JobStatus.AWAITING_APPROVAL, JobStatus.REJECTED}
 
 
 def finished(job: Job, timeout: float = 30) -> Job:
@@ -34,9 +34,7 @@ def event_types(job: Job) -> list[str]:
 def test_it_accepts_a_confident_classification_at_nano(model_server, workers):
     setup = governed(model_server.base_url)
     workers.start()
-    job = finished(
-        setup.submit("[task:classification] [confidence:nano=0.95,mini=0.9,flagship=0.9] Billing?")
-    )
+    job = finished(setup.submit("[task:classification] [confidence:nano=0.95,mini=0.9,flagship=0.9] Billing?"))
     assert job.status == JobStatus.COMPLETED
     assert job.final_tier == "nano"
     assert job.final_confidence == pytest.approx(0.95, abs=1e-6)
@@ -57,9 +55,7 @@ def test_it_accepts_a_confident_classification_at_nano(model_server, workers):
 def test_it_escalates_nano_to_mini_to_flagship_with_each_hop_in_the_ledger(model_server, workers):
     setup = governed(model_server.base_url)
     workers.start()
-    job = finished(
-        setup.submit("[task:classification] [confidence:nano=0.5,mini=0.6,flagship=0.9] Which queue?")
-    )
+    job = finished(setup.submit("[task:classification] [confidence:nano=0.5,mini=0.6,flagship=0.9] Which queue?"))
     assert job.status == JobStatus.COMPLETED
     assert job.final_tier == "flagship"
     assert job.escalations == 2
@@ -105,8 +101,7 @@ def test_a_tool_call_matching_an_approval_rule_holds_the_job(model_server, worke
     workers.start()
     job = finished(
         setup.submit(
-            "[task:general] [confidence:mini=0.9,flagship=0.9] "
-            '[call:issue_refund {"amount": 150}] refund please',
+            '[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {"amount": 150}] refund please',
             task_type="general",
             tools=REFUND_TOOL,
         )

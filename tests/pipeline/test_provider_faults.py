@@ -28,9 +28,7 @@ def fast_retries(settings):
 
 def nano(model_server, **fields):
     name = unique("nano")
-    return DeploymentFactory(
-        name=name, tier="nano", model=f"sim-nano-{name}", base_url=model_server.base_url, **fields
-    )
+    return DeploymentFactory(name=name, tier="nano", model=f"sim-nano-{name}", base_url=model_server.base_url, **fields)
 
 
 def test_a_500_falls_back_to_the_tiers_other_deployment_through_a_worker(model_server, workers):

@@ -1,6 +1,8 @@
-"""manage.py ledger_verify [--since X] [--until Y] [--progress] — exit 0 when intact, 1 when not."""
+"""manage.py ledger_verify [--since X] [--until Y] [--progress] [--workers N] — exit 0 when intact, 1 when not."""
 
 from __future__ import annotations
+
+import os
 
 from django.core.management.base import BaseCommand
 
@@ -15,12 +17,19 @@ class Command(BaseCommand):
         parser.add_argument("--since", help="first seq, or an ISO date/time (verifies from that event's prev_hash)")
         parser.add_argument("--until", help="last seq (inclusive), or an ISO date/time (exclusive)")
         parser.add_argument("--progress", action="store_true", help="show a progress bar even without a TTY")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=min(4, os.cpu_count() or 1),
+            help="processes for long chains (default: CPUs, at most 4)",
+        )
 
     def handle(self, *args, **options) -> None:
         report = verify_chain(
             since=window_point(options["since"]),
             until=window_point(options["until"]),
             progress=show_progress(options),
+            workers=max(1, options["workers"]),
         )
         for note in report.notes:
             self.stderr.write(f"note: {note}")
