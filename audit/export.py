@@ -49,9 +49,9 @@ _FETCH = 5000
 class ExportResult:
     path: Path
     events: int
-    first_seq: int | None
-    last_seq: int | None
-    checkpoint_seq: int | None
+    first_seq: int
+    last_seq: int
+    checkpoint_seq: int
     contiguous: bool
 
 
@@ -82,13 +82,15 @@ def export_pack(
         with verify.one_snapshot():
             selection, params = _selection(since, until, subjects)
             first, last, count = _bounds(selection, params)
-            checkpoint = checkpoints.covering_checkpoint(last) if count else None
-            if count and checkpoint is None:
+            if not count:
+                raise LedgerError("no sealed event matches these filters: there is nothing to prove")
+            checkpoint = checkpoints.covering_checkpoint(last)
+            if checkpoint is None:
                 raise LedgerError(f"no trusted checkpoint covers seq {last}; run manage.py ledger_checkpoint")
-            bar = tqdm(total=count, disable=not progress, file=sys.stderr, unit="ev", unit_scale=True, desc="events")
+            bar = tqdm(total=count, disable=not progress, file=sys.stderr, unit="ev", desc="events")
             with bar:
                 _write_events(work, selection, params, bar)
-            chain = _write_chain(work, first, checkpoint.seq if checkpoint else None, progress)
+            chain = _write_chain(work, first, checkpoint.seq, progress)
         manifest = {
             "format": FORMAT,
             "procedure": "audit/EVIDENCE.md",
@@ -104,16 +106,20 @@ def export_pack(
             "first_seq": first,
             "last_seq": last,
             "chain": {"first_seq": first, "prev_hash": chain["prev_hash"]},
-            "checkpoint": _checkpoint_files(work, checkpoint) if checkpoint else None,
+            "checkpoint": _checkpoint_files(work, checkpoint),
             "files": {path.name: _sha256_file(path) for path in sorted(work.iterdir())},
         }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if out.suffix == ".zip":
             _zip(work, out)
+    except LedgerError:
+        if work.exists() and not any(work.iterdir()):
+            work.rmdir()
+        raise
     finally:
         if work is not out:
             shutil.rmtree(work, ignore_errors=True)
-    return ExportResult(out, count, first, last, checkpoint.seq if checkpoint else None, not subjects)
+    return ExportResult(out, count, first, last, checkpoint.seq, not subjects)
 
 
 def neutralise_cell(value: str) -> str:
@@ -186,18 +192,14 @@ def _csv_row(seq: int, canonical: str, hash_hex: str) -> list[str]:
     return [neutralise_cell(cell) for cell in cells]
 
 
-def _write_chain(work: Path, first: int | None, last: int | None, progress: bool) -> dict:
-    links, prev_hash = 0, None
+def _write_chain(work: Path, first: int, last: int, progress: bool) -> dict:
+    links = 0
     with (work / "chain.txt").open("w", encoding="ascii", newline="\n") as chain:
-        if first is None or last is None:
-            return {"links": 0, "prev_hash": None}
         with connection.cursor() as cursor:
             cursor.execute("SELECT prev_hash FROM audit_ledgerseal WHERE seq = %s", [first])
             prev_hash = bytes(cursor.fetchone()[0]).hex()
         stream = connection.connection.cursor(name="ledger_export_chain", binary=True)
-        bar = tqdm(
-            total=last - first + 1, disable=not progress, file=sys.stderr, unit="seq", unit_scale=True, desc="chain"
-        )
+        bar = tqdm(total=last - first + 1, disable=not progress, file=sys.stderr, unit="seq", desc="chain")
         try:
             stream.execute(
                 "SELECT seq, event_digest FROM audit_ledgerseal WHERE seq BETWEEN %s AND %s ORDER BY seq",

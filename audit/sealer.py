@@ -7,24 +7,28 @@ and one sealer at a time (a transaction-level advisory lock) gives events their 
 `prev_hash` and `hash`, in (xact_id, id) order, a moment after commit.
 
 Why is that order safe to seal incrementally? The sealer only takes events whose xact_id is below a
-horizon read from the *same* snapshot as the rows: the smallest transaction id still running (of
-this database; transactions of other databases on the server cannot write these tables), or the
-next unassigned id. Every transaction below the horizon has committed or aborted, and every
+horizon read from the *same* snapshot as the rows: the smallest transaction id still running, or
+the next unassigned one. Every transaction below the horizon has committed or aborted, and every
 transaction still to write has a larger id, so no event can ever appear before what is already
 sealed: the sealed set is always a prefix of the (xact_id, id) order, and the last sealed event's
 (xact_id, id) is the only bookmark needed. Within a transaction, (xact_id, id) is append order.
+Transactions of other databases on the same server cannot write these tables; when one holds the
+horizon, the sealer identifies it from the backends' status and leaves it out (remembering, per
+session, which transactions it has placed, because reading every backend's status is not free).
 
-The price: a transaction that writes and stays open holds the horizon, so events of transactions
-that started writing after it wait until it ends. Seal lag is therefore bounded by the longest
-writing transaction (keep them short; `idle_in_transaction_session_timeout` guards against leaks)
-and by the beat interval (the backstop); `ledger_verify` shows the current lag and unsealed count.
-Unsealed events are already protected by the append-only triggers, not yet by the chain.
+The price: a transaction that writes here and stays open holds the horizon, so events of
+transactions that started writing after it wait until it ends. Seal lag is therefore bounded by the
+longest writing transaction of this database (keep them short; `idle_in_transaction_session_timeout`
+guards against leaks) and by the beat interval (the backstop); `ledger_verify` shows the recent lag
+and the unsealed count. Unsealed events are protected by the append-only triggers, not yet by the
+chain. The order is the order transactions first wrote, which can differ from commit order between
+overlapping transactions; an event's `time` says when it was appended.
 
 Sealing runs right after each appending transaction commits (`seal_after_commit`, which gives up at
-once if another sealer is at work: that one, or the next commit, or the beat task, picks the event
-up) and from the `audit.seal_ledger` beat task. The hashing itself is done by the database function
-`audit_seal_pending` (migration 0001) in one round trip; the verifier recomputes it independently
-in Python (`audit.verify`).
+once if another sealer is at work: that one, the next commit or the beat task picks the event up)
+and from the `audit.seal_ledger` beat task. The hashing is done by the database function
+`audit_seal_pending` (migration 0001) in one round trip; the verifier recomputes every hash
+independently in Python (`audit.verify`).
 """
 
 from __future__ import annotations

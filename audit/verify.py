@@ -1,15 +1,18 @@
 """Recomputing the chain: `verify_chain` (the whole ledger or a window) and `verify_events_for` (one job).
 
-For every seal in seq order: the seq follows the previous one, the sealed event still exists, the
-events keep their chain order (xact_id, id), SHA-256 of the record {"event":<canonical>,"seq":n}
-equals the sealed digest, prev_hash equals the previous hash, and SHA-256(prev_hash ‖ digest)
-equals the stored hash. Then: no unsealed event hides inside the sealed range, and every
-checkpoint (database and file) carries a valid signature from a trusted key and matches the
-chain at its seq — a checkpoint beyond the chain's end means the tail was truncated.
+For every seal in seq order: the seq follows the previous one; the seal names the next event in
+chain order (xact_id, id) — so a deleted, inserted or reordered event shows; SHA-256 of the
+record {"event":<canonical>,"seq":n} equals the sealed digest; prev_hash equals the previous hash;
+and SHA-256(prev_hash ‖ digest) equals the stored hash. Then every checkpoint (database and file)
+must carry a valid signature from a trusted key and match the chain at its seq — a checkpoint
+beyond the chain's end means the tail was truncated. The first fault is diagnosed (edited,
+deleted, inserted, reordered, truncated, rewritten, checkpoint signature invalid) and named by seq.
 
-The stream is read through a server-side cursor in binary form inside one REPEATABLE READ
-transaction, so all checks see one snapshot, and per event the Python work is two SHA-256 calls
-and a few comparisons.
+Speed: seals and events are read as two index-ordered streams (no join) through server-side
+cursors in binary form, fetched by background threads while this one hashes; per event the
+Python work is two SHA-256 calls and one comparison. All reads share one REPEATABLE READ
+snapshot; with workers > 1, forked processes verify stretches of the chain on that same exported
+snapshot.
 """
 
 from __future__ import annotations
@@ -314,8 +317,9 @@ def _walk_in_parallel(
             try:
                 index, outcome = results.get(timeout=0.2)
             except queue.Empty:
-                if not all(process.is_alive() for process in processes) and results.empty():
-                    raise RuntimeError("a verification worker died") from None
+                failed = [p.exitcode for i, p in enumerate(processes) if i not in collected and p.exitcode]
+                if failed:
+                    raise RuntimeError(f"a verification worker exited with code {failed[0]}") from None
                 continue
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -39,3 +39,22 @@ def ledger_settings(settings, tmp_path):
     settings.ARBITER_REDACTORS = []
     settings.ARBITER_PAYLOAD_RETENTION = {}
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _start_from_an_empty_ledger(request):
+    """Tests that commit expect a ledger of their own. Other suites commit events without flushing
+    (the ledger refuses TRUNCATE), so empty the audit tables first — test-database housekeeping with
+    triggers off for this one transaction, the same as the flush above."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("_django_db_helper")
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(
+            "TRUNCATE audit_ledgerevent, audit_ledgerseal, audit_ledgercheckpoint, audit_payloadreference, "
+            "audit_payload"
+        )

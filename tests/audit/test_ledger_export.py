@@ -156,3 +156,12 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path):
         "plain",
         "",
     ]
+
+
+def test_an_empty_selection_is_refused_clearly(tmp_path):
+    from django.core.management import CommandError
+
+    append_committed(2, application="app-1")
+    with pytest.raises(CommandError, match="no sealed event matches"):
+        call_command("ledger_export", out=str(tmp_path / "pack"), application="nobody", stdout=StringIO())
+    assert not (tmp_path / "pack").exists()

@@ -37,7 +37,7 @@ class Command(BaseCommand):
             )
         except LedgerError as error:
             raise CommandError(str(error)) from None
-        span = f"seq {result.first_seq}-{result.last_seq}" if result.events else "no events"
+        span = f"seq {result.first_seq}-{result.last_seq}"
         kind = "contiguous window" if result.contiguous else "filtered (not contiguous)"
         self.stdout.write(
             f"exported {result.events} events ({span}, {kind}) covered by checkpoint seq {result.checkpoint_seq} "
