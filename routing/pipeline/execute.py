@@ -69,7 +69,7 @@ def job_run(*, job_id: str, worker: str) -> bool:
 def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document) -> Claim | None:
     """Claim the job and record its route, in one transaction."""
     with transaction.atomic():
-        attempt = job_claim_update(job_id=job.pk, worker=worker)
+        attempt = job_claim_update(job_id=job.pk, worker=worker, route=route.record, complexity=route.complexity)
         if attempt is None:
             return None
         claim = Claim(job_id=str(job.pk), attempt=attempt, worker=worker)
@@ -84,8 +84,6 @@ def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document)
                 f"gave up after {attempt - 1} attempts (ARBITER_MAX_ATTEMPTS={cap})",
             )
             return None
-        ledger.append("job.claimed", actor=claim.actor, subject=subject, body={"attempt": attempt})
-        Job.objects.filter(pk=job.pk).update(route=route.record, complexity=route.complexity)
         ledger.append(
             "route.decided",
             actor=claim.actor,

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from audit.ledger import Actor
 from routing.models import Job, JobStatus
@@ -54,18 +55,28 @@ def _lease() -> Any:
 _CLAIM = """
     UPDATE routing_job
        SET status = 'running', attempt = attempt + 1, lease_expires_at = %(lease)s,
-           claimed_by = %(worker)s, started_at = COALESCE(started_at, %(now)s)
+           claimed_by = %(worker)s, started_at = COALESCE(started_at, %(now)s),
+           route = %(route)s, complexity = %(complexity)s
      WHERE id = %(job_id)s
        AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
  RETURNING attempt
 """
 
 
-def job_claim_update(*, job_id: str, worker: str) -> int | None:
-    """The claim itself, inside the caller's transaction: the new attempt number, or None when the job
-    is not claimable (finished, or held by a live lease). One statement: UPDATE … RETURNING."""
+def job_claim_update(*, job_id: str, worker: str, route: dict[str, Any], complexity: float) -> int | None:
+    """The claim itself, recording the route it will follow, inside the caller's transaction: the new
+    attempt number, or None when the job is not claimable (finished, or held by a live lease). One
+    statement: UPDATE … RETURNING."""
+    parameters = {
+        "lease": _lease(),
+        "worker": worker,
+        "now": timezone.now(),
+        "job_id": job_id,
+        "route": Jsonb(route),
+        "complexity": complexity,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, {"lease": _lease(), "worker": worker, "now": timezone.now(), "job_id": job_id})
+        cursor.execute(_CLAIM, parameters)
         row = cursor.fetchone()
     return row[0] if row else None
 

@@ -41,7 +41,6 @@ def test_it_accepts_a_confident_classification_at_nano(model_server, workers):
     assert [step.tier for step in job.steps.all()] == ["nano"]
     assert event_types(job) == [
         "job.submitted",
-        "job.claimed",
         "route.decided",
         "model.called",
         "confidence.scored",
