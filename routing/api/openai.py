@@ -34,6 +34,7 @@ from routing.api.serializers.openai import (
 from routing.models import Application, Job, JobStatus
 from routing.models.jobs import TERMINAL_STATUSES
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
+from routing.settled import job_settled_wait
 from routing.tiers import TASK_TYPES
 
 MODEL_PREFIX = "arbiter/"
@@ -103,22 +104,22 @@ def routing_facts(request: Request, metadata: dict[str, str]) -> tuple[str, dict
 
 
 def job_wait(*, application: Application, job: Job, timeout_s: float) -> Job:
-    """Poll the job row (20 ms, backing off to 200 ms) until it finishes or is held; 504 at the timeout."""
+    """Wait until the job finishes or is held (the pipeline's settled notice wakes us at once; the row is
+    re-read at least every second in case a notice was lost); 504 at the timeout."""
     deadline = time.monotonic() + timeout_s
-    delay = 0.02
     while True:
         status = selectors.job_status_for_application(application=application, job_id=job.pk)
         if status in SETTLED:
             return selectors.job_get_for_application(application=application, job_id=job.pk)
-        if time.monotonic() + delay > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise openai_error(
                 f"job {job.pk} did not finish within {timeout_s:g} s; it goes on — follow it at /api/v1/jobs/{job.pk}",
                 status_code=504,
                 code="timeout",
                 job=job,
             )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+        job_settled_wait(job.pk, min(remaining, 1.0))
 
 
 def _refusal(job: Job) -> Problem:

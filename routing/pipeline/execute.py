@@ -28,7 +28,7 @@ from routing.pipeline.governance import GovernanceOutcome, govern
 from routing.pipeline.scoring import score_step
 from routing.pipeline.shadow import shadow_wanted
 from routing.router import PlanStep
-from routing.webhooks import webhook_enqueue_on_commit
+from routing.settled import job_settled_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailab
             },
         )
         if last:
-            webhook_enqueue_on_commit(job, "job.failed")
+            job_settled_on_commit(job, "job.failed")
             ledger.append(
                 "job.failed",
                 actor=claim.actor,
@@ -351,5 +351,5 @@ def _finish(claim: Claim, job: Job, status: str, reason: str) -> None:
         subject={"job": job.pk, "application": job.application_id},
         body={"attempt": claim.attempt, "reason": reason},
     )
-    webhook_enqueue_on_commit(job, f"job.{status}")
+    job_settled_on_commit(job, f"job.{status}")
     transaction.on_commit(lambda: metrics.JOBS_FINISHED.labels(status, job.task_type).inc())

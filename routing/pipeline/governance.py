@@ -19,7 +19,7 @@ from routing.models import ApprovalRequest, Job, JobStatus
 from routing.pipeline import facts
 from routing.pipeline.fencing import Claim
 from routing.policy.document import PolicyDocument
-from routing.webhooks import webhook_enqueue_on_commit
+from routing.settled import job_settled_on_commit
 
 WEBHOOK_EVENTS = {
     JobStatus.COMPLETED: "job.completed",
@@ -48,7 +48,7 @@ class GovernanceOutcome:
     def write(self, *, claim: Claim, job: Job, tier: str, confidence: float | None, total_cost: Decimal, steps: int):
         """Inside the fenced transaction that set the job's status to `self.status`."""
         subject = {"job": job.pk, "application": job.application_id, "policy_version": job.policy_version_id}
-        webhook_enqueue_on_commit(job, WEBHOOK_EVENTS[self.status])
+        job_settled_on_commit(job, WEBHOOK_EVENTS[self.status])
         if self.status == JobStatus.BLOCKED:
             ledger.append(
                 "tool_call.blocked",

@@ -14,8 +14,8 @@ from audit import ledger, payloads
 from audit.ledger import Actor
 from routing.models import Application, Job, JobStatus, Policy, PolicyVersion
 from routing.models.jobs import TERMINAL_STATUSES
+from routing.settled import job_settled_on_commit
 from routing.tiers import TASK_TYPES
-from routing.webhooks import webhook_enqueue_on_commit
 
 
 class JobError(Exception):
@@ -48,13 +48,9 @@ def estimate_tokens(messages: list[dict[str, Any]]) -> int:
 
 def policy_version_for(policy_name: str | None) -> PolicyVersion:
     policies = Policy.objects.all()
-    policy = (
-        policies.filter(name=policy_name).first() if policy_name else policies.filter(is_default=True).first()
-    )
+    policy = policies.filter(name=policy_name).first() if policy_name else policies.filter(is_default=True).first()
     if policy is None:
-        raise NoActivePolicy(
-            f"no policy named {policy_name!r}" if policy_name else "no default policy is configured"
-        )
+        raise NoActivePolicy(f"no policy named {policy_name!r}" if policy_name else "no default policy is configured")
     version = policy.versions.filter(status="active").first()
     if version is None:
         raise NoActivePolicy(f"policy {policy.name!r} has no active version")
@@ -144,9 +140,7 @@ def job_submit(
         # Two requests with one idempotency key raced; the unique constraint let exactly one in.
         if not idempotency_key:
             raise
-        return _replayed(
-            Job.objects.get(application=application, idempotency_key=idempotency_key), fingerprint
-        )
+        return _replayed(Job.objects.get(application=application, idempotency_key=idempotency_key), fingerprint)
     return job, True
 
 
@@ -175,10 +169,8 @@ def job_cancel(*, job: Job, actor: Actor, reason: str = "") -> bool:
         locked.finished_at = timezone.now()
         locked.version += 1
         locked.save(update_fields=["status", "status_reason", "finished_at", "version"])
-        locked.approval_requests.filter(status="pending").update(
-            status="cancelled", resolved_at=locked.finished_at
-        )
-        webhook_enqueue_on_commit(locked, "job.cancelled")
+        locked.approval_requests.filter(status="pending").update(status="cancelled", resolved_at=locked.finished_at)
+        job_settled_on_commit(locked, "job.cancelled")
         ledger.append(
             "job.cancelled",
             actor=actor,

@@ -103,9 +103,7 @@ def policy_version_activate(*, version: PolicyVersion, user) -> PolicyVersion:
                 f"this version is {locked.status}; only a draft or submitted version can be activated"
             )
         if policy.four_eyes and user is not None and locked.author_id == user.pk:
-            raise PolicyActionError(
-                "four-eyes: the author of a version cannot activate it; another admin must"
-            )
+            raise PolicyActionError("four-eyes: the author of a version cannot activate it; another admin must")
         previous = policy.versions.filter(status=PolicyVersionStatus.ACTIVE).first()
         if previous is not None:
             previous.status = PolicyVersionStatus.RETIRED

@@ -19,8 +19,8 @@ from controlplane.roles import Role, has_role
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.models.approvals import ApprovalStatus, DecisionKind
 from routing.services.jobs import dispatch_after_commit, job_submit
+from routing.settled import job_settled_on_commit
 from routing.tiers import TIER_NAMES, tier_rank
-from routing.webhooks import webhook_enqueue_on_commit
 
 
 class ReviewError(Exception):
@@ -34,9 +34,7 @@ class StaleReview(ReviewError):
 def _locked_request(job: Job, expected_version: int | None) -> tuple[Job, ApprovalRequest]:
     locked = Job.objects.select_for_update().get(pk=job.pk)
     if expected_version is not None and locked.version != expected_version:
-        raise StaleReview(
-            "another reviewer acted on this job while you were looking at it; reload to see what changed"
-        )
+        raise StaleReview("another reviewer acted on this job while you were looking at it; reload to see what changed")
     request = locked.approval_requests.select_for_update().filter(status=ApprovalStatus.PENDING).first()
     if locked.status != JobStatus.AWAITING_APPROVAL or request is None:
         raise StaleReview(f"this job is {locked.get_status_display()}, not awaiting approval")
@@ -54,9 +52,7 @@ def _check_reviewer(user: AbstractBaseUser, job: Job, request: ApprovalRequest) 
         raise ReviewError("you submitted this job; someone else must decide its approval")
 
 
-def _record(
-    request: ApprovalRequest, user, kind: str, reason: str, override: dict | None = None
-) -> ApprovalDecision:
+def _record(request: ApprovalRequest, user, kind: str, reason: str, override: dict | None = None) -> ApprovalDecision:
     try:
         with transaction.atomic():
             return ApprovalDecision.objects.create(
@@ -77,9 +73,7 @@ def _event(kind: str, job: Job, request: ApprovalRequest, user, body: dict[str, 
     )
 
 
-def _close(
-    job: Job, request: ApprovalRequest, *, job_status: str, request_status: str, reason: str = ""
-) -> None:
+def _close(job: Job, request: ApprovalRequest, *, job_status: str, request_status: str, reason: str = "") -> None:
     now = timezone.now()
     request.status = request_status
     request.resolved_at = now
@@ -90,7 +84,7 @@ def _close(
     job.version += 1
     job.save(update_fields=["status", "status_reason", "finished_at", "version", "result", "constraints"])
     if job_status != JobStatus.QUEUED:
-        webhook_enqueue_on_commit(job, f"job.{job_status}")
+        job_settled_on_commit(job, f"job.{job_status}")
 
 
 def approval_approve(*, job: Job, user, reason: str = "", expected_version: int | None = None) -> Job:
@@ -167,9 +161,7 @@ def approval_override(
             new_result = {"output": output, "overridden": True, "tier": (previous or {}).get("tier")}
         locked.result = new_result
         _record(request, user, DecisionKind.OVERRIDE, reason, override={"output": output, "step": step_id})
-        _event(
-            "overridden", locked, request, user, {"reason": reason, "before": previous, "after": new_result}
-        )
+        _event("overridden", locked, request, user, {"reason": reason, "before": previous, "after": new_result})
         _close(
             locked,
             request,
@@ -211,9 +203,7 @@ def approvals_expire_due(*, limit: int = 200) -> int:
     for job_id in due:
         with transaction.atomic():
             locked = Job.objects.select_for_update().get(pk=job_id)
-            request = (
-                locked.approval_requests.select_for_update().filter(status=ApprovalStatus.PENDING).first()
-            )
+            request = locked.approval_requests.select_for_update().filter(status=ApprovalStatus.PENDING).first()
             if request is None or request.expires_at > now:
                 continue
             approve = request.on_expiry == "approve"
