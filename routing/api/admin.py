@@ -35,6 +35,8 @@ from routing.api.serializers.admin import (
     PolicyVersionCreateInputSerializer,
     PolicyVersionOutputSerializer,
 )
+from routing.models import ApiKey, Application, ModelDeployment, Policy, PolicyVersion
+from routing.policy.document import InvalidPolicy
 from routing.services.catalog import (
     application_budget_set,
     application_create,
@@ -42,8 +44,6 @@ from routing.services.catalog import (
     deployment_create,
     deployment_update,
 )
-from routing.models import ApiKey, Application, ModelDeployment, Policy, PolicyVersion
-from routing.policy.document import InvalidPolicy
 from routing.services.keys import api_key_create, api_key_revoke
 from routing.services.policies import PolicyActionError, policy_version_create, policy_version_submit
 
