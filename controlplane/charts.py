@@ -63,7 +63,7 @@ def percent(value: float) -> str:
 
 
 def _nice_max(value: float) -> float:
-    """A round axis maximum at or above `value` (1, 2, 2.5 or 5 × 10^n)."""
+    """A round axis maximum at or above `value` (1, 2, 2.5 or 5 x 10^n)."""
     if value <= 0:
         return 1.0
     magnitude = 10 ** math.floor(math.log10(value))
@@ -132,18 +132,47 @@ def _empty(svg: _Svg, message: str = "No data in this window") -> SafeString:
 
 
 def _divisions(maximum: float) -> int:
-    """4 gridlines for a maximum of 2 × 10^n, else 5: every gridline then falls on a round number."""
+    """4 gridlines for a maximum of 2 x 10^n, else 5: every gridline then falls on a round number."""
     leading = maximum / 10 ** math.floor(math.log10(maximum))
     return 4 if abs(leading - 2) < 1e-9 else 5
 
 
-def _y_axis(svg: _Svg, top: float, bottom: float, left: float, right: float, maximum: float, fmt) -> None:
+def _places(step: float) -> int:
+    """Decimals every tick gets: as many as the step needs (0.25 needs two, 0.5 one, 20 none)."""
+    exponent = math.floor(math.log10(step) + 1e-9)
+    leading = round(step / 10**exponent, 6)
+    return max(0, -exponent) + (1 if leading % 1 else 0)
+
+
+def _y_ticks(maximum: float, fmt: Callable[[float], str]) -> list[tuple[float, str]]:
+    """(value, label) of each gridline, every label with the decimals the step needs."""
     divisions = _divisions(maximum)
-    for step in range(divisions + 1):
-        value = maximum * step / divisions
-        y = bottom - (bottom - top) * step / divisions
+    step = maximum / divisions
+    places = _places(step)
+    ticks = []
+    for index in range(divisions + 1):
+        value = step * index
+        if fmt is usd:
+            label = f"${value:,.{places}f}"
+        elif fmt is plain:
+            label = f"{value:,.{places}f}"
+        else:
+            label = fmt(value)
+        ticks.append((value, label))
+    return ticks
+
+
+def _axis_left(ticks: list[tuple[float, str]], minimum: float = 30) -> float:
+    """Room for the longest tick label (about 6.3 units a character at the charts' 11-unit font)."""
+    return max(minimum, 12 + 6.3 * max(len(label) for _, label in ticks))
+
+
+def _y_axis(svg: _Svg, ticks: list[tuple[float, str]], top: float, bottom: float, left: float, right: float) -> None:
+    maximum = ticks[-1][0]
+    for value, label in ticks:
+        y = bottom - (bottom - top) * value / maximum
         svg.add(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        svg.text(left - 6, y + 4, fmt(value), anchor="end", css="label tick")
+        svg.text(left - 6, y + 4, label, anchor="end", css="label tick")
 
 
 def stacked_bars(
@@ -162,16 +191,15 @@ def stacked_bars(
         height,
         title,
         f"{title}: "
-        + "; ".join(
-            f"{category} {fmt(sum(s.values[i] for s in series))}" for i, category in enumerate(categories)
-        ),
+        + "; ".join(f"{category} {fmt(sum(s.values[i] for s in series))}" for i, category in enumerate(categories)),
     )
     totals = [sum(s.values[i] for s in series) for i in range(len(categories))]
     if not categories or not any(totals):
         return _empty(svg)
-    left, right, top, bottom = 52, width - 8, 30, height - 42
     maximum = _nice_max(max(totals))
-    _y_axis(svg, top, bottom, left, right, maximum, fmt)
+    ticks = _y_ticks(maximum, fmt)
+    left, right, top, bottom = _axis_left(ticks), width - 8, 30, height - 42
+    _y_axis(svg, ticks, top, bottom, left, right)
     slot = (right - left) / len(categories)
     bar = max(slot * 0.7, 2)
     for index, category in enumerate(categories):
@@ -233,8 +261,8 @@ def histogram(
     threshold: float | None,
     low: float = 0.0,
     high: float = 1.0,
-    width: int = 300,
-    height: int = 170,
+    width: int = 400,
+    height: int = 190,
 ) -> SafeString:
     """Counts of equal-width bins over [low, high]; bins under the threshold are hatched, the threshold
     is a dashed line with its value written beside it."""
@@ -250,9 +278,10 @@ def histogram(
     svg = _Svg(width, height, title, description)
     if not total:
         return _empty(svg, "No scores in this window")
-    left, right, top, bottom = 34, width - 8, 22, height - 34
     maximum = _nice_max(max(counts))
-    _y_axis(svg, top, bottom, left, right, maximum, plain)
+    ticks = _y_ticks(maximum, plain)
+    left, right, top, bottom = _axis_left(ticks), width - 12, 22, height - 34
+    _y_axis(svg, ticks, top, bottom, left, right)
     slot = (right - left) / len(counts)
     for index, count in enumerate(counts):
         if not count:
@@ -264,7 +293,7 @@ def histogram(
         svg.add(
             f'<rect x="{left + slot * index + 0.5:.1f}" y="{bottom - h:.1f}" width="{max(slot - 1, 1):.1f}" '
             f'height="{h:.1f}" fill="{svg.pattern_fill(1 if below else 0)}" class="mark">'
-            f"<title>{start:.2f}–{end:.2f}: {count}{' (below threshold)' if below else ''}</title></rect>"
+            f"<title>{start:.2f}–{end:.2f}: {count}{' (below threshold)' if below else ''}</title></rect>"  # noqa: RUF001
         )
     for tick in (0, 0.25, 0.5, 0.75, 1):
         x = left + (right - left) * (tick - low) / (high - low)
@@ -307,21 +336,17 @@ def line_chart(
         width,
         height,
         title,
-        f"{title}: latest {fmt(values[-1]) if values else 'none'}, "
-        f"peak {fmt(max(values)) if values else 'none'}",
+        f"{title}: latest {fmt(values[-1]) if values else 'none'}, peak {fmt(max(values)) if values else 'none'}",
     )
     if not values or not any(values):
         return _empty(svg)
-    left, right, top, bottom = 44, width - 44, 16, height - 28
     maximum = _nice_max(max(values))
-    _y_axis(svg, top, bottom, left, right, maximum, fmt)
+    ticks = _y_ticks(maximum, fmt)
+    left, right, top, bottom = _axis_left(ticks), width - 44, 16, height - 28
+    _y_axis(svg, ticks, top, bottom, left, right)
     step = (right - left) / max(len(values) - 1, 1)
     points = [(left + step * i, bottom - (bottom - top) * v / maximum) for i, v in enumerate(values)]
-    svg.add(
-        '<polyline class="line" fill="none" points="'
-        + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        + '"/>'
-    )
+    svg.add('<polyline class="line" fill="none" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"/>')
     for (x, y), label, value in zip(points, labels, values, strict=True):
         if not value:
             continue  # a bead on every empty minute is noise; the line says zero
@@ -346,9 +371,7 @@ def budget_bullets(rows: Sequence[Budget], *, title: str, width: int = 560) -> S
         height,
         title,
         f"{title}: "
-        + "; ".join(
-            f"{row.label} {usd(row.spend)}" + (f" of {usd(row.hard)}" if row.hard else "") for row in rows
-        ),
+        + "; ".join(f"{row.label} {usd(row.spend)}" + (f" of {usd(row.hard)}" if row.hard else "") for row in rows),
     )
     if not rows:
         return _empty(svg, "No applications")
@@ -361,9 +384,7 @@ def budget_bullets(rows: Sequence[Budget], *, title: str, width: int = 560) -> S
         def at(value: float) -> float:
             return left + (right - left) * min(value / scale, 1)
 
-        over = (row.hard is not None and row.spend >= row.hard) or (
-            row.soft is not None and row.spend >= row.soft
-        )
+        over = (row.hard is not None and row.spend >= row.hard) or (row.soft is not None and row.spend >= row.soft)
         svg.text(left - 8, y + 15, row.label, anchor="end")
         svg.add(f'<rect x="{left}" y="{y + 4}" width="{right - left}" height="16" class="track"/>')
         svg.add(
@@ -377,9 +398,7 @@ def budget_bullets(rows: Sequence[Budget], *, title: str, width: int = 560) -> S
                     f'<line x1="{at(limit):.1f}" x2="{at(limit):.1f}" y1="{y}" y2="{y + 24}" class="{css}">'
                     f"<title>{name} limit {usd(limit)}</title></line>"
                 )
-        limits = " / ".join(
-            f"{usd(v)} {n}" for v, n in ((row.soft, "soft"), (row.hard, "hard")) if v is not None
-        )
+        limits = " / ".join(f"{usd(v)} {n}" for v, n in ((row.soft, "soft"), (row.hard, "hard")) if v is not None)
         svg.text(right + 8, y + 11, usd(row.spend) + (" — over" if over else ""), css="label value")
         svg.text(right + 8, y + 24, limits or "no limit", css="label muted small")
     svg.legend(["within budget", "over a limit"], height - 4, left)
@@ -398,7 +417,7 @@ def confidence_meter(value: float | None, threshold: float | None, *, width: int
     if threshold is not None:
         x = 1 + (bar - 2) * threshold
         tick = f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="14" class="threshold"/>'
-    fill = "meter-met" if met else "meter-under"
+    fill = "meter-neutral" if threshold is None else ("meter-met" if met else "meter-under")
     svg = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="meter" viewBox="0 0 {width} 14" width="{width}" '
         f'height="14" role="img" aria-label="confidence {escape(label)} ({verdict})">'

@@ -39,18 +39,25 @@ urlpatterns = [
     path("policies/<slug:name>/diff", policies.policy_diff, name="policy-diff"),
     path("policies/<slug:name>/v<int:number>/", policies.policy_version, name="policy-version"),
     path("policies/<slug:name>/v<int:number>/thresholds", policies.policy_thresholds, name="policy-thresholds"),
-    path("policies/<slug:name>/v<int:number>/submit", policies.policy_version_submit_view,
-         name="policy-version-submit"),
-    path("policies/<slug:name>/v<int:number>/activate", policies.policy_version_activate_view,
-         name="policy-version-activate"),
+    path(
+        "policies/<slug:name>/v<int:number>/submit", policies.policy_version_submit_view, name="policy-version-submit"
+    ),
+    path(
+        "policies/<slug:name>/v<int:number>/activate",
+        policies.policy_version_activate_view,
+        name="policy-version-activate",
+    ),
     # Catalog, applications, keys, budgets
     path("catalog/", catalog.catalog, name="catalog"),
     path("catalog/<slug:name>/enabled", catalog.deployment_toggle, name="deployment-toggle"),
     path("applications/", applications.application_list, name="applications"),
     path("applications/<slug:slug>/", applications.application_detail, name="application"),
     path("applications/<slug:slug>/keys", applications.api_key_new, name="application-key-new"),
-    path("applications/<slug:slug>/keys/<str:prefix>/revoke", applications.api_key_revoke_view,
-         name="application-key-revoke"),
+    path(
+        "applications/<slug:slug>/keys/<str:prefix>/revoke",
+        applications.api_key_revoke_view,
+        name="application-key-revoke",
+    ),
     path("applications/<slug:slug>/budget", applications.application_budget, name="application-budget"),
     # Ledger
     path("ledger/", ledger.ledger_events, name="ledger"),

@@ -24,3 +24,41 @@ def redis_client():
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def test_database(django_db_setup, django_db_blocker, django_db_keepdb, django_db_createdb):
+    """The test database, even in a session of live tests only.
+
+    pytest-django sets up test databases only for the aliases that some collected test asks for
+    through `db`, `transactional_db`, `live_server` or a django_db marker. A session holding only
+    live tests (`pytest tests/ui/e2e`) would otherwise commit into the configured database itself.
+    """
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    test_name = connection.settings_dict["TEST"]["NAME"]
+    if connection.settings_dict["NAME"] == test_name:
+        yield test_name
+        return
+    with django_db_blocker.unblock():
+        config = setup_databases(
+            verbosity=0, interactive=False, aliases={"default"}, keepdb=django_db_keepdb and not django_db_createdb
+        )
+    assert connection.settings_dict["NAME"] == test_name
+    yield test_name
+    if not django_db_keepdb:
+        with django_db_blocker.unblock():
+            teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture
+def live_db(test_database, django_db_blocker):
+    """Database access without a wrapping transaction, in the test database: what a test writes is
+    committed, so real workers in other processes see it. The ledger refuses TRUNCATE, so these
+    tables are never flushed; tests make their own rows with unique names and look only at those."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        yield
+        connection.close()

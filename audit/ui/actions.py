@@ -58,7 +58,7 @@ def _decide(request: HttpRequest, job_id, form: DecisionForm, form_name: str, de
         )
     except ReviewError as error:
         return _refused(request, job_id, error)
-    messages.success(request, done.format(status=job.get_status_display()))
+    messages.success(request, done.format(status=job.get_status_display().lower()))
     return redirect("job", job.pk)
 
 
@@ -106,14 +106,15 @@ def job_override_preview(request: HttpRequest, job_id) -> HttpResponse:
     job = _story(job_id)
     form, previous = _override_form(request, job)
     proposed = _proposed_output(form, job, previous) if form.is_valid() else None
-    context = {"job": job, "override_form": form}
+    context: dict = {"override_form": form}
     if proposed is not None:
         context["override_diff"] = unified(
             output_text(previous), output_text(proposed), before_name="current answer", after_name="your override"
         )
         context["override_unchanged"] = proposed == previous
     if request.htmx:
-        return render(request, "jobs/detail.html#override_preview", context, status=200 if proposed else 400)
+        return render(request, "jobs/detail.html#override_preview", {"job": job, **context},
+                      status=200 if proposed else 400)
     return render(request, "jobs/detail.html", story_context(request, job, **context),
                   status=200 if proposed else 400)
 
@@ -151,5 +152,5 @@ def job_replay_start(request: HttpRequest, job_id) -> HttpResponse:
     if not form.is_valid():
         return _refused(request, job_id, replay_form=form)
     replay = job_replay(job=job, user=request.user, policy_version=form.cleaned_data["policy_version"])
-    messages.success(request, "the replay is running; it is shown beside the original.")
+    messages.success(request, "the replay was submitted as a new job; it is shown beside the original.")
     return redirect("job-compare", replay.pk)

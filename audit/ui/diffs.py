@@ -14,7 +14,8 @@ class DiffLine:
 
     @property
     def sign(self) -> str:
-        return {"add": "+", "del": "−", "hunk": "@", "head": " "}.get(self.kind, " ")
+        # A true minus sign: as wide as the plus, and unmistakable beside a hyphen in the text.
+        return {"add": "+", "del": "−", "hunk": "@", "head": " "}.get(self.kind, " ")  # noqa: RUF001
 
 
 def unified(before: str, after: str, *, before_name: str, after_name: str, context: int = 3) -> list[DiffLine]:

@@ -39,6 +39,7 @@ class ExportState:
     id: str
     owner: int
     filters: dict
+    description: str = ""
     status: str = "counting"  # counting, events, chain, packing, done, failed
     total: int = 0
     done: int = 0
@@ -58,6 +59,10 @@ class ExportState:
         if self.status == "done":
             return 100
         return int(100 * self.done / self.total) if self.total else 0
+
+    @property
+    def started(self) -> str:
+        return self.started_at[:19].replace("T", " ")
 
     @property
     def filename(self) -> str:
@@ -84,10 +89,13 @@ def export_file(state: ExportState) -> Path | None:
     return path if state.status == "done" and path.is_file() else None
 
 
-def export_start(*, user, since: datetime | None, until: datetime | None, application: str | None) -> ExportState:
+def export_start(
+    *, user, since: datetime | None, until: datetime | None, application: str | None, description: str = ""
+) -> ExportState:
     state = ExportState(
         id=uuid.uuid4().hex,
         owner=user.pk,
+        description=description,
         filters={
             "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None,

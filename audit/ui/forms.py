@@ -32,9 +32,9 @@ class QueueFilterForm(forms.Form):
         choices=[("", "any age"), *((key, f"older than {key}") for key in AGES)], required=False
     )
     min_confidence = forms.FloatField(min_value=0, max_value=1, required=False,
-                                      widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "min"}))
+                                      widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "conf. ≥"}))
     max_confidence = forms.FloatField(min_value=0, max_value=1, required=False,
-                                      widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "max"}))
+                                      widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "conf. ≤"}))
 
     def filters(self) -> QueueFilters:
         data = self.cleaned_data if self.is_valid() else {}
@@ -145,19 +145,21 @@ def _job_and_version(value: str) -> tuple[uuid.UUID, int] | None:
 
 class LedgerFilterForm(forms.Form):
     event_type = forms.CharField(max_length=64, required=False,
-                                 widget=forms.TextInput(attrs={"placeholder": "e.g. approval.approved"}))
+                                 widget=forms.TextInput(attrs={"placeholder": "event type"}))
     actor_kind = forms.ChoiceField(
         choices=[("", "any actor"), *((k, k) for k in ("user", "application", "worker", "system"))],
         required=False,
     )
-    actor_id = forms.CharField(max_length=200, required=False, widget=forms.TextInput(attrs={"placeholder": "actor id"}))
+    actor_id = forms.CharField(
+        max_length=200, required=False, widget=forms.TextInput(attrs={"placeholder": "actor id"})
+    )
     job = forms.UUIDField(required=False, widget=forms.TextInput(attrs={"placeholder": "job id"}))
     application = forms.ModelChoiceField(queryset=Application.objects.order_by("name"), required=False,
                                          empty_label="any application")
     policy_version = forms.IntegerField(min_value=1, required=False,
-                                        widget=forms.NumberInput(attrs={"placeholder": "policy version id"}))
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                                        widget=forms.NumberInput(attrs={"placeholder": "policy ver. id"}))
+    since = forms.DateField(label="from", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label="to", required=False, widget=forms.DateInput(attrs={"type": "date"}),
                             help_text="inclusive")
 
     def filters(self) -> dict[str, Any]:
@@ -190,6 +192,13 @@ class ExportForm(forms.Form):
             raise ValidationError("Choose a window or an application: a whole-ledger export is a CLI job "
                                   "(manage.py ledger_export).")
         return data
+
+    def describe(self) -> str:
+        data = self.cleaned_data
+        application = data["application"].name if data.get("application") else "all applications"
+        since, until = data.get("since"), data.get("until")
+        window = f"{since or 'the start'} to {until or 'now'}" if since or until else "all time"
+        return f"{application}, {window}"
 
     def window(self) -> tuple[datetime | None, datetime | None]:
         return _day_start(self.cleaned_data.get("since")), _day_start(self.cleaned_data.get("until"), plus_days=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -28,6 +30,8 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
     output = (job.result or {}).get("output") or {}
     initial = {"expected_version": job.version}
     route = job.route or {}
+    skipped = (route.get("explanation") or {}).get("deployments_skipped") or []
+    reasons = Counter(reason for item in skipped for reason in item.get("reasons") or ["no reason given"])
     return {
         "job": job,
         "steps": steps,
@@ -36,6 +40,7 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
         "route": route,
         "plan": route.get("plan") or {},
         "explanation": route.get("explanation") or {},
+        "skipped_reasons": reasons.most_common(),
         "output": output,
         "pending": pending,
         "can_decide": pending is not None and can(request.user, *REVIEWERS),
@@ -48,7 +53,9 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
             tool_calls=output.get("tool_calls"),
             auto_id="override_%s",
         ),
-        "other_steps": [step for step in steps if step.output is not None and step.index != (job.result or {}).get("step_index")],
+        "other_steps": [
+            step for step in steps if step.output is not None and step.index != (job.result or {}).get("step_index")
+        ],
         "replay_form": ReplayForm(),
         "replays": list(selectors.job_replays(job)[:10]),
         **extra,
@@ -99,10 +106,15 @@ def job_compare(request: HttpRequest, job_id) -> HttpResponse:
         raise Http404("this job is not a replay")
     original = _job_or_404(replay.replay_of_id)
     sides = [_side(original), _side(replay)]
-    context = {"replay": replay, "original": original, "sides": sides, "running": any(s["running"] for s in sides)}
+    differs = sorted(key for key in COMPARED if sides[0][key] != sides[1][key])
+    context = {"replay": replay, "original": original, "sides": sides, "differs": differs,
+               "running": any(side["running"] for side in sides)}
     if request.htmx:
         return render(request, "jobs/compare.html#sides", context)
     return render(request, "jobs/compare.html", context)
+
+
+COMPARED = ("policy", "rule", "tier", "confidence", "cost", "escalations", "output", "status")
 
 
 def _side(job: Job) -> dict:
@@ -110,7 +122,13 @@ def _side(job: Job) -> dict:
     return {
         "job": job,
         "steps": list(job.steps.all()),
+        "policy": job.policy_version_id,
         "rule": (route.get("plan") or {}).get("rule_id") or (route.get("explanation") or {}).get("matched_rule"),
+        "tier": job.final_tier,
+        "confidence": job.final_confidence,
+        "cost": job.total_cost_usd,
+        "escalations": job.escalations,
         "output": (job.result or {}).get("output"),
+        "status": job.status,
         "running": not job.is_terminal and job.status != JobStatus.AWAITING_APPROVAL,
     }

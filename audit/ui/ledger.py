@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from audit import checkpoints, sealer
 from audit.models import LedgerCheckpoint, LedgerEvent
 from audit.selectors import events_list
-from audit.ui import exports, pagination
+from audit.ui import exports, pagination, selectors
 from audit.ui.access import EXPORTERS, LEDGER_READERS, can, role_required
 from audit.ui.forms import ExportForm, LedgerFilterForm
 
@@ -44,7 +44,7 @@ def ledger_events(request: HttpRequest) -> HttpResponse:
     query.pop("after", None)
     context = {
         "form": form,
-        "events": page.items,
+        "events": selectors.with_actor_names(page.items),
         "next_cursor": page.next_cursor,
         "query": query.urlencode(),
         "first_page": key is None,
@@ -66,12 +66,16 @@ def ledger_event(request: HttpRequest, event_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required(*EXPORTERS)
 def export_new(request: HttpRequest) -> HttpResponse:
-    form = ExportForm(request.POST or None)
+    form = ExportForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         since, until = form.window()
         application = form.cleaned_data["application"]
         state = exports.export_start(
-            user=request.user, since=since, until=until, application=str(application.pk) if application else None
+            user=request.user,
+            since=since,
+            until=until,
+            application=str(application.pk) if application else None,
+            description=form.describe(),
         )
         return redirect("ledger-export", state.id)
     return render(request, "ledger/export.html", {"form": form}, status=400 if form.errors else 200)

@@ -22,11 +22,12 @@ from routing.tiers import TIER_NAMES
 
 WINDOW_DAYS = 14
 HISTOGRAM_BINS = 20
+# Labels are read by people: en dashes for ranges.
 AGE_BUCKETS = (
     ("< 15 min", timedelta(0), timedelta(minutes=15)),
-    ("15 min–1 h", timedelta(minutes=15), timedelta(hours=1)),
-    ("1–4 h", timedelta(hours=1), timedelta(hours=4)),
-    ("4–24 h", timedelta(hours=4), timedelta(hours=24)),
+    ("15 min–1 h", timedelta(minutes=15), timedelta(hours=1)),  # noqa: RUF001
+    ("1–4 h", timedelta(hours=1), timedelta(hours=4)),  # noqa: RUF001
+    ("4–24 h", timedelta(hours=4), timedelta(hours=24)),  # noqa: RUF001
     ("> 24 h", timedelta(hours=24), None),
 )
 

@@ -86,7 +86,7 @@ def queue_bulk(request: HttpRequest) -> HttpResponse:
             except ReviewError as error:
                 results.append((job_id, False, str(error)))
             else:
-                results.append((job_id, True, job.get_status_display()))
+                results.append((job_id, True, job.get_status_display().lower()))
     context = {"bulk_form": form, "results": results, "failures": sum(1 for r in results if not r[1])}
     if request.htmx:
         response = render(request, "review/queue.html#bulk_results", context, status=200 if form.is_valid() else 400)

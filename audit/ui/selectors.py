@@ -16,13 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch, QuerySet
 
 from audit.models import LedgerEvent
 from audit.selectors import events_for_job
 from routing.models import ApprovalDecision, ApprovalRequest, Job, Step
 
 JOB_EVENTS_SHOWN = 500
+BULKY_JOB_FIELDS = ("request", "result", "route", "labels", "constraints", "metadata")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,12 @@ def held_approvals(filters: QueueFilters, *, now: datetime) -> QuerySet[Approval
         requests = requests.filter(job__final_confidence__gte=filters.min_confidence)
     if filters.max_confidence is not None:
         requests = requests.filter(job__final_confidence__lte=filters.max_confidence)
-    return requests.select_related("job__application").order_by("created_at", "id")
+    # A row of the queue needs none of the job's bulky JSON (prompt, answer, route): leave it in TOAST.
+    return (
+        requests.select_related("job__application")
+        .defer(*(f"job__{name}" for name in BULKY_JOB_FIELDS))
+        .order_by("created_at", "id")
+    )
 
 
 def with_decisions(requests: list[ApprovalRequest]) -> list[ApprovalRequest]:
@@ -90,7 +97,17 @@ def job_story(job_id: object) -> Job | None:
 
 
 def job_events(job: Job) -> list[LedgerEvent]:
-    return list(events_for_job(job.pk)[:JOB_EVENTS_SHOWN])
+    return with_actor_names(list(events_for_job(job.pk)[:JOB_EVENTS_SHOWN]))
+
+
+def with_actor_names(events: list[LedgerEvent]) -> list[LedgerEvent]:
+    """Name the people among the events' actors (the ledger keeps their ids): one query a page."""
+    ids = {event.actor_id for event in events if event.actor_kind == "user" and event.actor_id.isdigit()}
+    names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")) if ids else {}
+    for event in events:
+        person = event.actor_kind == "user" and event.actor_id.isdigit()
+        event.actor_name = names.get(int(event.actor_id)) if person else None
+    return events
 
 
 def job_replays(job: Job) -> QuerySet[Job]:
@@ -98,27 +115,10 @@ def job_replays(job: Job) -> QuerySet[Job]:
 
 
 def recent_jobs(*, status: str = "", application: str = "") -> QuerySet[Job]:
-    jobs = Job.objects.select_related("application")
+    jobs = Job.objects.select_related("application").defer(*BULKY_JOB_FIELDS)
     if status:
         jobs = jobs.filter(status=status)
     if application:
         jobs = jobs.filter(application__slug=application)
     return jobs.order_by("-created_at", "-id")
 
-
-def pending_request(job: Job) -> ApprovalRequest | None:
-    return next((request for request in job.approval_requests.all() if request.status == "pending"), None)
-
-
-def decided_by(request: ApprovalRequest | None) -> list[ApprovalDecision]:
-    return list(request.decisions.all()) if request is not None else []
-
-
-def job_lookup(text: str) -> Q | None:
-    """A Q for a job id typed in full (UUID) — no prefix search, which no index could serve."""
-    import uuid
-
-    try:
-        return Q(pk=uuid.UUID(text.strip()))
-    except ValueError:
-        return None

@@ -25,7 +25,7 @@ BADGES = {
     "failed": ("✕", "failed"),
     "blocked": ("⊘", "blocked"),
     "rejected": ("✕", "rejected"),
-    "cancelled": ("–", "cancelled"),
+    "cancelled": ("–", "cancelled"),  # noqa: RUF001
     "expired": ("◷", "expired"),
     "pending": ("‖", "pending"),
     "approved": ("✓", "approved"),
@@ -119,6 +119,16 @@ def role_names(user) -> str:
         return "superuser"
     names = sorted(name.replace("_", " ") for name in user.groups.values_list("name", flat=True))
     return ", ".join(names) or "no role"
+
+
+@register.filter
+def thousands(value: int | None) -> str:
+    return "—" if value is None else f"{int(value):,}"
+
+
+@register.filter
+def join_sorted(values, separator: str = ", ") -> str:
+    return separator.join(sorted(str(value).replace("_", " ") for value in values))
 
 
 @register.filter

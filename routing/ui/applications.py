@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from audit.ledger import Actor
 from django.contrib import messages
 from django.db.models import Count, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse
@@ -10,11 +9,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.ledger import Actor
 from audit.ui.access import ADMIN_READERS, POLICY_ADMINS, can, role_required
 from routing import selectors
-from routing.services.catalog import application_budget_set
 from routing.budgets import budget_state, month_start
 from routing.models import Application, Step
+from routing.services.catalog import application_budget_set
 from routing.services.keys import api_key_create, api_key_revoke
 from routing.ui.forms import ApiKeyForm, BudgetForm
 

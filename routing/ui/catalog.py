@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 
 import redis
-from audit.ledger import Actor
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.ledger import Actor
 from audit.ui.access import ADMIN_READERS, POLICY_ADMINS, can, role_required
 from routing import selectors
-from routing.services.catalog import deployment_update
 from routing.breaker import CircuitBreaker
+from routing.services.catalog import deployment_update
+from routing.tiers import tier_rank
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,8 @@ logger = logging.getLogger(__name__)
 @require_GET
 @role_required(*ADMIN_READERS)
 def catalog(request: HttpRequest) -> HttpResponse:
-    deployments = list(selectors.deployment_list())
+    # Cheapest tier first, then the order the router tries them in.
+    deployments = sorted(selectors.deployment_list(), key=lambda d: (tier_rank(d.tier) or 0, d.priority, d.name))
     try:
         for deployment in deployments:
             deployment.breaker = CircuitBreaker(deployment.name).state()

@@ -39,12 +39,28 @@ class ThresholdsForm(forms.Form):
     def rows(self):
         return [(threshold, self[threshold.name]) for threshold in self.thresholds]
 
-    def changes(self) -> dict[tuple[int, str], float]:
-        return {
-            (threshold.rule_index, threshold.tier): round(self.cleaned_data[threshold.name], 4)
+    def clean(self):
+        data = super().clean()
+        if not self.errors and not self.changed_thresholds():
+            raise forms.ValidationError("No threshold changed.")
+        return data
+
+    def changed_thresholds(self) -> list[tuple[Threshold, float]]:
+        return [
+            (threshold, round(self.cleaned_data[threshold.name], 4))
             for threshold in self.thresholds
             if abs(self.cleaned_data[threshold.name] - threshold.value) > 1e-9
-        }
+        ]
+
+    def changes(self) -> dict[tuple[int, str], float]:
+        """(rule index, tier) -> new threshold, for the rewrite."""
+        return {(threshold.rule_index, threshold.tier): value for threshold, value in self.changed_thresholds()}
+
+    def version_comment(self) -> str:
+        """The admin's comment, else what changed ("thresholds: cheap-first.nano=0.6")."""
+        return self.cleaned_data["comment"] or "thresholds: " + ", ".join(
+            f"{threshold.rule_id}.{threshold.tier}={value:g}" for threshold, value in self.changed_thresholds()
+        )
 
 
 class ApiKeyForm(forms.Form):

@@ -19,6 +19,7 @@ from routing.services.policies import (
     policy_version_create,
     policy_version_submit,
 )
+from routing.ui.changes import document_changes
 from routing.ui.forms import PolicySourceForm, ThresholdsForm
 from routing.ui.thresholds import ThresholdRewriteError, rewrite_thresholds, thresholds_of
 
@@ -40,7 +41,10 @@ def _version(name: str, number: int) -> PolicyVersion:
 @require_GET
 @role_required(*POLICY_READERS)
 def policy_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "policies/list.html", {"policies": selectors.policy_list()})
+    policies = list(selectors.policy_list())
+    for policy in policies:
+        policy.pending_count = sum(1 for version in policy.versions.all() if version.status == "pending")
+    return render(request, "policies/list.html", {"policies": policies})
 
 
 @require_GET
@@ -93,7 +97,9 @@ def policy_version_new(request: HttpRequest, name: str) -> HttpResponse:
     parent_number = request.POST.get("parent") or request.GET.get("from")
     parent = versions.filter(number=parent_number).first() if str(parent_number or "").isdigit() else None
     parent = parent or versions.filter(status="active").first() or versions.first()
-    form = PolicySourceForm(request.POST or None, initial={"source": parent.source if parent else ""})
+    form = PolicySourceForm(
+        request.POST if request.method == "POST" else None, initial={"source": parent.source if parent else ""}
+    )
     context = {"policy": policy, "parent": parent, "form": form, **_annotated("", [])}
     if request.method == "POST" and form.is_valid():
         source = form.cleaned_data["source"]
@@ -104,7 +110,9 @@ def policy_version_new(request: HttpRequest, name: str) -> HttpResponse:
         except InvalidPolicy as invalid:
             context.update(_annotated(source, list(invalid.errors)))
             return render(request, "policies/edit.html", context, status=400)
-        messages.success(request, f"draft v{version.number} saved. Submit it for activation; another admin activates it.")
+        messages.success(
+            request, f"draft v{version.number} saved. Submit it for activation; another admin activates it."
+        )
         return redirect("policy-version", policy.name, version.number)
     source = form["source"].value() or ""
     context["line_count"] = max(len(source.splitlines()), 1)
@@ -135,46 +143,40 @@ def policy_diff(request: HttpRequest, name: str) -> HttpResponse:
     by_number = {str(version.number): version for version in versions}
     after = by_number.get(request.GET.get("to", "")) or (versions[0] if versions else None)
     default_before = next((v for v in versions if after and v.pk == after.parent_id), None)
-    before = by_number.get(request.GET.get("from", "")) or default_before or (versions[1] if len(versions) > 1 else after)
-    lines = []
+    before = (
+        by_number.get(request.GET.get("from", "")) or default_before or (versions[1] if len(versions) > 1 else after)
+    )
+    lines, changes = [], []
     if before and after:
         lines = unified(before.source, after.source, before_name=f"v{before.number}", after_name=f"v{after.number}")
+        changes = document_changes(before.document, after.document)
     return render(request, "policies/diff.html", {"policy": policy, "versions": versions, "before": before,
-                                                  "after": after, "lines": lines})
+                                                  "after": after, "lines": lines, "changes": changes})
 
 
 @require_http_methods(["GET", "POST"])
 @role_required(*POLICY_ADMINS)
 def policy_thresholds(request: HttpRequest, name: str, number: int) -> HttpResponse:
     version = _version(name, number)
-    form = ThresholdsForm(request.POST or None, thresholds=thresholds_of(version))
+    form = ThresholdsForm(request.POST if request.method == "POST" else None, thresholds=thresholds_of(version))
     if request.method == "POST" and form.is_valid():
-        changes = form.changes()
-        if not changes:
-            form.add_error(None, "No threshold changed.")
+        try:
+            source = rewrite_thresholds(version, form.changes())
+            draft = policy_version_create(
+                policy=version.policy,
+                source=source,
+                author=request.user,
+                comment=form.version_comment(),
+                parent=version,
+            )
+        except (InvalidPolicy, ThresholdRewriteError) as error:
+            form.add_error(None, str(error))
         else:
-            try:
-                source = rewrite_thresholds(version, changes)
-                comment = form.cleaned_data["comment"] or "thresholds: " + ", ".join(
-                    f"{rule}.{tier}={value:g}"
-                    for (rule, tier), value in _named(form, changes).items()
-                )
-                draft = policy_version_create(
-                    policy=version.policy, source=source, author=request.user, comment=comment, parent=version
-                )
-            except (InvalidPolicy, ThresholdRewriteError) as error:
-                form.add_error(None, str(error))
-            else:
-                messages.success(request, f"draft v{draft.number} has the new thresholds. Submit it for "
-                                          "activation; another admin activates it.")
-                return redirect("policy-version", version.policy.name, draft.number)
+            messages.success(request, f"draft v{draft.number} has the new thresholds. Submit it for "
+                                      "activation; another admin activates it.")
+            return redirect("policy-version", version.policy.name, draft.number)
     return render(request, "policies/thresholds.html", {"version": version, "policy": version.policy, "form": form},
                   status=400 if form.errors else 200)
-
-
-def _named(form: ThresholdsForm, changes: dict[tuple[int, str], float]) -> dict[tuple[str, str], float]:
-    ids = {threshold.rule_index: threshold.rule_id for threshold in form.thresholds}
-    return {(ids[index], tier): value for (index, tier), value in changes.items()}
 
 
 @require_POST

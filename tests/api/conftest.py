@@ -11,7 +11,7 @@ from audit.ledger import Actor
 from routing.models import Application, Job
 from routing.services.keys import api_key_create
 from tests.factories import ApplicationFactory
-from tests.pipeline.conftest import live_db, model_server, workers  # noqa: F401  (fixtures)
+from tests.pipeline.conftest import model_server, workers  # noqa: F401  (fixtures)
 from tests.pipeline.setup import Governed, governed
 
 UNUSED_MODEL_SERVER = "http://127.0.0.1:9/v1"  # these tests never run a job

@@ -31,14 +31,6 @@ def model_server() -> Iterator[ModelServer]:
         yield server
 
 
-@pytest.fixture
-def live_db(django_db_setup, django_db_blocker) -> Iterator[None]:
-    """Database access without a wrapping transaction: what a test writes is committed."""
-    with django_db_blocker.unblock():
-        yield
-        connection.close()
-
-
 def database_url_for_workers() -> str:
     database = connection.settings_dict
     user = quote(database["USER"] or "")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from audit.ledger import Actor
 from django.utils import timezone
 
 from audit import ledger
+from audit.ledger import Actor
 from routing.models import ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.services.policies import policy_create, policy_version_activate, policy_version_create
 from tests.factories import ApplicationFactory, DeploymentFactory, UserFactory, unique

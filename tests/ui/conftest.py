@@ -39,7 +39,16 @@ def as_user(people):
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # The personas' passwords are hashed for every test; PBKDF2 at full strength would dominate the run.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_dashboard_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+from tests.pipeline.conftest import model_server, wait_for, workers  # noqa: E402, F401 - shared fixtures
