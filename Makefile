@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint bench bench-quick services stop-services reset-data lock clean
+.PHONY: install run test lint bench bench-deps bench-quick services stop-services reset-data lock clean
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit("arbiter: Python 3.11 or newer is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -24,10 +24,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check controlplane
 
-bench: install
+bench-deps: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+
+bench: bench-deps  ## every benchmark, side by side with LiteLLM (in its own virtualenv); writes bench/results/
 	$(BIN)/python -m bench
 
-bench-quick: install
+bench-quick: bench-deps  ## the same in about two minutes
 	$(BIN)/python -m bench --quick
 
 services: install  ## start the embedded Postgres and Redis in the background (for manage.py by hand)
