@@ -33,10 +33,11 @@ from tqdm import tqdm
 
 from audit import checkpoints, sealer
 from audit.checkpoints import Checkpoint
+from audit.verify_child import walk_in_child
 
 GENESIS = bytes(32)
 _FETCH = 10_000
-PARALLEL_MINIMUM = 100_000  # below this, forking costs more than it saves
+PARALLEL_MINIMUM = 100_000  # below this, starting processes costs more than it saves
 _SWAP_REACH = 8
 
 
@@ -291,18 +292,32 @@ def _walk(first: int, last: int, wanted: set[int], on_batch: Callable[[int], obj
 def _walk_in_parallel(
     first: int, last: int, wanted: set[int], workers: int, on_batch: Callable[[int], object]
 ) -> list[_Stretch]:
-    """Stretches walked by forked processes, each in a transaction on this transaction's snapshot."""
+    """Stretches walked by child processes, each in a transaction on this transaction's snapshot.
+
+    Spawned, not forked: a forked child inherits the parent's open sockets (the database's, the
+    broker's) and the after-fork hooks of the libraries holding them, and one of those — kombu
+    closing a channel that was waiting on a reply — blocks forever."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_export_snapshot()")
         snapshot = cursor.fetchone()[0]
     size = -(-(last - first + 1) // workers)
     bounds = [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
+    database = dict(connection.settings_dict)
     results, batches = context.Queue(), context.Queue()
     processes = [
         context.Process(
-            target=_walk_in_child,
-            args=(index, snapshot, start, end, {seq for seq in wanted if start <= seq <= end}, results, batches),
+            target=walk_in_child,
+            args=(
+                index,
+                snapshot,
+                start,
+                end,
+                {seq for seq in wanted if start <= seq <= end},
+                results,
+                batches,
+                database,
+            ),
             daemon=True,
         )
         for index, (start, end) in enumerate(bounds)
@@ -330,17 +345,11 @@ def _walk_in_parallel(
     return [collected[index] for index in range(len(processes))]
 
 
-_INHERITED_CONNECTIONS: list = []
-
-
-def _walk_in_child(index: int, snapshot: str, first: int, last: int, wanted: set[int], results, batches) -> None:
+def walk_on_snapshot(index: int, snapshot: str, first: int, last: int, wanted: set[int], results, batches) -> None:
+    """A child's stretch (see audit.verify_child, which sets Django up first)."""
     from django.db import connections
     from psycopg import sql
 
-    # The parent's connection (and its socket) came along with the fork: keep it referenced, never
-    # close it here, and talk to the database over a connection of our own.
-    _INHERITED_CONNECTIONS.append(connections["default"])
-    connections["default"] = connections.create_connection("default")
     try:
         with transaction.atomic():
             with connection.cursor() as cursor:
