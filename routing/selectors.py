@@ -39,7 +39,13 @@ def job_list_for_application(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[Job]:
-    jobs = _job_detail_queryset().filter(application=application)
+    # A page of the list shows no steps, approvals or bulky JSON: loading them made the page's p95 a
+    # garbage-collection pause at a million jobs (bench/scale_bench.py).
+    jobs = (
+        Job.objects.select_related("policy_version__policy")
+        .filter(application=application)
+        .defer("request", "constraints", "route", "result", "callback_url")
+    )
     if status:
         jobs = jobs.filter(status=status)
     if task_type:

@@ -40,7 +40,9 @@ class QueueFilters:
 
 def held_approvals(filters: QueueFilters, *, now: datetime) -> QuerySet[ApprovalRequest]:
     """Pending approval requests of held jobs, oldest first, matching every given filter."""
-    requests = ApprovalRequest.objects.filter(status="pending", job__status="awaiting_approval")
+    # A pending request always belongs to a held job (the services change both in one transaction);
+    # filtering on the job's status too makes Postgres misjudge the join and sort every held job.
+    requests = ApprovalRequest.objects.filter(status="pending")
     if filters.task_type:
         requests = requests.filter(job__task_type=filters.task_type)
     if filters.tier:
