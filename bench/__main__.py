@@ -26,7 +26,20 @@ BENCHES: dict[str, str] = {
     "ledger": "bench.ledger_bench",
     "pipeline": "bench.pipeline_bench",
     "api": "bench.api_bench",
+    "peer": "bench.peer_bench",
+    "scale": "bench.scale_bench",
 }
+PEER_FIGURES = {
+    "c1_added_p50_ms": ("added latency p50, concurrency 1", "ms"),
+    "c1_added_p99_ms": ("added latency p99, concurrency 1", "ms"),
+    "c16_added_p50_ms": ("added latency p50, concurrency 16", "ms"),
+    "c16_added_p99_ms": ("added latency p99, concurrency 16", "ms"),
+    "cpu_ms_per_request": ("CPU per request, system under test", "ms"),
+    "escalation_penalty_p50_ms": ("escalation penalty p50 (LiteLLM: fallback on error)", "ms"),
+    "escalation_penalty_p99_ms": ("escalation penalty p99 (LiteLLM: fallback on error)", "ms"),
+    "saturation_per_s": ("saturation throughput (100% ok, p99 ≤ 3x unloaded)", "/s"),
+}
+PEER_NAMES = {"litellm-proxy": "LiteLLM proxy", "litellm-router": "LiteLLM Router (in-process)"}
 
 
 def _run_module(module: str, quick: bool, timeout: float) -> dict:
@@ -45,9 +58,77 @@ def _run_module(module: str, quick: bool, timeout: float) -> dict:
     return json.loads(marked[-1])
 
 
-def _rows(results: dict) -> list[tuple[str, str, str]]:
-    """(figure, value, goal) rows for the Markdown table."""
-    rows: list[tuple[str, str, str]] = []
+def _spread(figure: dict | float | None, unit: str) -> str:
+    """A median with its spread over rounds: "12.3 ms (11.0-14.1)"."""
+    if isinstance(figure, dict):
+        if figure.get("median") is None:
+            return "—"
+        spread = f" ({figure['min']:,.1f}-{figure['max']:,.1f})" if figure["n"] > 1 else ""
+        return f"{figure['median']:,.1f} {unit}{spread}"
+    return "—" if figure is None else f"{figure:,.1f} {unit}"
+
+
+def _peer_rows(peer: dict) -> list[tuple[str, ...]]:
+    """Arbiter beside LiteLLM: (figure, Arbiter's value, goal, the peer's value, ratio Arbiter / peer)."""
+    rows: list[tuple[str, ...]] = []
+    systems = peer.get("systems", {})
+    for name, figures in peer.get("ratios", {}).items():
+        for key, (label, unit) in PEER_FIGURES.items():
+            if key not in figures:
+                continue
+            ratio = figures[key]["ratio"]
+            rows.append((f"{label} — vs {PEER_NAMES.get(name, name)}", _spread(systems["arbiter"].get(key), unit), "",
+                         _spread(systems[name].get(key), unit), "—" if ratio is None else f"{ratio:.2f}"))
+    labels = {
+        "saturation_per_s": ("saturation throughput", "/s"),
+        "c16_per_s": ("throughput at concurrency 16", "/s"),
+        "cpu_ms_per_request": ("CPU per request", "ms"),
+        "c1_p50_ms": ("latency p50, concurrency 1", "ms"),
+    }
+    for key, tax in peer.get("logging_tax", {}).items():
+        label, unit = labels.get(key, (key, ""))
+        rows.append((f"logging tax: {label}, ledger on (off: bench stub)", f"{tax['ledger_on']:,.1f} {unit}", "",
+                     f"off: {tax['ledger_off']:,.1f} {unit}", f"on/off {tax['on_over_off']:.2f}"))
+    for name in ("arbiter", "arbiter-noledger"):
+        inside = systems.get(name, {}).get("inside") or {}
+        if inside.get("jobs"):
+            rows.append((f"{name}, concurrency 1: job submit → finished p50 / p99 (its own rows) vs HTTP p50",
+                         f"{inside['submit_to_finished_p50_ms']:,.1f} / {inside['submit_to_finished_p99_ms']:,.1f} ms",
+                         "", f"HTTP p50 {_spread(systems[name].get('c1_p50_ms'), 'ms')}", ""))
+        if "escalation_penalty_inside_p50_ms" in inside:
+            rows.append((f"{name}: escalation penalty p50 inside the job (its own rows), one hop nano → mini",
+                         f"{inside['escalation_penalty_inside_p50_ms']:,.1f} ms", "", "", ""))
+    direct = systems.get("direct", {})
+    if direct:
+        baseline = f"{_spread(direct.get('c1_p50_ms'), 'ms')} / {_spread(direct.get('c1_p99_ms'), 'ms')}"
+        rows.append(("direct to the model server p50 / p99, concurrency 1 (baseline)", baseline, "", "", ""))
+    setup = peer.get("setup", {})
+    if setup:
+        version = setup.get("litellm", {}).get("version")
+        rows.append(("peer bench: rounds, load average at the end",
+                     f"{setup.get('rounds')} rounds, load {setup.get('loadavg_at_end')}", "", f"LiteLLM {version}", ""))
+    return rows
+
+
+def _scale_rows(scale: dict) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    setup = scale.get("setup", {})
+    jobs = setup.get("jobs", 0)
+    for page in scale.get("pages", []):
+        goal = f"< {page['goal_ms']:g} ms" + ("" if page["meets_goal"] else " — MISSED")
+        rows.append((f"{page['page']} p95 server time, {jobs:,} jobs",
+                     f"{page['p95_ms']:,.1f} ms (p50 {page['p50_ms']:,.1f}; {page['queries']} queries)", goal, "", ""))
+    if setup:
+        generated = scale.get("generated", {})
+        sizes = f"{jobs:,} / {generated.get('events', 0):,} / {generated.get('held', 0):,}"
+        rows.append(("scale data: jobs / ledger events / held, load average",
+                     f"{sizes}, load {setup.get('loadavg')}", "", "", ""))
+    return rows
+
+
+def _rows(results: dict) -> list[tuple[str, ...]]:
+    """(figure, value, goal[, peer, ratio]) rows for the Markdown table."""
+    rows: list[tuple[str, ...]] = []
     for entry in results.get("router", {}).get("router", []):
         if entry["scenario"] in ("per-application", "mixed"):
             rows.append(
@@ -66,6 +147,10 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
     for key, value in api.items():
         if isinstance(value, int | float):
             rows.append((f"api {key}", f"{value:,.1f}", ""))
+    if "error" not in results.get("peer", {"error": ""}):
+        rows += _peer_rows(results["peer"])
+    if "error" not in results.get("scale", {"error": ""}):
+        rows += _scale_rows(results["scale"])
     for name, value in results.items():
         if isinstance(value, dict) and "error" in value:
             rows.append((f"{name}", "FAILED: " + value["error"][:120], ""))
@@ -92,8 +177,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     lines = ["# Benchmarks", "", f"{meta['when']} · {'quick' if args.quick else 'full'} · {meta['machine']}", "",
-             "| figure | value | goal |", "| --- | --- | --- |"]
-    lines += [f"| {figure} | {value} | {goal} |" for figure, value, goal in _rows(results)]
+             "| figure | value (Arbiter) | goal | peer (LiteLLM) | ratio Arbiter / peer |",
+             "| --- | --- | --- | --- | --- |"]
+    lines += ["| " + " | ".join((*row, "", "")[:5]) + " |" for row in _rows(results)]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
