@@ -28,8 +28,9 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
         for k, v in os.environ.items()
         if not k.startswith(("ARBITER_", "DATABASE_", "REDIS_", "CELERY_"))
     }
-    clean.pop("SECRET_KEY", None)
-    clean.pop("DEBUG", None)
+    # The browser tests' DJANGO_ALLOW_ASYNC_UNSAFE (set for Playwright's event loop) is no deployment's.
+    for name in ("SECRET_KEY", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+        clean.pop(name, None)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=BASE_DIR,
