@@ -20,9 +20,8 @@ run: install  ## start everything on embedded defaults (Ctrl-C stops it)
 test: install  ## the whole test suite against real Postgres and Redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: install  ## ruff, as configured in pyproject.toml
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check controlplane
 
 bench-deps: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -77,8 +77,15 @@ def _peer_rows(peer: dict) -> list[tuple[str, ...]]:
             if key not in figures:
                 continue
             ratio = figures[key]["ratio"]
-            rows.append((f"{label} — vs {PEER_NAMES.get(name, name)}", _spread(systems["arbiter"].get(key), unit), "",
-                         _spread(systems[name].get(key), unit), "—" if ratio is None else f"{ratio:.2f}"))
+            rows.append(
+                (
+                    f"{label} — vs {PEER_NAMES.get(name, name)}",
+                    _spread(systems["arbiter"].get(key), unit),
+                    "",
+                    _spread(systems[name].get(key), unit),
+                    "—" if ratio is None else f"{ratio:.2f}",
+                )
+            )
     labels = {
         "saturation_per_s": ("saturation throughput", "/s"),
         "c16_per_s": ("throughput at concurrency 16", "/s"),
@@ -87,17 +94,37 @@ def _peer_rows(peer: dict) -> list[tuple[str, ...]]:
     }
     for key, tax in peer.get("logging_tax", {}).items():
         label, unit = labels.get(key, (key, ""))
-        rows.append((f"logging tax: {label}, ledger on (off: bench stub)", f"{tax['ledger_on']:,.1f} {unit}", "",
-                     f"off: {tax['ledger_off']:,.1f} {unit}", f"on/off {tax['on_over_off']:.2f}"))
+        rows.append(
+            (
+                f"logging tax: {label}, ledger on (off: bench stub)",
+                f"{tax['ledger_on']:,.1f} {unit}",
+                "",
+                f"off: {tax['ledger_off']:,.1f} {unit}",
+                f"on/off {tax['on_over_off']:.2f}",
+            )
+        )
     for name in ("arbiter", "arbiter-noledger"):
         inside = systems.get(name, {}).get("inside") or {}
         if inside.get("jobs"):
-            rows.append((f"{name}, concurrency 1: job submit → finished p50 / p99 (its own rows) vs HTTP p50",
-                         f"{inside['submit_to_finished_p50_ms']:,.1f} / {inside['submit_to_finished_p99_ms']:,.1f} ms",
-                         "", f"HTTP p50 {_spread(systems[name].get('c1_p50_ms'), 'ms')}", ""))
+            rows.append(
+                (
+                    f"{name}, concurrency 1: job submit → finished p50 / p99 (its own rows) vs HTTP p50",
+                    f"{inside['submit_to_finished_p50_ms']:,.1f} / {inside['submit_to_finished_p99_ms']:,.1f} ms",
+                    "",
+                    f"HTTP p50 {_spread(systems[name].get('c1_p50_ms'), 'ms')}",
+                    "",
+                )
+            )
         if "escalation_penalty_inside_p50_ms" in inside:
-            rows.append((f"{name}: escalation penalty p50 inside the job (its own rows), one hop nano → mini",
-                         f"{inside['escalation_penalty_inside_p50_ms']:,.1f} ms", "", "", ""))
+            rows.append(
+                (
+                    f"{name}: escalation penalty p50 inside the job (its own rows), one hop nano → mini",
+                    f"{inside['escalation_penalty_inside_p50_ms']:,.1f} ms",
+                    "",
+                    "",
+                    "",
+                )
+            )
     direct = systems.get("direct", {})
     if direct:
         baseline = f"{_spread(direct.get('c1_p50_ms'), 'ms')} / {_spread(direct.get('c1_p99_ms'), 'ms')}"
@@ -105,8 +132,15 @@ def _peer_rows(peer: dict) -> list[tuple[str, ...]]:
     setup = peer.get("setup", {})
     if setup:
         version = setup.get("litellm", {}).get("version")
-        rows.append(("peer bench: rounds, load average at the end",
-                     f"{setup.get('rounds')} rounds, load {setup.get('loadavg_at_end')}", "", f"LiteLLM {version}", ""))
+        rows.append(
+            (
+                "peer bench: rounds, load average at the end",
+                f"{setup.get('rounds')} rounds, load {setup.get('loadavg_at_end')}",
+                "",
+                f"LiteLLM {version}",
+                "",
+            )
+        )
     return rows
 
 
@@ -116,13 +150,27 @@ def _scale_rows(scale: dict) -> list[tuple[str, ...]]:
     jobs = setup.get("jobs", 0)
     for page in scale.get("pages", []):
         goal = f"< {page['goal_ms']:g} ms" + ("" if page["meets_goal"] else " — MISSED")
-        rows.append((f"{page['page']} p95 server time, {jobs:,} jobs",
-                     f"{page['p95_ms']:,.1f} ms (p50 {page['p50_ms']:,.1f}; {page['queries']} queries)", goal, "", ""))
+        rows.append(
+            (
+                f"{page['page']} p95 server time, {jobs:,} jobs",
+                f"{page['p95_ms']:,.1f} ms (p50 {page['p50_ms']:,.1f}; {page['queries']} queries)",
+                goal,
+                "",
+                "",
+            )
+        )
     if setup:
         generated = scale.get("generated", {})
         sizes = f"{jobs:,} / {generated.get('events', 0):,} / {generated.get('held', 0):,}"
-        rows.append(("scale data: jobs / ledger events / held, load average",
-                     f"{sizes}, load {setup.get('loadavg')}", "", "", ""))
+        rows.append(
+            (
+                "scale data: jobs / ledger events / held, load average",
+                f"{sizes}, load {setup.get('loadavg')}",
+                "",
+                "",
+                "",
+            )
+        )
     return rows
 
 
@@ -132,7 +180,11 @@ def _rows(results: dict) -> list[tuple[str, ...]]:
     for entry in results.get("router", {}).get("router", []):
         if entry["scenario"] in ("per-application", "mixed"):
             rows.append(
-                (f"router decide, {entry['scenario']}, {entry['rules']} rules", f"{entry['decide_us']:.1f} µs", "< 50 µs")
+                (
+                    f"router decide, {entry['scenario']}, {entry['rules']} rules",
+                    f"{entry['decide_us']:.1f} µs",
+                    "< 50 µs",
+                )
             )
     ledger = results.get("ledger", {})
     for key, value in ledger.items():
@@ -141,8 +193,13 @@ def _rows(results: dict) -> list[tuple[str, ...]]:
             rows.append((f"ledger {key}", f"{value:,.0f}", goal))
     for entry in results.get("pipeline", {}).get("pipeline", []):
         rows.append((f"pipeline jobs/s, {entry['workers']} worker(s)", f"{entry['jobs_per_s']}", "≥ 200/s"))
-        rows.append((f"pipeline queue wait p50/p99, {entry['workers']} worker(s)",
-                     f"{entry['queue_wait_p50_ms']} / {entry['queue_wait_p99_ms']} ms", ""))
+        rows.append(
+            (
+                f"pipeline queue wait p50/p99, {entry['workers']} worker(s)",
+                f"{entry['queue_wait_p50_ms']} / {entry['queue_wait_p99_ms']} ms",
+                "",
+            )
+        )
     api = results.get("api", {})
     for key, value in api.items():
         if isinstance(value, int | float):
@@ -176,9 +233,14 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    lines = ["# Benchmarks", "", f"{meta['when']} · {'quick' if args.quick else 'full'} · {meta['machine']}", "",
-             "| figure | value (Arbiter) | goal | peer (LiteLLM) | ratio Arbiter / peer |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"{meta['when']} · {'quick' if args.quick else 'full'} · {meta['machine']}",
+        "",
+        "| figure | value (Arbiter) | goal | peer (LiteLLM) | ratio Arbiter / peer |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     lines += ["| " + " | ".join((*row, "", "")[:5]) + " |" for row in _rows(results)]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
