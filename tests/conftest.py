@@ -9,11 +9,24 @@ import pytest
 from controlplane import embedded
 
 # Settings were already read (pytest-django loads them first) with the embedded URLs wherever
-# nothing was configured; make sure those services are running before any test touches them.
+# nothing was configured; make sure those services are running before any test touches them, and stop
+# at the end the ones this run started (a `make run` that was already up keeps its own).
+_STARTED: list[str] = []
 if not os.environ.get("DATABASE_URL"):
+    if not embedded.postgres_running():
+        _STARTED.append("postgres")
     embedded.ensure_postgres()
 if not os.environ.get("REDIS_URL"):
+    if not embedded.redis_running():
+        _STARTED.append("redis")
     embedded.ensure_redis()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if "redis" in _STARTED:
+        embedded.stop_redis()
+    if "postgres" in _STARTED:
+        embedded.stop_postgres()
 
 
 @pytest.fixture
