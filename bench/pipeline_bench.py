@@ -52,34 +52,10 @@ def _seed(model_url: str):
 
 
 def _start_workers(count: int, concurrency: int, env: dict[str, str]) -> list[subprocess.Popen]:
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "controlplane",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "--queues",
-                env["ARBITER_QUEUE"],
-                "--loglevel",
-                "WARNING",
-                "--hostname",
-                f"bench-{uuid.uuid4().hex[:6]}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            start_new_session=True,
-        )
-        for _ in range(count)
-    ]
+    from controlplane.celery import worker_argv
+
+    argv = worker_argv(queue=env["ARBITER_QUEUE"], concurrency=concurrency, name="bench")
+    return [subprocess.Popen(argv, cwd=BASE_DIR, env=env, start_new_session=True) for _ in range(count)]
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:

@@ -1,6 +1,8 @@
 """The Celery application. Messages carry ids only; the job row in Postgres is the truth."""
 
 import os
+import sys
+import uuid
 
 from celery import Celery
 
@@ -17,3 +19,13 @@ def ping(nonce: str) -> None:
     from routing.redis_client import get_redis
 
     get_redis().set(f"arbiter:ping:{nonce}", "pong", ex=300)
+
+
+def worker_argv(*, queue: str, concurrency: int, name: str) -> list[str]:
+    """The command line of a private Celery worker on `queue` (the tests' and the benchmarks' workers)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "controlplane", "worker",
+        "--pool", "prefork", "--concurrency", str(concurrency), "--queues", queue,
+        "--hostname", f"{name}-{uuid.uuid4().hex[:8]}@%h", "--loglevel", "WARNING",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip

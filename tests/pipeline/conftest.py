@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
+from controlplane.celery import worker_argv
 from modelserver import ModelServer
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -55,27 +55,7 @@ class Workers:
         started = []
         for _ in range(count):
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "controlplane",
-                    "worker",
-                    "--pool",
-                    "prefork",
-                    "--concurrency",
-                    str(concurrency),
-                    "--queues",
-                    self.queue,
-                    "--hostname",
-                    f"test-{uuid.uuid4().hex[:8]}@%h",
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
+                [*worker_argv(queue=self.queue, concurrency=concurrency, name="test"), "--without-heartbeat"],
                 cwd=BASE_DIR,
                 env={**self.env, **extra_env},
                 start_new_session=True,
