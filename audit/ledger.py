@@ -8,6 +8,9 @@
         ledger.append("job.submitted", actor=Actor.application(app.id),
                       subject={"job": job.id, "application": app.id}, body={"priority": "high"})
 
+Several events of one change (a model call, its score, the job's outcome) can go in one multi-row
+INSERT with `append_many([Entry(...), ...])`, in that order; each is the same event `append` would write.
+
 The event row is a plain INSERT: writers never wait for one another. It is chained (given its
 gapless `seq`, `prev_hash` and `hash`) a moment after commit by the sealer (`audit.sealer`), which
 runs right after this transaction commits and, as a backstop, every second from Celery beat.
@@ -24,7 +27,8 @@ import json
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
@@ -35,6 +39,11 @@ ACTOR_KINDS = ("user", "application", "worker", "system")
 MAX_CANONICAL_BYTES = 64 * 1024
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _INSERT = "INSERT INTO audit_ledgerevent (canonical) VALUES (%s) RETURNING id, xact_id"
+# Ids are drawn as the ordered rows are inserted, so the chain keeps the list's order.
+_INSERT_MANY = (
+    "INSERT INTO audit_ledgerevent (canonical) "
+    "SELECT canonical FROM unnest(%s::text[]) WITH ORDINALITY AS given(canonical, position) ORDER BY position"
+)
 
 
 class LedgerError(Exception):
@@ -69,13 +78,45 @@ class Actor:
         return cls("system", _id_text(name, "actor id"))
 
 
-def append(event_type: str, *, actor: Actor, subject: dict | None = None, body: dict | None = None) -> LedgerEvent:
-    """Write one event in the current transaction; it is sealed into the chain after commit."""
+@dataclass(frozen=True)
+class Entry:
+    """One event for `append_many`."""
+
+    event_type: str
+    actor: Actor
+    subject: dict = field(default_factory=dict)
+    body: dict = field(default_factory=dict)
+
+
+def _require_transaction(event_type: str) -> None:
     if not connection.in_atomic_block:
         raise LedgerError(
             f"ledger.append({event_type!r}) must be called inside transaction.atomic(): an event is written "
             "in the same transaction as the change it records, so that a rollback leaves neither"
         )
+
+
+def append_many(entries: Sequence[Entry]) -> None:
+    """Write the events in one statement, in the given order, in the current transaction. All are
+    checked before any is written: one bad event writes none."""
+    if not entries:
+        return
+    _require_transaction(entries[0].event_type)
+    time = datetime.now(UTC)
+    texts = [
+        canonical_event(
+            event_type=entry.event_type, actor=entry.actor, subject=entry.subject, body=entry.body, time=time
+        )
+        for entry in entries
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_MANY, [texts])
+    _seal_after_commit()
+
+
+def append(event_type: str, *, actor: Actor, subject: dict | None = None, body: dict | None = None) -> LedgerEvent:
+    """Write one event in the current transaction; it is sealed into the chain after commit."""
+    _require_transaction(event_type)
     time = datetime.now(UTC)
     canonical = canonical_event(event_type=event_type, actor=actor, subject=subject or {}, body=body or {}, time=time)
     with connection.cursor() as cursor:

@@ -32,13 +32,22 @@ from audit.redaction import redact
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _DIGESTS_PER_EVENT = 1000
 
-_UPSERT = """
-INSERT INTO audit_payload (digest, kind, content, size, redactions, created_at, last_stored_at, erasure_reason)
-VALUES (%s, %s, %s, %s, %s, now(), now(), '')
-ON CONFLICT (digest) DO UPDATE
-   SET last_stored_at = now(), content = EXCLUDED.content, erased_at = NULL, erasure_reason = ''
- WHERE audit_payload.erased_at IS NOT NULL OR audit_payload.last_stored_at < now() - interval '1 hour'
+# The content (kept once per digest) and who stored it, in one statement: a data-modifying CTE. The
+# reference's foreign key is checked at commit, after both rows exist.
+_STORE = """
+WITH stored AS (
+    INSERT INTO audit_payload (digest, kind, content, size, redactions, created_at, last_stored_at, erasure_reason)
+    VALUES (%(digest)s, %(kind)s, %(content)s, %(size)s, %(redactions)s, now(), now(), '')
+    ON CONFLICT (digest) DO UPDATE
+       SET last_stored_at = now(), content = EXCLUDED.content, erased_at = NULL, erasure_reason = ''
+     WHERE audit_payload.erased_at IS NOT NULL OR audit_payload.last_stored_at < now() - interval '1 hour'
+)
+INSERT INTO audit_payloadreference (digest, kind, subject_job, subject_step, subject_approval,
+                                    subject_policy_version, subject_application, created_at)
+VALUES (%(digest)s, %(kind)s, %(subject_job)s, %(subject_step)s, %(subject_approval)s,
+        %(subject_policy_version)s, %(subject_application)s, now())
 """
+_NO_SUBJECT = {f"subject_{key}": "" for key in SUBJECT_KEYS}
 
 
 def store(content: object, *, kind: str, subject: dict | None = None) -> str:
@@ -54,12 +63,9 @@ def store(content: object, *, kind: str, subject: dict | None = None) -> str:
         text = canonical_json(redacted)
     data = text.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
-    # No savepoint: a failure here fails the caller's transaction anyway, and on the pipeline's hot path
-    # a SAVEPOINT/RELEASE pair is two more round trips per step.
-    with transaction.atomic(savepoint=False):
-        with connection.cursor() as cursor:
-            cursor.execute(_UPSERT, [digest, kind, text, len(data), redactions])
-        PayloadReference.objects.create(payload_id=digest, kind=kind, **references)
+    parameters = {"digest": digest, "kind": kind, "content": text, "size": len(data), "redactions": redactions}
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE, {**parameters, **_NO_SUBJECT, **references})
     return digest
 
 

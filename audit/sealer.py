@@ -26,7 +26,9 @@ overlapping transactions; an event's `time` says when it was appended.
 
 Sealing runs right after each appending transaction commits (`seal_after_commit`, which gives up at
 once if another sealer is at work: that one, the next commit or the beat task picks the event up)
-and from the `audit.seal_ledger` beat task. The hashing is done by the database function
+and from the `audit.seal_ledger` beat task. A caller that commits several appending transactions in a
+row (the synchronous endpoint runs a job's submit, claim and step back to back) wraps them in
+`sealing_deferred()`: one seal at the end instead of one per commit. The hashing is done by the database function
 `audit_seal_pending` (migration 0001) in one round trip; the verifier recomputes every hash
 independently in Python (`audit.verify`).
 """
@@ -34,6 +36,9 @@ independently in Python (`audit.verify`).
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -59,8 +64,31 @@ def seal_pending(*, wait: bool = True, batch_size: int = 2000, max_batches: int 
         return cursor.fetchone()[0]
 
 
+_deferral = threading.local()
+
+
+@contextmanager
+def sealing_deferred() -> Iterator[None]:
+    """Commits inside this block do not seal; one seal runs when it ends (also when it ends in error),
+    if any of them appended."""
+    if getattr(_deferral, "active", False):
+        yield
+        return
+    _deferral.active, _deferral.pending = True, False
+    try:
+        yield
+    finally:
+        pending = _deferral.pending
+        _deferral.active = _deferral.pending = False
+        if pending:
+            seal_after_commit()
+
+
 def seal_after_commit() -> None:
     # Runs in the appender's request after its commit: never wait for another sealer, keep it short.
+    if getattr(_deferral, "active", False):
+        _deferral.pending = True
+        return
     try:
         seal_pending(wait=False, batch_size=500, max_batches=4)
     except Exception:

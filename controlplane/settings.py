@@ -292,6 +292,9 @@ ARBITER_API_MAX_BODY_BYTES = env_int("ARBITER_API_MAX_BODY_BYTES", 1024 * 1024, 
 ARBITER_API_MAX_JSON_DEPTH = env_int("ARBITER_API_MAX_JSON_DEPTH", 32, minimum=4, maximum=200)
 ARBITER_RATE_LIMIT_PER_MINUTE = env_int("ARBITER_RATE_LIMIT_PER_MINUTE", 600, minimum=0)
 ARBITER_OPENAI_WAIT_S = env_float("ARBITER_OPENAI_WAIT_S", 120.0, minimum=0.1)
+# The synchronous endpoint runs its job in the web process (same claim, fencing and ledger as a worker)
+# instead of handing it to Celery and waiting: the request thread waits for the job either way.
+ARBITER_OPENAI_INLINE = env_bool("ARBITER_OPENAI_INLINE", default=True)
 ARBITER_WEBHOOK_SECRET = env_str("ARBITER_WEBHOOK_SECRET") or (
     None if PRODUCTION else "dev-insecure-webhook-secret-never-use-in-production"
 )

@@ -1,15 +1,24 @@
 """An OpenAI-compatible face: `POST /v1/chat/completions` and `GET /v1/models`.
 
 A completion request becomes a job through the same `job_submit` as the REST API (same pipeline, same
-ledger); the view then waits for the job to finish or to be held, and answers with a standard
-`chat.completion` built from the accepted step, the route in `x-arbiter-*` headers. `model` names a
-policy: `auto` is the default policy, `arbiter/<policy>` a named one.
+ledger). The request thread has to wait for the job's outcome anyway, so by default
+(`ARBITER_OPENAI_INLINE`) it runs the job itself with the worker's own code — claim, route, call, score,
+escalate, govern, each fenced by attempt — rather than handing it to Celery and waiting for a notice: no
+broker hop, no second process. If it dies half-way the job is recovered exactly as a worker's would be
+(the sweeper re-sends it once its dispatch or lease goes stale). With inline off, a worker runs it and
+the view waits. Either way the answer is a standard `chat.completion` built from the accepted step, the
+route in `x-arbiter-*` headers. `model` names a policy: `auto` is the default policy, `arbiter/<policy>`
+a named one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.ledger import Actor
+from audit.sealer import sealing_deferred
 from routing import selectors
 from routing.api.base import ApiView
 from routing.api.errors import Problem
@@ -33,6 +43,8 @@ from routing.api.serializers.openai import (
 )
 from routing.models import Application, Job, JobStatus
 from routing.models.jobs import TERMINAL_STATUSES
+from routing.pipeline.execute import job_run
+from routing.selectors import JobCompletion
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
 from routing.settled import job_settled_wait
 from routing.tiers import TASK_TYPES
@@ -43,9 +55,17 @@ LABELS_HEADER = "HTTP_X_ARBITER_LABELS"
 SETTLED = TERMINAL_STATUSES | {JobStatus.AWAITING_APPROVAL}
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 
+logger = logging.getLogger(__name__)
+
 
 def openai_error(
-    message: str, *, status_code: int, code: str, param: str | None = None, job: Job | None = None, **extra: Any
+    message: str,
+    *,
+    status_code: int,
+    code: str,
+    param: str | None = None,
+    job: Job | JobCompletion | None = None,
+    **extra: Any,
 ) -> Problem:
     errors = [{"field": param, "message": message}] if param else []
     headers = {}
@@ -103,14 +123,28 @@ def routing_facts(request: Request, metadata: dict[str, str]) -> tuple[str, dict
     return task_type, labels, metadata
 
 
-def job_wait(*, application: Application, job: Job, timeout_s: float) -> Job:
+def job_run_inline(job: Job) -> None:
+    """Run the job in this request's thread, as a worker named after this process would."""
+    worker = f"web@{socket.gethostname()}:{os.getpid()}"
+    try:
+        job_run(job_id=str(job.pk), worker=worker, job=job)
+    except Exception:
+        # A bug, not a provider fault (those end as a failed step). Hand the job to the workers, which
+        # take over once this attempt's lease ends; the caller waits as it would for any queued job.
+        logger.exception("inline run of job %s failed; dispatching it to a worker", job.pk)
+        from routing.tasks import execute_job
+
+        execute_job.delay(str(job.pk))
+
+
+def job_wait(*, application: Application, job: Job, timeout_s: float) -> JobCompletion:
     """Wait until the job finishes or is held (the pipeline's settled notice wakes us at once; the row is
     re-read at least every second in case a notice was lost); 504 at the timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = selectors.job_status_for_application(application=application, job_id=job.pk)
-        if status in SETTLED:
-            return selectors.job_get_for_application(application=application, job_id=job.pk)
+        completion = selectors.job_completion_for_application(application=application, job_id=job.pk)
+        if completion is not None and completion.status in SETTLED:
+            return completion
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise openai_error(
@@ -122,7 +156,7 @@ def job_wait(*, application: Application, job: Job, timeout_s: float) -> Job:
         job_settled_wait(job.pk, min(remaining, 1.0))
 
 
-def _refusal(job: Job) -> Problem:
+def _refusal(job: JobCompletion) -> Problem:
     if job.status == JobStatus.AWAITING_APPROVAL:
         return openai_error(
             f"job {job.pk} is held for human approval ({job.status_reason}); its answer is not released until a "
@@ -148,13 +182,13 @@ def _refusal(job: Job) -> Problem:
     return openai_error(f"job {job.pk} failed: {job.status_reason}", status_code=502, code="job_failed", job=job)
 
 
-def chat_completion(job: Job) -> dict[str, Any]:
+def chat_completion(job: JobCompletion) -> dict[str, Any]:
     result = job.result or {}
     output = result.get("output") or {}
-    steps = list(job.steps.all())
     # The last attempt's accepted step: an earlier, superseded attempt may have used the same index.
     accepted = next(
-        (s for s in reversed(steps) if s.index == result.get("step_index") and s.outcome == "accepted"), None
+        (s for s in reversed(job.steps) if s["index"] == result.get("step_index") and s["outcome"] == "accepted"),
+        None,
     )
     tool_calls = [
         {
@@ -173,14 +207,13 @@ def chat_completion(job: Job) -> dict[str, Any]:
     if tool_calls:
         message["tool_calls"] = tool_calls
     finish_reason = "tool_calls" if tool_calls else output.get("finish_reason")
-    prompt = sum(step.prompt_tokens for step in steps)
-    completion = sum(step.completion_tokens for step in steps)
+    prompt = sum(step["prompt_tokens"] for step in job.steps)
+    completion = sum(step["completion_tokens"] for step in job.steps)
     return {
-        "id": f"chatcmpl-{job.pk.hex}",
+        "id": f"chatcmpl-{job.id.hex}",
         "object": "chat.completion",
         "created": int(job.created_at.timestamp()),
-        "model": (accepted.model if accepted and accepted.model else None)
-        or f"{MODEL_PREFIX}{job.policy_version.policy.name}",
+        "model": (accepted["model"] if accepted and accepted["model"] else None) or f"{MODEL_PREFIX}{job.policy_name}",
         "choices": [
             {
                 "index": 0,
@@ -194,16 +227,15 @@ def chat_completion(job: Job) -> dict[str, Any]:
     }
 
 
-def route_headers(job: Job) -> dict[str, str]:
-    version = job.policy_version
-    decision = selectors.job_decision_event_id(job=job)
+def route_headers(job: JobCompletion) -> dict[str, str]:
+    decision = job.decision_event_id
     return {
-        "x-arbiter-job-id": str(job.pk),
+        "x-arbiter-job-id": str(job.id),
         "x-arbiter-decision-id": "" if decision is None else str(decision),
         "x-arbiter-final-tier": job.final_tier or "",
         "x-arbiter-escalations": str(job.escalations),
-        "x-arbiter-policy-version": f"{version.policy.name}@v{version.number}",
-        "x-arbiter-policy-sha256": version.sha256,
+        "x-arbiter-policy-version": f"{job.policy_name}@v{job.policy_version_number}",
+        "x-arbiter-policy-sha256": job.policy_version_sha256,
     }
 
 
@@ -279,21 +311,29 @@ class ChatCompletionsApi(ApiView):
             )
         policy = policy_for_model(data["model"])
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
-        job = self._submit(request, data, policy=policy, task_type=task_type, labels=labels, metadata=metadata)
-        job = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
-        if job.status != JobStatus.COMPLETED:
-            raise _refusal(job)
-        return Response(chat_completion(job), headers=route_headers(job))
+        inline = settings.ARBITER_OPENAI_INLINE
+        # Inline, the job's transactions commit back to back: seal the ledger once, after the last.
+        with sealing_deferred() if inline else nullcontext():
+            job, created = self._submit(
+                request, data, dispatch=not inline, policy=policy, task_type=task_type, labels=labels, metadata=metadata
+            )
+            if inline and created:
+                job_run_inline(job)
+        completion = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
+        if completion.status != JobStatus.COMPLETED:
+            raise _refusal(completion)
+        return Response(chat_completion(completion), headers=route_headers(completion))
 
-    def _submit(self, request: Request, data: dict[str, Any], **facts: Any) -> Job:
+    def _submit(self, request: Request, data: dict[str, Any], *, dispatch: bool, **facts: Any) -> tuple[Job, bool]:
         try:
-            job, _ = job_submit(
+            job, created = job_submit(
                 application=self.application,
                 actor=Actor.application(self.application.pk),
                 messages=data["messages"],
                 tools=data.get("tools"),
                 response_format=data.get("response_format"),
                 idempotency_key=idempotency_key_from(request),
+                dispatch=dispatch,
                 **facts,
             )
         except IdempotencyConflict as conflict:
@@ -308,7 +348,7 @@ class ChatCompletionsApi(ApiView):
             ) from None
         except JobError as error:
             raise openai_error(str(error), status_code=400, code="invalid_request") from None
-        return job
+        return job, created
 
 
 class ModelsApi(ApiView):

@@ -43,9 +43,13 @@ class Progress:
     steps: int = 0
 
 
-def job_run(*, job_id: str, worker: str) -> bool:
-    """Run the job if this worker can claim it. False when it could not (another holds it, or it is done)."""
-    job = Job.objects.select_related("policy_version", "application").filter(pk=job_id).first()
+def job_run(*, job_id: str, worker: str, job: Job | None = None) -> bool:
+    """Run the job if this worker can claim it. False when it could not (another holds it, or it is done).
+
+    `job` is the row as its submitter just wrote it, with its policy version and application loaded, to
+    save reading it back; only the claim decides whether this caller runs it."""
+    if job is None:
+        job = Job.objects.select_related("policy_version", "application").filter(pk=job_id).first()
     if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return False
     if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > timezone.now():
@@ -225,51 +229,49 @@ def _record_step(
         )
         subject = _subject(job, step=step.pk)
         common = {"attempt": claim.attempt, "index": index, "tier": plan_step.tier}
-        ledger.append(
-            "model.called",
-            actor=claim.actor,
-            subject=subject,
-            body={
-                **common,
-                "deployment": deployment.name,
-                "model": step.model,
-                "provider_request_id": step.provider_request_id,
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "cost_usd": str(step_cost),
-                "latency_ms": step.latency_ms,
-                "output": digest,
-                "calls": call.attempts_record(),
-            },
-        )
-        ledger.append(
-            "confidence.scored",
-            actor=claim.actor,
-            subject=subject,
-            body={
-                **common,
-                "method": score.method,
-                "score": score.score,
-                "threshold": plan_step.escalate_below,
-                "met": outcome is not None,
-                "detail": dict(score.detail),
-            },
-        )
-        if outcome is None:
-            ledger.append(
-                "job.escalated",
-                actor=claim.actor,
-                subject=subject,
-                body={
+        events = [
+            ledger.Entry(
+                "model.called",
+                claim.actor,
+                subject,
+                {
                     **common,
-                    "from_tier": plan_step.tier,
+                    "deployment": deployment.name,
+                    "model": step.model,
+                    "provider_request_id": step.provider_request_id,
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "cost_usd": str(step_cost),
+                    "latency_ms": step.latency_ms,
+                    "output": digest,
+                    "calls": call.attempts_record(),
+                },
+            ),
+            ledger.Entry(
+                "confidence.scored",
+                claim.actor,
+                subject,
+                {
+                    **common,
+                    "method": score.method,
                     "score": score.score,
                     "threshold": plan_step.escalate_below,
-                    "cost_so_far_usd": str(progress.total_cost),
+                    "met": outcome is not None,
+                    "detail": dict(score.detail),
                 },
-            )
+            ),
+        ]
+        if outcome is None:
+            escalated = {
+                **common,
+                "from_tier": plan_step.tier,
+                "score": score.score,
+                "threshold": plan_step.escalate_below,
+                "cost_so_far_usd": str(progress.total_cost),
+            }
+            events.append(ledger.Entry("job.escalated", claim.actor, subject, escalated))
         else:
-            outcome.write(
+            events += outcome.write(
                 claim=claim,
                 job=job,
                 tier=plan_step.tier,
@@ -277,6 +279,8 @@ def _record_step(
                 total_cost=progress.total_cost,
                 steps=progress.steps,
             )
+        # One statement for the step's events (model call, score, escalation or outcome), in that order.
+        ledger.append_many(events)
     _observe(plan_step.tier, deployment.name, step)
     if outcome is not None:
         metrics.JOBS_FINISHED.labels(outcome.status, job.task_type).inc()

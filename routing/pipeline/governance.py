@@ -45,18 +45,17 @@ class GovernanceOutcome:
             "finished_at": None if self.status == JobStatus.AWAITING_APPROVAL else now,
         }
 
-    def write(self, *, claim: Claim, job: Job, tier: str, confidence: float | None, total_cost: Decimal, steps: int):
-        """Inside the fenced transaction that set the job's status to `self.status`."""
+    def write(
+        self, *, claim: Claim, job: Job, tier: str, confidence: float | None, total_cost: Decimal, steps: int
+    ) -> list[ledger.Entry]:
+        """Inside the fenced transaction that set the job's status to `self.status`: writes what the
+        outcome needs (an approval request) and returns its ledger events, for the caller to append
+        with the step's own."""
         subject = {"job": job.pk, "application": job.application_id, "policy_version": job.policy_version_id}
         job_settled_on_commit(job, WEBHOOK_EVENTS[self.status])
         if self.status == JobStatus.BLOCKED:
-            ledger.append(
-                "tool_call.blocked",
-                actor=claim.actor,
-                subject=subject,
-                body={"attempt": claim.attempt, **self.record},
-            )
-        elif self.status == JobStatus.AWAITING_APPROVAL:
+            return [ledger.Entry("tool_call.blocked", claim.actor, subject, {"attempt": claim.attempt, **self.record})]
+        if self.status == JobStatus.AWAITING_APPROVAL:
             holds = self.record["holds"]
             request = ApprovalRequest.objects.create(
                 job_id=job.pk,
@@ -68,35 +67,26 @@ class GovernanceOutcome:
                 # The strictest default wins: one rule that rejects on expiry makes the request reject.
                 on_expiry="reject" if any(hold["on_expiry"] == "reject" for hold in holds) else "approve",
             )
-            ledger.append(
-                "approval.requested",
-                actor=claim.actor,
-                subject={**subject, "approval": request.pk},
-                body={
-                    "attempt": claim.attempt,
-                    "rules": request.rule_ids,
-                    "reasons": request.reasons,
-                    "required_approvers": request.required_approvers,
-                    "eligible_group": request.eligible_group,
-                    "expires_at": request.expires_at.isoformat(),
-                    "on_expiry": request.on_expiry,
-                    "final_tier": tier,
-                    "final_confidence": confidence,
-                },
-            )
-        else:
-            ledger.append(
-                "job.completed",
-                actor=claim.actor,
-                subject=subject,
-                body={
-                    "attempt": claim.attempt,
-                    "final_tier": tier,
-                    "final_confidence": confidence,
-                    "total_cost_usd": str(total_cost),
-                    "steps": steps,
-                },
-            )
+            body = {
+                "attempt": claim.attempt,
+                "rules": request.rule_ids,
+                "reasons": request.reasons,
+                "required_approvers": request.required_approvers,
+                "eligible_group": request.eligible_group,
+                "expires_at": request.expires_at.isoformat(),
+                "on_expiry": request.on_expiry,
+                "final_tier": tier,
+                "final_confidence": confidence,
+            }
+            return [ledger.Entry("approval.requested", claim.actor, {**subject, "approval": request.pk}, body)]
+        body = {
+            "attempt": claim.attempt,
+            "final_tier": tier,
+            "final_confidence": confidence,
+            "total_cost_usd": str(total_cost),
+            "steps": steps,
+        }
+        return [ledger.Entry("job.completed", claim.actor, subject, body)]
 
 
 def govern(

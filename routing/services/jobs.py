@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audit import ledger, payloads
 from audit.ledger import Actor
-from routing.models import Application, Job, JobStatus, Policy, PolicyVersion
+from routing.models import Application, Job, JobStatus, PolicyVersion
 from routing.models.jobs import TERMINAL_STATUSES
 from routing.settled import job_settled_on_commit
 from routing.tiers import TASK_TYPES
@@ -46,15 +46,24 @@ def estimate_tokens(messages: list[dict[str, Any]]) -> int:
     return max(1, characters // 4)
 
 
+_ACTIVE_VERSION = """
+    SELECT v.*, p.name AS found_policy
+      FROM routing_policy p
+      LEFT JOIN routing_policyversion v ON v.policy_id = p.id AND v.status = 'active'
+     WHERE {where}
+"""
+
+
 def policy_version_for(policy_name: str | None) -> PolicyVersion:
-    policies = Policy.objects.all()
-    policy = policies.filter(name=policy_name).first() if policy_name else policies.filter(is_default=True).first()
-    if policy is None:
+    """The active version of the named policy, else of the default policy. One statement without the
+    ORM's query compiler: every submission reads it, and at most one version per policy is active."""
+    where, params = ("p.name = %s", [policy_name]) if policy_name else ("p.is_default", [])
+    found = next(iter(PolicyVersion.objects.raw(_ACTIVE_VERSION.format(where=where), params)), None)
+    if found is None:
         raise NoActivePolicy(f"no policy named {policy_name!r}" if policy_name else "no default policy is configured")
-    version = policy.versions.filter(status="active").first()
-    if version is None:
-        raise NoActivePolicy(f"policy {policy.name!r} has no active version")
-    return version
+    if found.pk is None:
+        raise NoActivePolicy(f"policy {found.found_policy!r} has no active version")
+    return found
 
 
 def job_submit(
@@ -74,9 +83,15 @@ def job_submit(
     policy_version: PolicyVersion | None = None,
     replay_of: Job | None = None,
     submitted_by=None,
+    dispatch: bool = True,
 ) -> tuple[Job, bool]:
     """Create a job and dispatch it after commit. Returns (job, created); a repeated idempotency key
-    with the same request returns the first job and created=False."""
+    with the same request returns the first job and created=False.
+
+    `dispatch=False` is for a caller that runs the job itself right after this returns (the synchronous
+    OpenAI-compatible endpoint): nothing is published, but `dispatched_at` is set as if it had been, so
+    if that caller dies before claiming it the beat sweeper sends it to a worker once the dispatch goes
+    stale — the same recovery as a lost publish."""
     if task_type not in TASK_TYPES:
         raise JobError(f"unknown task_type {task_type!r}; allowed: {', '.join(TASK_TYPES)}")
     request: dict[str, Any] = {"messages": messages}
@@ -135,7 +150,8 @@ def job_submit(
                     "input_tokens": job.input_tokens,
                 },
             )
-            dispatch_after_commit(job)
+            if dispatch:
+                dispatch_after_commit(job)
     except IntegrityError:
         # Two requests with one idempotency key raced; the unique constraint let exactly one in.
         if not idempotency_key:

@@ -6,8 +6,10 @@ import uuid
 
 import pytest
 
+from audit.ledger import Actor
 from audit.models import LedgerEvent
-from routing.models import Job, JobStatus
+from routing.models import Job, JobStatus, Policy
+from routing.services.policies import policy_create
 from tests.api.conftest import client_with
 
 pytestmark = pytest.mark.django_db
@@ -222,6 +224,28 @@ def test_an_unknown_policy_is_422_on_the_policy_field(owner):
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "policy"
     assert owner.job_count() == 0
+
+
+def test_a_policy_without_an_active_version_is_422_naming_it(owner):
+    policy_create(name=f"drafts-only-{uuid.uuid4().hex[:6]}", actor=Actor.system("test"))
+    name = Policy.objects.latest("id").name
+    response = owner.submit(policy=name)
+    assert response.status_code == 422
+    assert response.json()["errors"][0] == {"field": "policy", "message": f"policy {name!r} has no active version"}
+    assert owner.job_count() == 0
+
+
+def test_without_a_policy_the_default_policys_active_version_governs(owner):
+    body = {"task_type": "classification", "messages": [{"role": "user", "content": "which queue?"}]}
+    Policy.objects.filter(is_default=True).update(is_default=False)
+    response = owner.client.post("/api/v1/jobs", body, format="json")
+    assert response.status_code == 422
+    assert "no default policy is configured" in response.json()["errors"][0]["message"]
+    Policy.objects.filter(pk=owner.setup.policy.pk).update(is_default=True)
+    response = owner.client.post("/api/v1/jobs", body, format="json")
+    assert response.status_code == 201
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.policy_version == owner.setup.policy.versions.get(status="active")
 
 
 def test_jobs_api_answers_json_problems_for_unauthenticated_reads(owner):

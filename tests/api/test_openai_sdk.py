@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test import Client, override_settings
 
+from audit.models import LedgerEvent
 from routing.models import Job, JobStatus
 from tests.api.conftest import key_for
 from tests.api.live import live_arbiter
@@ -153,12 +154,57 @@ def test_models_lists_auto_and_the_policies(sdk, arbiter):
     assert f"arbiter/{arbiter.setup.policy.name}" in ids
 
 
+def test_the_request_thread_runs_the_job_itself_with_the_workers_code(sdk, arbiter):
+    raw = ask(sdk, "[task:classification] [confidence:nano=0.3,mini=0.95] escalates once, inline")
+    job = Job.objects.get(pk=raw.headers["x-arbiter-job-id"])
+    assert job.status == JobStatus.COMPLETED and job.attempt == 1
+    assert job.claimed_by.startswith("web@")  # not a Celery worker
+    assert raw.headers["x-arbiter-final-tier"] == "mini" and raw.headers["x-arbiter-escalations"] == "1"
+    types = list(LedgerEvent.objects.filter(subject_job=str(job.pk)).order_by("id").values_list("event_type", "actor_id"))
+    assert [event for event, _ in types] == [
+        "job.submitted",
+        "route.decided",
+        "model.called",
+        "confidence.scored",
+        "job.escalated",
+        "model.called",
+        "confidence.scored",
+        "job.completed",
+    ]
+    assert {actor for event, actor in types if event != "job.submitted"} == {job.claimed_by}
+
+
+def test_a_bug_in_the_inline_run_hands_the_job_to_a_worker_and_still_answers(sdk, arbiter, monkeypatch):
+    from routing.api import openai as endpoint
+
+    def broken(**kwargs):
+        raise RuntimeError("a bug in the pipeline")
+
+    monkeypatch.setattr(endpoint, "job_run", broken)
+    raw = ask(sdk, "[task:classification] [confidence:nano=0.95] the worker takes over")
+    assert raw.parse().choices[0].message.content
+    job = Job.objects.get(pk=raw.headers["x-arbiter-job-id"])
+    assert job.status == JobStatus.COMPLETED
+    assert not job.claimed_by.startswith("web@")  # a Celery worker answered
+
+
+def test_with_inline_off_a_celery_worker_runs_the_job(sdk, arbiter):
+    with override_settings(ARBITER_OPENAI_INLINE=False):
+        raw = ask(sdk, "[task:classification] [confidence:nano=0.95] through the broker")
+    job = Job.objects.get(pk=raw.headers["x-arbiter-job-id"])
+    assert job.status == JobStatus.COMPLETED
+    assert job.claimed_by and not job.claimed_by.startswith("web@")
+
+
 def test_a_job_that_does_not_finish_in_time_is_a_504_naming_the_job(sdk, arbiter):
     from controlplane.celery import app as celery_app
 
     celery_app.conf.task_default_queue = f"nobody-listens-{uuid.uuid4().hex[:8]}"
     try:
-        with override_settings(ARBITER_OPENAI_WAIT_S=0.3), pytest.raises(openai.InternalServerError) as raised:
+        with (
+            override_settings(ARBITER_OPENAI_WAIT_S=0.3, ARBITER_OPENAI_INLINE=False),
+            pytest.raises(openai.InternalServerError) as raised,
+        ):
             ask(sdk, "[task:classification] [confidence:nano=0.95] never picked up")
     finally:
         celery_app.conf.task_default_queue = arbiter.queue

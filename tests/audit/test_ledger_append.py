@@ -12,6 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from ledger_helpers import append_committed, committed_db
 
 from audit import ledger, sealer
@@ -41,6 +42,49 @@ def test_it_refuses_to_append_outside_a_transaction():
     with pytest.raises(LedgerError, match=r"inside transaction\.atomic\(\)"):
         ledger.append("job.submitted", actor=Actor.system("test"))
     assert LedgerEvent.objects.count() == 0
+
+
+@committed_db
+def test_append_many_writes_the_events_in_order_in_one_statement_and_they_seal_and_verify():
+    actor = Actor.worker("w1")
+    entries = [ledger.Entry("model.called", actor, {"job": "j-many"}, {"index": index}) for index in range(5)] + [
+        ledger.Entry("job.completed", actor, {"job": "j-many"})
+    ]
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        ledger.append_many(entries)
+    assert sum("audit_ledgerevent" in query["sql"] for query in queries.captured_queries) == 1
+    sealer.seal_pending()
+    stored = list(LedgerEvent.objects.filter(subject_job="j-many").order_by("seal__seq"))
+    assert [event.event_type for event in stored] == ["model.called"] * 5 + ["job.completed"]
+    assert [event.body.get("index") for event in stored] == [0, 1, 2, 3, 4, None]
+    assert len({event.canonical for event in stored}) == 6
+    report = verify_chain()
+    assert report.ok and report.events_verified == 6, report.summary()
+
+
+@committed_db
+def test_commits_inside_sealing_deferred_are_sealed_once_when_it_ends():
+    actor = Actor.worker("w1")
+    with sealer.sealing_deferred():
+        for index in range(3):
+            with transaction.atomic():
+                ledger.append("model.called", actor=actor, subject={"job": "j-deferred"}, body={"index": index})
+        assert sealer.seal_lag().unsealed == 3  # committed, not yet chained
+    assert sealer.seal_lag().unsealed == 0
+    assert verify_chain().events_verified == 3
+
+
+@committed_db
+def test_append_many_writes_nothing_when_one_event_is_bad_or_outside_a_transaction():
+    good = ledger.Entry("job.submitted", Actor.system("test"), {"job": "j-bad"})
+    bad = ledger.Entry("job.submitted", Actor.system("test"), {"job": "j-bad"}, {"cost": Decimal("1")})
+    with pytest.raises(LedgerError, match=r"body\['cost'\] is a Decimal"), transaction.atomic():
+        ledger.append_many([good, bad])
+    with pytest.raises(LedgerError, match=r"inside transaction\.atomic\(\)"):
+        ledger.append_many([good])
+    with transaction.atomic():
+        ledger.append_many([])
+    assert not LedgerEvent.objects.filter(subject_job="j-bad").exists()
 
 
 @pytest.mark.django_db
