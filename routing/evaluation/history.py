@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -162,10 +162,27 @@ def history_jobs(
     return jobs.order_by("-created_at", "-id").prefetch_related("steps", "approval_requests")[:limit]
 
 
-def history_replay(*, version: PolicyVersion, jobs: Iterable[Job]) -> dict[str, Any]:
+def progress_every(total: int) -> int:
+    """Report progress about every 1% of the jobs (every job for runs under a hundred)."""
+    return max(1, total // 100)
+
+
+def history_replay(
+    *,
+    version: PolicyVersion,
+    jobs: Sequence[Job],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     document = policy_from_data(version.document)
     catalog = [deployment_info(deployment) for deployment in ModelDeployment.objects.all()]
-    replays = [replay_job(job, document, catalog) for job in jobs]
+    total, every = len(jobs), progress_every(len(jobs))
+    if progress:
+        progress(0, total)
+    replays = []
+    for done, job in enumerate(jobs, start=1):
+        replays.append(replay_job(job, document, catalog))
+        if progress and (done % every == 0 or done == total):
+            progress(done, total)
     decided = [replay for replay in replays if replay.unknown is None]
     transitions = Counter(
         f"{replay.original_tier}->{replay.draft_tier}"
@@ -178,6 +195,7 @@ def history_replay(*, version: PolicyVersion, jobs: Iterable[Job]) -> dict[str, 
     draft_cost = math.fsum(replay.draft_cost or 0.0 for replay in decided)
     changed = [replay for replay in decided if replay.draft_tier != replay.original_tier or replay.answer_differs]
     return {
+        "mode": "routing",
         "policy_version": version.pk,
         "policy_sha256": version.sha256,
         "jobs": len(replays),

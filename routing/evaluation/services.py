@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from routing.evaluation.calibrate import METHOD, calibrate, check_parameters, collect_cases
 from routing.evaluation.history import history_jobs, history_replay
 from routing.evaluation.outcomes import (
+    EvaluationError,
     Outcomes,
     Price,
     TierMap,
@@ -154,6 +157,28 @@ def calibration_run(
     return summary, evaluation, version
 
 
+HISTORY_MODES = ("routing", "full")
+Progress = Callable[[int, int], None]
+
+
+def history_cost_cap(mode: str, cost_cap_usd: Decimal | float | None) -> Decimal | None:
+    """The checked cost cap of a history run: required (> 0) to re-execute, refused for routing only."""
+    if mode not in HISTORY_MODES:
+        raise EvaluationError(f"mode must be one of {', '.join(HISTORY_MODES)}, not {mode!r}")
+    if mode == "routing":
+        if cost_cap_usd is not None:
+            raise EvaluationError("a cost cap applies to full re-execution only (routing mode calls no model)")
+        return None
+    if cost_cap_usd is None:
+        raise EvaluationError("full re-execution calls real deployments: it needs a cost cap in USD (> 0)")
+    if isinstance(cost_cap_usd, bool) or not isinstance(cost_cap_usd, (Decimal, float, int)):
+        raise EvaluationError(f"the cost cap must be a number of USD, not {cost_cap_usd!r}")
+    cap = Decimal(str(cost_cap_usd))
+    if not cap.is_finite() or cap <= 0:
+        raise EvaluationError(f"the cost cap must be a finite amount above 0 USD, not {cost_cap_usd}")
+    return cap
+
+
 def history_run(
     *,
     version: PolicyVersion,
@@ -161,16 +186,26 @@ def history_run(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 1000,
+    mode: str = "routing",
+    cost_cap_usd: Decimal | float | None = None,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, Any], Evaluation]:
-    """What the draft `version` would have done with past jobs, from their recorded steps."""
-    jobs = history_jobs(application=application, since=since, until=until, limit=limit)
-    report = history_replay(version=version, jobs=jobs)
+    """What the draft `version` would have done with past jobs: from their recorded steps (`mode="routing"`),
+    or by re-executing their inputs against the real deployments within `cost_cap_usd` (`mode="full"`).
+    `progress(done, total)` is called at the start, about every 1% of the jobs, and at the end."""
+    cap = history_cost_cap(mode, cost_cap_usd)
+    if mode == "full":
+        raise EvaluationError("full re-execution is not available yet")
+    jobs = list(history_jobs(application=application, since=since, until=until, limit=limit))
+    report = history_replay(version=version, jobs=jobs, progress=progress)
     parameters = {
         "policy_version": version.pk,
         "application": application,
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
         "limit": limit,
+        "mode": mode,
+        "cost_cap_usd": str(cap) if cap is not None else None,
     }
     evaluation = evaluation_record(
         kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -26,6 +27,16 @@ def _moment(text: str) -> datetime:
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
 
 
+def _usd(text: str) -> Decimal:
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise CommandError(f"--cost-cap {text!r} is not an amount in USD (e.g. 2.50)") from None
+    if not amount.is_finite() or amount <= 0:
+        raise CommandError(f"--cost-cap must be above 0 USD, not {text}")
+    return amount
+
+
 class Command(BaseCommand):
     help = (
         "What a draft policy version would have done with past jobs: escalations, cost, approval holds, "
@@ -38,6 +49,16 @@ class Command(BaseCommand):
         parser.add_argument("--since", help="jobs created at or after (ISO date or date-time, UTC if naive)")
         parser.add_argument("--until", help="jobs created before")
         parser.add_argument("--limit", type=int, default=1000, help="newest jobs first (default 1000)")
+        parser.add_argument(
+            "--mode",
+            choices=("routing", "full"),
+            default="routing",
+            help="routing: from recorded confidences, no model call (default); full: re-execute each job's "
+            "stored input against the real deployments under the draft, within --cost-cap",
+        )
+        parser.add_argument(
+            "--cost-cap", help="full mode only, required there: the most the replay may spend, in USD (> 0)"
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -45,6 +66,11 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         since = _moment(options["since"]) if options["since"] else None
         until = _moment(options["until"]) if options["until"] else None
+        cost_cap = _usd(options["cost_cap"]) if options["cost_cap"] is not None else None
+        if options["mode"] == "full" and cost_cap is None:
+            raise CommandError("--mode full calls real deployments: give --cost-cap USD (> 0)")
+        if options["mode"] == "routing" and cost_cap is not None:
+            raise CommandError("--cost-cap applies to --mode full only (routing mode calls no model)")
         try:
             report, _ = history_run(
                 version=version_by_id(options["policy_version"]),
@@ -52,6 +78,8 @@ class Command(BaseCommand):
                 since=since,
                 until=until,
                 limit=options["limit"],
+                mode=options["mode"],
+                cost_cap_usd=cost_cap,
             )
         except EvaluationError as error:
             raise CommandError(str(error)) from None
