@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from routing.approval_rules import ResultFacts, evaluate_approvals
@@ -28,6 +29,22 @@ DETAIL_LIMIT = 50
 
 
 @dataclass(frozen=True)
+class ReexecutedStep:
+    """One step of a full re-execution: what a worker would have recorded, kept in memory only."""
+
+    tier: str
+    deployment: str
+    confidence: float | None
+    confidence_method: str
+    cost_usd: Decimal
+    output: dict[str, Any]
+    accepted: bool
+
+
+AnsweredStep = Step | ReexecutedStep
+
+
+@dataclass(frozen=True)
 class JobReplay:
     job_id: str
     original_tier: str
@@ -36,7 +53,7 @@ class JobReplay:
     original_holds: tuple[str, ...]
     draft_tier: str | None = None  # None: unknown or unroutable
     draft_cost: float | None = None
-    draft_steps: tuple[Step, ...] = ()
+    draft_steps: tuple[AnsweredStep, ...] = ()
     draft_holds: tuple[str, ...] = ()
     answer_differs: bool = False
     unknown: str | None = None
@@ -71,17 +88,32 @@ def _signature(output: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, 
     return normalise_answer(output.get("content") or ""), calls
 
 
-def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentInfo]) -> JobReplay:
-    recorded_steps = list(job.steps.all())
-    steps = _last_attempt(recorded_steps)
+def original_of(job: Job) -> JobReplay:
+    """The original side of a replay: the last attempt's answered steps, their cost and the first hold."""
+    steps = _last_attempt(job.steps.all())
     requests = sorted(job.approval_requests.all(), key=lambda request: (request.created_at, request.pk))
-    original = JobReplay(
+    return JobReplay(
         job_id=str(job.pk),
         original_tier=job.final_tier,
         original_cost=math.fsum(float(step.cost_usd) for step in steps),
         original_steps=tuple(steps),
         original_holds=tuple(requests[0].rule_ids) if requests else (),
     )
+
+
+def answer_differs(original: JobReplay, final: AnsweredStep) -> bool:
+    original_final = original.original_steps[-1] if original.original_steps else None
+    if original_final is None:
+        return True
+    if isinstance(final, Step) and final.pk == original_final.pk:
+        return False
+    return _signature(final.output) != _signature(original_final.output)
+
+
+def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentInfo]) -> JobReplay:
+    recorded_steps = list(job.steps.all())
+    original = original_of(job)
+    steps = list(original.original_steps)
     downgraded = bool(((job.route or {}).get("plan") or {}).get("downgraded"))
     facts = job_facts(job, job.complexity or 0.0, budget_hard_limit_reached=downgraded)
     result = route(facts, document, catalog)
@@ -117,17 +149,13 @@ def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentI
             cost_usd=cost,
         ),
     )
-    original_final = steps[-1] if steps else None
-    differs = original_final is None or (
-        final.pk != original_final.pk and _signature(final.output) != _signature(original_final.output)
-    )
     return replace(
         original,
         draft_tier=final.tier,
         draft_cost=cost,
         draft_steps=tuple(walked),
         draft_holds=tuple(hold.rule_id for hold in decision.holds),
-        answer_differs=differs,
+        answer_differs=answer_differs(original, final),
     )
 
 
@@ -135,7 +163,7 @@ def _unknown(original: JobReplay, reason: str) -> JobReplay:
     return replace(original, unknown=reason)
 
 
-def _escalation_rates(step_lists: Iterable[Sequence[Step]]) -> dict[str, float]:
+def _escalation_rates(step_lists: Iterable[Sequence[AnsweredStep]]) -> dict[str, float]:
     calls, escalated = Counter(), Counter()
     for steps in step_lists:
         for position, step in enumerate(steps):
@@ -183,6 +211,11 @@ def history_replay(
         replays.append(replay_job(job, document, catalog))
         if progress and (done % every == 0 or done == total):
             progress(done, total)
+    return history_report(version, replays, mode="routing")
+
+
+def history_report(version: PolicyVersion, replays: Sequence[JobReplay], *, mode: str) -> dict[str, Any]:
+    """The figures both modes report, over the jobs whose counterfactual is known."""
     decided = [replay for replay in replays if replay.unknown is None]
     transitions = Counter(
         f"{replay.original_tier}->{replay.draft_tier}"
@@ -195,7 +228,7 @@ def history_replay(
     draft_cost = math.fsum(replay.draft_cost or 0.0 for replay in decided)
     changed = [replay for replay in decided if replay.draft_tier != replay.original_tier or replay.answer_differs]
     return {
-        "mode": "routing",
+        "mode": mode,
         "policy_version": version.pk,
         "policy_sha256": version.sha256,
         "jobs": len(replays),

@@ -153,11 +153,46 @@ def calibration_record(
                 raise EvaluationError(f"the calibrated policy does not fit the catalog: {invalid}") from None
             evaluation.policy_version = version
             evaluation.save(update_fields=["policy_version"])
-        digest = hashlib.sha256(canonical_json({"parameters": parameters, "report": report}).encode()).hexdigest()
-        ledger.append(
-            "evaluation.recorded",
-            actor=actor,
-            subject={"policy_version": version.pk if version else None},
-            body={"evaluation": evaluation.pk, "kind": str(evaluation.kind), "evidence_sha256": digest},
-        )
+        _recorded_event(evaluation, actor=actor, policy_version=version)
     return evaluation, version
+
+
+def evidence_sha256(parameters: dict[str, Any], report: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json({"parameters": parameters, "report": report}).encode()).hexdigest()
+
+
+def _recorded_event(
+    evaluation: Evaluation, *, actor: Actor, policy_version: PolicyVersion | None, **body: Any
+) -> None:
+    ledger.append(
+        "evaluation.recorded",
+        actor=actor,
+        subject={"policy_version": policy_version.pk if policy_version else None},
+        body={
+            "evaluation": evaluation.pk,
+            "kind": str(evaluation.kind),
+            "evidence_sha256": evidence_sha256(evaluation.parameters, evaluation.report),
+            **body,
+        },
+    )
+
+
+def spending_record(
+    *, kind: str, parameters: dict[str, Any], report: dict[str, Any], policy_version: PolicyVersion, actor: Actor
+) -> Evaluation:
+    """A run that paid for model calls: its row and, in the same transaction, the ledger event that puts
+    the evidence hash and the amount spent on the audit record."""
+    with transaction.atomic():
+        evaluation = evaluation_record(
+            kind=kind, parameters=parameters, report=report, policy_version=policy_version
+        )
+        _recorded_event(
+            evaluation,
+            actor=actor,
+            policy_version=policy_version,
+            mode=report.get("mode"),
+            spent_usd=str(report.get("spent_usd")),
+            cost_cap_usd=str(report.get("cost_cap_usd")),
+            calls=(report.get("calls") or {}).get("paid"),
+        )
+    return evaluation

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from audit.ledger import Actor
 from routing.evaluation.calibrate import METHOD, calibrate, check_parameters, collect_cases
 from routing.evaluation.history import history_jobs, history_replay
 from routing.evaluation.outcomes import (
@@ -22,7 +23,14 @@ from routing.evaluation.outcomes import (
     top_tier,
 )
 from routing.evaluation.profile import workload_profile
-from routing.evaluation.records import PolicySource, calibration_record, evaluation_record, resolve_policy
+from routing.evaluation.records import (
+    PolicySource,
+    calibration_record,
+    evaluation_record,
+    resolve_policy,
+    spending_record,
+)
+from routing.evaluation.reexecute import ReexecutionAborted, reexecute_history
 from routing.evaluation.reliability import tier_reliability
 from routing.evaluation.responders import responder_for
 from routing.evaluation.simulate import eval_catalog, policy_report, run_policy
@@ -194,10 +202,7 @@ def history_run(
     or by re-executing their inputs against the real deployments within `cost_cap_usd` (`mode="full"`).
     `progress(done, total)` is called at the start, about every 1% of the jobs, and at the end."""
     cap = history_cost_cap(mode, cost_cap_usd)
-    if mode == "full":
-        raise EvaluationError("full re-execution is not available yet")
     jobs = list(history_jobs(application=application, since=since, until=until, limit=limit))
-    report = history_replay(version=version, jobs=jobs, progress=progress)
     parameters = {
         "policy_version": version.pk,
         "application": application,
@@ -205,9 +210,28 @@ def history_run(
         "until": until.isoformat() if until else None,
         "limit": limit,
         "mode": mode,
-        "cost_cap_usd": str(cap) if cap is not None else None,
+        "cost_cap_usd": float(cap) if cap is not None else None,
     }
-    evaluation = evaluation_record(
-        kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version
+    if cap is None:
+        report = history_replay(version=version, jobs=jobs, progress=progress)
+        evaluation = evaluation_record(
+            kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version
+        )
+        return {**report, "evaluation": evaluation.pk}, evaluation
+    actor = Actor.system("replay_history")
+    try:
+        report = reexecute_history(version=version, jobs=jobs, cost_cap_usd=cap, progress=progress)
+    except ReexecutionAborted as aborted:
+        # The calls made so far were paid for: they go on the record before the error does.
+        evaluation = spending_record(
+            kind=EvaluationKind.HISTORY,
+            parameters=parameters,
+            report=aborted.report,
+            policy_version=version,
+            actor=actor,
+        )
+        raise EvaluationError(f"{aborted} (recorded as evaluation #{evaluation.pk})") from aborted
+    evaluation = spending_record(
+        kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version, actor=actor
     )
     return {**report, "evaluation": evaluation.pk}, evaluation

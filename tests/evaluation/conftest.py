@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,11 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from audit import payloads
+from modelserver import ModelServer
 from modelserver.generate import generate_items
-from tests.factories import DeploymentFactory
+from routing.models import StepOutcome
+from tests.factories import DeploymentFactory, JobFactory, StepFactory
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 GSM8K = BASE_DIR / "routing" / "evaluation" / "data" / "gsm8k-outcomes.jsonl"
@@ -82,3 +86,40 @@ def catalog(db) -> None:
     for tier in ("nano", "mini", "flagship"):
         DeploymentFactory(tier=tier)
         DeploymentFactory(tier=tier, region="eu")
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    """The local OpenAI-compatible model server (synthetic mode), for runs that call real deployments."""
+    with ModelServer(latency_scale=0, seed=7) as server:
+        yield server
+
+
+def past_job(application, version, content: str, steps: list[tuple], *, task_type: str = "classification"):
+    """A finished job as the pipeline leaves it, its prompt kept as a payload (so it can be erased).
+    steps: (tier, confidence, accepted, answer, cost)."""
+    final = next(step for step in steps if step[2])
+    job = JobFactory(
+        application=application,
+        policy_version=version,
+        task_type=task_type,
+        request={"messages": [{"role": "user", "content": content}]},
+        final_tier=final[0],
+        final_confidence=final[1],
+        route={"plan": {"steps": [{"tier": step[0], "confidence_method": "logprob"} for step in steps]}},
+        escalations=sum(1 for step in steps if not step[2]),
+    )
+    for index, (tier, confidence, accepted, answer, cost) in enumerate(steps):
+        StepFactory(
+            job=job,
+            index=index,
+            tier=tier,
+            confidence=confidence,
+            outcome=StepOutcome.ACCEPTED if accepted else StepOutcome.ESCALATED,
+            output={"content": f"answer: {answer}", "tool_calls": []},
+            cost_usd=Decimal(str(cost)),
+            prompt_tokens=10,
+            completion_tokens=5,
+        )
+    payloads.store(job.request, kind="prompt", subject={"job": job.pk, "application": application.pk})
+    return job

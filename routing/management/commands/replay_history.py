@@ -1,4 +1,4 @@
-"""Replay past jobs' routing under a draft policy version, from their recorded steps (no model calls)."""
+"""Replay past jobs under a draft policy version: routing only (no model call), or fully under a cost cap."""
 
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ def _usd(text: str) -> Decimal:
 class Command(BaseCommand):
     help = (
         "What a draft policy version would have done with past jobs: escalations, cost, approval holds, "
-        "answers and final tiers that would change — from recorded confidences, without calling a model."
+        "answers and final tiers that would change. --mode routing (default) walks the draft over the "
+        "recorded confidences without calling a model; --mode full re-executes each job's stored input "
+        "against the real deployments under the draft, never spending more than --cost-cap USD (jobs "
+        "whose input was erased are reported unknown, never guessed)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -61,6 +64,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true")
 
+    def _progress(self, done: int, total: int) -> None:
+        # On stderr, so that --json output stays one document.
+        self.stderr.write(f"\r{done}/{total} jobs", ending="\n" if done == total else "")
+
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
@@ -80,6 +87,7 @@ class Command(BaseCommand):
                 limit=options["limit"],
                 mode=options["mode"],
                 cost_cap_usd=cost_cap,
+                progress=self._progress,
             )
         except EvaluationError as error:
             raise CommandError(str(error)) from None
@@ -87,9 +95,16 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report))
             return
         cost, approvals = report["cost_usd"], report["approvals"]
+        spending = []
+        if report["mode"] == "full":
+            spending = [
+                f"spent ${report['spent_usd']} of ${report['cost_cap_usd']}; executed {report['executed']}, "
+                f"not run (cost cap) {report['not_run_cost_cap']}, input erased {report['input_erased']}"
+            ]
         self.stdout.write(
             "\n".join(
                 [
+                    *spending,
                     f"{report['jobs']} jobs, {report['decided']} decided, {report['unknown']} unknown "
                     f"{report['unknown_reasons'] or ''}".rstrip(),
                     f"final tier changes: {report['final_tier_changed']} {report['final_tier_transitions']}; "
