@@ -19,6 +19,7 @@ from django.db import transaction
 from audit import ledger
 from audit.ledger import Actor
 from routing.evaluation.calibrate import Calibration
+from routing.evaluation.live_calibrate import LiveCalibration
 from routing.evaluation.outcomes import EvaluationError
 from routing.models import Evaluation, EvaluationKind, Policy, PolicyVersion, PolicyVersionStatus
 from routing.policy.document import (
@@ -81,11 +82,12 @@ def evaluation_record(
     return Evaluation.objects.create(kind=kind, parameters=parameters, report=report, policy_version=policy_version)
 
 
-def calibrated_source(document: PolicyDocument, thresholds: dict[str, float], rules: tuple[str, ...]) -> str:
-    """The input document with the calibrated thresholds on every rule the calibration covered, as YAML."""
+def calibrated_source(document: PolicyDocument, rule_thresholds: dict[str, dict[str, float]]) -> str:
+    """The input document with each covered rule's calibrated thresholds (rule id -> tier -> value), as YAML."""
     data = document.as_data()
     for rule in data["rules"]:
-        if rule["id"] not in rules:
+        thresholds = rule_thresholds.get(rule["id"])
+        if not thresholds:
             continue
         for tier in rule["cascade"][:-1]:
             if tier in thresholds:
@@ -120,9 +122,15 @@ def _comment(evaluation: Evaluation, calibration: Calibration, source_label: str
     return "\n".join(lines)
 
 
+def _rule_thresholds(calibration: Calibration | LiveCalibration) -> dict[str, dict[str, float]]:
+    if isinstance(calibration, LiveCalibration):
+        return calibration.rule_thresholds()
+    return {rule: dict(calibration.thresholds or {}) for rule in calibration.rules}
+
+
 def calibration_record(
     *,
-    calibration: Calibration,
+    calibration: Calibration | LiveCalibration,
     source: PolicySource,
     parameters: dict[str, Any],
     report: dict[str, Any],
@@ -134,10 +142,18 @@ def calibration_record(
     with transaction.atomic():
         evaluation = evaluation_record(kind=EvaluationKind.CALIBRATION, parameters=parameters, report=report)
         version = None
-        if calibration.certified and calibration.thresholds is not None:
-            text = calibrated_source(source.document, calibration.thresholds, calibration.rules)
+        live = isinstance(calibration, LiveCalibration)
+        if calibration.certified and _rule_thresholds(calibration):
+            text = calibrated_source(source.document, _rule_thresholds(calibration))
             policy = Policy.objects.filter(name=policy_name).first() or policy_create(
-                name=policy_name, actor=actor, description="Escalation thresholds calibrated offline."
+                name=policy_name,
+                actor=actor,
+                description=f"Escalation thresholds calibrated {'from live history' if live else 'offline'}.",
+            )
+            comment = (
+                calibration.comment(evaluation.pk, source.label)
+                if isinstance(calibration, LiveCalibration)
+                else _comment(evaluation, calibration, source.label)
             )
             parent = source.version if source.version and source.version.policy_id == policy.pk else None
             try:
@@ -145,7 +161,7 @@ def calibration_record(
                     policy=policy,
                     source=text,
                     author=author,
-                    comment=_comment(evaluation, calibration, source.label),
+                    comment=comment,
                     parent=parent,
                     actor=actor,
                 )

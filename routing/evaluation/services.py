@@ -13,6 +13,8 @@ from audit.ledger import Actor
 from routing.evaluation.calibrate import METHOD, calibrate, check_parameters, collect_cases
 from routing.evaluation.curve import offline_curve
 from routing.evaluation.history import history_jobs, history_replay
+from routing.evaluation.labels import collect_labels, live_evidence, live_reliability
+from routing.evaluation.live_calibrate import LABEL_SOURCES, calibrate_live
 from routing.evaluation.outcomes import (
     EvaluationError,
     Outcomes,
@@ -36,6 +38,7 @@ from routing.evaluation.reliability import tier_reliability
 from routing.evaluation.responders import responder_for
 from routing.evaluation.simulate import eval_catalog, policy_report, run_policy
 from routing.models import Evaluation, EvaluationKind, PolicyVersion
+from routing.policy.document import policy_from_data
 
 HTTP_WORKERS = 4
 
@@ -110,8 +113,11 @@ def calibration_run(
     policy_name: str = "calibrated",
     author: Any = None,
     in_memory: bool = False,
+    per_rule: bool = False,
 ) -> tuple[dict[str, Any], Evaluation, PolicyVersion | None]:
     """Calibrate the thresholds of the rules that govern the items, and write them as a draft version."""
+    if per_rule:
+        raise EvaluationError("--per-rule is not available yet")
     delta = round(1 - confidence, 12)
     check_parameters(target_relative=target_relative, delta=delta, holdout=holdout)
     catalog = eval_catalog(inputs.tiers, inputs.prices)
@@ -207,7 +213,9 @@ def history_run(
 ) -> tuple[dict[str, Any], Evaluation]:
     """What the draft `version` would have done with past jobs: from their recorded steps (`mode="routing"`),
     or by re-executing their inputs against the real deployments within `cost_cap_usd` (`mode="full"`).
-    `progress(done, total)` is called at the start, about every 1% of the jobs, and at the end."""
+    `progress(done, total)` is called at the start, about every 1% of the jobs, and at the end. Both modes
+    also report the jobs' live labels (`labels`), each tier's reliability against them (`reliability`) and
+    the cost/quality curve over the labelled jobs (`curve`; routing.evaluation.labels)."""
     cap = history_cost_cap(mode, cost_cap_usd)
     jobs = list(history_jobs(application=application, since=since, until=until, limit=limit))
     parameters = {
@@ -220,7 +228,7 @@ def history_run(
         "cost_cap_usd": float(cap) if cap is not None else None,
     }
     if cap is None:
-        report = history_replay(version=version, jobs=jobs, progress=progress)
+        report = {**history_replay(version=version, jobs=jobs, progress=progress), **live_evidence(jobs)}
         evaluation = evaluation_record(
             kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version
         )
@@ -228,6 +236,7 @@ def history_run(
     actor = Actor.system("replay_history")
     try:
         report = reexecute_history(version=version, jobs=jobs, cost_cap_usd=cap, progress=progress)
+        report.update(live_evidence(jobs))
     except ReexecutionAborted as aborted:
         # The calls made so far were paid for: they go on the record before the error does.
         evaluation = spending_record(
@@ -242,3 +251,60 @@ def history_run(
         kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version, actor=actor
     )
     return {**report, "evaluation": evaluation.pk}, evaluation
+
+
+def live_calibration_run(
+    *,
+    version: PolicyVersion,
+    target_relative: float,
+    confidence: float = 0.95,
+    holdout: float = 0.3,
+    seed: int = 0,
+    application: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 1000,
+    label_source: str = "shadow",
+    policy_name: str = "calibrated",
+    author: Any = None,
+) -> tuple[dict[str, Any], Evaluation, PolicyVersion | None]:
+    """Calibrate `version`'s thresholds from the labels of past jobs run under its policy (see
+    routing.evaluation.live_calibrate), and write the certified ones as a draft version."""
+    delta = round(1 - confidence, 12)
+    check_parameters(target_relative=target_relative, delta=delta, holdout=holdout)
+    if label_source not in LABEL_SOURCES:
+        raise EvaluationError(f"label source must be one of {', '.join(LABEL_SOURCES)}, not {label_source!r}")
+    jobs = list(history_jobs(application=application, since=since, until=until, limit=limit, policy=version.policy))
+    labels = collect_labels(jobs)
+    document = policy_from_data(version.document)
+    calibration = calibrate_live(
+        labels, document, target_relative=target_relative, delta=delta, holdout=holdout, seed=seed,
+        label_source=label_source,
+    )  # fmt: skip
+    report = {**calibration.to_record(), "jobs": len(jobs), "reliability": live_reliability(labels)}
+    parameters = {
+        "source": "history",
+        "policy_version": version.pk,
+        "policy_sha256": version.sha256,
+        "application": application,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "limit": limit,
+        "target_relative": target_relative,
+        "confidence": confidence,
+        "holdout": holdout,
+        "seed": seed,
+        "label_source": label_source,
+        "policy_name": policy_name,
+    }
+    source = PolicySource(document, f"{version.policy.name} v{version.number}", version)
+    evaluation, draft = calibration_record(
+        calibration=calibration,
+        source=source,
+        parameters=parameters,
+        report=report,
+        policy_name=policy_name,
+        author=author,
+    )
+    summary = {**report, "policy_version": draft.pk if draft else None, "evaluation": evaluation.pk}
+    return summary, evaluation, draft
