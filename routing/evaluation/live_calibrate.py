@@ -107,6 +107,7 @@ class LiveCalibration:
     parameters: dict[str, Any]
     labels: dict[str, Any]
     reason: str = ""
+    description: str = "Escalation thresholds calibrated from live history."
     rules: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from django.db import transaction
@@ -19,7 +19,6 @@ from django.db import transaction
 from audit import ledger
 from audit.ledger import Actor
 from routing.evaluation.calibrate import Calibration
-from routing.evaluation.live_calibrate import LiveCalibration
 from routing.evaluation.outcomes import EvaluationError
 from routing.models import Evaluation, EvaluationKind, Policy, PolicyVersion, PolicyVersionStatus
 from routing.policy.document import (
@@ -122,15 +121,26 @@ def _comment(evaluation: Evaluation, calibration: Calibration, source_label: str
     return "\n".join(lines)
 
 
-def _rule_thresholds(calibration: Calibration | LiveCalibration) -> dict[str, dict[str, float]]:
-    if isinstance(calibration, LiveCalibration):
-        return calibration.rule_thresholds()
-    return {rule: dict(calibration.thresholds or {}) for rule in calibration.rules}
+class RuleCalibration(Protocol):
+    """A calibration with thresholds per rule (live history, per-rule offline) and its own comment."""
+
+    certified: bool
+    description: str
+
+    def rule_thresholds(self) -> dict[str, dict[str, float]]: ...
+
+    def comment(self, evaluation_pk: int, source_label: str) -> str: ...
+
+
+def _rule_thresholds(calibration: Calibration | RuleCalibration) -> dict[str, dict[str, float]]:
+    if isinstance(calibration, Calibration):
+        return {rule: dict(calibration.thresholds or {}) for rule in calibration.rules}
+    return calibration.rule_thresholds()
 
 
 def calibration_record(
     *,
-    calibration: Calibration | LiveCalibration,
+    calibration: Calibration | RuleCalibration,
     source: PolicySource,
     parameters: dict[str, Any],
     report: dict[str, Any],
@@ -142,18 +152,18 @@ def calibration_record(
     with transaction.atomic():
         evaluation = evaluation_record(kind=EvaluationKind.CALIBRATION, parameters=parameters, report=report)
         version = None
-        live = isinstance(calibration, LiveCalibration)
+        shared = isinstance(calibration, Calibration)
         if calibration.certified and _rule_thresholds(calibration):
             text = calibrated_source(source.document, _rule_thresholds(calibration))
             policy = Policy.objects.filter(name=policy_name).first() or policy_create(
                 name=policy_name,
                 actor=actor,
-                description=f"Escalation thresholds calibrated {'from live history' if live else 'offline'}.",
+                description="Escalation thresholds calibrated offline." if shared else calibration.description,
             )
             comment = (
-                calibration.comment(evaluation.pk, source.label)
-                if isinstance(calibration, LiveCalibration)
-                else _comment(evaluation, calibration, source.label)
+                _comment(evaluation, calibration, source.label)
+                if shared
+                else calibration.comment(evaluation.pk, source.label)
             )
             parent = source.version if source.version and source.version.policy_id == policy.pk else None
             try:

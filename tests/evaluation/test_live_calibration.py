@@ -221,6 +221,7 @@ def test_review_labels_count_only_when_asked_for(setup) -> None:
         (["--from-history"], "needs --policy-version"),
         (["--from-history", "--policy-version", "1", "--tiers", "mini=a"], "--tiers only apply to --outcomes"),
         (["--from-history", "--policy-version", "1", "--in-memory"], "--in-memory only apply to --outcomes"),
+        (["--from-history", "--policy-version", "1", "--per-rule"], "--per-rule only apply to --outcomes"),
         (["--from-history", "--policy-version", "1", "--limit", "0"], "--limit must be at least 1"),
         (["--from-history", "--policy-version", "999999"], "no policy version has id 999999"),
         (["--from-history", "--policy-version", "1", "--since", "yesterday"], "not an ISO date"),

@@ -128,6 +128,8 @@ class Command(BaseCommand):
             self.stdout.write(f"not certified: {summary['reason']} (evaluation #{summary['evaluation']})")
         elif options["from_history"]:
             self.stdout.write(self._history_summary(summary, version))
+        elif options["per_rule"]:
+            self.stdout.write(self._per_rule_summary(summary, version))
         else:
             self.stdout.write(self._offline_summary(summary, version))
 
@@ -144,6 +146,21 @@ class Command(BaseCommand):
                     f"{certificate['risk_upper_bound']}, held out {certificate['holdout_risk']})"
                 )
         lines.append(f"guarantee: {summary['guarantee']}")
+        lines.append(f"draft {version} (id {version.pk}); evidence: evaluation #{summary['evaluation']}")
+        return "\n".join(lines)
+
+    def _per_rule_summary(self, summary: dict[str, Any], version: Any) -> str:
+        lines = []
+        for rule, entry in summary["rules"].items():
+            if entry["certified"]:
+                lines.append(
+                    f"{rule}: thresholds {entry['thresholds']}, expected accuracy {entry['expected_accuracy']} "
+                    f"(reference {entry['expected_reference_accuracy']}), relative cost "
+                    f"{entry['expected_relative_cost']}"
+                )
+            else:
+                lines.append(f"{rule}: not certified ({entry['reason']})")
+        lines += [f"{rule}: unchanged ({why})" for rule, why in summary["skipped"].items()]
         lines.append(f"draft {version} (id {version.pk}); evidence: evaluation #{summary['evaluation']}")
         return "\n".join(lines)
 
