@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
-from routing.models import Application, ModelDeployment
+from routing.models import (
+    Application,
+    ApprovalDecision,
+    ApprovalRequest,
+    Job,
+    JobStatus,
+    ModelDeployment,
+    Step,
+    StepOutcome,
+)
+from routing.models.approvals import ApprovalStatus, DecisionKind
 
 
 def unique(prefix: str) -> str:
@@ -50,3 +62,54 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     price_out_per_mtok = Decimal("1.25")
     region = "us"
     timeout_s = 5.0
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    """A past job as the pipeline leaves it; give `policy_version`, and its steps with StepFactory."""
+
+    class Meta:
+        model = Job
+
+    application = factory.SubFactory(ApplicationFactory)
+    task_type = "classification"
+    request = factory.LazyAttribute(
+        lambda o: {"messages": [{"role": "user", "content": f"[task:{o.task_type}] a request"}]}
+    )
+    status = JobStatus.COMPLETED
+    input_tokens = 5
+    complexity = 0.1
+
+
+class StepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Step
+
+    job = factory.SubFactory(JobFactory)
+    attempt = 1
+    index = 0
+    tier = "nano"
+    confidence = 0.9
+    confidence_method = "logprob"
+    outcome = StepOutcome.ACCEPTED
+    output = factory.LazyFunction(lambda: {"content": "answer: A", "tool_calls": []})
+    cost_usd = Decimal("0.001")
+
+
+class ApprovalRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ApprovalRequest
+
+    job = factory.SubFactory(JobFactory)
+    rule_ids = factory.LazyFunction(lambda: ["unsure"])
+    status = ApprovalStatus.PENDING
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(hours=4))
+
+
+class ApprovalDecisionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ApprovalDecision
+
+    request = factory.SubFactory(ApprovalRequestFactory)
+    actor = factory.SubFactory(UserFactory)
+    kind = DecisionKind.APPROVE
+    reason = "checked"

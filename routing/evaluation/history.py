@@ -12,19 +12,36 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from routing.approval_rules import ResultFacts, evaluate_approvals
 from routing.confidence import normalise_answer
-from routing.models import Job, ModelDeployment, PolicyVersion, Step, StepOutcome
+from routing.models import Job, ModelDeployment, Policy, PolicyVersion, Step, StepOutcome
 from routing.pipeline.facts import deployment_info, job_facts
 from routing.policy.document import PolicyDocument, policy_from_data
 from routing.router import DeploymentInfo, PlanStep, route
 
 DETAIL_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class ReexecutedStep:
+    """One step of a full re-execution: what a worker would have recorded, kept in memory only."""
+
+    tier: str
+    deployment: str
+    confidence: float | None
+    confidence_method: str
+    cost_usd: Decimal
+    output: dict[str, Any]
+    accepted: bool
+
+
+AnsweredStep = Step | ReexecutedStep
 
 
 @dataclass(frozen=True)
@@ -36,7 +53,7 @@ class JobReplay:
     original_holds: tuple[str, ...]
     draft_tier: str | None = None  # None: unknown or unroutable
     draft_cost: float | None = None
-    draft_steps: tuple[Step, ...] = ()
+    draft_steps: tuple[AnsweredStep, ...] = ()
     draft_holds: tuple[str, ...] = ()
     answer_differs: bool = False
     unknown: str | None = None
@@ -71,17 +88,32 @@ def _signature(output: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, 
     return normalise_answer(output.get("content") or ""), calls
 
 
-def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentInfo]) -> JobReplay:
-    recorded_steps = list(job.steps.all())
-    steps = _last_attempt(recorded_steps)
+def original_of(job: Job) -> JobReplay:
+    """The original side of a replay: the last attempt's answered steps, their cost and the first hold."""
+    steps = _last_attempt(job.steps.all())
     requests = sorted(job.approval_requests.all(), key=lambda request: (request.created_at, request.pk))
-    original = JobReplay(
+    return JobReplay(
         job_id=str(job.pk),
         original_tier=job.final_tier,
         original_cost=math.fsum(float(step.cost_usd) for step in steps),
         original_steps=tuple(steps),
         original_holds=tuple(requests[0].rule_ids) if requests else (),
     )
+
+
+def answer_differs(original: JobReplay, final: AnsweredStep) -> bool:
+    original_final = original.original_steps[-1] if original.original_steps else None
+    if original_final is None:
+        return True
+    if isinstance(final, Step) and final.pk == original_final.pk:
+        return False
+    return _signature(final.output) != _signature(original_final.output)
+
+
+def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentInfo]) -> JobReplay:
+    recorded_steps = list(job.steps.all())
+    original = original_of(job)
+    steps = list(original.original_steps)
     downgraded = bool(((job.route or {}).get("plan") or {}).get("downgraded"))
     facts = job_facts(job, job.complexity or 0.0, budget_hard_limit_reached=downgraded)
     result = route(facts, document, catalog)
@@ -117,17 +149,13 @@ def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentI
             cost_usd=cost,
         ),
     )
-    original_final = steps[-1] if steps else None
-    differs = original_final is None or (
-        final.pk != original_final.pk and _signature(final.output) != _signature(original_final.output)
-    )
     return replace(
         original,
         draft_tier=final.tier,
         draft_cost=cost,
         draft_steps=tuple(walked),
         draft_holds=tuple(hold.rule_id for hold in decision.holds),
-        answer_differs=differs,
+        answer_differs=answer_differs(original, final),
     )
 
 
@@ -135,7 +163,7 @@ def _unknown(original: JobReplay, reason: str) -> JobReplay:
     return replace(original, unknown=reason)
 
 
-def _escalation_rates(step_lists: Iterable[Sequence[Step]]) -> dict[str, float]:
+def _escalation_rates(step_lists: Iterable[Sequence[AnsweredStep]]) -> dict[str, float]:
     calls, escalated = Counter(), Counter()
     for steps in step_lists:
         for position, step in enumerate(steps):
@@ -150,9 +178,12 @@ def history_jobs(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 1000,
+    policy: Policy | None = None,
 ):
-    """Past jobs that produced an answer, newest first."""
+    """Past jobs that produced an answer, newest first (run under a version of `policy`, if given)."""
     jobs = Job.objects.exclude(final_tier="").select_related("application")
+    if policy is not None:
+        jobs = jobs.filter(policy_version__policy=policy)
     if application:
         jobs = jobs.filter(application__slug=application)
     if since:
@@ -162,10 +193,32 @@ def history_jobs(
     return jobs.order_by("-created_at", "-id").prefetch_related("steps", "approval_requests")[:limit]
 
 
-def history_replay(*, version: PolicyVersion, jobs: Iterable[Job]) -> dict[str, Any]:
+def progress_every(total: int) -> int:
+    """Report progress about every 1% of the jobs (every job for runs under a hundred)."""
+    return max(1, total // 100)
+
+
+def history_replay(
+    *,
+    version: PolicyVersion,
+    jobs: Sequence[Job],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     document = policy_from_data(version.document)
     catalog = [deployment_info(deployment) for deployment in ModelDeployment.objects.all()]
-    replays = [replay_job(job, document, catalog) for job in jobs]
+    total, every = len(jobs), progress_every(len(jobs))
+    if progress:
+        progress(0, total)
+    replays = []
+    for done, job in enumerate(jobs, start=1):
+        replays.append(replay_job(job, document, catalog))
+        if progress and (done % every == 0 or done == total):
+            progress(done, total)
+    return history_report(version, replays, mode="routing")
+
+
+def history_report(version: PolicyVersion, replays: Sequence[JobReplay], *, mode: str) -> dict[str, Any]:
+    """The figures both modes report, over the jobs whose counterfactual is known."""
     decided = [replay for replay in replays if replay.unknown is None]
     transitions = Counter(
         f"{replay.original_tier}->{replay.draft_tier}"
@@ -178,6 +231,7 @@ def history_replay(*, version: PolicyVersion, jobs: Iterable[Job]) -> dict[str, 
     draft_cost = math.fsum(replay.draft_cost or 0.0 for replay in decided)
     changed = [replay for replay in decided if replay.draft_tier != replay.original_tier or replay.answer_differs]
     return {
+        "mode": mode,
         "policy_version": version.pk,
         "policy_sha256": version.sha256,
         "jobs": len(replays),

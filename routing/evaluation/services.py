@@ -1,14 +1,17 @@
-"""The evaluation runs the commands call: each reads its inputs, runs, and keeps an `Evaluation` row."""
+"""The evaluation runs the commands call: each reads its inputs, runs, and keeps an `Evaluation` row.
+
+Runs on recorded outcomes live here; runs over past jobs (`history_run`, `live_calibration_run`) in
+`routing.evaluation.history_services`, and are importable from here too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from routing.evaluation.calibrate import METHOD, calibrate, check_parameters, collect_cases
-from routing.evaluation.history import history_jobs, history_replay
+from routing.evaluation.calibrate import METHOD, Calibration, calibrate, check_parameters, collect_cases
+from routing.evaluation.curve import offline_curve
+from routing.evaluation.history_services import HISTORY_MODES, history_cost_cap, history_run, live_calibration_run
 from routing.evaluation.outcomes import (
     Outcomes,
     Price,
@@ -18,12 +21,29 @@ from routing.evaluation.outcomes import (
     read_outcomes,
     top_tier,
 )
+from routing.evaluation.per_rule import PerRuleCalibration, calibrate_per_rule
 from routing.evaluation.profile import workload_profile
-from routing.evaluation.records import PolicySource, calibration_record, evaluation_record, resolve_policy
+from routing.evaluation.records import (
+    PolicySource,
+    calibration_record,
+    evaluation_record,
+    resolve_policy,
+)
 from routing.evaluation.reliability import tier_reliability
 from routing.evaluation.responders import responder_for
 from routing.evaluation.simulate import eval_catalog, policy_report, run_policy
 from routing.models import Evaluation, EvaluationKind, PolicyVersion
+
+__all__ = [
+    "HISTORY_MODES",
+    "EvaluationInputs",
+    "calibration_run",
+    "evaluation_inputs",
+    "evaluation_run",
+    "history_cost_cap",
+    "history_run",
+    "live_calibration_run",
+]
 
 HTTP_WORKERS = 4
 
@@ -61,7 +81,8 @@ def _workers(in_memory: bool) -> int:
 
 def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tuple[dict[str, Any], Evaluation]:
     """Replay every item under the policy; the report has the policy's figures, the baselines, the
-    reliability of each tier's confidence (`calibration`) and the workload profile (`profile`)."""
+    reliability of each tier's confidence (`calibration`), the workload profile (`profile`) and the
+    cost/quality curve over the cascade's thresholds (`curve`, see routing.evaluation.curve)."""
     catalog = eval_catalog(inputs.tiers, inputs.prices)
     with responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as responder:
         runs = run_policy(
@@ -72,6 +93,11 @@ def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tupl
     items = [item for item in inputs.outcomes.items if item.id in routed]
     report["calibration"] = tier_reliability(items, inputs.tiers)
     report["profile"] = workload_profile(items, inputs.tiers, inputs.prices, runs)
+    # Every tier's answer to every item, read from the file in memory (no model call): the curve needs
+    # the answers the policy's own run did not reach.
+    with responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=True) as observer:
+        cases, _ = collect_cases(items, inputs.policy.document, catalog, inputs.tiers, observer)
+    report["curve"] = offline_curve(cases)
     report["policy"] = {"source": inputs.policy.label, "sha256": inputs.policy.document.sha256}
     evaluation = evaluation_record(
         kind=EvaluationKind.EVAL,
@@ -92,8 +118,10 @@ def calibration_run(
     policy_name: str = "calibrated",
     author: Any = None,
     in_memory: bool = False,
+    per_rule: bool = False,
 ) -> tuple[dict[str, Any], Evaluation, PolicyVersion | None]:
-    """Calibrate the thresholds of the rules that govern the items, and write them as a draft version."""
+    """Calibrate the thresholds of the rules that govern the items, and write them as a draft version:
+    one shared threshold set across the rules, or (`per_rule`) each rule's on its own items."""
     delta = round(1 - confidence, 12)
     check_parameters(target_relative=target_relative, delta=delta, holdout=holdout)
     catalog = eval_catalog(inputs.tiers, inputs.prices)
@@ -106,7 +134,8 @@ def calibration_run(
             responder,
             workers=_workers(in_memory),
         )
-    calibration = calibrate(
+    method = calibrate_per_rule if per_rule else calibrate
+    calibration = method(
         cases,
         target_relative=target_relative,
         delta=delta,
@@ -121,6 +150,7 @@ def calibration_run(
         "confidence": confidence,
         "holdout": holdout,
         "seed": seed,
+        "per_rule": per_rule,
         "policy_name": policy_name,
         "transport": "in-memory" if in_memory else "model server",
     }
@@ -132,8 +162,25 @@ def calibration_run(
         policy_name=policy_name,
         author=author,
     )
+    if isinstance(calibration, PerRuleCalibration):
+        summary = {
+            "certified": calibration.certified,
+            "per_rule": True,
+            "thresholds": calibration.rule_thresholds(),
+            "method": report["method"],
+            "rules": {rule: _summary(entry) for rule, entry in calibration.calibrations.items()},
+            "skipped": calibration.skipped,
+            "reason": calibration.reason,
+        }
+    else:
+        summary = {**_summary(calibration), "rules": list(calibration.rules)}
+    return {**summary, "policy_version": version.pk if version else None, "evaluation": evaluation.pk,
+            "details": report}, evaluation, version  # fmt: skip
+
+
+def _summary(calibration: Calibration) -> dict[str, Any]:
     expected, held = calibration.expected or {}, calibration.holdout
-    summary = {
+    return {
         "certified": calibration.certified,
         "thresholds": calibration.thresholds,
         "method": METHOD,
@@ -145,34 +192,5 @@ def calibration_run(
         "holdout": None
         if held is None
         else {key: held[key] for key in ("items", "accuracy", "reference_accuracy", "relative_cost", "target_met")},
-        "policy_version": version.pk if version else None,
-        "evaluation": evaluation.pk,
-        "rules": list(calibration.rules),
         "reason": calibration.reason,
-        "details": report,
     }
-    return summary, evaluation, version
-
-
-def history_run(
-    *,
-    version: PolicyVersion,
-    application: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 1000,
-) -> tuple[dict[str, Any], Evaluation]:
-    """What the draft `version` would have done with past jobs, from their recorded steps."""
-    jobs = history_jobs(application=application, since=since, until=until, limit=limit)
-    report = history_replay(version=version, jobs=jobs)
-    parameters = {
-        "policy_version": version.pk,
-        "application": application,
-        "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None,
-        "limit": limit,
-    }
-    evaluation = evaluation_record(
-        kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version
-    )
-    return {**report, "evaluation": evaluation.pk}, evaluation

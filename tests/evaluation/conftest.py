@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,18 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from audit import ledger, payloads
+from audit.ledger import Actor
+from modelserver import ModelServer
 from modelserver.generate import generate_items
-from tests.factories import DeploymentFactory
+from routing.models import StepOutcome
+from tests.factories import (
+    ApprovalDecisionFactory,
+    ApprovalRequestFactory,
+    DeploymentFactory,
+    JobFactory,
+    StepFactory,
+)
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 GSM8K = BASE_DIR / "routing" / "evaluation" / "data" / "gsm8k-outcomes.jsonl"
@@ -82,3 +93,83 @@ def catalog(db) -> None:
     for tier in ("nano", "mini", "flagship"):
         DeploymentFactory(tier=tier)
         DeploymentFactory(tier=tier, region="eu")
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    """The local OpenAI-compatible model server (synthetic mode), for runs that call real deployments."""
+    with ModelServer(latency_scale=0, seed=7) as server:
+        yield server
+
+
+def past_job(
+    application,
+    version,
+    content: str,
+    steps: list[tuple],
+    *,
+    task_type: str = "classification",
+    rule: str = "cheap-first",
+    cascade: tuple[str, ...] = ("nano", "mini", "flagship"),
+    thresholds: dict[str, float] | None = None,
+):
+    """A finished job as the pipeline leaves it, its prompt kept as a payload (so it can be erased).
+    steps: (tier, confidence, accepted, answer, cost) of the rule's `cascade`; `thresholds` the ones in
+    force, per tier."""
+    thresholds = thresholds or {}
+    final = next(step for step in steps if step[2])
+    job = JobFactory(
+        application=application,
+        policy_version=version,
+        task_type=task_type,
+        request={"messages": [{"role": "user", "content": content}]},
+        final_tier=final[0],
+        final_confidence=final[1],
+        route={
+            "plan": {
+                "rule_id": rule,
+                "steps": [{"tier": tier, "confidence_method": "logprob"} for tier in cascade],
+            }
+        },
+        escalations=sum(1 for step in steps if not step[2]),
+    )
+    for index, (tier, confidence, accepted, answer, cost) in enumerate(steps):
+        StepFactory(
+            job=job,
+            index=index,
+            tier=tier,
+            confidence=confidence,
+            outcome=StepOutcome.ACCEPTED if accepted else StepOutcome.ESCALATED,
+            output={"content": f"answer: {answer}", "tool_calls": []},
+            cost_usd=Decimal(str(cost)),
+            threshold=thresholds.get(tier),
+            prompt_tokens=10,
+            completion_tokens=5,
+        )
+    payloads.store(job.request, kind="prompt", subject={"job": job.pk, "application": application.pk})
+    return job
+
+
+def shadow_compared(job, step, *, agree: bool, shadow_tier: str = "mini", cost: str = "0.0004") -> None:
+    """The ledger event a shadow comparison writes (routing.pipeline.shadow)."""
+    ledger.append(
+        "shadow.compared",
+        actor=Actor.system("shadow"),
+        subject={"job": job.pk, "application": job.application_id, "step": step.pk},
+        body={
+            "tier": step.tier,
+            "confidence": step.confidence,
+            "threshold": step.threshold,
+            "shadow_tier": shadow_tier,
+            "shadow_deployment": f"{shadow_tier}-x",
+            "agreement": 1.0 if agree else 0.0,
+            "shadow_cost_usd": cost,
+        },
+    )
+
+
+def reviewed(job, status: str, *, kind: str | None = None, picked=None) -> None:
+    """An approval request on the job's accepted answer, resolved as `status` by one decision."""
+    request = ApprovalRequestFactory(job=job, status=status)
+    if kind is not None:
+        ApprovalDecisionFactory(request=request, kind=kind, override={"step": picked.pk} if picked else None)

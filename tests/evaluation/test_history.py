@@ -12,6 +12,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from audit.ledger import Actor
+from routing.evaluation.outcomes import EvaluationError
+from routing.evaluation.services import history_run
 from routing.models import ApprovalRequest, Evaluation, EvaluationKind, Job, JobStatus, Step, StepOutcome
 from routing.services.policies import policy_create, policy_version_create
 from tests.evaluation.conftest import run_json
@@ -137,8 +139,42 @@ def test_without_json_it_prints_a_summary(history) -> None:
         (["--policy-version", "999999"], "no policy version has id 999999"),
         (["--policy-version", "1", "--since", "last tuesday"], "not an ISO date"),
         (["--policy-version", "1", "--limit", "0"], "--limit must be at least 1"),
+        (["--policy-version", "1", "--mode", "full"], "give --cost-cap"),
+        (["--policy-version", "1", "--cost-cap", "5"], "applies to --mode full only"),
+        (["--policy-version", "1", "--mode", "full", "--cost-cap", "0"], "must be above 0"),
+        (["--policy-version", "1", "--mode", "full", "--cost-cap", "-1"], "must be above 0"),
+        (["--policy-version", "1", "--mode", "full", "--cost-cap", "NaN"], "must be above 0"),
+        (["--policy-version", "1", "--mode", "full", "--cost-cap", "five"], "not an amount in USD"),
     ],
 )
 def test_bad_input_is_a_clear_error(arguments: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("replay_history", *arguments)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("mode", "cap", "message"),
+    [
+        ("full", None, "needs a cost cap"),
+        ("routing", 1.0, "applies to full re-execution only"),
+        ("full", 0, "above 0"),
+        ("full", Decimal("-0.01"), "above 0"),
+        ("full", float("inf"), "above 0"),
+        ("full", "1", "must be a number"),
+        ("shadow", None, "mode must be one of routing, full"),
+    ],
+)
+def test_the_service_refuses_bad_mode_and_cap(history, mode, cap, message) -> None:
+    with pytest.raises(EvaluationError, match=message):
+        history_run(version=history[0], mode=mode, cost_cap_usd=cap)
+    assert not Evaluation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_routing_mode_reports_its_mode_and_progress(history) -> None:
+    calls: list[tuple[int, int]] = []
+    report, evaluation = history_run(version=history[0], progress=lambda done, total: calls.append((done, total)))
+    assert report["mode"] == evaluation.parameters["mode"] == "routing"
+    assert calls[0] == (0, 7) and calls[-1] == (7, 7)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)

@@ -1,35 +1,36 @@
-"""Replay past jobs' routing under a draft policy version, from their recorded steps (no model calls)."""
+"""Replay past jobs under a draft policy version: routing only (no model call), or fully under a cost cap."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from routing.evaluation.outcomes import EvaluationError
 from routing.evaluation.records import version_by_id
 from routing.evaluation.services import history_run
+from routing.management.commands._options import moment
 
 
-def _moment(text: str) -> datetime:
-    moment = parse_datetime(text)
-    if moment is None:
-        day = parse_date(text)
-        if day is not None:
-            moment = datetime(day.year, day.month, day.day)
-    if moment is None:
-        raise CommandError(f"{text!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T12:00Z)")
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+def _usd(text: str) -> Decimal:
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise CommandError(f"--cost-cap {text!r} is not an amount in USD (e.g. 2.50)") from None
+    if not amount.is_finite() or amount <= 0:
+        raise CommandError(f"--cost-cap must be above 0 USD, not {text}")
+    return amount
 
 
 class Command(BaseCommand):
     help = (
         "What a draft policy version would have done with past jobs: escalations, cost, approval holds, "
-        "answers and final tiers that would change — from recorded confidences, without calling a model."
+        "answers and final tiers that would change. --mode routing (default) walks the draft over the "
+        "recorded confidences without calling a model; --mode full re-executes each job's stored input "
+        "against the real deployments under the draft, never spending more than --cost-cap USD (jobs "
+        "whose input was erased are reported unknown, never guessed)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,13 +39,32 @@ class Command(BaseCommand):
         parser.add_argument("--since", help="jobs created at or after (ISO date or date-time, UTC if naive)")
         parser.add_argument("--until", help="jobs created before")
         parser.add_argument("--limit", type=int, default=1000, help="newest jobs first (default 1000)")
+        parser.add_argument(
+            "--mode",
+            choices=("routing", "full"),
+            default="routing",
+            help="routing: from recorded confidences, no model call (default); full: re-execute each job's "
+            "stored input against the real deployments under the draft, within --cost-cap",
+        )
+        parser.add_argument(
+            "--cost-cap", help="full mode only, required there: the most the replay may spend, in USD (> 0)"
+        )
         parser.add_argument("--json", action="store_true")
+
+    def _progress(self, done: int, total: int) -> None:
+        # On stderr, so that --json output stays one document.
+        self.stderr.write(f"\r{done}/{total} jobs", ending="\n" if done == total else "")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
-        since = _moment(options["since"]) if options["since"] else None
-        until = _moment(options["until"]) if options["until"] else None
+        since = moment(options["since"]) if options["since"] else None
+        until = moment(options["until"]) if options["until"] else None
+        cost_cap = _usd(options["cost_cap"]) if options["cost_cap"] is not None else None
+        if options["mode"] == "full" and cost_cap is None:
+            raise CommandError("--mode full calls real deployments: give --cost-cap USD (> 0)")
+        if options["mode"] == "routing" and cost_cap is not None:
+            raise CommandError("--cost-cap applies to --mode full only (routing mode calls no model)")
         try:
             report, _ = history_run(
                 version=version_by_id(options["policy_version"]),
@@ -52,6 +72,9 @@ class Command(BaseCommand):
                 since=since,
                 until=until,
                 limit=options["limit"],
+                mode=options["mode"],
+                cost_cap_usd=cost_cap,
+                progress=self._progress,
             )
         except EvaluationError as error:
             raise CommandError(str(error)) from None
@@ -59,9 +82,16 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report))
             return
         cost, approvals = report["cost_usd"], report["approvals"]
+        spending = []
+        if report["mode"] == "full":
+            spending = [
+                f"spent ${report['spent_usd']} of ${report['cost_cap_usd']}; executed {report['executed']}, "
+                f"not run (cost cap) {report['not_run_cost_cap']}, input erased {report['input_erased']}"
+            ]
         self.stdout.write(
             "\n".join(
                 [
+                    *spending,
                     f"{report['jobs']} jobs, {report['decided']} decided, {report['unknown']} unknown "
                     f"{report['unknown_reasons'] or ''}".rstrip(),
                     f"final tier changes: {report['final_tier_changed']} {report['final_tier_transitions']}; "
