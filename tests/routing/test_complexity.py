@@ -1,4 +1,3 @@
-import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -66,13 +65,11 @@ def test_a_long_hard_request_scores_high():
     assert score(text, tools=["a", "b", "c"]) > 0.85
 
 
-def test_it_is_deterministic_and_fast():
+def test_it_is_deterministic():
+    # Its speed is measured in bench/router_bench.py (the router's decision includes it), not asserted here.
     text = "Compare the trade-offs of three designs. You must explain step by step.\n" * 20
     assert score(text) == score(text)
-    started = time.perf_counter()
-    for _ in range(200):
-        estimate_complexity(user(text))
-    assert (time.perf_counter() - started) / 200 < 0.002
+    assert estimate_complexity(user(text)) == estimate_complexity(user(text))
 
 
 @settings(max_examples=100, deadline=None, database=None)
