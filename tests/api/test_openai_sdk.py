@@ -160,7 +160,9 @@ def test_the_request_thread_runs_the_job_itself_with_the_workers_code(sdk, arbit
     assert job.status == JobStatus.COMPLETED and job.attempt == 1
     assert job.claimed_by.startswith("web@")  # not a Celery worker
     assert raw.headers["x-arbiter-final-tier"] == "mini" and raw.headers["x-arbiter-escalations"] == "1"
-    types = list(LedgerEvent.objects.filter(subject_job=str(job.pk)).order_by("id").values_list("event_type", "actor_id"))
+    types = list(
+        LedgerEvent.objects.filter(subject_job=str(job.pk)).order_by("id").values_list("event_type", "actor_id")
+    )
     assert [event for event, _ in types] == [
         "job.submitted",
         "route.decided",
