@@ -12,6 +12,8 @@ from routing.models import (
     ApiKey,
     Application,
     ApprovalRequest,
+    Evaluation,
+    HistoryReplayRun,
     Job,
     ModelDeployment,
     Policy,
@@ -119,3 +121,28 @@ def api_key_list(*, application: Application) -> QuerySet[ApiKey]:
 
 def api_key_get(*, application: Application, prefix: str) -> ApiKey | None:
     return application.api_keys.filter(prefix=prefix).first()
+
+
+def evaluation_list(*, kind: str | None = None, version_id: int | None = None) -> QuerySet[Evaluation]:
+    evaluations = Evaluation.objects.select_related("policy_version__policy").order_by("-created_at", "-id")
+    if kind:
+        evaluations = evaluations.filter(kind=kind)
+    if version_id:
+        evaluations = evaluations.filter(policy_version_id=version_id)
+    return evaluations
+
+
+def evaluation_get(*, evaluation_id: int) -> Evaluation | None:
+    return Evaluation.objects.select_related("policy_version__policy").filter(pk=evaluation_id).first()
+
+
+def history_replay_run_get(*, run_id: int) -> HistoryReplayRun | None:
+    return (
+        HistoryReplayRun.objects.select_related("policy_version__policy", "requested_by", "evaluation")
+        .filter(pk=run_id)
+        .first()
+    )
+
+
+def history_replay_runs_for(*, version: PolicyVersion) -> QuerySet[HistoryReplayRun]:
+    return version.history_replays.select_related("requested_by").order_by("-created_at", "-id")

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
-from routing.models import ApprovalRequest, Job, JobStatus, PolicyVersion, Step
+from routing.models import Application, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.services.policies import policy_create, policy_version_activate, policy_version_create
 from tests.factories import ApplicationFactory, DeploymentFactory, UserFactory, unique
 from tests.pipeline.setup import POLICY
@@ -103,3 +103,25 @@ def held_job(
     ledger.append("approval.requested", actor=Actor.worker("test"), subject={**subject, "approval": request.pk},
                   body={"rules": [rule]})
     return job
+
+
+def replayable_history(*, author=None) -> tuple[PolicyVersion, Application, dict[str, Job]]:
+    """A live version, a draft with a lower nano threshold and a stricter mini, and past jobs of one
+    application whose recorded steps say what the draft would do (one moves from mini to nano, one
+    cannot be known: the draft would call a tier the job never called)."""
+    from tests.evaluation.test_history import DRAFT_POLICY, make_job
+    from tests.evaluation.test_replay_eval import HAND_POLICY
+
+    catalog()
+    policy = policy_create(name=unique("policy"), actor=Actor.system("test"))
+    original = policy_version_create(policy=policy, source=HAND_POLICY, author=author, comment="live")
+    draft = policy_version_create(policy=policy, source=DRAFT_POLICY, author=author, comment="lower nano",
+                                  parent=original)
+    application = ApplicationFactory()
+    jobs = {
+        "kept": make_job(application, original, "classification", [("nano", 0.85, "logprob", True, "A", 0.001)]),
+        "cheaper": make_job(application, original, "classification",
+                            [("nano", 0.6, "logprob", False, "A", 0.001), ("mini", 0.95, "logprob", True, "B", 0.004)]),
+        "never-called": make_job(application, original, "coding", [("mini", 0.8, "logprob", True, "C", 0.004)]),
+    }
+    return draft, application, jobs
