@@ -11,6 +11,7 @@ from typing import Any
 
 from audit.ledger import Actor
 from routing.evaluation.calibrate import METHOD, calibrate, check_parameters, collect_cases
+from routing.evaluation.curve import offline_curve
 from routing.evaluation.history import history_jobs, history_replay
 from routing.evaluation.outcomes import (
     EvaluationError,
@@ -72,7 +73,8 @@ def _workers(in_memory: bool) -> int:
 
 def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tuple[dict[str, Any], Evaluation]:
     """Replay every item under the policy; the report has the policy's figures, the baselines, the
-    reliability of each tier's confidence (`calibration`) and the workload profile (`profile`)."""
+    reliability of each tier's confidence (`calibration`), the workload profile (`profile`) and the
+    cost/quality curve over the cascade's thresholds (`curve`, see routing.evaluation.curve)."""
     catalog = eval_catalog(inputs.tiers, inputs.prices)
     with responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=in_memory) as responder:
         runs = run_policy(
@@ -83,6 +85,11 @@ def evaluation_run(*, inputs: EvaluationInputs, in_memory: bool = False) -> tupl
     items = [item for item in inputs.outcomes.items if item.id in routed]
     report["calibration"] = tier_reliability(items, inputs.tiers)
     report["profile"] = workload_profile(items, inputs.tiers, inputs.prices, runs)
+    # Every tier's answer to every item, read from the file in memory (no model call): the curve needs
+    # the answers the policy's own run did not reach.
+    with responder_for(inputs.outcomes, inputs.tiers, inputs.prices, in_memory=True) as observer:
+        cases, _ = collect_cases(items, inputs.policy.document, catalog, inputs.tiers, observer)
+    report["curve"] = offline_curve(cases)
     report["policy"] = {"source": inputs.policy.label, "sha256": inputs.policy.document.sha256}
     evaluation = evaluation_record(
         kind=EvaluationKind.EVAL,

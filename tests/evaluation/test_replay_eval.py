@@ -30,7 +30,7 @@ from tests.evaluation.conftest import (
 REPORT_KEYS = {
     "items", "accuracy", "cost_usd", "mean_cost_usd", "relative_cost", "flagship_only", "tier_only", "oracle",
     "random_mix", "escalation_rate", "final_tier_share", "mean_latency_ms", "approvals_triggered",
-    "calibration", "profile", "evaluation",
+    "calibration", "profile", "curve", "evaluation",
 }  # fmt: skip
 
 # A policy whose cascade a test can walk by hand: no complexity or size conditions.
@@ -309,3 +309,41 @@ def test_without_json_it_prints_a_table(tmp_path: Path) -> None:
     )
     text = out.getvalue()
     assert "flagship only" in text and "oracle" in text and "escalation rate" in text
+
+
+@pytest.mark.django_db
+def test_the_curve_sweeps_the_thresholds_and_passes_through_the_policys_own_figures(tmp_path: Path) -> None:
+    items = synthetic(300, seed=11)
+    outcomes = write_jsonl(tmp_path / "sim.jsonl", items)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(HAND_POLICY.replace("{nano: 0.8, mini: 0.7}", "{nano: 0.8, mini: 0.75}"))
+    args = ("--outcomes", str(outcomes), "--tiers", SIM_TIERS, "--in-memory")
+    report = run_json("replay_eval", *args, "--policy", str(policy))
+    curve = report["curve"]
+    assert len(curve) == 21 * 21  # nano and mini both escalate: every pair on the 0.05 grid
+    assert [point["relative_cost"] for point in curve] == sorted(point["relative_cost"] for point in curve)
+    # The same thresholds everywhere the policy uses them (mini is 0.75 in both rules): the policy's point.
+    own = next(point for point in curve if point["thresholds"] == {"nano": 0.8, "mini": 0.75})
+    assert own["accuracy"] == pytest.approx(report["accuracy"], abs=1e-6)
+    assert own["relative_cost"] == pytest.approx(report["relative_cost"], abs=1e-6)
+    # Threshold 0 accepts every nano answer (the small tasks) and mini's elsewhere; 1 escalates all but 1.0.
+    tiers = {"nano": "sim-nano", "mini": "sim-mini", "flagship": "sim-flagship"}
+    answers = direct_answers(items, tiers)
+    small = {i["id"] for i in items if i["task_type"] in ("classification", "extraction", "ranking")}
+    first = "nano"
+    zero = next(point for point in curve if point["thresholds"] == {"nano": 0.0, "mini": 0.0})
+    right = sum(answers[i][first if i in small else "mini"][0] for i in answers)
+    assert zero["accuracy"] == pytest.approx(right / len(items), abs=1e-6)
+    frontier = [point for point in curve if point["frontier"]]
+    assert frontier[0] == curve[0]
+    assert [p["accuracy"] for p in frontier] == sorted(p["accuracy"] for p in frontier)
+    assert len(set(p["accuracy"] for p in frontier)) == len(frontier)
+
+
+@pytest.mark.django_db
+def test_a_two_tier_policy_has_a_21_point_curve(tmp_path: Path) -> None:
+    outcomes = write_jsonl(tmp_path / "sim.jsonl", synthetic(120, seed=3))
+    args = ("--outcomes", str(outcomes), "--tiers", SIM_TIERS, "--in-memory", "--policy", "two-tier")
+    curve = run_json("replay_eval", *args)["curve"]
+    assert sorted(point["thresholds"]["mini"] for point in curve) == [round(i * 0.05, 6) for i in range(21)]
+    assert all(set(point) == {"thresholds", "relative_cost", "accuracy", "frontier"} for point in curve)
