@@ -448,6 +448,7 @@ class XYSeries:
     points: Sequence[XYPoint]
     line: bool = False  # join the points (in x order) with a line
     labelled: bool = False
+    faint: bool = False  # context, drawn light and under the other series
 
 
 def _marker(kind: str, x: float, y: float, r: float, css: str, title: str) -> str:
@@ -536,9 +537,11 @@ def xy_chart(
             f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" class="diagonal">'
             "<title>perfectly calibrated: accuracy equals confidence</title></line>"
         )
-    placed: list[tuple[float, float]] = []
-    for index, item in enumerate(series):
-        kind, css = MARKERS[index % len(MARKERS)], f"point s{index % len(PATTERNS)}"
+    # The first series is drawn last, on top: the order of `series` is the order of importance.
+    labels: list[tuple[float, float, str]] = []
+    for index, item in reversed(list(enumerate(series))):
+        kind = MARKERS[index % len(MARKERS)]
+        css = f"point s{index % len(PATTERNS)}" + (" faint" if item.faint else "")
         points = sorted(item.points, key=lambda p: p.x) if item.line else list(item.points)
         if item.line and len(points) > 1:
             path = " ".join("{:.1f},{:.1f}".format(*at(p.x, p.y)) for p in points)
@@ -548,12 +551,15 @@ def xy_chart(
             tip = point.title or f"{point.label or item.name}: {fmt_x(point.x)}, {fmt_y(point.y)}"
             svg.add(_marker(kind, x, y, point.size, css, tip))
             if item.labelled and point.label:
-                label_y = y + 4
-                while any(abs(label_y - other_y) < 12 and abs(x - other_x) < 90 for other_x, other_y in placed):
-                    label_y += 12
-                placed.append((x, label_y))
-                anchor = "end" if x > right - 90 else "start"
-                svg.text(x + (-9 if anchor == "end" else 9), label_y, point.label, anchor=anchor, css="label value")
+                labels.append((x, y, point.label))
+    placed: list[tuple[float, float]] = []
+    for x, y, label in reversed(labels):
+        label_y = y + 4
+        while any(abs(label_y - other_y) < 12 and abs(x - other_x) < 90 for other_x, other_y in placed):
+            label_y += 12
+        placed.append((x, label_y))
+        anchor = "end" if x > right - 90 else "start"
+        svg.text(x + (-9 if anchor == "end" else 9), label_y, label, anchor=anchor, css="label value point-label")
     legend_y = height - (24 if note else 8)
     x = left
     for index, item in enumerate(series):
@@ -571,14 +577,15 @@ def cost_quality(
     *,
     policy: tuple[str, float, float] | None = None,
     curve: Sequence[XYPoint] = (),
+    settings: Sequence[XYPoint] = (),
     title: str = "Accuracy against relative cost",
     width: int = 560,
     height: int = 320,
 ) -> SafeString:
     """Accuracy (y) against cost relative to the flagship alone (x): the policy, the baselines (each
-    labelled) and the curve of threshold settings as a line when there is one."""
-    ys = [y for _, _, y in points] + [p.y for p in curve] + ([policy[2]] if policy else [])
-    xs = [x for _, x, _ in points] + [p.x for p in curve] + ([policy[1]] if policy else [])
+    labelled), the other threshold settings tried as small points, and the curve (their frontier) as a line."""
+    ys = [y for _, _, y in points] + [p.y for p in (*curve, *settings)] + ([policy[2]] if policy else [])
+    xs = [x for _, x, _ in points] + [p.x for p in (*curve, *settings)] + ([policy[1]] if policy else [])
     low = max(0.0, math.floor((min(ys, default=0) - 0.05) * 10) / 10)
     high = min(1.0, math.ceil((max(ys, default=1) + 0.02) * 10) / 10) or 1.0
     x_high = max(1.0, math.ceil(max(xs, default=1) * 10 + 0.5) / 10)
@@ -587,6 +594,8 @@ def cost_quality(
         series.insert(0, XYSeries("policy", [XYPoint(policy[1], policy[2], policy[0], size=5.5)], labelled=True))
     if curve:
         series.append(XYSeries("threshold curve", curve, line=True))
+    if settings:
+        series.append(XYSeries("other threshold settings", settings, faint=True))
     return xy_chart(
         series,
         title=title,
@@ -594,7 +603,7 @@ def cost_quality(
         y_label="accuracy",
         x_range=(0.0, x_high),
         y_range=(low, high if high > low else low + 0.1),
-        fmt_x=lambda v: f"{v:.1f}×",  # noqa: RUF001
+        fmt_x=lambda v: f"{v:g}×",  # noqa: RUF001
         fmt_y=percent,
         width=width,
         height=height,

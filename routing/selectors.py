@@ -6,6 +6,8 @@ import uuid
 from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import JSONObject
 
 from audit.models import LedgerEvent
 from routing.models import (
@@ -130,6 +132,22 @@ def evaluation_list(*, kind: str | None = None, version_id: int | None = None) -
     if version_id:
         evaluations = evaluations.filter(policy_version_id=version_id)
     return evaluations
+
+
+# The report keys a list row's headline reads (routing.ui.reports.headline); the rest can be large.
+EVALUATION_HEADLINE_KEYS = (
+    "accuracy", "relative_cost", "items", "policy", "thresholds", "certified", "holdout", "jobs",
+    "final_tier_changed", "cost_usd",
+)
+
+
+def evaluation_summaries(*, kind: str | None = None, version_id: int | None = None) -> QuerySet[Evaluation]:
+    """Evaluations for a list: without their report and parameters, with the headline keys as `summary`."""
+    return (
+        evaluation_list(kind=kind, version_id=version_id)
+        .defer("report", "parameters")
+        .annotate(summary=JSONObject(**{key: KeyTransform(key, "report") for key in EVALUATION_HEADLINE_KEYS}))
+    )
 
 
 def evaluation_get(*, evaluation_id: int) -> Evaluation | None:

@@ -39,7 +39,7 @@ def _run(run_id: int) -> HistoryReplayRun:
 @role_required(*POLICY_READERS)
 def evaluation_list(request: HttpRequest) -> HttpResponse:
     form = EvaluationFilterForm(request.GET)
-    evaluations = selectors.evaluation_list(**form.filters())
+    evaluations = selectors.evaluation_summaries(**form.filters())
     key = pagination.decode(request.GET.get("after"))
     evaluations = pagination.after(evaluations, key, fields=("created_at", "id"), descending=True)
     page = pagination.page(evaluations, settings.ARBITER_UI_PAGE_SIZE, key=("created_at", "pk"))

@@ -21,6 +21,7 @@ from routing.services.policies import (
 )
 from routing.ui.changes import document_changes
 from routing.ui.forms import HistoryReplayForm, PolicySourceForm, ThresholdsForm
+from routing.ui.reports import headline
 from routing.ui.thresholds import ThresholdRewriteError, rewrite_thresholds, thresholds_of
 
 EVALUATIONS_SHOWN = 10
@@ -76,7 +77,10 @@ def version_context(
         "lines": version.source.splitlines(),
         "can_edit": can_edit,
         "is_author": version.author_id == request.user.pk,
-        "evaluations": list(selectors.evaluation_list(version_id=version.pk)[:EVALUATIONS_SHOWN]),
+        "evaluations": [
+            (evaluation, headline(evaluation))
+            for evaluation in selectors.evaluation_summaries(version_id=version.pk)[:EVALUATIONS_SHOWN]
+        ],
         "replay_runs": list(selectors.history_replay_runs_for(version=version)[:EVALUATIONS_SHOWN]),
         "replay_form": (replay_form or HistoryReplayForm()) if can_edit else None,
     }

@@ -19,8 +19,10 @@ FULL_RUN_FIGURES = ("cost_cap_usd", "spent_usd", "executed", "not_run_cost_cap",
 
 
 def headline(evaluation: Evaluation) -> list[tuple[str, str]]:
-    """The two or three figures the list shows for a record, as (label, text)."""
-    report = evaluation.report or {}
+    """The two or three figures a list shows for a record, as (label, text), from its `summary` (see
+    selectors.evaluation_summaries) when it has one, else from its report."""
+    summary = getattr(evaluation, "summary", None)
+    report = (summary if summary is not None else evaluation.report) or {}
     if evaluation.kind == EvaluationKind.EVAL:
         return [
             ("accuracy", _share(report.get("accuracy"))),
@@ -105,9 +107,33 @@ def _shares_text(shares: dict[str, float]) -> str:
     return ", ".join(f"{tier} {share * 100:.0f}%" for tier, share in sorted(shares.items(), key=lambda kv: -kv[1]))
 
 
-def _curve_points(curve: list[dict[str, Any]] | None) -> list[charts.XYPoint]:
+def _curve(curve: list[dict[str, Any]] | None) -> dict[str, list[charts.XYPoint]]:
+    """The curve as the chart draws it: the frontier as the line, the settings it dominates as points
+    (a curve whose points do not say whether they are on the frontier is all line)."""
+    entries = [entry for entry in curve or [] if isinstance(entry, dict)]
+    marked = any("frontier" in entry for entry in entries)
+    line = [entry for entry in entries if entry.get("frontier") or not marked]
+    rest = [entry for entry in entries if marked and not entry.get("frontier")]
+    return {"curve": _curve_points(line), "settings": _curve_points(rest, size=1.6)}
+
+
+def _frontier(curve: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The curve's frontier settings, cheapest first, as table rows."""
+    entries = [entry for entry in curve or [] if isinstance(entry, dict)]
+    marked = any("frontier" in entry for entry in entries)
+    return sorted(
+        (
+            {**entry, "thresholds": _by_tier(entry.get("thresholds") or {})}
+            for entry in entries
+            if entry.get("frontier") or not marked
+        ),
+        key=lambda entry: (entry.get("relative_cost") or 0, -(entry.get("accuracy") or 0)),
+    )
+
+
+def _curve_points(curve: list[dict[str, Any]], size: float = 2.5) -> list[charts.XYPoint]:
     points = []
-    for entry in curve or []:
+    for entry in curve:
         if entry.get("relative_cost") is None or entry.get("accuracy") is None:
             continue
         thresholds = ", ".join(f"{tier} {value:g}" for tier, value in _by_tier(entry.get("thresholds") or {}))
@@ -132,7 +158,7 @@ def _cost_quality_chart(report: dict[str, Any], rows: list[dict[str, Any]]) -> S
     return charts.cost_quality(
         baselines,
         policy=(_short(policy["name"]), policy["relative_cost"], policy["accuracy"]) if policy else None,
-        curve=_curve_points(report.get("curve")),
+        **_curve(report.get("curve")),
         width=1100,
         height=420,
     )
@@ -208,7 +234,7 @@ def eval_figures(report: dict[str, Any]) -> dict[str, Any]:
         "profile": _profile(report.get("profile"), tiers),
         "approvals": report.get("approvals_triggered") or {},
         "rules": sorted((report.get("rules") or {}).items(), key=lambda kv: -kv[1]),
-        "curve": report.get("curve") or [],
+        "frontier": _frontier(report.get("curve")),
     }
 
 
@@ -250,7 +276,7 @@ def _calibration_chart(report: dict[str, Any]) -> SafeString | None:
         points.append(("reference alone", 1.0, reference["reference_accuracy"]))
     if not points and not report.get("curve"):
         return None
-    return charts.cost_quality(points, curve=_curve_points(report.get("curve")), width=560, height=320)
+    return charts.cost_quality(points, **_curve(report.get("curve")), width=560, height=320)
 
 
 # ---------------------------------------------------------------- history replay
@@ -265,7 +291,7 @@ def history_figures(report: dict[str, Any]) -> dict[str, Any]:
     for key, count in (report.get("final_tier_transitions") or {}).items():
         before, _, after = key.partition("->")
         transitions.append({"original": before, "draft": after, "count": count})
-    curve = _curve_points(report.get("curve"))
+    curve = _curve(report.get("curve"))
     escalation = [
         {"tier": tier, "original": original.get(tier), "draft": draft.get(tier)}
         for tier in sorted(set(original) | set(draft), key=_tier_order)
@@ -295,7 +321,7 @@ def history_figures(report: dict[str, Any]) -> dict[str, Any]:
         "full_run": {key: report[key] for key in FULL_RUN_FIGURES if key in report},
         "reliability": _reliability(report.get("reliability")),
         "labels": report.get("labels"),
-        "chart": charts.cost_quality([], curve=curve, width=1100, height=420) if curve else None,
+        "chart": charts.cost_quality([], **curve, width=1100, height=420) if curve["curve"] else None,
     }
 
 

@@ -65,7 +65,7 @@ def test_the_cost_quality_chart_labels_every_point_and_tells_series_apart_by_sha
     assert "<circle" in svg and "<rect" in svg and "<polygon" in svg  # policy, baselines, curve: three shapes
     assert 'class="xy-line s2"' in svg and "<title>nano 0.8</title>" in svg
     assert ">cost relative to the flagship alone</text>" in svg and ">accuracy</text>" in svg
-    assert "this policy: 0.6×, 84%" in svg  # noqa: RUF001 - every point says where it is
+    assert "this policy: 0.63×, 84%" in svg  # noqa: RUF001 - every point says where it is
     assert "style=" not in svg
 
 

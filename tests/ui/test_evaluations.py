@@ -128,15 +128,38 @@ def test_an_eval_report_shows_the_workload_profile(as_user, evaluated):
                          rf'<td class="num">{suffices * 100:.0f}%</td>', page), task_type
 
 
-def test_a_curve_in_the_report_is_drawn_as_a_line(as_user, evaluated):
+def test_the_curve_is_drawn_as_its_frontier_line_over_the_other_settings_and_listed(as_user, evaluated):
+    curve = evaluated.report["curve"]
+    frontier = [point for point in curve if point["frontier"]]
+    assert frontier and len(frontier) < len(curve)
+    page = text(as_user("admin").get(reverse("evaluation", args=[evaluated.pk])))
+    assert ">threshold curve</text>" in page and ">other threshold settings</text>" in page
+    assert page.count('class="point s3 faint"') == len(curve) - len(frontier)
+    assert f"The {len(frontier)} threshold settings on the line" in page
+    cheapest = min(frontier, key=lambda point: point["relative_cost"])
+    thresholds = " · ".join(
+        f'<span class="tier tier-{tier}">{tier}</span> {cheapest["thresholds"][tier]}'
+        for tier in ("nano", "mini") if tier in cheapest["thresholds"]
+    )
+    assert f"<tr><td>{thresholds}</td><td class=\"num\">{share(cheapest['accuracy'])}</td>" in page
+
+
+def test_a_report_from_before_the_curve_has_no_curve(as_user, evaluated):
+    older = Evaluation.objects.create(
+        kind=EvaluationKind.EVAL, parameters=evaluated.parameters,
+        report={key: value for key, value in evaluated.report.items() if key != "curve"},
+    )
+    page = text(as_user("admin").get(reverse("evaluation", args=[older.pk])))
+    assert "Accuracy against relative cost" in page and ">threshold curve</text>" not in page
+
+
+def test_a_curve_without_frontier_marks_is_all_line(as_user, evaluated):
     curve = [{"thresholds": {"nano": t, "mini": 0.7}, "relative_cost": 0.2 + t / 2, "accuracy": 0.6 + t / 4}
              for t in (0.1, 0.5, 0.9)]
-    newer = Evaluation.objects.create(kind=EvaluationKind.EVAL, report={**evaluated.report, "curve": curve},
-                                      parameters=evaluated.parameters)
-    page = text(as_user("admin").get(reverse("evaluation", args=[newer.pk])))
-    assert 'class="xy-line' in page and ">threshold curve</text>" in page
+    other = Evaluation.objects.create(kind=EvaluationKind.EVAL, report={**evaluated.report, "curve": curve})
+    page = text(as_user("admin").get(reverse("evaluation", args=[other.pk])))
+    assert ">threshold curve</text>" in page and "faint" not in page
     assert "thresholds nano 0.5, mini 0.7: accuracy 72.5%, cost 0.45×" in page  # noqa: RUF001
-    assert ">threshold curve</text>" not in text(as_user("admin").get(reverse("evaluation", args=[evaluated.pk])))
 
 
 @pytest.mark.parametrize(
@@ -220,7 +243,7 @@ def test_the_version_page_lists_the_evaluations_about_it(as_user, replayed):
     version = history.policy_version
     page = text(as_user("reviewer").get(reverse("policy-version", args=[version.policy.name, version.number])))
     assert f'<a href="/evaluations/{history.pk}/">#{history.pk}</a>' in page
-    assert "3 jobs, 1 would change" in page
+    assert "jobs</span> <strong>3</strong>" in page and "changed</span> <strong>1</strong>" in page
     assert f'href="/evaluations/?version={version.pk}"' in page
     filtered = text(as_user("reviewer").get(reverse("evaluations"), {"version": version.pk}))
     assert re.findall(r'href="/evaluations/(\d+)/"', filtered) == [str(history.pk)]
@@ -230,3 +253,16 @@ def test_the_nav_links_to_evaluations_for_every_role_that_reads_policies(as_user
     for persona in ("reviewer", "admin", "auditor"):
         assert 'href="/evaluations/"' in text(as_user(persona).get(reverse("dashboard")))
     assert as_user("outsider").get(reverse("dashboard")).status_code == 403
+
+
+def test_the_list_costs_the_same_queries_for_more_rows(as_user, replayed, django_assert_max_num_queries):
+    history, _ = replayed
+    client = as_user("auditor")
+    client.get(reverse("evaluations"))  # the session and the roles, read once
+    with django_assert_max_num_queries(6) as few:
+        client.get(reverse("evaluations"))
+    for _ in range(8):
+        Evaluation.objects.create(kind=EvaluationKind.HISTORY, report=history.report,
+                                  policy_version=history.policy_version)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(reverse("evaluations"))
