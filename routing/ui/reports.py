@@ -15,7 +15,7 @@ from controlplane import charts
 from routing.models import Evaluation, EvaluationKind
 from routing.tiers import tier_rank
 
-FULL_RUN_FIGURES = ("cost_cap_usd", "spent_usd", "executed", "not_run_cost_cap", "stopped_at_cap")
+FULL_RUN_FIGURES = ("cost_cap_usd", "spent_usd", "executed", "not_run_cost_cap", "stopped_at_cap", "input_erased")
 
 
 def headline(evaluation: Evaluation) -> list[tuple[str, str]]:

@@ -13,10 +13,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import LedgerEvent
+from controlplane import charts
 from controlplane.roles import Role
 from routing.evaluation.replay_runs import history_replay_execute
 from routing.models import Evaluation, HistoryReplayRun, HistoryReplayStatus
+from routing.services.policies import policy_version_create
 from tests.factories import UserFactory
+from tests.pipeline.setup import governed
 from tests.ui.builders import replayable_history
 from tests.ui.conftest import wait_for
 
@@ -167,6 +170,32 @@ def test_a_run_no_worker_has_touched_for_a_while_says_so(as_user, people, histor
 
 def test_a_missing_run_is_a_404(as_user, db):
     assert as_user("admin").get(reverse("history-replay", args=[987654321])).status_code == 404
+
+
+def test_a_full_replay_started_here_spends_within_its_cap_and_the_report_says_what_it_spent(
+    as_user, model_server, db, django_capture_on_commit_callbacks
+):
+    from tests.evaluation.conftest import past_job
+    from tests.evaluation.test_full_replay import LIMITED, LOWER, content
+
+    setup = governed(model_server.base_url, policy_source=LIMITED)
+    live = setup.policy.versions.get()
+    for index in range(3):
+        past_job(setup.application, live, content(index, 0.75),
+                 [("nano", 0.75, False, "A", 0.0001), ("mini", 0.9, True, "B", 0.0004)])
+    draft = policy_version_create(policy=setup.policy, source=LOWER, author=None, parent=live)
+    with django_capture_on_commit_callbacks():
+        as_user("admin").post(start_url(draft), {"application": setup.application.slug, "limit": "10",
+                                                 "mode": "full", "cost_cap_usd": "0.50"})
+    run = history_replay_execute(run_id=HistoryReplayRun.objects.get(policy_version=draft).pk)
+    report = run.evaluation.report
+    assert (run.status, run.done, run.total) == ("done", 3, 3)
+    assert (report["mode"], report["executed"], report["cost_cap_usd"]) == ("full", 3, 0.5)
+    assert 0 < report["spent_usd"] <= 0.5
+    page = text(as_user("admin").get(reverse("evaluation", args=[run.evaluation_id])))
+    assert "Re-execution under a cost cap" in page and "<dt>Cost cap</dt><dd>$0.50</dd>" in page
+    assert f"<dt>Spent</dt><dd>{charts.usd(report['spent_usd'])}</dd>" in page
+    assert "<dt>Jobs executed</dt><dd>3</dd>" in page and "<dt>Stopped at the cap</dt><dd>no</dd>" in page
 
 
 @pytest.mark.slow
