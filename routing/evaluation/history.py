@@ -20,7 +20,7 @@ from typing import Any
 
 from routing.approval_rules import ResultFacts, evaluate_approvals
 from routing.confidence import normalise_answer
-from routing.models import Job, ModelDeployment, PolicyVersion, Step, StepOutcome
+from routing.models import Job, ModelDeployment, Policy, PolicyVersion, Step, StepOutcome
 from routing.pipeline.facts import deployment_info, job_facts
 from routing.policy.document import PolicyDocument, policy_from_data
 from routing.router import DeploymentInfo, PlanStep, route
@@ -178,9 +178,12 @@ def history_jobs(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 1000,
+    policy: Policy | None = None,
 ):
-    """Past jobs that produced an answer, newest first."""
+    """Past jobs that produced an answer, newest first (run under a version of `policy`, if given)."""
     jobs = Job.objects.exclude(final_tier="").select_related("application")
+    if policy is not None:
+        jobs = jobs.filter(policy_version__policy=policy)
     if application:
         jobs = jobs.filter(application__slug=application)
     if since:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from django.db import transaction
@@ -81,11 +81,12 @@ def evaluation_record(
     return Evaluation.objects.create(kind=kind, parameters=parameters, report=report, policy_version=policy_version)
 
 
-def calibrated_source(document: PolicyDocument, thresholds: dict[str, float], rules: tuple[str, ...]) -> str:
-    """The input document with the calibrated thresholds on every rule the calibration covered, as YAML."""
+def calibrated_source(document: PolicyDocument, rule_thresholds: dict[str, dict[str, float]]) -> str:
+    """The input document with each covered rule's calibrated thresholds (rule id -> tier -> value), as YAML."""
     data = document.as_data()
     for rule in data["rules"]:
-        if rule["id"] not in rules:
+        thresholds = rule_thresholds.get(rule["id"])
+        if not thresholds:
             continue
         for tier in rule["cascade"][:-1]:
             if tier in thresholds:
@@ -120,9 +121,26 @@ def _comment(evaluation: Evaluation, calibration: Calibration, source_label: str
     return "\n".join(lines)
 
 
+class RuleCalibration(Protocol):
+    """A calibration with thresholds per rule (live history, per-rule offline) and its own comment."""
+
+    certified: bool
+    description: str
+
+    def rule_thresholds(self) -> dict[str, dict[str, float]]: ...
+
+    def comment(self, evaluation_pk: int, source_label: str) -> str: ...
+
+
+def _rule_thresholds(calibration: Calibration | RuleCalibration) -> dict[str, dict[str, float]]:
+    if isinstance(calibration, Calibration):
+        return {rule: dict(calibration.thresholds or {}) for rule in calibration.rules}
+    return calibration.rule_thresholds()
+
+
 def calibration_record(
     *,
-    calibration: Calibration,
+    calibration: Calibration | RuleCalibration,
     source: PolicySource,
     parameters: dict[str, Any],
     report: dict[str, Any],
@@ -134,10 +152,18 @@ def calibration_record(
     with transaction.atomic():
         evaluation = evaluation_record(kind=EvaluationKind.CALIBRATION, parameters=parameters, report=report)
         version = None
-        if calibration.certified and calibration.thresholds is not None:
-            text = calibrated_source(source.document, calibration.thresholds, calibration.rules)
+        shared = isinstance(calibration, Calibration)
+        if calibration.certified and _rule_thresholds(calibration):
+            text = calibrated_source(source.document, _rule_thresholds(calibration))
             policy = Policy.objects.filter(name=policy_name).first() or policy_create(
-                name=policy_name, actor=actor, description="Escalation thresholds calibrated offline."
+                name=policy_name,
+                actor=actor,
+                description="Escalation thresholds calibrated offline." if shared else calibration.description,
+            )
+            comment = (
+                _comment(evaluation, calibration, source.label)
+                if shared
+                else calibration.comment(evaluation.pk, source.label)
             )
             parent = source.version if source.version and source.version.policy_id == policy.pk else None
             try:
@@ -145,7 +171,7 @@ def calibration_record(
                     policy=policy,
                     source=text,
                     author=author,
-                    comment=_comment(evaluation, calibration, source.label),
+                    comment=comment,
                     parent=parent,
                     actor=actor,
                 )

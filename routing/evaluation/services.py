@@ -1,20 +1,18 @@
-"""The evaluation runs the commands call: each reads its inputs, runs, and keeps an `Evaluation` row."""
+"""The evaluation runs the commands call: each reads its inputs, runs, and keeps an `Evaluation` row.
+
+Runs on recorded outcomes live here; runs over past jobs (`history_run`, `live_calibration_run`) in
+`routing.evaluation.history_services`, and are importable from here too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from audit.ledger import Actor
-from routing.evaluation.calibrate import METHOD, calibrate, check_parameters, collect_cases
+from routing.evaluation.calibrate import METHOD, Calibration, calibrate, check_parameters, collect_cases
 from routing.evaluation.curve import offline_curve
-from routing.evaluation.history import history_jobs, history_replay
+from routing.evaluation.history_services import HISTORY_MODES, history_cost_cap, history_run, live_calibration_run
 from routing.evaluation.outcomes import (
-    EvaluationError,
     Outcomes,
     Price,
     TierMap,
@@ -23,19 +21,29 @@ from routing.evaluation.outcomes import (
     read_outcomes,
     top_tier,
 )
+from routing.evaluation.per_rule import PerRuleCalibration, calibrate_per_rule
 from routing.evaluation.profile import workload_profile
 from routing.evaluation.records import (
     PolicySource,
     calibration_record,
     evaluation_record,
     resolve_policy,
-    spending_record,
 )
-from routing.evaluation.reexecute import ReexecutionAborted, reexecute_history
 from routing.evaluation.reliability import tier_reliability
 from routing.evaluation.responders import responder_for
 from routing.evaluation.simulate import eval_catalog, policy_report, run_policy
 from routing.models import Evaluation, EvaluationKind, PolicyVersion
+
+__all__ = [
+    "HISTORY_MODES",
+    "EvaluationInputs",
+    "calibration_run",
+    "evaluation_inputs",
+    "evaluation_run",
+    "history_cost_cap",
+    "history_run",
+    "live_calibration_run",
+]
 
 HTTP_WORKERS = 4
 
@@ -110,8 +118,10 @@ def calibration_run(
     policy_name: str = "calibrated",
     author: Any = None,
     in_memory: bool = False,
+    per_rule: bool = False,
 ) -> tuple[dict[str, Any], Evaluation, PolicyVersion | None]:
-    """Calibrate the thresholds of the rules that govern the items, and write them as a draft version."""
+    """Calibrate the thresholds of the rules that govern the items, and write them as a draft version:
+    one shared threshold set across the rules, or (`per_rule`) each rule's on its own items."""
     delta = round(1 - confidence, 12)
     check_parameters(target_relative=target_relative, delta=delta, holdout=holdout)
     catalog = eval_catalog(inputs.tiers, inputs.prices)
@@ -124,7 +134,8 @@ def calibration_run(
             responder,
             workers=_workers(in_memory),
         )
-    calibration = calibrate(
+    method = calibrate_per_rule if per_rule else calibrate
+    calibration = method(
         cases,
         target_relative=target_relative,
         delta=delta,
@@ -139,6 +150,7 @@ def calibration_run(
         "confidence": confidence,
         "holdout": holdout,
         "seed": seed,
+        "per_rule": per_rule,
         "policy_name": policy_name,
         "transport": "in-memory" if in_memory else "model server",
     }
@@ -150,8 +162,25 @@ def calibration_run(
         policy_name=policy_name,
         author=author,
     )
+    if isinstance(calibration, PerRuleCalibration):
+        summary = {
+            "certified": calibration.certified,
+            "per_rule": True,
+            "thresholds": calibration.rule_thresholds(),
+            "method": report["method"],
+            "rules": {rule: _summary(entry) for rule, entry in calibration.calibrations.items()},
+            "skipped": calibration.skipped,
+            "reason": calibration.reason,
+        }
+    else:
+        summary = {**_summary(calibration), "rules": list(calibration.rules)}
+    return {**summary, "policy_version": version.pk if version else None, "evaluation": evaluation.pk,
+            "details": report}, evaluation, version  # fmt: skip
+
+
+def _summary(calibration: Calibration) -> dict[str, Any]:
     expected, held = calibration.expected or {}, calibration.holdout
-    summary = {
+    return {
         "certified": calibration.certified,
         "thresholds": calibration.thresholds,
         "method": METHOD,
@@ -163,82 +192,5 @@ def calibration_run(
         "holdout": None
         if held is None
         else {key: held[key] for key in ("items", "accuracy", "reference_accuracy", "relative_cost", "target_met")},
-        "policy_version": version.pk if version else None,
-        "evaluation": evaluation.pk,
-        "rules": list(calibration.rules),
         "reason": calibration.reason,
-        "details": report,
     }
-    return summary, evaluation, version
-
-
-HISTORY_MODES = ("routing", "full")
-Progress = Callable[[int, int], None]
-
-
-def history_cost_cap(mode: str, cost_cap_usd: Decimal | float | None) -> Decimal | None:
-    """The checked cost cap of a history run: required (> 0) to re-execute, refused for routing only."""
-    if mode not in HISTORY_MODES:
-        raise EvaluationError(f"mode must be one of {', '.join(HISTORY_MODES)}, not {mode!r}")
-    if mode == "routing":
-        if cost_cap_usd is not None:
-            raise EvaluationError("a cost cap applies to full re-execution only (routing mode calls no model)")
-        return None
-    if cost_cap_usd is None:
-        raise EvaluationError("full re-execution calls real deployments: it needs a cost cap in USD (> 0)")
-    if isinstance(cost_cap_usd, bool) or not isinstance(cost_cap_usd, (Decimal, float, int)):
-        raise EvaluationError(f"the cost cap must be a number of USD, not {cost_cap_usd!r}")
-    cap = Decimal(str(cost_cap_usd))
-    if not cap.is_finite() or cap <= 0:
-        raise EvaluationError(f"the cost cap must be a finite amount above 0 USD, not {cost_cap_usd}")
-    return cap
-
-
-def history_run(
-    *,
-    version: PolicyVersion,
-    application: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 1000,
-    mode: str = "routing",
-    cost_cap_usd: Decimal | float | None = None,
-    progress: Progress | None = None,
-) -> tuple[dict[str, Any], Evaluation]:
-    """What the draft `version` would have done with past jobs: from their recorded steps (`mode="routing"`),
-    or by re-executing their inputs against the real deployments within `cost_cap_usd` (`mode="full"`).
-    `progress(done, total)` is called at the start, about every 1% of the jobs, and at the end."""
-    cap = history_cost_cap(mode, cost_cap_usd)
-    jobs = list(history_jobs(application=application, since=since, until=until, limit=limit))
-    parameters = {
-        "policy_version": version.pk,
-        "application": application,
-        "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None,
-        "limit": limit,
-        "mode": mode,
-        "cost_cap_usd": float(cap) if cap is not None else None,
-    }
-    if cap is None:
-        report = history_replay(version=version, jobs=jobs, progress=progress)
-        evaluation = evaluation_record(
-            kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version
-        )
-        return {**report, "evaluation": evaluation.pk}, evaluation
-    actor = Actor.system("replay_history")
-    try:
-        report = reexecute_history(version=version, jobs=jobs, cost_cap_usd=cap, progress=progress)
-    except ReexecutionAborted as aborted:
-        # The calls made so far were paid for: they go on the record before the error does.
-        evaluation = spending_record(
-            kind=EvaluationKind.HISTORY,
-            parameters=parameters,
-            report=aborted.report,
-            policy_version=version,
-            actor=actor,
-        )
-        raise EvaluationError(f"{aborted} (recorded as evaluation #{evaluation.pk})") from aborted
-    evaluation = spending_record(
-        kind=EvaluationKind.HISTORY, parameters=parameters, report=report, policy_version=version, actor=actor
-    )
-    return {**report, "evaluation": evaluation.pk}, evaluation

@@ -15,11 +15,18 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from audit import payloads
+from audit import ledger, payloads
+from audit.ledger import Actor
 from modelserver import ModelServer
 from modelserver.generate import generate_items
 from routing.models import StepOutcome
-from tests.factories import DeploymentFactory, JobFactory, StepFactory
+from tests.factories import (
+    ApprovalDecisionFactory,
+    ApprovalRequestFactory,
+    DeploymentFactory,
+    JobFactory,
+    StepFactory,
+)
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 GSM8K = BASE_DIR / "routing" / "evaluation" / "data" / "gsm8k-outcomes.jsonl"
@@ -95,9 +102,21 @@ def model_server():
         yield server
 
 
-def past_job(application, version, content: str, steps: list[tuple], *, task_type: str = "classification"):
+def past_job(
+    application,
+    version,
+    content: str,
+    steps: list[tuple],
+    *,
+    task_type: str = "classification",
+    rule: str = "cheap-first",
+    cascade: tuple[str, ...] = ("nano", "mini", "flagship"),
+    thresholds: dict[str, float] | None = None,
+):
     """A finished job as the pipeline leaves it, its prompt kept as a payload (so it can be erased).
-    steps: (tier, confidence, accepted, answer, cost)."""
+    steps: (tier, confidence, accepted, answer, cost) of the rule's `cascade`; `thresholds` the ones in
+    force, per tier."""
+    thresholds = thresholds or {}
     final = next(step for step in steps if step[2])
     job = JobFactory(
         application=application,
@@ -106,7 +125,12 @@ def past_job(application, version, content: str, steps: list[tuple], *, task_typ
         request={"messages": [{"role": "user", "content": content}]},
         final_tier=final[0],
         final_confidence=final[1],
-        route={"plan": {"steps": [{"tier": step[0], "confidence_method": "logprob"} for step in steps]}},
+        route={
+            "plan": {
+                "rule_id": rule,
+                "steps": [{"tier": tier, "confidence_method": "logprob"} for tier in cascade],
+            }
+        },
         escalations=sum(1 for step in steps if not step[2]),
     )
     for index, (tier, confidence, accepted, answer, cost) in enumerate(steps):
@@ -118,8 +142,34 @@ def past_job(application, version, content: str, steps: list[tuple], *, task_typ
             outcome=StepOutcome.ACCEPTED if accepted else StepOutcome.ESCALATED,
             output={"content": f"answer: {answer}", "tool_calls": []},
             cost_usd=Decimal(str(cost)),
+            threshold=thresholds.get(tier),
             prompt_tokens=10,
             completion_tokens=5,
         )
     payloads.store(job.request, kind="prompt", subject={"job": job.pk, "application": application.pk})
     return job
+
+
+def shadow_compared(job, step, *, agree: bool, shadow_tier: str = "mini", cost: str = "0.0004") -> None:
+    """The ledger event a shadow comparison writes (routing.pipeline.shadow)."""
+    ledger.append(
+        "shadow.compared",
+        actor=Actor.system("shadow"),
+        subject={"job": job.pk, "application": job.application_id, "step": step.pk},
+        body={
+            "tier": step.tier,
+            "confidence": step.confidence,
+            "threshold": step.threshold,
+            "shadow_tier": shadow_tier,
+            "shadow_deployment": f"{shadow_tier}-x",
+            "agreement": 1.0 if agree else 0.0,
+            "shadow_cost_usd": cost,
+        },
+    )
+
+
+def reviewed(job, status: str, *, kind: str | None = None, picked=None) -> None:
+    """An approval request on the job's accepted answer, resolved as `status` by one decision."""
+    request = ApprovalRequestFactory(job=job, status=status)
+    if kind is not None:
+        ApprovalDecisionFactory(request=request, kind=kind, override={"step": picked.pk} if picked else None)

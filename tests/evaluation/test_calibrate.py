@@ -240,3 +240,56 @@ def test_a_bad_parameter_is_refused_before_any_work(tmp_path: Path, option: str,
     flat = [part for pair in arguments.items() for part in pair]
     with pytest.raises(CommandError, match=message):
         call_command("calibrate_thresholds", "--outcomes", str(outcomes), "--tiers", SIM_TIERS, *flat)
+
+
+@pytest.mark.django_db
+def test_per_rule_each_rule_is_calibrated_on_its_own_items_and_small_rules_are_left_alone(
+    tmp_path: Path, catalog
+) -> None:
+    items = list(generate_items(items=700, seed=31))
+    outcomes = write_jsonl(tmp_path / "sim.jsonl", items)
+    summary = run_json(
+        "calibrate_thresholds", "--outcomes", str(outcomes), "--tiers", SIM_TIERS, "--policy", str(DEFAULT_POLICY),
+        "--target-relative", "0.95", "--per-rule", "--in-memory", "--policy-name", "per-rule",
+    )  # fmt: skip
+    assert summary["per_rule"] is True and summary["certified"] is True
+    # The same calibration, computed here rule by rule from the cases, at the Bonferroni share of delta.
+    recorded = outcomes_from_items(items)
+    mapping = parse_tier_map(SIM_TIERS, recorded.models)
+    document = load_policy(DEFAULT_POLICY.read_text())
+    prices = demo_prices()
+    cases, _ = collect_cases(
+        recorded.items, document, eval_catalog(mapping, prices), mapping, InMemoryResponder(recorded, mapping, prices)
+    )
+    by_rule: dict[str, list] = {}
+    for case in cases:
+        if len(case.steps) > 1:
+            by_rule.setdefault(case.rule_id, []).append(case)
+    big = {rule for rule, members in by_rule.items() if len(members) >= math.ceil(59 / 0.7)}
+    assert set(summary["rules"]) == big and big  # 59 loss-free labels certify at alpha 0.05, delta 0.05
+    assert set(summary["skipped"]) == set(by_rule) - big
+    for rule in big:
+        direct = calibrate(by_rule[rule], target_relative=0.95, delta=0.05 / len(big), holdout=0.3, seed=0)
+        assert summary["rules"][rule]["thresholds"] == direct.thresholds
+        assert summary["rules"][rule]["expected_accuracy"] == direct.expected["accuracy"]
+    version = Policy.objects.get(name="per-rule").versions.get(pk=summary["policy_version"])
+    written = {rule["id"]: rule.get("escalate_below") for rule in version.document["rules"]}
+    original = {rule["id"]: rule.get("escalate_below") for rule in document.as_data()["rules"]}
+    for rule, thresholds in summary["thresholds"].items():
+        assert written[rule] == {**original[rule], **thresholds}
+    for rule in set(written) - set(summary["thresholds"]):
+        assert written[rule] == original[rule]
+    assert Evaluation.objects.get(pk=summary["evaluation"]).report["per_rule"] is True
+
+
+@pytest.mark.django_db
+def test_per_rule_with_too_few_items_per_rule_certifies_nothing(tmp_path: Path, catalog) -> None:
+    outcomes = write_jsonl(tmp_path / "sim.jsonl", list(generate_items(items=60, seed=4)))
+    summary = run_json(
+        "calibrate_thresholds", "--outcomes", str(outcomes), "--tiers", SIM_TIERS, "--policy", str(DEFAULT_POLICY),
+        "--target-relative", "0.97", "--per-rule", "--in-memory",
+    )  # fmt: skip
+    assert summary["certified"] is False and summary["policy_version"] is None
+    assert summary["rules"] == {}
+    assert all("too few items" in why for why in summary["skipped"].values())
+    assert "too few items" in summary["reason"]

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from routing.evaluation.outcomes import EvaluationError
 from routing.evaluation.records import version_by_id
 from routing.evaluation.services import history_run
-
-
-def _moment(text: str) -> datetime:
-    moment = parse_datetime(text)
-    if moment is None:
-        day = parse_date(text)
-        if day is not None:
-            moment = datetime(day.year, day.month, day.day)
-    if moment is None:
-        raise CommandError(f"{text!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T12:00Z)")
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+from routing.management.commands._options import moment
 
 
 def _usd(text: str) -> Decimal:
@@ -71,8 +58,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
-        since = _moment(options["since"]) if options["since"] else None
-        until = _moment(options["until"]) if options["until"] else None
+        since = moment(options["since"]) if options["since"] else None
+        until = moment(options["until"]) if options["until"] else None
         cost_cap = _usd(options["cost_cap"]) if options["cost_cap"] is not None else None
         if options["mode"] == "full" and cost_cap is None:
             raise CommandError("--mode full calls real deployments: give --cost-cap USD (> 0)")
