@@ -579,6 +579,7 @@ def cost_quality(
     curve: Sequence[XYPoint] = (),
     settings: Sequence[XYPoint] = (),
     title: str = "Accuracy against relative cost",
+    x_label: str = "cost relative to the flagship alone",
     width: int = 560,
     height: int = 320,
 ) -> SafeString:
@@ -599,7 +600,7 @@ def cost_quality(
     return xy_chart(
         series,
         title=title,
-        x_label="cost relative to the flagship alone",
+        x_label=x_label,
         y_label="accuracy",
         x_range=(0.0, x_high),
         y_range=(low, high if high > low else low + 0.1),

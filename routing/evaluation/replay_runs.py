@@ -30,7 +30,9 @@ from routing.tasks import replay_history
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.5
-STALE_AFTER = timedelta(minutes=2)
+# history_run reports progress about every 1% of the jobs; a full re-execution of slow calls can take a
+# while between two reports, so silence counts as stale only well after that.
+STALE_AFTER = timedelta(minutes=5)
 
 
 def history_replay_request(

@@ -30,10 +30,10 @@ def headline(evaluation: Evaluation) -> list[tuple[str, str]]:
             ("items", str(report.get("items", "—"))),
         ]
     if evaluation.kind == EvaluationKind.CALIBRATION:
-        thresholds = report.get("thresholds") or {}
+        thresholds = report.get("thresholds")
         held = report.get("holdout") or {}
         return [
-            ("thresholds", ", ".join(f"{tier} {value:g}" for tier, value in _by_tier(thresholds)) or "none"),
+            ("thresholds", _thresholds_text(thresholds) or "none"),
             ("certified", "yes" if report.get("certified") else "no"),
             ("held out", f"{_share(held.get('accuracy'))} at {_times(held.get('relative_cost'))}" if held else "—"),
         ]
@@ -241,29 +241,97 @@ def eval_figures(report: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- calibration
 
 
+CHECKS = (
+    ("accuracy", "accuracy", "share"),
+    ("reference_accuracy", "reference tier's accuracy", "share"),
+    ("relative_cost", "cost relative to the reference", "times"),
+    ("saving", "saving", "share"),
+    ("risk", "risk: wrong where the reference is right", "share"),
+    ("risk_upper_bound", "risk, upper confidence bound", "share"),
+    ("items", "items", "count"),
+)
+
+
 def calibration_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """Three shapes: offline on recorded outcomes (thresholds per tier, expected and held-out figures),
+    per rule (thresholds per rule, one offline calibration each, some rules skipped) and from live history
+    (thresholds per rule, a certificate per rule and tier, the labels it learned from)."""
     expected, held = report.get("expected") or {}, report.get("holdout") or {}
-    keys = (
-        ("accuracy", "accuracy", "share"),
-        ("reference_accuracy", "reference tier's accuracy", "share"),
-        ("relative_cost", "cost relative to the reference", "times"),
-        ("saving", "saving", "share"),
-        ("risk", "risk: wrong where the reference is right", "share"),
-        ("risk_upper_bound", "risk, upper confidence bound", "share"),
-        ("items", "items", "count"),
-    )
+    rules = report.get("rules")
+    per_rule = rules if isinstance(rules, dict) else {}
     return {
-        "thresholds": _by_tier(report.get("thresholds") or {}),
-        "checks": [
-            {"label": label, "format": fmt, "expected": expected.get(key), "holdout": held.get(key)}
-            for key, label, fmt in keys
-            if key in expected or key in held
-        ],
+        "thresholds": threshold_rows(report.get("thresholds")),
+        "rules_calibrated": list(rules or []),
+        "checks": _checks(expected, held),
         "expected_met": expected.get("target_met"),
         "holdout_met": held.get("target_met"),
         "calibration_parameters": report.get("parameters") or {},
         "chart": _calibration_chart(report),
+        "per_rule": [
+            {"rule": rule, "certified": entry.get("certified"), "reason": entry.get("reason"),
+             "guarantee": entry.get("guarantee"), "thresholds": threshold_rows(entry.get("thresholds")),
+             "checks": _checks(entry.get("expected") or {}, entry.get("holdout") or {})}
+            for rule, entry in per_rule.items()
+            if isinstance(entry, dict)
+        ],
+        "skipped": sorted((report.get("skipped") or {}).items()),
+        "certificates": [entry for entry in report.get("certificates") or [] if isinstance(entry, dict)],
+        "labels": label_rows(report.get("labels")),
+        "reliability": _reliability(report.get("reliability")),
     }
+
+
+def threshold_rows(thresholds: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """{tier: value} or {rule: {tier: value}} as rows of (rule, tier, value), cheapest tier first."""
+    rows = []
+    for key, value in (thresholds or {}).items():
+        if isinstance(value, dict):
+            rows += [{"rule": key, "tier": tier, "value": inner} for tier, inner in _by_tier(value)]
+        else:
+            rows.append({"rule": None, "tier": key, "value": value})
+    return sorted(rows, key=lambda row: (row["rule"] or "", _tier_order(row["tier"])))
+
+
+def _thresholds_text(thresholds: dict[str, Any] | None) -> str:
+    """"nano 0.7, mini 0.75", or per rule "default: mini 0.7; cheap-first: nano 0.8, mini 0.7"."""
+    groups: dict[str | None, list[str]] = {}
+    for row in threshold_rows(thresholds):
+        if isinstance(row["value"], (int, float)):
+            groups.setdefault(row["rule"], []).append(f"{row['tier']} {row['value']:g}")
+    return "; ".join((f"{rule}: " if rule else "") + ", ".join(values) for rule, values in groups.items())
+
+
+def _checks(expected: dict[str, Any], held: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"label": label, "format": fmt, "expected": expected.get(key), "holdout": held.get(key)}
+        for key, label, fmt in CHECKS
+        if key in expected or key in held
+    ]
+
+
+LABEL_FACTS = (
+    ("total", "labelled answers"),
+    ("by_source", "by source"),
+    ("by_outcome", "by verdict"),
+    ("by_tier", "by tier"),
+    ("unlabelled_reviews", "reviews that give no label"),
+    ("shadow_superseded_by_review", "shadow labels a review overrode"),
+)
+
+
+def label_rows(labels: Any) -> list[tuple[str, str]]:
+    """What a report says about the live labels it used, as (label, text); unknown keys as they are."""
+    if not isinstance(labels, dict):
+        return [] if labels in (None, "", [], {}) else [("labels", str(labels))]
+    names = dict(LABEL_FACTS)
+    ordered = [key for key, _ in LABEL_FACTS if key in labels] + sorted(set(labels) - set(names))
+    return [(names.get(key, key.replace("_", " ")), _fact_text(labels[key])) for key in ordered]
+
+
+def _fact_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key.replace('_', ' ')} {item}" for key, item in value.items()) or "none"
+    return str(value)
 
 
 def _calibration_chart(report: dict[str, Any]) -> SafeString | None:
@@ -320,8 +388,10 @@ def history_figures(report: dict[str, Any]) -> dict[str, Any]:
         "unknown_reasons": sorted((report.get("unknown_reasons") or {}).items(), key=lambda kv: -kv[1]),
         "full_run": {key: report[key] for key in FULL_RUN_FIGURES if key in report},
         "reliability": _reliability(report.get("reliability")),
-        "labels": report.get("labels"),
-        "chart": charts.cost_quality([], **curve, width=1100, height=420) if curve["curve"] else None,
+        "labels": label_rows(report.get("labels")),
+        "chart": charts.cost_quality(
+            [], **curve, x_label="cost relative to what the jobs paid", width=1100, height=420
+        ) if curve["curve"] else None,
     }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 
 from modelserver.generate import generate_items
 from routing.evaluation.services import calibration_run, evaluation_inputs, evaluation_run, history_run
@@ -64,7 +65,7 @@ def test_the_list_shows_each_kind_with_its_headline_figures(as_user, evaluated, 
     values = calibrated.report["thresholds"]
     thresholds = ", ".join(f"{tier} {values[tier]:g}" for tier in ("nano", "mini") if tier in values)
     assert f"thresholds</span> <strong>{thresholds}</strong>" in page
-    assert "jobs</span> <strong>3</strong>" in page and "changed</span> <strong>1</strong>" in page
+    assert "jobs</span> <strong>4</strong>" in page and "changed</span> <strong>1</strong>" in page
     version = history.policy_version
     assert f'<a href="/policies/{version.policy.name}/v{version.number}/">{version.policy.name} v2</a>' in page
 
@@ -202,6 +203,43 @@ def test_a_calibration_shows_its_thresholds_guarantee_held_out_check_and_draft(a
     assert f'<a href="/policies/{draft.policy.name}/v{draft.number}/">{draft.policy.name} v{draft.number}</a>' in page
 
 
+def test_a_per_rule_calibration_shows_each_rules_thresholds_and_check(as_user, inputs, people):
+    evaluation = calibration_run(inputs=inputs, target_relative=0.9, policy_name="per-rule-ui", author=people["admin"],
+                                 in_memory=True, per_rule=True)[1]
+    report = evaluation.report
+    page = text(as_user("auditor").get(reverse("evaluation", args=[evaluation.pk])))
+    assert "Per rule" in page
+    for rule, entry in report["rules"].items():
+        verdict = "certified" if entry["certified"] else "not certified"
+        assert f'<h3><span class="tag">{rule}</span> {verdict}</h3>' in page
+        for tier, value in (entry["thresholds"] or {}).items():
+            assert f'<td><span class="tag">{rule}</span></td><td><span class="tier tier-{tier}">{tier}</span></td>' \
+                   f'<td class="num">{value}</td>' in page
+    for rule, why in report["skipped"].items():
+        assert f'<li><span class="tag">{rule}</span> {why}</li>' in page
+    listing = text(as_user("auditor").get(reverse("evaluations"), {"kind": "calibration"}))
+    first_rule = sorted(rule for rule, values in report["thresholds"].items() if values)[0]
+    assert f"<strong>{first_rule}: " in listing
+
+
+def test_a_calibration_from_live_history_shows_its_certificates_and_labels(as_user, people, replayed):
+    from routing.evaluation.services import live_calibration_run
+
+    history, _ = replayed
+    version = history.policy_version.parent
+    _, evaluation, _ = live_calibration_run(version=version, target_relative=0.9, application=None,
+                                            label_source="all", policy_name="live-ui", author=people["admin"])
+    report = evaluation.report
+    page = text(as_user("auditor").get(reverse("evaluation", args=[evaluation.pk])))
+    assert "No threshold setting certified" in page and escape(report["reason"]) in page
+    assert "Certificates per rule and tier" in page and report["certificates"]
+    for certificate in report["certificates"]:
+        rule, tier = certificate["rule"], certificate["tier"]
+        assert f'<td><span class="tag">{rule}</span></td><td><span class="tier tier-{tier}">' in page
+        assert escape(certificate["reason"]) in page
+    assert "Labels from live history" in page and "<dt>labelled answers</dt><dd>2</dd>" in page
+
+
 def test_a_history_replay_shows_what_would_change_with_links_to_the_jobs(as_user, replayed):
     history, jobs = replayed
     cheaper = jobs["cheaper"]
@@ -222,16 +260,28 @@ def test_a_policy_admin_sees_the_changed_jobs_but_no_link_to_pages_they_cannot_o
     assert f'title="{jobs["cheaper"].pk}">{str(jobs["cheaper"].pk)[:8]}</span>' in page
 
 
-def test_newer_history_reports_show_reliability_and_labels(as_user, replayed, evaluated):
+def test_a_history_report_shows_its_live_labels_and_each_tiers_reliability_against_them(as_user, replayed):
     history, _ = replayed
-    newer = Evaluation.objects.create(
-        kind=EvaluationKind.HISTORY,
-        report={**history.report, "reliability": evaluated.report["calibration"],
-                "labels": {"reviewer_outcomes": 12, "source": "approvals"}},
-    )
-    page = text(as_user("auditor").get(reverse("evaluation", args=[newer.pk])))
-    assert page.count('class="diagonal"') == 3
-    assert "Reviewer labels used" in page and "<dt>reviewer_outcomes</dt><dd>12</dd>" in page
+    report = history.report
+    assert report["labels"]["total"] == 2 and report["labels"]["by_source"] == {"review": 1, "shadow": 1}
+    page = text(as_user("auditor").get(reverse("evaluation", args=[history.pk])))
+    assert "Labels from live history" in page
+    assert "<dt>labelled answers</dt><dd>2</dd>" in page and "<dt>by source</dt><dd>review 1, shadow 1</dd>" in page
+    assert "<dt>by verdict</dt><dd>review right 1, shadow wrong 1</dd>" in page
+    assert set(report["reliability"]) == {"nano", "flagship"}
+    for tier, entry in report["reliability"].items():
+        assert f"{tier}: confidence against observed accuracy" in page
+        assert f"ECE {entry['ece']:.3f} over 1 answers" in page
+    assert "<dt>Held originally</dt><dd>1</dd>" in page and "<dt>Held under this version</dt><dd>1</dd>" in page
+
+
+def test_a_history_report_from_before_labels_reads_without_them(as_user, replayed):
+    history, _ = replayed
+    older = {key: value for key, value in history.report.items() if key not in ("labels", "reliability", "curve")}
+    evaluation = Evaluation.objects.create(kind=EvaluationKind.HISTORY, report=older)
+    page = text(as_user("auditor").get(reverse("evaluation", args=[evaluation.pk])))
+    assert "Jobs that would change" in page and "Labels from live history" not in page
+    assert 'class="diagonal"' not in page
 
 
 def test_a_missing_record_is_a_404(as_user, db):
@@ -243,7 +293,7 @@ def test_the_version_page_lists_the_evaluations_about_it(as_user, replayed):
     version = history.policy_version
     page = text(as_user("reviewer").get(reverse("policy-version", args=[version.policy.name, version.number])))
     assert f'<a href="/evaluations/{history.pk}/">#{history.pk}</a>' in page
-    assert "jobs</span> <strong>3</strong>" in page and "changed</span> <strong>1</strong>" in page
+    assert "jobs</span> <strong>4</strong>" in page and "changed</span> <strong>1</strong>" in page
     assert f'href="/evaluations/?version={version.pk}"' in page
     filtered = text(as_user("reviewer").get(reverse("evaluations"), {"version": version.pk}))
     assert re.findall(r'href="/evaluations/(\d+)/"', filtered) == [str(history.pk)]

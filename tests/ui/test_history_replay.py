@@ -116,7 +116,7 @@ def test_the_worker_side_runs_it_reports_progress_links_the_report_and_never_run
     run = HistoryReplayRun.objects.create(policy_version=draft, requested_by=people["admin"], mode="routing",
                                           parameters={"application": application.slug, "limit": 100})
     finished = history_replay_execute(run_id=run.pk)
-    assert (finished.status, finished.done, finished.total) == ("done", 3, 3)
+    assert (finished.status, finished.done, finished.total) == ("done", 4, 4)
     assert finished.evaluation.report["final_tier_changed"] == 1
     assert finished.evaluation.policy_version == draft
     assert history_replay_execute(run_id=run.pk) is None  # a second delivery finds nothing to claim
@@ -214,7 +214,7 @@ def test_a_real_worker_runs_the_replay_the_admin_started(live_db, workers):
         return run.finished
 
     wait_for(finished, timeout=60, message="the replay to finish")
-    assert (run.status, run.done, run.total, run.error) == ("done", 3, 3, "")
+    assert (run.status, run.done, run.total, run.error) == ("done", 4, 4, "")
     assert run.evaluation.report["final_tier_transitions"] == {"mini->nano": 1}
     assert client.get(reverse("history-replay", args=[run.pk]), HTTP_HX_REQUEST="true")["HX-Redirect"] == reverse(
         "evaluation", args=[run.evaluation_id]

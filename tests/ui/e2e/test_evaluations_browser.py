@@ -49,7 +49,7 @@ def test_an_admin_replays_history_under_a_draft_and_lands_on_the_report(page, ui
     # The bar polls every second; when the worker is done the page opens the report by itself.
     page.wait_for_url(re.compile(r"/evaluations/\d+/$"), timeout=60_000)
     run = HistoryReplayRun.objects.get(policy_version=draft)
-    assert (run.status, run.done, run.total) == ("done", 3, 3)
+    assert (run.status, run.done, run.total) == ("done", 4, 4)
     expect(page.locator("h1")).to_contain_text(f"Evaluation #{run.evaluation_id}")
     expect(page.get_by_role("img", name=re.compile("Escalation rate per tier"))).to_be_visible()
     changes = page.locator("table.changes-list tbody tr")
@@ -57,7 +57,7 @@ def test_an_admin_replays_history_under_a_draft_and_lands_on_the_report(page, ui
     expect(changes).to_contain_text(str(jobs["cheaper"].pk)[:8])
     shoot(page, "23-history-replay-report")
     page.get_by_role("link", name=f"replay #{run.pk}").click()
-    expect(page.locator("#replay-progress")).to_contain_text("3 of 3 jobs")
+    expect(page.locator("#replay-progress")).to_contain_text("4 of 4 jobs")
     no_csp_violations(console_errors)
 
 
