@@ -449,6 +449,10 @@ class XYSeries:
     line: bool = False  # join the points (in x order) with a line
     labelled: bool = False
     faint: bool = False  # context, drawn light and under the other series
+    style: int | None = None  # colour and marker; the series' position when None
+
+    def look(self, index: int) -> int:
+        return index if self.style is None else self.style
 
 
 def _marker(kind: str, x: float, y: float, r: float, css: str, title: str) -> str:
@@ -540,12 +544,13 @@ def xy_chart(
     # The first series is drawn last, on top: the order of `series` is the order of importance.
     labels: list[tuple[float, float, str]] = []
     for index, item in reversed(list(enumerate(series))):
-        kind = MARKERS[index % len(MARKERS)]
-        css = f"point s{index % len(PATTERNS)}" + (" faint" if item.faint else "")
+        look = item.look(index)
+        kind = MARKERS[look % len(MARKERS)]
+        css = f"point s{look % len(PATTERNS)}" + (" faint" if item.faint else "")
         points = sorted(item.points, key=lambda p: p.x) if item.line else list(item.points)
         if item.line and len(points) > 1:
             path = " ".join("{:.1f},{:.1f}".format(*at(p.x, p.y)) for p in points)
-            svg.add(f'<polyline points="{path}" fill="none" class="xy-line s{index % len(PATTERNS)}"/>')
+            svg.add(f'<polyline points="{path}" fill="none" class="xy-line s{look % len(PATTERNS)}"/>')
         for point in points:
             x, y = at(point.x, point.y)
             tip = point.title or f"{point.label or item.name}: {fmt_x(point.x)}, {fmt_y(point.y)}"
@@ -563,7 +568,10 @@ def xy_chart(
     legend_y = height - (24 if note else 8)
     x = left
     for index, item in enumerate(series):
-        svg.add(_marker(MARKERS[index % len(MARKERS)], x + 6, legend_y - 4, 4.5, f"point s{index % len(PATTERNS)}",
+        if not item.points:
+            continue
+        look = item.look(index)
+        svg.add(_marker(MARKERS[look % len(MARKERS)], x + 6, legend_y - 4, 4.5, f"point s{look % len(PATTERNS)}",
                         item.name))
         svg.text(x + 16, legend_y, item.name)
         x += 30 + 6.6 * len(item.name)
@@ -590,13 +598,13 @@ def cost_quality(
     low = max(0.0, math.floor((min(ys, default=0) - 0.05) * 10) / 10)
     high = min(1.0, math.ceil((max(ys, default=1) + 0.02) * 10) / 10) or 1.0
     x_high = max(1.0, math.ceil(max(xs, default=1) * 10 + 0.5) / 10)
-    series = [XYSeries("baselines", [XYPoint(x, y, label) for label, x, y in points], labelled=True)]
-    if policy:
-        series.insert(0, XYSeries("policy", [XYPoint(policy[1], policy[2], policy[0], size=5.5)], labelled=True))
-    if curve:
-        series.append(XYSeries("threshold curve", curve, line=True))
-    if settings:
-        series.append(XYSeries("other threshold settings", settings, faint=True))
+    series = [
+        XYSeries("policy", [XYPoint(policy[1], policy[2], policy[0], size=5.5)] if policy else [], labelled=True,
+                 style=0),
+        XYSeries("baselines", [XYPoint(x, y, label) for label, x, y in points], labelled=True, style=1),
+        XYSeries("threshold curve", curve, line=True, style=2),
+        XYSeries("other threshold settings", settings, faint=True, style=3),
+    ]
     return xy_chart(
         series,
         title=title,
@@ -629,7 +637,11 @@ def reliability_diagram(
         )
         for row in bins
     ]
-    note = f"ECE {ece:.3f} over {answers} answers" if ece is not None else "no answers with a confidence and a verdict"
+    note = (
+        f"ECE {ece:.3f} over {answers} answer{'' if answers == 1 else 's'}"
+        if ece is not None
+        else "no answers with a confidence and a verdict"
+    )
     return xy_chart(
         [XYSeries("bins (size: answers)", points, line=True)],
         title=title,

@@ -271,7 +271,7 @@ def test_a_history_report_shows_its_live_labels_and_each_tiers_reliability_again
     assert set(report["reliability"]) == {"nano", "flagship"}
     for tier, entry in report["reliability"].items():
         assert f"{tier}: confidence against observed accuracy" in page
-        assert f"ECE {entry['ece']:.3f} over 1 answers" in page
+        assert f"ECE {entry['ece']:.3f} over 1 answer" in page
     assert "<dt>Held originally</dt><dd>1</dd>" in page and "<dt>Held under this version</dt><dd>1</dd>" in page
 
 
