@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
+from routing.evaluation.outcomes import EvaluationError
 from routing.evaluation.services import history_cost_cap, history_run
 from routing.models import HistoryReplayMode, HistoryReplayRun, HistoryReplayStatus, PolicyVersion
 from routing.tasks import replay_history
@@ -112,10 +113,12 @@ def history_replay_execute(*, run_id: int) -> HistoryReplayRun | None:
         _, evaluation = history_run(version=run.policy_version, progress=_Progress(run_id), **_arguments(run))
     except Exception as error:
         logger.exception("history replay %s failed", run_id)
+        # The service's own refusals read as they are; anything else names its kind for whoever debugs it.
+        message = str(error) if isinstance(error, EvaluationError) else f"{type(error).__name__}: {error}"
         now = timezone.now()
         HistoryReplayRun.objects.filter(pk=run_id).update(
             status=HistoryReplayStatus.FAILED,
-            error=f"{type(error).__name__}: {error}"[:2000],
+            error=message[:2000],
             finished_at=now,
             heartbeat_at=now,
         )
