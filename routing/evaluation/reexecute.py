@@ -21,6 +21,12 @@ left, the run stops there: that job and every later one are reported as not run 
 Failed attempts inside the retry loop are assumed unbilled (providers do not bill errors); a request that
 timed out on our side but completed at the provider is the one spend no client can see.
 
+The spend is the replay's, not the application's: it is not charged to the application's monthly budget
+(no job carries it); it is on the `evaluation.recorded` event. That event and the row are written when the
+run ends, or when it breaks off with an error (with what was spent until then); a process killed mid-run
+leaves its calls unrecorded. Replay calls go through the shared circuit breakers and feed the deployments'
+latency figures, as any call to them does.
+
 A job whose input was erased (its prompt payload erased by a data-protection request or by retention, or
 its messages empty) is reported "unknown: input erased" and never sent: an erased prompt is not replayed
 from any other copy, and never guessed.

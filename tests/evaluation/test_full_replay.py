@@ -53,7 +53,8 @@ def past(model_server, db):
 
 def calls_by_tier(model_server, setup) -> dict[str, int]:
     by_model = model_server.stats()["by_model"]
-    return {tier: by_model.get(setup.deployments[tier].model, {}).get("200", 0) for tier in ("nano", "mini")}
+    models = {tier: setup.deployments[tier].model for tier in ("nano", "mini", "flagship")}
+    return {tier: by_model.get(model, {}).get("200", 0) for tier, model in models.items()}
 
 
 @pytest.mark.django_db
@@ -78,7 +79,7 @@ def test_a_lower_threshold_stops_escalations_and_a_higher_one_adds_them(past, mo
     assert report["escalation_rate"]["original"]["nano"] == pytest.approx(4 / 6, abs=1e-6)
     assert report["escalation_rate"]["draft"]["nano"] == 0.0
     assert report["final_tier_transitions"] == {"mini->nano": 4}
-    assert calls_by_tier(model_server, setup) == {"nano": 6, "mini": 0}
+    assert calls_by_tier(model_server, setup) == {"nano": 6, "mini": 0, "flagship": 0}
     assert 0 < report["spent_usd"] <= report["cost_cap_usd"] == 1.0
     assert report["calls"]["over_worst_case"] == 0
     assert progress[0] == (0, 6) and progress[-1] == (6, 6)
@@ -99,7 +100,7 @@ def test_a_lower_threshold_stops_escalations_and_a_higher_one_adds_them(past, mo
     )
     assert report["escalation_rate"]["draft"]["nano"] == 1.0
     assert report["final_tier_transitions"] == {"nano->mini": 2}
-    assert calls_by_tier(model_server, setup) == {"nano": 6, "mini": 6}
+    assert calls_by_tier(model_server, setup) == {"nano": 6, "mini": 6, "flagship": 0}
 
 
 @pytest.mark.django_db
@@ -157,3 +158,28 @@ def test_the_summary_says_what_a_full_replay_spent(past) -> None:
     )  # fmt: skip
     assert "of $0.25; executed 6, not run (cost cap) 0, input erased 0" in out.getvalue()
     assert err.getvalue().endswith("6/6 jobs\n")
+
+
+LIMIT = "\n    limits: {max_output_tokens: 64}"
+AGREEMENT = LIMITED.replace("confidence: logprob" + LIMIT, "confidence: agreement" + LIMIT, 1)
+
+
+@pytest.mark.django_db
+def test_a_second_sample_for_agreement_is_reserved_and_paid_for_too(past, model_server) -> None:
+    setup, jobs, draft = past
+    assert AGREEMENT != LIMITED
+    version = draft(AGREEMENT)
+    report, _ = history_run(version=version, application=setup.application.slug, mode="full", cost_cap_usd=1)
+    calls = sum(calls_by_tier(model_server, setup).values())
+    assert report["executed"] == 6 and calls == report["calls"]["paid"] >= 12  # two samples per scored step
+    assert report["calls"]["over_worst_case"] == 0
+
+    # Room for one answer's worst case but not for the second sample's as well: the run stops after it.
+    model_server.reset_stats()
+    request = {"messages": jobs[0].request["messages"], "max_tokens": 64}
+    worst = worst_case_usd([setup.deployments["nano"]], request, 10)
+    report, _ = history_run(
+        version=version, application=setup.application.slug, mode="full", cost_cap_usd=worst * Decimal("1.05")
+    )
+    assert (report["executed"], report["not_run_cost_cap"], report["calls"]["paid"]) == (0, 6, 1)
+    assert report["stopped_at_cap"] is True and report["spent_usd"] <= report["cost_cap_usd"]
