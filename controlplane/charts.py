@@ -426,3 +426,233 @@ def confidence_meter(value: float | None, threshold: float | None, *, width: int
         f'{tick}<text x="{bar + 6}" y="11" class="label">{escape(label)}</text></svg>'
     )
     return mark_safe(svg)  # noqa: S308
+
+
+# ---------------------------------------------------------------- x/y charts
+
+MARKERS = ("circle", "square", "diamond", "triangle")
+
+
+@dataclass(frozen=True)
+class XYPoint:
+    x: float
+    y: float
+    label: str = ""  # written beside the point when the series asks for it
+    title: str = ""  # the tooltip; the label and coordinates when empty
+    size: float = 4.0
+
+
+@dataclass(frozen=True)
+class XYSeries:
+    name: str
+    points: Sequence[XYPoint]
+    line: bool = False  # join the points (in x order) with a line
+    labelled: bool = False
+    faint: bool = False  # context, drawn light and under the other series
+    style: int | None = None  # colour and marker; the series' position when None
+
+    def look(self, index: int) -> int:
+        return index if self.style is None else self.style
+
+
+def _marker(kind: str, x: float, y: float, r: float, css: str, title: str) -> str:
+    tip = f"<title>{escape(title)}</title>"
+    if kind == "square":
+        side = 2 * r
+        box = f'x="{x - r:.1f}" y="{y - r:.1f}" width="{side:.1f}" height="{side:.1f}"'
+        return f'<rect {box} class="{css}">{tip}</rect>'
+    if kind == "diamond":
+        d = r * 1.3
+        points = f"{x:.1f},{y - d:.1f} {x + d:.1f},{y:.1f} {x:.1f},{y + d:.1f} {x - d:.1f},{y:.1f}"
+        return f'<polygon points="{points}" class="{css}">{tip}</polygon>'
+    if kind == "triangle":
+        d = r * 1.3
+        points = f"{x:.1f},{y - d:.1f} {x + d:.1f},{y + d * 0.8:.1f} {x - d:.1f},{y + d * 0.8:.1f}"
+        return f'<polygon points="{points}" class="{css}">{tip}</polygon>'
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" class="{css}">{tip}</circle>'
+
+
+def _range_ticks(low: float, high: float) -> list[float]:
+    """Round tick values from low to high (both ends included when they are round themselves)."""
+    span = high - low
+    step = _nice_max(span / 5)
+    first = math.ceil(low / step - 1e-9) * step
+    ticks, value = [], first
+    while value <= high + 1e-9:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def xy_chart(
+    series: Sequence[XYSeries],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    fmt_x: Callable[[float], str] = plain,
+    fmt_y: Callable[[float], str] = plain,
+    diagonal: bool = False,
+    note: str = "",
+    width: int = 560,
+    height: int = 320,
+) -> SafeString:
+    """Points (and lines) on two value axes. Series are told apart by marker shape as well as colour;
+    `diagonal` draws the y = x reference (perfect calibration) dashed; `note` is written under the axes."""
+    description = f"{title}: " + "; ".join(
+        f"{item.name} " + ", ".join(f"({fmt_x(p.x)}, {fmt_y(p.y)})" for p in item.points[:12])
+        + (" …" if len(item.points) > 12 else "")
+        for item in series
+        if item.points
+    )
+    svg = _Svg(width, height, title, description)
+    if not any(item.points for item in series):
+        return _empty(svg, "Nothing to plot")
+    (x0, x1), (y0, y1) = x_range, y_range
+    y_ticks = _range_ticks(y0, y1)
+    left = _axis_left([(0, fmt_y(tick)) for tick in y_ticks], minimum=36) + 14
+    right, top, bottom = width - 16, 14, height - (62 if note else 48)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + (right - left) * (x - x0) / (x1 - x0), bottom - (bottom - top) * (y - y0) / (y1 - y0)
+
+    for tick in y_ticks:
+        _, y = at(x0, tick)
+        svg.add(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        svg.text(left - 6, y + 4, fmt_y(tick), anchor="end", css="label tick")
+    for tick in _range_ticks(x0, x1):
+        x, _ = at(tick, y0)
+        svg.add(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}" class="grid"/>')
+        svg.text(x, bottom + 14, fmt_x(tick), anchor="middle", css="label tick")
+    svg.add(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" class="axis"/>')
+    svg.add(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" class="axis"/>')
+    svg.text((left + right) / 2, bottom + 30, x_label, anchor="middle", css="label axis-title")
+    middle = (top + bottom) / 2
+    svg.add(
+        f'<text x="12" y="{middle:.1f}" text-anchor="middle" transform="rotate(-90 12 {middle:.1f})" '
+        f'class="label axis-title">{escape(y_label)}</text>'
+    )
+    if diagonal:
+        low, high = max(x0, y0), min(x1, y1)
+        (ax, ay), (bx, by) = at(low, low), at(high, high)
+        svg.add(
+            f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" class="diagonal">'
+            "<title>perfectly calibrated: accuracy equals confidence</title></line>"
+        )
+    # The first series is drawn last, on top: the order of `series` is the order of importance.
+    labels: list[tuple[float, float, str]] = []
+    for index, item in reversed(list(enumerate(series))):
+        look = item.look(index)
+        kind = MARKERS[look % len(MARKERS)]
+        css = f"point s{look % len(PATTERNS)}" + (" faint" if item.faint else "")
+        points = sorted(item.points, key=lambda p: p.x) if item.line else list(item.points)
+        if item.line and len(points) > 1:
+            path = " ".join("{:.1f},{:.1f}".format(*at(p.x, p.y)) for p in points)
+            svg.add(f'<polyline points="{path}" fill="none" class="xy-line s{look % len(PATTERNS)}"/>')
+        for point in points:
+            x, y = at(point.x, point.y)
+            tip = point.title or f"{point.label or item.name}: {fmt_x(point.x)}, {fmt_y(point.y)}"
+            svg.add(_marker(kind, x, y, point.size, css, tip))
+            if item.labelled and point.label:
+                labels.append((x, y, point.label))
+    placed: list[tuple[float, float]] = []
+    for x, y, label in reversed(labels):
+        label_y = y + 4
+        while any(abs(label_y - other_y) < 12 and abs(x - other_x) < 90 for other_x, other_y in placed):
+            label_y += 12
+        placed.append((x, label_y))
+        anchor = "end" if x > right - 90 else "start"
+        svg.text(x + (-9 if anchor == "end" else 9), label_y, label, anchor=anchor, css="label value point-label")
+    legend_y = height - (24 if note else 8)
+    x = left
+    for index, item in enumerate(series):
+        if not item.points:
+            continue
+        look = item.look(index)
+        svg.add(_marker(MARKERS[look % len(MARKERS)], x + 6, legend_y - 4, 4.5, f"point s{look % len(PATTERNS)}",
+                        item.name))
+        svg.text(x + 16, legend_y, item.name)
+        x += 30 + 6.6 * len(item.name)
+    if note:
+        svg.text(left, height - 6, note, css="label muted")
+    return svg.render(len(series))
+
+
+def cost_quality(
+    points: Sequence[tuple[str, float, float]],
+    *,
+    policy: tuple[str, float, float] | None = None,
+    curve: Sequence[XYPoint] = (),
+    settings: Sequence[XYPoint] = (),
+    title: str = "Accuracy against relative cost",
+    x_label: str = "cost relative to the flagship alone",
+    width: int = 560,
+    height: int = 320,
+) -> SafeString:
+    """Accuracy (y) against cost relative to the flagship alone (x): the policy, the baselines (each
+    labelled), the other threshold settings tried as small points, and the curve (their frontier) as a line."""
+    ys = [y for _, _, y in points] + [p.y for p in (*curve, *settings)] + ([policy[2]] if policy else [])
+    xs = [x for _, x, _ in points] + [p.x for p in (*curve, *settings)] + ([policy[1]] if policy else [])
+    low = max(0.0, math.floor((min(ys, default=0) - 0.05) * 10) / 10)
+    high = min(1.0, math.ceil((max(ys, default=1) + 0.02) * 10) / 10) or 1.0
+    x_high = max(1.0, math.ceil(max(xs, default=1) * 10 + 0.5) / 10)
+    series = [
+        XYSeries("policy", [XYPoint(policy[1], policy[2], policy[0], size=5.5)] if policy else [], labelled=True,
+                 style=0),
+        XYSeries("baselines", [XYPoint(x, y, label) for label, x, y in points], labelled=True, style=1),
+        XYSeries("threshold curve", curve, line=True, style=2),
+        XYSeries("other threshold settings", settings, faint=True, style=3),
+    ]
+    return xy_chart(
+        series,
+        title=title,
+        x_label=x_label,
+        y_label="accuracy",
+        x_range=(0.0, x_high),
+        y_range=(low, high if high > low else low + 0.1),
+        fmt_x=lambda v: f"{v:g}×",  # noqa: RUF001
+        fmt_y=percent,
+        width=width,
+        height=height,
+    )
+
+
+def reliability_diagram(
+    bins: Sequence[dict], *, title: str, ece: float | None, answers: int, width: int = 360, height: int = 300
+) -> SafeString:
+    """A tier's confidence (x) against how often it was right (y), one point per bin sized by its count,
+    against the diagonal of perfect calibration; the expected calibration error is written under it."""
+    largest = max((row["count"] for row in bins), default=1) or 1
+    points = [
+        XYPoint(
+            row["mean_confidence"],
+            row["accuracy"],
+            title=(
+                f"confidence {row['lower']:.1f}–{row['upper']:.1f}: {row['count']} answers, "  # noqa: RUF001
+                f"mean confidence {row['mean_confidence']:.2f}, right {percent(row['accuracy'])}"
+            ),
+            size=2.5 + 4.5 * math.sqrt(row["count"] / largest),
+        )
+        for row in bins
+    ]
+    note = (
+        f"ECE {ece:.3f} over {answers} answer{'' if answers == 1 else 's'}"
+        if ece is not None
+        else "no answers with a confidence and a verdict"
+    )
+    return xy_chart(
+        [XYSeries("bins (size: answers)", points, line=True)],
+        title=title,
+        x_label="confidence",
+        y_label="observed accuracy",
+        x_range=(0.0, 1.0),
+        y_range=(0.0, 1.0),
+        fmt_x=lambda v: f"{v:g}",
+        fmt_y=lambda v: f"{v:g}",
+        diagonal=True,
+        note=note,
+        width=width,
+        height=height,
+    )

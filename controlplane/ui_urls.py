@@ -1,11 +1,11 @@
-"""The web UI's URLs (sign-in, dashboard, review queue, jobs, policies, catalog, ledger)."""
+"""The web UI's URLs (sign-in, dashboard, review queue, jobs, policies, evaluations, catalog, ledger)."""
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from audit.ui import actions, dashboard, jobs, ledger, queue
-from routing.ui import applications, catalog, policies
+from routing.ui import applications, catalog, evaluations, policies
 
 login = auth_views.LoginView.as_view(
     template_name="auth/login.html",
@@ -47,6 +47,15 @@ urlpatterns = [
         policies.policy_version_activate_view,
         name="policy-version-activate",
     ),
+    path(
+        "policies/<slug:name>/v<int:number>/replay",
+        evaluations.history_replay_start,
+        name="policy-history-replay",
+    ),
+    # Evaluations
+    path("evaluations/", evaluations.evaluation_list, name="evaluations"),
+    path("evaluations/<int:evaluation_id>/", evaluations.evaluation_detail, name="evaluation"),
+    path("evaluations/replays/<int:run_id>/", evaluations.history_replay_progress, name="history-replay"),
     # Catalog, applications, keys, budgets
     path("catalog/", catalog.catalog, name="catalog"),
     path("catalog/<slug:name>/enabled", catalog.deployment_toggle, name="deployment-toggle"),

@@ -50,3 +50,12 @@ def demo_trickle() -> None:
     from routing.demo.seed import demo_job_submit
 
     demo_job_submit()
+
+
+# A full replay spends money, so not acks_late: a message redelivered after a crash must not start it
+# again (the claim would refuse it anyway). A run a dead worker left behind shows its silence on its page.
+@shared_task(name="routing.replay_history", acks_late=False, soft_time_limit=3600, time_limit=3660)
+def replay_history(run_id: int) -> None:
+    from routing.evaluation.replay_runs import history_replay_execute
+
+    history_replay_execute(run_id=run_id)

@@ -22,6 +22,7 @@ BADGES = {
     "running": ("▶", "running"),
     "awaiting_approval": ("‖", "held for approval"),
     "completed": ("✓", "completed"),
+    "done": ("✓", "done"),
     "failed": ("✕", "failed"),
     "blocked": ("⊘", "blocked"),
     "rejected": ("✕", "rejected"),
@@ -123,7 +124,8 @@ def role_names(user) -> str:
 
 @register.filter
 def thousands(value: int | None) -> str:
-    return "—" if value is None else f"{int(value):,}"
+    number = _number(value)
+    return "—" if number is None else f"{int(number):,}"
 
 
 @register.filter
@@ -139,4 +141,30 @@ def lines_upto(count: int) -> range:
 @register.filter
 def money(value: Decimal | float | None) -> str:
     """Dollars at the precision the amount needs: $1,234 · $12.34 · $0.012."""
-    return "—" if value is None else charts.usd(float(value))
+    number = _number(value)
+    return "—" if number is None else charts.usd(number)
+
+
+@register.filter
+def share(value: float | None, places: int = 1) -> str:
+    """A fraction as a percentage: 0.8567 -> "85.7%"."""
+    number = _number(value)
+    return "—" if number is None else f"{number * 100:.{int(places)}f}%"
+
+
+@register.filter
+def times(value: float | None) -> str:
+    """A ratio to a reference, 0.63 -> "0.63" and a times sign (cost relative to the flagship alone)."""
+    number = _number(value)
+    return "—" if number is None else f"{number:.2f}×"  # noqa: RUF001
+
+
+def _number(value: object) -> float | None:
+    """A figure read from a stored report; a key an older report lacks reaches a filter as "" (the
+    template engine's stand-in for a missing variable) and reads as no figure, not as an error."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,7 +1,13 @@
 from routing.models.applications import ApiKey, Application
 from routing.models.approvals import ApprovalDecision, ApprovalRequest
 from routing.models.catalog import ModelDeployment
-from routing.models.evaluations import Evaluation, EvaluationKind
+from routing.models.evaluations import (
+    Evaluation,
+    EvaluationKind,
+    HistoryReplayMode,
+    HistoryReplayRun,
+    HistoryReplayStatus,
+)
 from routing.models.jobs import Job, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
 from routing.models.webhooks import WebhookDelivery
@@ -13,6 +19,9 @@ __all__ = [
     "ApprovalRequest",
     "Evaluation",
     "EvaluationKind",
+    "HistoryReplayMode",
+    "HistoryReplayRun",
+    "HistoryReplayStatus",
     "Job",
     "JobStatus",
     "ModelDeployment",

@@ -20,8 +20,11 @@ from routing.services.policies import (
     policy_version_submit,
 )
 from routing.ui.changes import document_changes
-from routing.ui.forms import PolicySourceForm, ThresholdsForm
+from routing.ui.forms import HistoryReplayForm, PolicySourceForm, ThresholdsForm
+from routing.ui.reports import headline
 from routing.ui.thresholds import ThresholdRewriteError, rewrite_thresholds, thresholds_of
+
+EVALUATIONS_SHOWN = 10
 
 
 def _policy(name: str) -> Policy:
@@ -31,7 +34,7 @@ def _policy(name: str) -> Policy:
     return policy
 
 
-def _version(name: str, number: int) -> PolicyVersion:
+def version_or_404(name: str, number: int) -> PolicyVersion:
     version = selectors.policy_version_get(policy=_policy(name), number=number)
     if version is None:
         raise Http404("no such version")
@@ -59,14 +62,28 @@ def policy_detail(request: HttpRequest, name: str) -> HttpResponse:
 @require_GET
 @role_required(*POLICY_READERS)
 def policy_version(request: HttpRequest, name: str, number: int) -> HttpResponse:
-    version = _version(name, number)
-    return render(request, "policies/version.html", {
+    version = version_or_404(name, number)
+    return render(request, "policies/version.html", version_context(request, version))
+
+
+def version_context(
+    request: HttpRequest, version: PolicyVersion, *, replay_form: HistoryReplayForm | None = None
+) -> dict:
+    """The version page: the document, what may be done with it, and the evaluations about it."""
+    can_edit = can(request.user, *POLICY_ADMINS)
+    return {
         "version": version,
         "policy": version.policy,
         "lines": version.source.splitlines(),
-        "can_edit": can(request.user, *POLICY_ADMINS),
+        "can_edit": can_edit,
         "is_author": version.author_id == request.user.pk,
-    })
+        "evaluations": [
+            (evaluation, headline(evaluation))
+            for evaluation in selectors.evaluation_summaries(version_id=version.pk)[:EVALUATIONS_SHOWN]
+        ],
+        "replay_runs": list(selectors.history_replay_runs_for(version=version)[:EVALUATIONS_SHOWN]),
+        "replay_form": (replay_form or HistoryReplayForm()) if can_edit else None,
+    }
 
 
 def _annotated(source: str, errors: list[PolicyError]) -> dict:
@@ -157,7 +174,7 @@ def policy_diff(request: HttpRequest, name: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required(*POLICY_ADMINS)
 def policy_thresholds(request: HttpRequest, name: str, number: int) -> HttpResponse:
-    version = _version(name, number)
+    version = version_or_404(name, number)
     form = ThresholdsForm(request.POST if request.method == "POST" else None, thresholds=thresholds_of(version))
     if request.method == "POST" and form.is_valid():
         try:
@@ -182,7 +199,7 @@ def policy_thresholds(request: HttpRequest, name: str, number: int) -> HttpRespo
 @require_POST
 @role_required(*POLICY_ADMINS)
 def policy_version_submit_view(request: HttpRequest, name: str, number: int) -> HttpResponse:
-    version = _version(name, number)
+    version = version_or_404(name, number)
     try:
         policy_version_submit(version=version, user=request.user)
     except PolicyActionError as error:
@@ -195,7 +212,7 @@ def policy_version_submit_view(request: HttpRequest, name: str, number: int) -> 
 @require_POST
 @role_required(*POLICY_ADMINS)
 def policy_version_activate_view(request: HttpRequest, name: str, number: int) -> HttpResponse:
-    version = _version(name, number)
+    version = version_or_404(name, number)
     try:
         policy_version_activate(version=version, user=request.user)
     except PolicyActionError as error:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import transaction
 from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
-from routing.models import ApprovalRequest, Job, JobStatus, PolicyVersion, Step
+from routing.models import Application, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.services.policies import policy_create, policy_version_activate, policy_version_create
 from tests.factories import ApplicationFactory, DeploymentFactory, UserFactory, unique
 from tests.pipeline.setup import POLICY
@@ -103,3 +104,44 @@ def held_job(
     ledger.append("approval.requested", actor=Actor.worker("test"), subject={**subject, "approval": request.pk},
                   body={"rules": [rule]})
     return job
+
+
+def replayable_history(*, author=None) -> tuple[PolicyVersion, Application, dict[str, Job]]:
+    """A live version, a draft with a lower nano threshold and a stricter mini, and four past jobs of one
+    application whose recorded steps say what the draft would do: one moves from mini to nano, one cannot
+    be known (the draft would call a tier the job never called), one held for approval under both; two
+    answers are labelled (a review approved one, a shadow call disagreed with another)."""
+    from tests.evaluation.test_history import DRAFT_POLICY, make_job
+    from tests.evaluation.test_replay_eval import HAND_POLICY
+
+    catalog()
+    policy = policy_create(name=unique("policy"), actor=Actor.system("test"))
+    original = policy_version_create(policy=policy, source=HAND_POLICY, author=author, comment="live")
+    draft = policy_version_create(policy=policy, source=DRAFT_POLICY, author=author, comment="lower nano",
+                                  parent=original)
+    application = ApplicationFactory()
+    jobs = {
+        "kept": make_job(application, original, "classification", [("nano", 0.85, "logprob", True, "A", 0.001)]),
+        "cheaper": make_job(application, original, "classification",
+                            [("nano", 0.6, "logprob", False, "A", 0.001), ("mini", 0.95, "logprob", True, "B", 0.004)]),
+        "never-called": make_job(application, original, "coding", [("mini", 0.8, "logprob", True, "C", 0.004)]),
+        "approved": make_job(
+            application,
+            original,
+            "coding",
+            [("mini", 0.6, "logprob", False, "D", 0.004), ("flagship", 0.45, "logprob", True, "E", 0.02)],
+            held=["unsure"],
+        ),
+    }
+    for job in jobs.values():  # the rule each job was routed by, as a worker records it
+        job.route["plan"]["rule_id"] = "small-tasks" if job.task_type == "classification" else "rest"
+        Job.objects.filter(pk=job.pk).update(route=job.route)
+    # Labels, as live history leaves them: a reviewer approved the held answer (right); a shadow call to
+    # mini disagreed with the kept nano answer (wrong).
+    ApprovalRequest.objects.filter(job=jobs["approved"]).update(status="approved")
+    kept_step = jobs["kept"].steps.get()
+    with transaction.atomic():
+        ledger.append("shadow.compared", actor=Actor.worker("test"),
+                      subject={"job": jobs["kept"].pk, "step": kept_step.pk, "application": application.pk},
+                      body={"agreement": 0.0, "shadow_tier": "mini", "shadow_cost_usd": "0.004"})
+    return draft, application, jobs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from controlplane import charts
 
 
@@ -51,3 +53,35 @@ def test_budget_bullets_mark_the_limits_and_say_over_in_words():
                                 title="Budgets")
     assert "$120 — over" in svg and "$50.00 soft / $100 hard" in svg and "no limit" in svg
     assert 'class="limit soft"' in svg and 'class="limit hard"' in svg
+
+
+def test_the_cost_quality_chart_labels_every_point_and_tells_series_apart_by_shape():
+    svg = charts.cost_quality(
+        [("flagship only", 1.0, 0.86), ("nano alone", 0.05, 0.5), ("<oracle>", 0.35, 0.93)],
+        policy=("this policy", 0.63, 0.84),
+        curve=[charts.XYPoint(0.3, 0.7, title="nano 0.5"), charts.XYPoint(0.6, 0.82, title="nano 0.8")],
+    )
+    assert ">this policy</text>" in svg and ">nano alone</text>" in svg and "&lt;oracle&gt;" in svg
+    assert "<circle" in svg and "<rect" in svg and "<polygon" in svg  # policy, baselines, curve: three shapes
+    assert 'class="xy-line s2"' in svg and "<title>nano 0.8</title>" in svg
+    assert ">cost relative to the flagship alone</text>" in svg and ">accuracy</text>" in svg
+    assert "this policy: 0.63×, 84%" in svg  # noqa: RUF001 - every point says where it is
+    assert "style=" not in svg
+
+
+def test_the_reliability_diagram_has_the_diagonal_bins_sized_by_count_and_the_ece_in_words():
+    bins = [
+        {"lower": 0.5, "upper": 0.6, "count": 10, "mean_confidence": 0.55, "accuracy": 0.3},
+        {"lower": 0.9, "upper": 1.0, "count": 40, "mean_confidence": 0.95, "accuracy": 0.9},
+    ]
+    svg = charts.reliability_diagram(bins, title="nano", ece=0.0871, answers=50)
+    assert 'class="diagonal"' in svg and "accuracy equals confidence" in svg
+    assert "ECE 0.087 over 50 answers" in svg
+    assert "confidence 0.5–0.6: 10 answers, mean confidence 0.55, right 30%" in svg  # noqa: RUF001
+    radii = [float(r) for r in re.findall(r'<circle cx="[\d.]+" cy="[\d.]+" r="([\d.]+)"', svg)]
+    assert radii[0] < radii[1]  # the bin with more answers is the bigger point
+    assert "style=" not in svg
+
+
+def test_an_xy_chart_with_nothing_to_plot_says_so():
+    assert "Nothing to plot" in charts.reliability_diagram([], title="mini", ece=None, answers=0)
