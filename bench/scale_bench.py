@@ -1,5 +1,5 @@
 """At scale: server time of the review queue page, the job detail page and `GET /api/v1/jobs` over a scratch
-database holding a million jobs (quick: 50,000) and five million ledger events (quick: 250,000).
+database holding a million jobs (quick: 30,000) and five million ledger events (quick: 150,000).
 
 The rows are not invented field by field: three real jobs (accepted on nano; escalated nano → mini; held
 for approval) are run through the real pipeline against the local model server first, and their job,
@@ -750,8 +750,8 @@ def run(
             seeded, generated = _reattach()
             jobs, events = generated["rows"]["routing_job"], generated["events"]
         else:
-            jobs = jobs or (50_000 if quick else 1_000_000)
-            events = events or (250_000 if quick else 5_000_000)
+            jobs = jobs or (30_000 if quick else 1_000_000)
+            events = events or (150_000 if quick else 5_000_000)
             modelserver, model_url = start_modelserver(0.0)
             seeded = _seed(model_url)
             ids = _run_archetypes(seeded["applications"][0])
