@@ -714,8 +714,9 @@ def _reattach() -> tuple[dict[str, Any], dict[str, Any]]:
         )
         rows = dict(cursor.fetchall())
         cursor.execute(
+            # ~300 rows from all over the table (LIMIT would otherwise keep the first, oldest, pages' rows).
             "SELECT id FROM routing_job TABLESAMPLE BERNOULLI (%s) LIMIT 200",
-            [min(100.0, 20_000 / max(rows["routing_job"], 1))],
+            [min(100.0, 30_000 / max(rows["routing_job"], 1))],
         )
         sample = [str(row[0]) for row in cursor.fetchall()]
     generated = {
