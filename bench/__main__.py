@@ -26,7 +26,7 @@ BENCHES: dict[str, str] = {
     "ledger": "bench.ledger_bench",
     "pipeline": "bench.pipeline_bench",
     "api": "bench.api_bench",
-    "peer": "bench.peer_bench",
+    "peer": "bench.peer.runner",
     "scale": "bench.scale_bench",
 }
 PEER_FIGURES = {

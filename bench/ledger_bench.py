@@ -5,8 +5,8 @@
 Runs against a scratch database (arbiter_bench_ledger_<pid>) on the configured server, created,
 migrated and dropped here. Appends are service-shaped transactions (BEGIN, one event, COMMIT, then
 sealing after commit) from real processes, and step-shaped ones (BEGIN, a model call's three events in
-one `append_many`, COMMIT: what a job's accepted step writes); verification runs `verify_chain` as `ledger_verify`
-does (one process per CPU, at most 4) over 1,000,000 events (100,000 with --quick) written with
+one `append_many`, COMMIT: what a job's accepted step writes); verification runs `verify_chain` as
+`ledger_verify` does (one process per CPU, at most 4) over 1,000,000 events (50,000 with --quick) written with
 COPY. Figures from a loaded machine are not comparable with a quiet one: the table shows the load.
 """
 
@@ -220,10 +220,10 @@ def run(quick: bool = False) -> dict:
     figures: dict = {"quick": quick, "load_average_1m_at_start": os.getloadavg()[0]}
     try:
         _fresh_database()
-        baseline = _appends(8, 400 if quick else 1500, mode="plain")
-        one = _appends(1, 1000 if quick else 4000)
-        eight = _appends(8, 400 if quick else 1500)
-        steps = _appends(8, 600 if quick else 3000, mode="step")
+        baseline = _appends(8, 200 if quick else 1500, mode="plain")
+        one = _appends(1, 500 if quick else 4000)
+        eight = _appends(8, 200 if quick else 1500)
+        steps = _appends(8, 300 if quick else 3000, mode="step")
         figures.update(
             {
                 "appends_per_s_1_writer": one["per_second"],
@@ -239,7 +239,7 @@ def run(quick: bool = False) -> dict:
         )
 
         _fresh_database()
-        count = 100_000 if quick else 1_000_000
+        count = 50_000 if quick else 1_000_000
         figures["verify_generate_seconds"] = _generate(count)
         checkpoints.checkpoint_write()
         began = time.perf_counter()

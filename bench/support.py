@@ -3,6 +3,7 @@ migrated, and helpers to start real processes on loopback. Every loop here is bo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -25,21 +26,49 @@ def server_urls() -> tuple[str, str]:
 
 
 def scratch_database(name: str) -> str:
-    """Create (fresh) and migrate database `name` on the same server; returns its URL."""
+    """Create (fresh) database `name` on the same server, migrated, and return its URL. It is a copy of a
+    migrated template database kept on the server (`arbiter_bench_template_<digest of the migrations>`),
+    made by the first bench that needs it: copying takes a second where migrating took ten or more."""
     import psycopg
 
     database_url, _ = server_urls()
     parts = urlsplit(database_url)
     admin_url = urlunsplit(parts._replace(path="/postgres"))
+    template = _migrated_template(admin_url, parts)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(parts._replace(path=f"/{name}"))
-    env = {**os.environ, "DATABASE_URL": url}
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _migrations_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(BASE_DIR.glob("*/migrations/*.py")):
+        digest.update(str(path.relative_to(BASE_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _migrated_template(admin_url: str, parts) -> str:
+    """The template's name, migrating it first if the server has none for these migrations. Built under a
+    name of its own and renamed when complete, so a concurrent bench never copies a half-migrated one."""
+    import psycopg
+
+    template = f"arbiter_bench_template_{_migrations_digest()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [template]).fetchone():
+            return template
+        building = f"{template}_{os.getpid()}"
+        conn.execute(f'CREATE DATABASE "{building}"')
+    env = {**os.environ, "DATABASE_URL": urlunsplit(parts._replace(path=f"/{building}"))}
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True
     )
-    return url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        try:
+            conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
+        except psycopg.errors.DuplicateDatabase:  # another bench finished one first
+            conn.execute(f'DROP DATABASE "{building}"')
+    return template
 
 
 def drop_database(name: str) -> None:

@@ -27,6 +27,25 @@ from routing.models import (
     Step,
 )
 
+# What a page of the jobs list shows (JobSummaryOutputSerializer), and nothing else.
+JOB_SUMMARY_FIELDS = (
+    "id",
+    "status",
+    "status_reason",
+    "task_type",
+    "labels",
+    "metadata",
+    "final_tier",
+    "final_confidence",
+    "escalations",
+    "total_cost_usd",
+    "created_at",
+    "finished_at",
+    "policy_version__number",
+    "policy_version__sha256",
+    "policy_version__policy__name",
+)
+
 
 def _job_detail_queryset() -> QuerySet[Job]:
     return Job.objects.select_related("policy_version__policy").prefetch_related(
@@ -47,12 +66,14 @@ def job_list_for_application(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[Job]:
-    # A page of the list shows no steps, approvals or bulky JSON: loading them made the page's p95 a
-    # garbage-collection pause at a million jobs (bench/scale_bench.py).
+    # Only the columns a summary shows: no steps, approvals or bulky JSON, and of the policy version its
+    # name, number and hash, not its document. Every object a page builds is garbage the moment it is
+    # sent, and at a million jobs the full collections that garbage triggers were the page's p95
+    # (bench/scale_bench.py).
     jobs = (
         Job.objects.select_related("policy_version__policy")
         .filter(application=application)
-        .defer("request", "constraints", "route", "result", "callback_url")
+        .only(*JOB_SUMMARY_FIELDS)
     )
     if status:
         jobs = jobs.filter(status=status)

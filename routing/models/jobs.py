@@ -95,7 +95,9 @@ class Job(models.Model):
             ),
         ]
         indexes = [
+            # The API's pages: an application's jobs newest first, and the same for one status.
             models.Index(fields=["application", "-created_at", "-id"], name="job_app_created"),
+            models.Index(fields=["application", "status", "-created_at", "-id"], name="job_app_status_created"),
             models.Index(fields=["status", "-created_at", "-id"], name="job_status_created"),
             models.Index(
                 fields=["lease_expires_at"],

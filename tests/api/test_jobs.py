@@ -139,6 +139,41 @@ def test_the_list_filters_by_status_task_type_and_time(owner):
     assert [job["id"] for job in before] == [first["id"]]
 
 
+def test_a_summary_has_the_jobs_fields_and_its_policy_version(owner):
+    submitted = owner.submit(labels={"region": "eu"}, metadata={"ticket": "T-7"}).json()
+    [summary] = owner.client.get("/api/v1/jobs").json()["results"]
+    assert summary == {
+        "id": submitted["id"],
+        "status": submitted["status"],
+        "status_reason": submitted["status_reason"],
+        "task_type": "classification",
+        "labels": {"region": "eu"},
+        "metadata": {"ticket": "T-7"},
+        "policy": submitted["policy"],
+        "final_tier": "",
+        "final_confidence": None,
+        "escalations": 0,
+        "total_cost_usd": "0.00000000",
+        "created_at": submitted["created_at"],
+        "finished_at": None,
+    }
+    assert set(summary["policy"]) == {"name", "version", "sha256"}
+
+
+@pytest.mark.parametrize("jobs", [1, 30])
+def test_a_page_of_the_list_costs_the_same_few_queries_however_many_jobs_it_shows(
+    owner, jobs, django_assert_max_num_queries
+):
+    for number in range(jobs):
+        owner.submit(f"question {number}", labels={"n": number})
+    owner.client.get("/api/v1/jobs")  # the key's once-a-minute last_used_at write happens here
+    for filters in ({}, {"status": "queued"}):
+        # The key, then the page with its policy versions joined in: nothing per job.
+        with django_assert_max_num_queries(2):
+            page = owner.client.get("/api/v1/jobs", filters).json()
+        assert len(page["results"]) == jobs
+
+
 def test_cancel_cancels_and_a_second_cancel_is_409(owner):
     job_id = owner.submit().json()["id"]
     response = owner.client.post(f"/api/v1/jobs/{job_id}/cancel", {"reason": "user gave up"}, format="json")

@@ -1,0 +1,247 @@
+"""The load: closed-loop calls from threads, an open-loop HTTP/1.1 generator, the saturation search."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+
+ONE_HOP = "[task:classification] [confidence:nano=0.95]"
+ESCALATING = "[task:classification] [confidence:nano=0.3,mini=0.95]"
+PROMPT = "Classify support ticket {n}: my card was charged twice for the same order, please help."
+REQUEST_TIMEOUT_S = 30.0
+OPEN_LOOP_CONNECTIONS = 256
+
+
+def closed_loop(call: Callable[[int], None], *, requests: int, concurrency: int, time_limit: float) -> dict:
+    """`requests` calls from `concurrency` threads, each starting when its previous call returned.
+    Stops early at `time_limit` seconds. Latencies (ms) of the successful calls; errors counted."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    counter = iter(range(requests))
+    lock = threading.Lock()
+    deadline = time.monotonic() + time_limit
+
+    def worker() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                number = next(counter, None)
+            if number is None:
+                return
+            started = time.perf_counter()
+            try:
+                call(number)
+            except Exception as error:  # any failure is a failed request, counted
+                with lock:
+                    errors.append(f"{type(error).__name__}: {str(error)[:160]}")
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=time_limit + REQUEST_TIMEOUT_S)
+    elapsed = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "ok": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "elapsed_s": elapsed,
+        "per_s": len(latencies) / elapsed if elapsed else 0.0,
+        "latencies_ms": latencies,
+    }
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
+
+
+class HttpTarget:
+    """An OpenAI-compatible endpoint for the open-loop generator: raw HTTP/1.1 with keep-alive, far cheaper
+    per request than the SDK, so that the generator's one core is not what saturates."""
+
+    def __init__(self, base_url: str, model: str, headers: dict[str, str], marker: str = ONE_HOP) -> None:
+        rest = base_url.removeprefix("http://")
+        hostport, _, prefix = rest.partition("/")
+        host, _, port = hostport.partition(":")
+        self.host, self.port = host, int(port)
+        self.path = f"/{prefix}/chat/completions"
+        self.model = model
+        self.headers = headers
+        self.marker = marker
+
+    def request_bytes(self, number: int) -> bytes:
+        body = json.dumps(
+            {"model": self.model, "messages": [{"role": "user", "content": f"{self.marker} {PROMPT.format(n=number)}"}]}
+        ).encode()
+        head = [
+            f"POST {self.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            *(f"{name}: {value}" for name, value in self.headers.items()),
+        ]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, keep-alive) of one response, its body read and dropped."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("connection closed before a response")
+    status = int(status_line.split()[1])
+    length, chunked, close = 0, False, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "transfer-encoding" and "chunked" in value:
+            chunked = True
+        elif name == "connection" and value == "close":
+            close = True
+    if chunked:
+        while True:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status, not close
+
+
+class _Connections:
+    def __init__(self, target: HttpTarget, limit: int) -> None:
+        self.target = target
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.slots = asyncio.Semaphore(limit)
+        self.opened = 0
+
+    async def send(self, payload: bytes) -> int:
+        async with self.slots:
+            for attempt in (0, 1):
+                reused = bool(self.idle)
+                if reused:
+                    reader, writer = self.idle.pop()
+                else:
+                    reader, writer = await asyncio.open_connection(self.target.host, self.target.port)
+                    self.opened += 1
+                try:
+                    writer.write(payload)
+                    await writer.drain()
+                    status, keep = await _read_response(reader)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    writer.close()
+                    if reused and attempt == 0:
+                        continue  # the server closed an idle keep-alive connection: once more, fresh
+                    raise
+                if keep:
+                    self.idle.append((reader, writer))
+                else:
+                    writer.close()
+                return status
+        raise ConnectionResetError("unreachable")
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def _open_loop(target: HttpTarget, rate: float, seconds: float) -> dict:
+    loop = asyncio.get_running_loop()
+    connections = _Connections(target, OPEN_LOOP_CONNECTIONS)
+    count = max(1, round(rate * seconds))
+    latencies: list[float] = []
+    failures: list[str] = []
+    finished: list[float] = []
+
+    async def one(number: int, due: float) -> None:
+        try:
+            status = await asyncio.wait_for(connections.send(target.request_bytes(number)), REQUEST_TIMEOUT_S)
+        except Exception as error:  # counted as a failure
+            failures.append(type(error).__name__)
+            return
+        now = loop.time()
+        if status == 200:
+            latencies.append((now - due) * 1000)  # from when it was due: queueing counts (no coordinated omission)
+            finished.append(now)
+        else:
+            failures.append(f"HTTP {status}")
+
+    start = loop.time() + 0.05
+    tasks = []
+    for number in range(count):
+        due = start + number / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(number, due)))
+    _, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 5)
+    for task in pending:
+        task.cancel()
+        failures.append("unfinished")
+    connections.close()
+    span = (max(finished) - start) if finished else seconds
+    return {
+        "offered_per_s": round(rate, 1),
+        "sent": count,
+        "ok": len(latencies),
+        "failures": len(failures),
+        "achieved_per_s": round(len(latencies) / max(span, seconds), 1),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "connections": connections.opened,
+    }
+
+
+def saturation(target: HttpTarget, *, unloaded_p99: float, start_rate: float, plan: dict) -> dict:
+    """The highest offered rate with 100% success and p99 ≤ 3 x unloaded p99: double (or halve) from
+    `start_rate` to bracket it, then bisect; at most plan["max_steps"] steps of plan["step_s"] seconds."""
+    limit = 3 * unloaded_p99
+    steps: list[dict] = []
+
+    def passes(rate: float) -> bool:
+        step = asyncio.run(_open_loop(target, rate, plan["step_s"]))
+        step["passed"] = step["failures"] == 0 and step["p99_ms"] <= limit
+        steps.append(step)
+        time.sleep(0.5)  # let the system drain between steps
+        return step["passed"]
+
+    good, bad = 0.0, None
+    rate = max(1.0, start_rate)
+    while len(steps) < plan["max_steps"]:
+        if passes(rate):
+            good = rate
+            if bad is not None:
+                break
+            rate *= 2
+        else:
+            bad = rate
+            if good:
+                break
+            rate /= 2
+            if rate < 1.0:
+                break
+    for _ in range(plan["bisect"]):
+        if bad is None or not good or len(steps) >= plan["max_steps"]:
+            break
+        middle = (good + bad) / 2
+        if passes(middle):
+            good = middle
+        else:
+            bad = middle
+    return {"max_rate_per_s": round(good, 1), "p99_limit_ms": round(limit, 1), "steps": steps}
