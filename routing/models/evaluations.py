@@ -10,7 +10,7 @@ from routing.models.policies import PolicyVersion
 class EvaluationKind(models.TextChoices):
     EVAL = "eval", "policy evaluation on recorded outcomes"
     CALIBRATION = "calibration", "threshold calibration"
-    HISTORY = "history", "routing-only replay of past jobs"
+    HISTORY = "history", "replay of past jobs under a version (routing only, or full re-execution)"
 
 
 class Evaluation(models.Model):
