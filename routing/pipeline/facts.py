@@ -7,7 +7,6 @@ catalog, and turns their answers into provider requests and records.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import dataclass
@@ -38,14 +37,20 @@ class RouteOutcome:
     budget: BudgetState
 
 
-@functools.lru_cache(maxsize=128)
-def _document(sha256: str, canonical: str) -> PolicyDocument:
-    return policy_from_data(json.loads(canonical))
+_DOCUMENTS: dict[str, PolicyDocument] = {}
+_DOCUMENTS_KEPT = 128
 
 
 def document_for(version: PolicyVersion) -> PolicyDocument:
-    # Versions are immutable, so a parsed document can be cached by its hash for the process's life.
-    return _document(version.sha256, json.dumps(version.document, sort_keys=True))
+    # Versions are immutable and their hash names their content, so a parsed document is cached by the
+    # hash alone: a job costs a dict lookup, not a serialisation of the document to build a cache key.
+    document = _DOCUMENTS.get(version.sha256)
+    if document is None:
+        document = policy_from_data(json.loads(json.dumps(version.document)))  # a private copy
+        if len(_DOCUMENTS) >= _DOCUMENTS_KEPT:
+            _DOCUMENTS.clear()
+        _DOCUMENTS[version.sha256] = document
+    return document
 
 
 def deployment_info(deployment: ModelDeployment, p95_ms: float | None = None) -> DeploymentInfo:
