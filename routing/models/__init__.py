@@ -8,7 +8,7 @@ from routing.models.evaluations import (
     HistoryReplayRun,
     HistoryReplayStatus,
 )
-from routing.models.jobs import Job, JobStatus, Step, StepOutcome
+from routing.models.jobs import Job, JobPurpose, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
 from routing.models.webhooks import WebhookDelivery
 
@@ -23,6 +23,7 @@ __all__ = [
     "HistoryReplayRun",
     "HistoryReplayStatus",
     "Job",
+    "JobPurpose",
     "JobStatus",
     "ModelDeployment",
     "Policy",

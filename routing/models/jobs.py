@@ -34,6 +34,13 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
+class JobPurpose(models.TextChoices):
+    # An application's own work: its answer is released to the application once governance allows.
+    APPLICATION = "application"
+    # A reviewer's or admin's replay: an evaluation shown in the UI, never an answer the application reads.
+    EVALUATION = "evaluation"
+
+
 class Job(models.Model):
     """The truth about one unit of work. Messages on the broker carry only its id."""
 
@@ -61,6 +68,7 @@ class Job(models.Model):
         related_name="+",
         help_text="The person who submitted it (a replay), so that they cannot approve it themselves.",
     )
+    purpose = models.CharField(max_length=16, choices=JobPurpose.choices, default=JobPurpose.APPLICATION)
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     status_reason = models.TextField(blank=True)
     # Claiming and fencing: only the holder of the current attempt may write; a stale one cannot.
@@ -84,6 +92,9 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its content was erased (a data-protection request)."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
