@@ -8,9 +8,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.ledger import Actor
+from controlplane.roles import Role
 from routing.models import Application, Job
 from routing.services.keys import api_key_create
-from controlplane.roles import Role
 from tests.factories import ApplicationFactory, UserFactory
 from tests.pipeline.conftest import model_server, workers  # noqa: F401  (fixtures)
 from tests.pipeline.setup import Governed, governed
