@@ -91,7 +91,8 @@ def policy_version_create(
 def policy_version_submit(*, version: PolicyVersion, user, via_key: str | None = None) -> PolicyVersion:
     with transaction.atomic():
         locked = PolicyVersion.objects.select_for_update().get(pk=version.pk)
-        if locked.status != PolicyVersionStatus.DRAFT:
+        resubmission = locked.status == PolicyVersionStatus.PENDING and not _submitted_by_a_person(locked)
+        if locked.status != PolicyVersionStatus.DRAFT and not resubmission:
             raise PolicyActionError(f"only a draft can be submitted; this version is {locked.status}")
         locked.status = PolicyVersionStatus.PENDING
         locked.submitted_by = user
@@ -120,6 +121,12 @@ def policy_version_activate(*, version: PolicyVersion, user, via_key: str | None
             )
         if locked.status != PolicyVersionStatus.PENDING:
             raise PolicyActionError(f"v{locked.number} is {locked.status}; only a submitted version can be activated")
+        if not _submitted_by_a_person(locked):
+            raise PolicyActionError(
+                f"v{locked.number} was not submitted by an active person (submitter: "
+                f"{locked.submitted_by.get_username() if locked.submitted_by else 'none'}): a person must submit "
+                "it again before another admin activates it"
+            )
         if user.pk in (locked.author_id, locked.submitted_by_id):
             role, did = ("author", "wrote") if user.pk == locked.author_id else ("submitter", "submitted")
             raise FourEyesRefused(
@@ -164,6 +171,12 @@ def _activate(policy: Policy, locked: PolicyVersion, *, user, actor: Actor, via_
         },
     )
     return locked
+
+
+def _submitted_by_a_person(version: PolicyVersion) -> bool:
+    # Before keys acted for people, a key submitted as the inactive principal `app:<slug>`, behind which
+    # any admin could stand — so such a submission (or one by a since-deactivated account) counts for nothing.
+    return version.submitted_by is not None and version.submitted_by.is_active
 
 
 def _via(via_key: str | None) -> dict:

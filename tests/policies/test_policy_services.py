@@ -87,6 +87,20 @@ def test_the_submitter_cannot_activate_what_they_submitted(catalog, policy):
     assert policy_version_activate(version=version, user=UserFactory()).status == "active"
 
 
+def test_a_submission_by_no_active_person_counts_for_nothing(catalog, policy):
+    # Before keys had owners, a key submitted as the inactive principal `app:<slug>`.
+    principal = UserFactory(username=unique("app:"), is_active=False)
+    version = policy_version_create(policy=policy, source=SOURCE, author=principal)
+    policy_version_submit(version=version, user=principal)
+    admin, other = UserFactory(), UserFactory()
+    with pytest.raises(PolicyActionError, match="not submitted by an active person"):
+        policy_version_activate(version=version, user=admin)
+    policy_version_submit(version=version, user=admin)  # a person takes it on: now four-eyes applies to them
+    with pytest.raises(FourEyesRefused, match="submitter"):
+        policy_version_activate(version=version, user=admin)
+    assert policy_version_activate(version=version, user=other).activated_by == other
+
+
 def test_bootstrap_activates_only_a_policy_that_was_never_active(catalog, policy):
     first = policy_version_bootstrap(
         version=policy_version_create(policy=policy, source=SOURCE, author=None), actor=Actor.system("seed")
