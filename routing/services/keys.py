@@ -39,7 +39,12 @@ def may_administer(person: AbstractBaseUser | None) -> bool:
 
 
 def _check_minting(
-    *, application: Application, scopes: set[str], created_by: AbstractBaseUser | None, minted_with: ApiKey | None
+    *,
+    application: Application,
+    scopes: set[str],
+    created_by: AbstractBaseUser | None,
+    minted_with: ApiKey | None,
+    expires_at: datetime | None,
 ) -> None:
     if created_by is None or not created_by.is_active:
         raise KeyRefused("a key acts for the person who mints it: it needs an active person as its owner")
@@ -57,6 +62,11 @@ def _check_minting(
         raise KeyRefused(
             f"a key cannot mint a key wider than itself: this key lacks {', '.join(wider)} "
             f"(its scopes: {', '.join(minted_with.scopes)})"
+        )
+    if minted_with.expires_at and (expires_at is None or expires_at > minted_with.expires_at):
+        raise KeyRefused(
+            "a key cannot mint a key that outlives it: give an expiry no later than "
+            f"{minted_with.expires_at:%Y-%m-%d %H:%M} UTC"
         )
 
 
@@ -77,7 +87,13 @@ def api_key_create(
     unknown = sorted(set(scopes) - set(KEY_SCOPES))
     if unknown:
         raise InvalidScope(f"unknown scopes {unknown}; allowed: {KEY_SCOPES}")
-    _check_minting(application=application, scopes=set(scopes), created_by=created_by, minted_with=minted_with)
+    _check_minting(
+        application=application,
+        scopes=set(scopes),
+        created_by=created_by,
+        minted_with=minted_with,
+        expires_at=expires_at,
+    )
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     with transaction.atomic():

@@ -3,11 +3,13 @@ administering the platform (`platform:admin`) needs a person with the policy-adm
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.apps import apps as django_apps
 from django.urls import reverse
+from django.utils import timezone
 
 from controlplane.roles import Role
 from routing.models import ApiKey, Application
@@ -89,6 +91,20 @@ def test_an_application_key_mints_its_own_keys_no_wider_than_itself(owner, app_a
     assert "cannot mint a key wider than itself" in wider.json()["detail"]
     assert app_admin.get("/api/v1/admin/applications").status_code == 403
     assert app_admin.get("/api/v1/admin/policies").status_code == 403
+
+
+def test_a_short_lived_key_cannot_mint_a_key_that_outlives_it(owner):
+    soon = timezone.now() + timedelta(hours=1)
+    short_lived = client_with(key_for(owner.application, "app:admin", "jobs:read", expires_at=soon))
+    forever = short_lived.post(_keys_url(owner.application), {"scopes": ["jobs:read"]}, format="json")
+    assert forever.status_code == 403
+    assert "cannot mint a key that outlives it" in forever.json()["detail"]
+    within = short_lived.post(
+        _keys_url(owner.application),
+        {"scopes": ["jobs:read"], "expires_at": (soon - timedelta(minutes=5)).isoformat()},
+        format="json",
+    )
+    assert within.status_code == 201, within.json()
 
 
 def test_a_platform_key_needs_an_owner_with_the_policy_admin_role(governed_setup, as_user):
