@@ -55,6 +55,8 @@ def _setup_django(database_url: str, redis_url: str, queue: str) -> None:
 
 
 def _seed() -> str:
+    from django.contrib.auth import get_user_model
+
     from audit.ledger import Actor
     from routing.demo.seed import seed_catalog, seed_policy
     from routing.models import Application
@@ -63,7 +65,8 @@ def _seed() -> str:
     seed_catalog()
     seed_policy()
     application = Application.objects.get_or_create(slug="bench-api", defaults={"name": "bench-api"})[0]
-    _, key = api_key_create(application=application, scopes=["jobs:write"], actor=Actor.system("bench"))
+    _, key = api_key_create(application=application, scopes=["jobs:write"], actor=Actor.system("bench"),
+        created_by=get_user_model().objects.get_or_create(username="bench")[0])
     return key
 
 

@@ -126,6 +126,7 @@ def _setup_django(database_url: str, redis_url: str, queue: str) -> None:
 
 def _seed(model_url: str) -> dict[str, Any]:
     from django.conf import settings
+    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group, User
 
     from audit.ledger import Actor
@@ -147,7 +148,8 @@ def _seed(model_url: str) -> dict[str, Any]:
         Application.objects.create(slug=f"scale-{n:02d}", name=f"Scale application {n:02d}")
         for n in range(APPLICATIONS)
     ]
-    _, key = api_key_create(application=applications[0], scopes=["jobs:read"], actor=Actor.system("bench"))
+    _, key = api_key_create(application=applications[0], scopes=["jobs:read"], actor=Actor.system("bench"),
+        created_by=get_user_model().objects.get_or_create(username="bench")[0])
     return {
         "policy_version": policy.versions.get(status="active"),
         "reviewers": reviewers,
@@ -694,6 +696,7 @@ def measure(seeded: dict[str, Any], generated: dict[str, Any], requests: int) ->
 def _reattach() -> tuple[dict[str, Any], dict[str, Any]]:
     """(seeded, generated) of a database kept by an earlier run: its reviewers and applications, a new key,
     a random sample of its jobs, its row counts."""
+    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import User
     from django.db import connection
 
@@ -702,7 +705,8 @@ def _reattach() -> tuple[dict[str, Any], dict[str, Any]]:
     from routing.services.keys import api_key_create
 
     applications = list(Application.objects.filter(slug__startswith="scale-").order_by("slug"))
-    _, key = api_key_create(application=applications[0], scopes=["jobs:read"], actor=Actor.system("bench"))
+    _, key = api_key_create(application=applications[0], scopes=["jobs:read"], actor=Actor.system("bench"),
+        created_by=get_user_model().objects.get_or_create(username="bench")[0])
     seeded = {
         "reviewers": [User.objects.get(username=name) for name in ("bench-reviewer", "bench-reviewer-2")],
         "applications": applications,

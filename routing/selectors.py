@@ -184,11 +184,11 @@ def application_get(*, slug: str) -> Application | None:
 
 
 def api_key_list(*, application: Application) -> QuerySet[ApiKey]:
-    return application.api_keys.order_by("-created_at", "-id")
+    return application.api_keys.select_related("created_by").order_by("-created_at", "-id")
 
 
 def api_key_get(*, application: Application, prefix: str) -> ApiKey | None:
-    return application.api_keys.filter(prefix=prefix).first()
+    return application.api_keys.select_related("created_by").filter(prefix=prefix).first()
 
 
 def evaluation_list(*, kind: str | None = None, version_id: int | None = None) -> QuerySet[Evaluation]:

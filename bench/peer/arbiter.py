@@ -107,6 +107,7 @@ def arbiter_setup(model_url: str) -> tuple[str, dict[str, str], dict[str, str]]:
 
     django.setup()
     from django.conf import settings
+    from django.contrib.auth import get_user_model
 
     from audit.ledger import Actor
     from routing.demo.seed import seed_catalog, seed_policy
@@ -120,7 +121,8 @@ def arbiter_setup(model_url: str) -> tuple[str, dict[str, str], dict[str, str]]:
     for slug in ("arbiter", "arbiter-noledger"):
         application = Application.objects.create(slug=slug, name=slug)
         _, keys[slug] = api_key_create(application=application, scopes=["jobs:write", "jobs:read"],
-                                       actor=Actor.system("bench"))
+                                       actor=Actor.system("bench"),
+        created_by=get_user_model().objects.get_or_create(username="bench")[0])
     from django.db import connections
 
     connections.close_all()

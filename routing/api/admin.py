@@ -1,12 +1,15 @@
-"""The admin API (scope `policies:admin`): policies and versions, the model catalog, applications, keys,
-budgets. A key with this scope administers the whole installation, not only its own application.
+"""The admin API, at two levels, each a permission class (routing/api/permissions.py):
 
-Four-eyes and the API. An API key is not a person: it cannot be the second pair of eyes on anything.
-So over the API a version can be created and submitted, and it cannot be activated — activation is done
-by a person in the web UI, where the author rule applies (the author of a version cannot activate it).
-Versions created here are authored by the key's application, recorded as the inactive user
-`app:<slug>` (services record a user as author; that user cannot log in), so that the ledger says
-which application wrote them and no human author is claimed.
+- `app:admin` — an application administers itself: its own keys (never wider than the key minting them)
+  and its own budget and usage, read-only. It never reaches another application.
+- `platform:admin` — the installation: policies and versions, the model catalog, every application, key
+  and budget. Only a person with the policy-admin role (or a superuser) holds such a key.
+
+A key acts for the person who minted it (`ApiKey.created_by`): what it creates is authored by that
+person, the ledger names the person as actor and the key's prefix as `via_key`, and its powers end
+when the person loses the policy-admin role or is deactivated. A legacy key without an owner cannot
+administer anything. Four-eyes holds here as in the UI: a version is activated only once submitted, by a
+person who neither wrote nor submitted it — so one admin's key can never activate what that admin wrote.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from audit.ledger import Actor
 from routing import selectors
 from routing.api.base import ApiView
 from routing.api.errors import Problem, field_problem
+from routing.api.permissions import ApplicationAdmin, HasScope, PlatformAdmin
 from routing.api.schema import problems
 from routing.api.serializers.admin import (
     ApiKeyCreatedOutputSerializer,
@@ -28,6 +32,7 @@ from routing.api.serializers.admin import (
     ApplicationCreateInputSerializer,
     ApplicationOutputSerializer,
     BudgetInputSerializer,
+    BudgetOutputSerializer,
     DeploymentCreateInputSerializer,
     DeploymentOutputSerializer,
     DeploymentUpdateInputSerializer,
@@ -35,19 +40,28 @@ from routing.api.serializers.admin import (
     PolicyVersionCreateInputSerializer,
     PolicyVersionOutputSerializer,
 )
+from routing.budgets import month_spend
 from routing.models import ApiKey, Application, ModelDeployment, Policy, PolicyVersion
 from routing.policy.document import InvalidPolicy
 from routing.services.catalog import (
     application_budget_set,
     application_create,
-    application_principal,
     deployment_create,
     deployment_update,
 )
-from routing.services.keys import api_key_create, api_key_revoke
-from routing.services.policies import PolicyActionError, policy_version_create, policy_version_submit
+from routing.services.keys import InvalidScope, KeyRefused, api_key_create, api_key_revoke
+from routing.services.policies import (
+    FourEyesRefused,
+    PolicyActionError,
+    policy_version_activate,
+    policy_version_create,
+    policy_version_submit,
+)
 
-ADMIN = "policies:admin"
+APP = ApplicationAdmin
+PLATFORM = PlatformAdmin
+APP_DOC = "Scope `app:admin` (this key's own application only) or `platform:admin`. "
+PLATFORM_DOC = "Scope `platform:admin`. "
 SLUG_PATTERN = "^[-a-zA-Z0-9_]+$"
 NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN)
 SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN, description="The application.")
@@ -94,17 +108,35 @@ def application_or_404(slug: str) -> Application:
 
 
 class AdminView(ApiView):
+    """Subclasses set `levels = {"GET": APP, "PUT": PLATFORM, ...}`: one permission class per operation."""
+
+    levels: dict[str, type[ApplicationAdmin | PlatformAdmin]] = {}
+
+    def get_permissions(self):
+        level = self.levels.get(self.request.method) if getattr(self, "request", None) else None
+        return [level()] if level else [HasScope()]  # HasScope: 401 without a key, else 405
+
+    @property
+    def owner(self):
+        """The person the key acts for (the permission classes guarantee there is one)."""
+        return self.client.owner
+
+    @property
+    def via_key(self) -> str:
+        return self.client.key.prefix
+
     @property
     def actor(self) -> Actor:
-        return Actor.application(self.application.pk)
+        return Actor.user(self.owner.pk)
 
 
 class PoliciesApi(AdminView):
-    required_scopes = {"GET": ADMIN}
+    levels = {"GET": PLATFORM}
 
     @extend_schema(
         operation_id="admin_policies_list",
         summary="List policies",
+        description=PLATFORM_DOC,
         responses={200: PolicyOutputSerializer(many=True), **problems(body=False)},
         tags=TAGS,
     )
@@ -113,7 +145,7 @@ class PoliciesApi(AdminView):
 
 
 class PolicyVersionsApi(AdminView):
-    required_scopes = {"GET": ADMIN, "POST": ADMIN}
+    levels = {"GET": PLATFORM, "POST": PLATFORM}
 
     @extend_schema(
         operation_id="admin_policy_versions_list",
@@ -130,8 +162,9 @@ class PolicyVersionsApi(AdminView):
         operation_id="admin_policy_versions_create",
         parameters=[NAME],
         summary="Create a draft version",
-        description="Validated against the schema and the catalog before it is saved. An invalid document is "
-        "a 400 whose `errors` point at the line and path of each problem.",
+        description=PLATFORM_DOC + "Authored by the person the key acts for. Validated against the schema and the "
+        "catalog before it is saved. An invalid document is a 400 whose `errors` point at the line and path of "
+        "each problem.",
         request=PolicyVersionCreateInputSerializer,
         responses={201: PolicyVersionOutputSerializer, **problems(404)},
         tags=TAGS,
@@ -148,7 +181,8 @@ class PolicyVersionsApi(AdminView):
                 source=data["source"],
                 comment=data.get("comment", ""),
                 parent=parent,
-                author=application_principal(application=self.application),
+                author=self.owner,
+                via_key=self.via_key,
             )
         except InvalidPolicy as invalid:
             raise Problem(
@@ -163,12 +197,13 @@ class PolicyVersionsApi(AdminView):
 
 
 class PolicyVersionDetailApi(AdminView):
-    required_scopes = {"GET": ADMIN}
+    levels = {"GET": PLATFORM}
 
     @extend_schema(
         operation_id="admin_policy_versions_retrieve",
         parameters=[NAME, NUMBER],
         summary="Read a version",
+        description=PLATFORM_DOC,
         responses={200: PolicyVersionOutputSerializer, **problems(404, body=False)},
         tags=TAGS,
     )
@@ -177,12 +212,13 @@ class PolicyVersionDetailApi(AdminView):
 
 
 class PolicyVersionSubmitApi(AdminView):
-    required_scopes = {"POST": ADMIN}
+    levels = {"POST": PLATFORM}
 
     @extend_schema(
         operation_id="admin_policy_versions_submit",
         parameters=[NAME, NUMBER],
         summary="Submit a draft for activation",
+        description=PLATFORM_DOC,
         request=None,
         responses={200: PolicyVersionOutputSerializer, **problems(404, 409)},
         tags=TAGS,
@@ -190,38 +226,39 @@ class PolicyVersionSubmitApi(AdminView):
     def post(self, request: Request, name: str, number: int) -> Response:
         version = version_or_404(name, number)
         try:
-            policy_version_submit(version=version, user=application_principal(application=self.application))
+            policy_version_submit(version=version, user=self.owner, via_key=self.via_key)
         except PolicyActionError as refused:
             raise Problem(str(refused), status_code=409, code="invalid_state") from None
         return Response(PolicyVersionOutputSerializer(version_or_404(name, number)).data)
 
 
 class PolicyVersionActivateApi(AdminView):
-    required_scopes = {"POST": ADMIN}
+    levels = {"POST": PLATFORM}
 
     @extend_schema(
         operation_id="admin_policy_versions_activate",
         parameters=[NAME, NUMBER],
-        summary="Activate a version: not over the API",
-        description="Always 403 `activation_requires_person`. Four-eyes needs two people, and an API key is "
-        "not a person: a policy admin activates a submitted version in the web UI (not its author).",
+        summary="Activate a submitted version (four-eyes)",
+        description=PLATFORM_DOC + "The key acts for its owner, and four-eyes applies to that person: a "
+        "version is activated only once submitted (409 `invalid_state` for a draft), and never by the person "
+        "who wrote or submitted it (403 `four_eyes`), whichever key or page they use.",
         request=None,
-        responses={**problems(404)},
+        responses={200: PolicyVersionOutputSerializer, **problems(404, 409)},
         tags=TAGS,
     )
     def post(self, request: Request, name: str, number: int) -> Response:
         version = version_or_404(name, number)
-        raise Problem(
-            f"{name} v{version.number} cannot be activated with an API key: activation is a person's act "
-            "(four-eyes — the author cannot activate their own version). Submit it, and a policy admin "
-            "activates it in the web UI.",
-            status_code=403,
-            code="activation_requires_person",
-        )
+        try:
+            policy_version_activate(version=version, user=self.owner, via_key=self.via_key)
+        except FourEyesRefused as refused:
+            raise Problem(str(refused), status_code=403, code="four_eyes") from None
+        except PolicyActionError as refused:
+            raise Problem(str(refused), status_code=409, code="invalid_state") from None
+        return Response(PolicyVersionOutputSerializer(version_or_404(name, number)).data)
 
 
 class DeploymentsApi(AdminView):
-    required_scopes = {"GET": ADMIN, "POST": ADMIN}
+    levels = {"GET": PLATFORM, "POST": PLATFORM}
 
     @extend_schema(
         operation_id="admin_deployments_list",
@@ -235,7 +272,7 @@ class DeploymentsApi(AdminView):
     @extend_schema(
         operation_id="admin_deployments_create",
         summary="Add a deployment",
-        description="`api_key_env` is the NAME of the environment variable that holds the key.",
+        description=PLATFORM_DOC + "`api_key_env` is the NAME of the environment variable that holds the key.",
         request=DeploymentCreateInputSerializer,
         responses={201: DeploymentOutputSerializer, **problems(409)},
         tags=TAGS,
@@ -253,7 +290,7 @@ class DeploymentsApi(AdminView):
 
 
 class DeploymentDetailApi(AdminView):
-    required_scopes = {"GET": ADMIN, "PATCH": ADMIN}
+    levels = {"GET": PLATFORM, "PATCH": PLATFORM}
 
     @extend_schema(
         operation_id="admin_deployments_retrieve",
@@ -269,7 +306,7 @@ class DeploymentDetailApi(AdminView):
         operation_id="admin_deployments_update",
         parameters=[NAME],
         summary="Change a deployment",
-        description="Deployments are never deleted (steps refer to them): disable one instead.",
+        description=PLATFORM_DOC + "Deployments are never deleted (steps refer to them): disable one instead.",
         request=DeploymentUpdateInputSerializer,
         responses={200: DeploymentOutputSerializer, **problems(404)},
         tags=TAGS,
@@ -283,13 +320,14 @@ class DeploymentDetailApi(AdminView):
 
 
 class DeploymentDisableApi(AdminView):
-    required_scopes = {"POST": ADMIN}
+    levels = {"POST": PLATFORM}
     enabled = False
 
     @extend_schema(
         operation_id="admin_deployments_disable",
         parameters=[NAME],
         summary="Disable a deployment (instead of delete)",
+        description=PLATFORM_DOC,
         request=None,
         responses={200: DeploymentOutputSerializer, **problems(404)},
         tags=TAGS,
@@ -306,6 +344,7 @@ class DeploymentEnableApi(DeploymentDisableApi):
         operation_id="admin_deployments_enable",
         parameters=[NAME],
         summary="Enable a deployment",
+        description=PLATFORM_DOC,
         request=None,
         responses={200: DeploymentOutputSerializer, **problems(404)},
         tags=TAGS,
@@ -315,11 +354,12 @@ class DeploymentEnableApi(DeploymentDisableApi):
 
 
 class ApplicationsApi(AdminView):
-    required_scopes = {"GET": ADMIN, "POST": ADMIN}
+    levels = {"GET": PLATFORM, "POST": PLATFORM}
 
     @extend_schema(
         operation_id="admin_applications_list",
         summary="List applications",
+        description=PLATFORM_DOC,
         responses={200: ApplicationOutputSerializer(many=True), **problems(body=False)},
         tags=TAGS,
     )
@@ -329,6 +369,7 @@ class ApplicationsApi(AdminView):
     @extend_schema(
         operation_id="admin_applications_create",
         summary="Create an application",
+        description=PLATFORM_DOC,
         request=ApplicationCreateInputSerializer,
         responses={201: ApplicationOutputSerializer, **problems(409)},
         tags=TAGS,
@@ -348,14 +389,27 @@ class ApplicationsApi(AdminView):
 
 
 class ApplicationBudgetApi(AdminView):
-    required_scopes = {"PUT": ADMIN}
+    levels = {"GET": APP, "PUT": PLATFORM}
+
+    @extend_schema(
+        operation_id="admin_applications_budget_retrieve",
+        parameters=[SLUG],
+        summary="Read the monthly budget and this month's spend",
+        description=APP_DOC,
+        responses={200: BudgetOutputSerializer, **problems(404, body=False)},
+        tags=TAGS,
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        application = application_or_404(slug)
+        return Response(BudgetOutputSerializer({"application": application, "spend": month_spend(application)}).data)
 
     @extend_schema(
         operation_id="admin_applications_budget",
         parameters=[SLUG],
         summary="Set the monthly budget",
-        description="Soft limit: a ledger event when reached. Hard limit: the policy's `budgets."
-        "on_hard_limit` applies (downgrade or reject). null removes a limit.",
+        description=PLATFORM_DOC + "Budgets are set by the platform, never by the application itself. Soft "
+        "limit: a ledger event when reached. Hard limit: the policy's `budgets.on_hard_limit` applies "
+        "(downgrade or reject). null removes a limit.",
         request=BudgetInputSerializer,
         responses={200: ApplicationOutputSerializer, **problems(404)},
         tags=TAGS,
@@ -374,12 +428,13 @@ class ApplicationBudgetApi(AdminView):
 
 
 class ApiKeysApi(AdminView):
-    required_scopes = {"GET": ADMIN, "POST": ADMIN}
+    levels = {"GET": APP, "POST": APP}
 
     @extend_schema(
         operation_id="admin_keys_list",
         parameters=[SLUG],
         summary="List an application's keys (never their secrets)",
+        description=APP_DOC,
         responses={200: ApiKeyOutputSerializer(many=True), **problems(404, body=False)},
         tags=TAGS,
     )
@@ -391,6 +446,9 @@ class ApiKeysApi(AdminView):
         operation_id="admin_keys_create",
         parameters=[SLUG],
         summary="Create a key (shown once)",
+        description=APP_DOC + "The new key acts for the same person as the key that mints it, and is no wider "
+        "than it: an `app:admin` key mints keys for its own application with a subset of its own scopes "
+        "(403 otherwise). A `platform:admin` key is only ever held by a policy admin.",
         request=ApiKeyCreateInputSerializer,
         responses={201: ApiKeyCreatedOutputSerializer, **problems(404)},
         tags=TAGS,
@@ -399,19 +457,30 @@ class ApiKeysApi(AdminView):
         application = application_or_404(slug)
         serializer = ApiKeyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        key, plaintext = api_key_create(application=application, actor=self.actor, **serializer.validated_data)
+        try:
+            key, plaintext = api_key_create(
+                application=application,
+                created_by=self.owner,
+                minted_with=self.client.key,
+                **serializer.validated_data,
+            )
+        except KeyRefused as refused:
+            raise Problem(str(refused), status_code=403, code="key_refused") from None
+        except InvalidScope as invalid:
+            raise field_problem("scopes", str(invalid)) from None
         return Response(
             {**ApiKeyOutputSerializer(key).data, "key": plaintext}, status=201, headers={"Cache-Control": "no-store"}
         )
 
 
 class ApiKeyRevokeApi(AdminView):
-    required_scopes = {"POST": ADMIN}
+    levels = {"POST": APP}
 
     @extend_schema(
         operation_id="admin_keys_revoke",
         parameters=[SLUG, PREFIX],
         summary="Revoke a key (at once, for good)",
+        description=APP_DOC,
         request=None,
         responses={200: ApiKeyOutputSerializer, **problems(404)},
         tags=TAGS,
@@ -421,5 +490,5 @@ class ApiKeyRevokeApi(AdminView):
         key: ApiKey | None = selectors.api_key_get(application=application, prefix=prefix)
         if key is None:
             raise _not_found("key", prefix)
-        api_key_revoke(key=key, actor=self.actor)
+        api_key_revoke(key=key, actor=self.actor, revoked_with=self.client.key)
         return Response(ApiKeyOutputSerializer(selectors.api_key_get(application=application, prefix=prefix)).data)

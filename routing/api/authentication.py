@@ -21,7 +21,8 @@ MAX_TOKEN_LENGTH = 200
 
 @dataclass(frozen=True)
 class ApiClient:
-    """The caller: an application, acting through one of its keys. Not a person."""
+    """The caller: an application, through one of its keys, acting for the person who minted the key
+    (`owner`; None for a legacy key minted before keys had owners)."""
 
     key: ApiKey
 
@@ -30,6 +31,10 @@ class ApiClient:
     @property
     def application(self) -> Application:
         return self.key.application
+
+    @property
+    def owner(self):
+        return self.key.created_by
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.key.scopes
@@ -61,7 +66,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         key = api_key_authenticate(raw) if raw.isprintable() and len(raw) <= MAX_TOKEN_LENGTH else None
         if key is None:
             raise exceptions.AuthenticationFailed(
-                "invalid API key: unknown, revoked or expired (or its application is disabled)",
+                "invalid API key: unknown, revoked or expired (or its application is disabled, or the person "
+                "who minted it is deactivated)",
                 code="invalid_api_key",
             )
         return ApiClient(key), key

@@ -137,6 +137,7 @@ class JobsApi(ApiView):
             job, created = job_submit(
                 application=self.application,
                 actor=Actor.application(self.application.pk),
+                submitted_by=self.client.owner,  # the key acts for its owner: they cannot review this job
                 idempotency_key=idempotency_key,
                 **serializer.validated_data,
             )

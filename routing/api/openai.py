@@ -329,6 +329,7 @@ class ChatCompletionsApi(ApiView):
             job, created = job_submit(
                 application=self.application,
                 actor=Actor.application(self.application.pk),
+                submitted_by=self.client.owner,  # the key acts for its owner: they cannot review this job
                 messages=data["messages"],
                 tools=data.get("tools"),
                 response_format=data.get("response_format"),

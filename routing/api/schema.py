@@ -20,7 +20,10 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "arb_<prefix>_<secret>",
-            "description": "An application's API key as `Authorization: Bearer <key>`. Keys in the URL are refused.",
+            "description": "An application's API key as `Authorization: Bearer <key>`. Keys in the URL are refused. "
+            "A key acts for the person who minted it. Scopes: `jobs:write`, `jobs:read` (its application's jobs), "
+            "`app:admin` (its own application's keys, budget and usage), `platform:admin` (policies, the catalog, "
+            "every application, key and budget; only for a policy admin).",
         }
 
 
@@ -60,7 +63,8 @@ class OpenAIErrorSerializer(serializers.Serializer):
 PROBLEM_DESCRIPTIONS = {
     400: "Invalid request: malformed JSON, a wrong field (see `errors`), a bad header or query parameter.",
     401: "No key, a malformed Authorization header, an unknown, revoked or expired key, or a key in the URL.",
-    403: "The key lacks the scope this operation needs, or the act is not allowed.",
+    403: "The key lacks the scope this operation needs, targets another application than its own, acts for a "
+    "person who no longer holds the role it needs (or has no owner at all), or the act is not allowed.",
     404: "No such object for this application (another application's objects are not found either).",
     405: "Method not allowed.",
     406: "Only JSON is served.",

@@ -14,7 +14,7 @@ from routing.demo.jobs import pick_demo_job
 from routing.models import Application, ModelDeployment, Policy
 from routing.services.jobs import job_submit
 from routing.services.keys import api_key_create
-from routing.services.policies import policy_create, policy_version_activate, policy_version_create
+from routing.services.policies import policy_create, policy_version_bootstrap, policy_version_create
 
 SEED_ACTOR = Actor.system("seed")
 DEMO_APPLICATION = "demo-agents"
@@ -103,12 +103,13 @@ def seed_policy() -> Policy:
         version = policy_version_create(
             policy=policy, source=DEFAULT_POLICY_FILE.read_text(), author=None, comment="demo seed", actor=SEED_ACTOR
         )
-        policy_version_activate(version=version, user=None)
+        policy_version_bootstrap(version=version, actor=SEED_ACTOR)
     return policy
 
 
-def seed_application() -> tuple[Application, str | None]:
-    """The demo application; its key's plaintext only when this call created it."""
+def seed_application(*, key_owner) -> tuple[Application, str | None]:
+    """The demo application; its key's plaintext only when this call created it. The key acts for
+    `key_owner` (the demo's policy admin): jobs it submits are theirs, so reviewers can decide them."""
     application, created = Application.objects.get_or_create(
         slug=DEMO_APPLICATION,
         defaults={
@@ -120,16 +121,20 @@ def seed_application() -> tuple[Application, str | None]:
     if not created and application.api_keys.filter(revoked_at__isnull=True).exists():
         return application, None
     _, plaintext = api_key_create(
-        application=application, scopes=["jobs:write", "jobs:read"], actor=SEED_ACTOR, name="demo"
+        application=application,
+        scopes=["jobs:write", "jobs:read"],
+        created_by=key_owner,
+        actor=SEED_ACTOR,
+        name="demo",
     )
     return application, plaintext
 
 
-def seed_all() -> str | None:
+def seed_all(*, key_owner) -> str | None:
     with transaction.atomic():
         seed_catalog()
         seed_policy()
-        _, plaintext = seed_application()
+        _, plaintext = seed_application(key_owner=key_owner)
     return plaintext
 
 

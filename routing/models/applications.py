@@ -5,7 +5,23 @@ from decimal import Decimal
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-KEY_SCOPES = ["jobs:write", "jobs:read", "policies:admin"]
+JOBS_WRITE = "jobs:write"
+JOBS_READ = "jobs:read"
+APP_ADMIN = "app:admin"
+PLATFORM_ADMIN = "platform:admin"
+
+# Two levels of administration: an application administers itself (its own keys, its own budget and
+# usage, read-only); the platform administers everything (policies, the catalog, every application,
+# key and budget). A key acts for the person who minted it and never holds more than that person does.
+SCOPE_DESCRIPTIONS = {
+    JOBS_WRITE: "submit and cancel this application's jobs",
+    JOBS_READ: "read this application's jobs",
+    APP_ADMIN: "this application only: its keys (no wider than this key's scopes), its budget and usage (read)",
+    PLATFORM_ADMIN: "the whole installation: policies, the catalog, every application, key and budget "
+    "(only for a person with the policy-admin role)",
+}
+KEY_SCOPES = list(SCOPE_DESCRIPTIONS)
+ADMIN_SCOPES = (APP_ADMIN, PLATFORM_ADMIN)
 
 
 class Application(models.Model):

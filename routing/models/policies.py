@@ -16,7 +16,6 @@ class Policy(models.Model):
     name = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
     is_default = models.BooleanField(default=False)
-    four_eyes = models.BooleanField(default=True, help_text="A version's author cannot activate it alone.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -8,13 +8,15 @@ import hmac
 import secrets
 from datetime import datetime
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
+from controlplane.roles import Role, has_role
 from routing.models import ApiKey, Application
-from routing.models.applications import KEY_SCOPES
+from routing.models.applications import ADMIN_SCOPES, KEY_SCOPES, PLATFORM_ADMIN
 
 KEY_PREFIX = "arb_"
 
@@ -23,22 +25,75 @@ class InvalidScope(ValueError):
     pass
 
 
+class KeyRefused(Exception):
+    """The person (or the key minting for them) may not hold such a key; the message says why."""
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def may_administer(person: AbstractBaseUser | None) -> bool:
+    """Administration through a key is bounded by its owner's current roles, checked at every use."""
+    return person is not None and has_role(person, Role.POLICY_ADMIN)
+
+
+def _check_minting(
+    *,
+    application: Application,
+    scopes: set[str],
+    created_by: AbstractBaseUser | None,
+    minted_with: ApiKey | None,
+    expires_at: datetime | None,
+) -> None:
+    if created_by is None or not created_by.is_active:
+        raise KeyRefused("a key acts for the person who mints it: it needs an active person as its owner")
+    if scopes & set(ADMIN_SCOPES) and not may_administer(created_by):
+        raise KeyRefused(
+            f"{created_by.get_username()} does not hold the policy-admin role: an administrative key "
+            f"({', '.join(sorted(scopes & set(ADMIN_SCOPES)))}) can only be minted by and for a policy admin"
+        )
+    if minted_with is None or PLATFORM_ADMIN in minted_with.scopes:
+        return
+    if minted_with.application_id != application.pk:
+        raise KeyRefused("a key can mint keys only for its own application")
+    wider = sorted(scopes - set(minted_with.scopes))
+    if wider:
+        raise KeyRefused(
+            f"a key cannot mint a key wider than itself: this key lacks {', '.join(wider)} "
+            f"(its scopes: {', '.join(minted_with.scopes)})"
+        )
+    if minted_with.expires_at and (expires_at is None or expires_at > minted_with.expires_at):
+        raise KeyRefused(
+            "a key cannot mint a key that outlives it: give an expiry no later than "
+            f"{minted_with.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
 
 
 def api_key_create(
     *,
     application: Application,
     scopes: list[str],
-    actor: Actor,
+    created_by: AbstractBaseUser | None,
+    actor: Actor | None = None,
+    minted_with: ApiKey | None = None,
     name: str = "",
     expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns it with its plaintext, which is never available again."""
+    """Create a key acting for `created_by`; returns it with its plaintext, which is never available again.
+
+    `minted_with` is the key that asked for it over the API: the new key is then bounded by that key
+    (its application, its scopes) and the ledger names it."""
     unknown = sorted(set(scopes) - set(KEY_SCOPES))
     if unknown:
         raise InvalidScope(f"unknown scopes {unknown}; allowed: {KEY_SCOPES}")
+    _check_minting(
+        application=application,
+        scopes=set(scopes),
+        created_by=created_by,
+        minted_with=minted_with,
+        expires_at=expires_at,
+    )
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     with transaction.atomic():
@@ -49,21 +104,24 @@ def api_key_create(
             secret_hash=_hash(secret),
             scopes=sorted(set(scopes)),
             expires_at=expires_at,
+            created_by=created_by,
         )
         ledger.append(
             "api_key.created",
-            actor=actor,
+            actor=actor or Actor.user(created_by.pk),
             subject={"application": application.pk},
             body={
                 "prefix": prefix,
                 "scopes": key.scopes,
                 "expires_at": expires_at.isoformat() if expires_at else None,
+                "owner": created_by.pk,
+                "via_key": minted_with.prefix if minted_with else None,
             },
         )
     return key, f"{KEY_PREFIX}{prefix}_{secret}"
 
 
-def api_key_revoke(*, key: ApiKey, actor: Actor) -> None:
+def api_key_revoke(*, key: ApiKey, actor: Actor, revoked_with: ApiKey | None = None) -> None:
     with transaction.atomic():
         updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if updated:
@@ -71,7 +129,7 @@ def api_key_revoke(*, key: ApiKey, actor: Actor) -> None:
                 "api_key.revoked",
                 actor=actor,
                 subject={"application": key.application_id},
-                body={"prefix": key.prefix},
+                body={"prefix": key.prefix, "via_key": revoked_with.prefix if revoked_with else None},
             )
 
 
@@ -82,13 +140,15 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
     prefix, _, secret = raw.removeprefix(KEY_PREFIX).partition("_")
     if not prefix or not secret:
         return None
-    key = ApiKey.objects.select_related("application").filter(prefix=prefix).first()
+    key = ApiKey.objects.select_related("application", "created_by").filter(prefix=prefix).first()
     expected = key.secret_hash if key else _hash("decoy")
     if not hmac.compare_digest(expected, _hash(secret)) or key is None:
         return None
     now = timezone.now()
     if key.revoked_at or (key.expires_at and key.expires_at <= now) or not key.application.is_active:
         return None
+    if key.created_by is not None and not key.created_by.is_active:
+        return None  # the key acts for its owner: a deactivated person's keys stop with them
     if not key.last_used_at or (now - key.last_used_at).total_seconds() > 60:
         # Written at most once a minute per key: a hot key must not turn every request into a write.
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)

@@ -15,7 +15,7 @@ from routing import selectors
 from routing.budgets import budget_state, month_start
 from routing.models import Application, Step
 from routing.services.catalog import application_budget_set
-from routing.services.keys import api_key_create, api_key_revoke
+from routing.services.keys import KeyRefused, api_key_create, api_key_revoke
 from routing.ui.forms import ApiKeyForm, BudgetForm
 
 
@@ -72,13 +72,17 @@ def api_key_new(request: HttpRequest, slug: str) -> HttpResponse:
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
         return render(request, "applications/detail.html", _detail(request, application, key_form=form), status=400)
-    key, plaintext = api_key_create(
-        application=application,
-        scopes=form.cleaned_data["scopes"],
-        actor=Actor.user(request.user.pk),
-        name=form.cleaned_data["name"],
-        expires_at=form.expires_at(),
-    )
+    try:
+        key, plaintext = api_key_create(
+            application=application,
+            scopes=form.cleaned_data["scopes"],
+            created_by=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=form.expires_at(),
+        )
+    except KeyRefused as refused:
+        form.add_error("scopes", str(refused))
+        return render(request, "applications/detail.html", _detail(request, application, key_form=form), status=403)
     response = render(request, "applications/detail.html", _detail(request, application, new_key=key,
                                                                     plaintext=plaintext))
     response["Cache-Control"] = "no-store"

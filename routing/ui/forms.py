@@ -10,7 +10,7 @@ from django import forms
 from routing.evaluation.outcomes import EvaluationError
 from routing.evaluation.services import history_cost_cap
 from routing.models import Application, EvaluationKind, HistoryReplayMode
-from routing.models.applications import KEY_SCOPES
+from routing.models.applications import SCOPE_DESCRIPTIONS
 from routing.ui.thresholds import Threshold
 
 
@@ -70,7 +70,7 @@ class ThresholdsForm(forms.Form):
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=120, required=False)
     scopes = forms.MultipleChoiceField(
-        choices=[(scope, scope) for scope in KEY_SCOPES],
+        choices=[(scope, f"{scope} — {description}") for scope, description in SCOPE_DESCRIPTIONS.items()],
         widget=forms.CheckboxSelectMultiple,
         initial=["jobs:write", "jobs:read"],
         error_messages={"required": "Give the key at least one scope."},

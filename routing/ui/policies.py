@@ -77,6 +77,7 @@ def version_context(
         "lines": version.source.splitlines(),
         "can_edit": can_edit,
         "is_author": version.author_id == request.user.pk,
+        "is_submitter": version.submitted_by_id == request.user.pk,
         "evaluations": [
             (evaluation, headline(evaluation))
             for evaluation in selectors.evaluation_summaries(version_id=version.pk)[:EVALUATIONS_SHOWN]

@@ -8,17 +8,25 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.ledger import Actor
+from controlplane.roles import Role
 from routing.models import Application, Job
 from routing.services.keys import api_key_create
-from tests.factories import ApplicationFactory
+from tests.factories import ApplicationFactory, UserFactory
 from tests.pipeline.conftest import model_server, workers  # noqa: F401  (fixtures)
 from tests.pipeline.setup import Governed, governed
 
 UNUSED_MODEL_SERVER = "http://127.0.0.1:9/v1"  # these tests never run a job
 
 
-def key_for(application: Application, *scopes: str, **fields) -> str:
-    _, raw = api_key_create(application=application, scopes=list(scopes), actor=Actor.system("test"), **fields)
+def key_for(application: Application, *scopes: str, owner=None, **fields) -> str:
+    """A key acting for `owner` (by default a fresh policy admin, who may hold any scope)."""
+    _, raw = api_key_create(
+        application=application,
+        scopes=list(scopes),
+        created_by=owner or UserFactory(roles=[Role.POLICY_ADMIN]),
+        actor=Actor.system("test"),
+        **fields,
+    )
     return raw
 
 
@@ -81,7 +89,7 @@ def outsider(governed_setup) -> Tenant:
 @pytest.fixture
 def admin(governed_setup) -> Tenant:
     admin_app = ApplicationFactory()
-    key = key_for(admin_app, "policies:admin")
+    key = key_for(admin_app, "platform:admin")
     return Tenant(
         Governed(application=admin_app, policy=governed_setup.policy, deployments=governed_setup.deployments),
         key,

@@ -1,4 +1,4 @@
-"""The admin API: policies and versions (no activation by a key), catalog, applications, keys, budgets."""
+"""The admin API: policies and versions, catalog, applications, keys, budgets (platform:admin)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from audit.models import LedgerEvent
 from routing.models import ApiKey, Application, ModelDeployment, PolicyVersion
-from tests.api.conftest import client_with
+from tests.api.conftest import client_with, key_for
+from tests.factories import ApplicationFactory
 from tests.pipeline.setup import POLICY
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def test_it_lists_policies_and_versions(admin):
     assert admin.client.get(f"/api/v1/admin/policies/{name}/versions/1").json()["sha256"] == versions[0]["sha256"]
 
 
-def test_it_creates_and_submits_a_version_authored_by_the_keys_application(admin):
+def test_it_creates_and_submits_a_version_authored_by_the_keys_owner(admin):
     name = admin.setup.policy.name
     response = admin.client.post(
         f"/api/v1/admin/policies/{name}/versions",
@@ -34,9 +35,10 @@ def test_it_creates_and_submits_a_version_authored_by_the_keys_application(admin
     assert response.status_code == 201, response.json()
     version = response.json()
     assert (version["number"], version["status"], version["parent"]) == (2, "draft", 1)
-    assert version["author"] == f"app:{admin.application.slug}"
+    owner = ApiKey.objects.get(application=admin.application).created_by
+    assert version["author"] == owner.username
     submitted = admin.client.post(f"/api/v1/admin/policies/{name}/versions/2/submit", format="json")
-    assert submitted.json()["status"] == "pending"
+    assert (submitted.json()["status"], submitted.json()["submitted_by"]) == ("pending", owner.username)
     again = admin.client.post(f"/api/v1/admin/policies/{name}/versions/2/submit", format="json")
     assert again.status_code == 409
 
@@ -53,12 +55,13 @@ def test_an_invalid_version_is_400_pointing_at_the_line_and_path(admin):
     assert PolicyVersion.objects.filter(policy=admin.setup.policy).count() == 1
 
 
-def test_activation_over_the_api_is_refused_because_a_key_is_not_a_person(admin):
+def test_a_draft_cannot_be_activated_over_the_api_before_it_is_submitted(admin):
     name = admin.setup.policy.name
     admin.client.post(f"/api/v1/admin/policies/{name}/versions", {"source": POLICY}, format="json")
-    response = admin.client.post(f"/api/v1/admin/policies/{name}/versions/2/activate", format="json")
-    assert response.status_code == 403
-    assert response.json()["code"] == "activation_requires_person"
+    other_admin = client_with(key_for(ApplicationFactory(), "platform:admin"))
+    response = other_admin.post(f"/api/v1/admin/policies/{name}/versions/2/activate", format="json")
+    assert response.status_code == 409
+    assert "never submitted" in response.json()["detail"]
     assert PolicyVersion.objects.get(policy=admin.setup.policy, number=2).status == "draft"
 
 

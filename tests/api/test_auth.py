@@ -96,7 +96,7 @@ def test_a_write_only_key_cannot_read(owner):
 def test_a_jobs_key_cannot_use_the_admin_api(owner):
     response = owner.client.get("/api/v1/admin/policies")
     assert response.status_code == 403
-    assert "policies:admin" in response.json()["detail"]
+    assert "platform:admin" in response.json()["detail"]
 
 
 def test_an_admin_key_cannot_submit_jobs(admin):

@@ -50,7 +50,7 @@ def wsgi_keeping_the_test_connection() -> Iterator:
 
 @pytest.fixture
 def full_key(owner) -> str:
-    return key_for(owner.application, "jobs:read", "jobs:write", "policies:admin")
+    return key_for(owner.application, "jobs:read", "jobs:write", "platform:admin")
 
 
 def test_the_schema_documents_every_operation(client):

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from audit.ledger import Actor
 from routing.models import Application, ModelDeployment, Policy
 from routing.services.jobs import job_submit
-from routing.services.policies import policy_create, policy_version_activate, policy_version_create
+from routing.services.policies import (
+    policy_create,
+    policy_version_activate,
+    policy_version_create,
+    policy_version_submit,
+)
 from tests.factories import ApplicationFactory, DeploymentFactory, UserFactory
 
 POLICY = """
@@ -83,5 +88,6 @@ def governed(base_url: str, *, policy_source: str = POLICY, extra_deployments: l
     author, approver = UserFactory(), UserFactory()
     policy = policy_create(name=f"policy-{suffix}", actor=Actor.system("test"))
     version = policy_version_create(policy=policy, source=policy_source, author=author, comment="test")
+    policy_version_submit(version=version, user=author)
     policy_version_activate(version=version, user=approver)
     return Governed(application=ApplicationFactory(), policy=policy, deployments=deployments)

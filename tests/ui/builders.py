@@ -15,7 +15,12 @@ from django.utils import timezone
 from audit import ledger
 from audit.ledger import Actor
 from routing.models import Application, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
-from routing.services.policies import policy_create, policy_version_activate, policy_version_create
+from routing.services.policies import (
+    policy_create,
+    policy_version_activate,
+    policy_version_create,
+    policy_version_submit,
+)
 from tests.factories import ApplicationFactory, DeploymentFactory, UserFactory, unique
 from tests.pipeline.setup import POLICY
 
@@ -31,7 +36,9 @@ def active_policy(*, source: str = POLICY, author=None) -> PolicyVersion:
     """A policy with one active version (written by `author`, activated by someone else)."""
     catalog()
     policy = policy_create(name=unique("policy"), actor=Actor.system("test"))
-    version = policy_version_create(policy=policy, source=source, author=author or UserFactory(), comment="first")
+    author = author or UserFactory()
+    version = policy_version_create(policy=policy, source=source, author=author, comment="first")
+    policy_version_submit(version=version, user=author)
     return policy_version_activate(version=version, user=UserFactory())
 
 

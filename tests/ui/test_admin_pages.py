@@ -51,7 +51,7 @@ def test_applications_show_their_spend_and_limits(as_user, application):
     assert application.name in page and "$50.00" in page and "$100.00" in page
 
 
-def test_a_new_key_is_shown_once_works_and_is_never_cached(as_user, application):
+def test_a_new_key_is_shown_once_works_and_is_never_cached(as_user, people, application):
     client = as_user("admin")
     response = client.post(reverse("application-key-new", kwargs={"slug": application.slug}),
                            {"name": "ci", "scopes": ["jobs:write"]})
@@ -59,6 +59,7 @@ def test_a_new_key_is_shown_once_works_and_is_never_cached(as_user, application)
     plaintext = response.content.decode().split('<pre class="output mono" id="new-key">')[1].split("</pre>")[0]
     key = api_key_authenticate(plaintext)
     assert key is not None and key.scopes == ["jobs:write"] and key.application == application
+    assert key.created_by == people["admin"]  # the key acts for the person who minted it
     again = client.get(reverse("application", kwargs={"slug": application.slug})).content.decode()
     assert plaintext not in again and key.prefix in again
 

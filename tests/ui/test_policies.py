@@ -121,7 +121,7 @@ def test_submit_then_four_eyes_activation(as_user, version):
     submitted = author.post(url("policy-version-submit", version, number=2), follow=True)
     assert "v2 is submitted" in submitted.content.decode()
     refused = author.post(url("policy-version-activate", version, number=2), follow=True)
-    assert "four-eyes: the author of a version cannot activate it; another admin must" in refused.content.decode()
+    assert "four-eyes: the author of a version cannot activate it (you wrote v2)" in refused.content.decode()
     assert PolicyVersion.objects.get(policy=version.policy, number=2).status == "pending"
     activated = as_user("admin2").post(url("policy-version-activate", version, number=2), follow=True)
     assert "v2 is active" in activated.content.decode()

@@ -1,4 +1,4 @@
-"""Input and output serializers of the admin API (scope `policies:admin`)."""
+"""Input and output serializers of the admin API (scopes `app:admin` and `platform:admin`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ class PolicyOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     is_default = serializers.BooleanField()
-    four_eyes = serializers.BooleanField()
     active_version = serializers.SerializerMethodField()
     latest_version = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -136,6 +135,19 @@ class BudgetInputSerializer(StrictSerializer):
         return attrs
 
 
+class BudgetOutputSerializer(serializers.Serializer):
+    application = serializers.CharField(source="application.slug")
+    monthly_soft_limit_usd = serializers.DecimalField(
+        source="application.monthly_soft_limit_usd", max_digits=12, decimal_places=2, allow_null=True
+    )
+    monthly_hard_limit_usd = serializers.DecimalField(
+        source="application.monthly_hard_limit_usd", max_digits=12, decimal_places=2, allow_null=True
+    )
+    month_spend_usd = serializers.DecimalField(
+        source="spend", max_digits=14, decimal_places=6, help_text="This calendar month's spend (UTC)."
+    )
+
+
 class ApiKeyOutputSerializer(serializers.Serializer):
     prefix = serializers.CharField()
     name = serializers.CharField()
@@ -143,6 +155,9 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
     last_used_at = serializers.DateTimeField(allow_null=True)
+    owner = serializers.CharField(
+        source="created_by.username", allow_null=True, default=None, help_text="The person the key acts for."
+    )
     created_at = serializers.DateTimeField()
 
 

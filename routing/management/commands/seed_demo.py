@@ -48,7 +48,7 @@ class Command(BaseCommand):
                 users.append({"username": username, "password": password, "role": role.value})
         from routing.demo.seed import seed_all
 
-        api_key = seed_all()
+        api_key = seed_all(key_owner=get_user_model().objects.get(username=DEMO_USERS[0][0]))
         if api_key:
             credentials["api_key"] = api_key
         credentials["users"] = users
