@@ -5,6 +5,7 @@ import json
 import math
 from fnmatch import fnmatchcase
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,9 +34,7 @@ FIELDS = {
     "constraints.latency_budget_ms": "number",
     "tools": "tools",
 }
-SETTINGS = settings(
-    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def values_for(kind):
@@ -97,9 +96,7 @@ def whens(draw, depth=0):
 def rules(draw, index):
     cascade = [tier for tier in TIERS if draw(st.booleans())] or [draw(st.sampled_from(TIERS))]
     rule = {"id": f"rule-{index}", "cascade": cascade, "when": draw(whens())}
-    thresholds = {
-        tier: draw(st.sampled_from([0, 0.5, 0.8, 1])) for tier in cascade[:-1] if draw(st.booleans())
-    }
+    thresholds = {tier: draw(st.sampled_from([0, 0.5, 0.8, 1])) for tier in cascade[:-1] if draw(st.booleans())}
     if thresholds:
         rule["escalate_below"] = thresholds
     rule["confidence"] = draw(
@@ -179,9 +176,7 @@ def facts(draw):
         metadata=draw(
             st.fixed_dictionaries(
                 {},
-                optional={
-                    "team": st.one_of(mostly(STRINGS), st.fixed_dictionaries({"name": mostly(STRINGS)}))
-                },
+                optional={"team": st.one_of(mostly(STRINGS), st.fixed_dictionaries({"name": mostly(STRINGS)}))},
             )
         ),
         tools=tuple(draw(st.lists(st.sampled_from(TOOLS), max_size=3, unique=True))),
@@ -255,13 +250,13 @@ def ref_atom(field, op, operand, value):
     if op in ("eq", "in"):
         return any(same(value, item) for item in listed)
     if op in ("ne", "not_in"):
-        return kind_of(value) in {kind_of(item) for item in listed} and not any(
-            same(value, i) for i in listed
-        )
+        return kind_of(value) in {kind_of(item) for item in listed} and not any(same(value, i) for i in listed)
     if op == "matches":
         return isinstance(value, str) and fnmatchcase(value, operand)
     if FIELDS.get(field) == "tier":
-        if value not in RANK:
+        # Facts may hold anything (a list, a dict): only a tier's name has a rank, and `in RANK` on an
+        # unhashable value would raise instead of saying "no".
+        if not isinstance(value, str) or value not in RANK:
             return False
         left, right = RANK[value], RANK[operand]
     else:
@@ -371,3 +366,20 @@ def test_thresholds_escalate_strictly_below(threshold, score):
     below = math.nextafter(threshold, -math.inf)
     if below >= 0:
         assert not step.accepts(below)
+
+
+@pytest.mark.parametrize("value", [[], [1], {}, {"x": "eu"}, 7, "huge"])
+def test_a_tier_fact_of_any_shape_is_a_plain_no(value):
+    """The case that made the property above flaky: `min_tier = []`. The reference said "crash"; the
+    router must (and does) say "this rule does not match" and route by the next one."""
+    data = {
+        "rules": [
+            {"id": "at-least-mini", "when": {"constraints.min_tier": {"gte": "mini"}}, "cascade": ["mini"]},
+            {"id": "named", "when": {"constraints.min_tier": ["nano", "mini"]}, "cascade": ["mini"]},
+            {"id": "default", "cascade": ["mini"]},
+        ]
+    }
+    job = JobFacts("classification", constraints=Constraints(min_tier=value))
+    result = route(job, policy_from_data(data), [DeploymentInfo("d1", "mini")])
+    assert result.explanation.matched_rule == "default"
+    assert not ref_holds(data["rules"][0]["when"], job) and not ref_holds(data["rules"][1]["when"], job)
