@@ -1,3 +1,4 @@
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,9 @@ def test_code_maths_and_instructions_raise_the_score():
     plain = score("Tell me about the weather in a few words please.")
     code = score("Fix this:\n```python\ndef f(x):\n    return {x: x};\n```\nclass A: pass")
     maths = score("Solve 3x + 4 = 19 and prove that the solution is unique. Compute 2^10 * 7.")
-    instructions = score("Write a plan.\n- It must be short\n- It must cite sources\n- Never guess\n1. first\n2. then")
+    instructions = score(
+        "Write a plan.\n- It must be short\n- It must cite sources\n- Never guess\n1. first\n2. then"
+    )
     assert plain < min(code, maths, instructions)
     assert plain >= 0.0 and max(code, maths, instructions) <= 1.0
 
@@ -56,7 +59,9 @@ def test_content_parts_are_read():
 
 
 def test_a_long_hard_request_scores_high():
-    text = "Design the architecture and prove its correctness.\n" + "def step(x):\n    return x * 2 + 1;\n" * 200
+    text = (
+        "Design the architecture and prove its correctness.\n" + "def step(x):\n    return x * 2 + 1;\n" * 200
+    )
     assert score(text, tools=["a", "b", "c"]) > 0.85
 
 

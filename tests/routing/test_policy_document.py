@@ -170,7 +170,9 @@ def test_policy_from_data_refuses_data_that_is_not_json():
         policy_from_data({"rules": [{"id": "r", "cascade": ("mini",), "when": {"labels.x": {1, 2}}}]})
     assert "a tuple is not JSON data" in str(raised.value) or "a set is not JSON data" in str(raised.value)
     with pytest.raises(InvalidPolicy):
-        policy_from_data({"rules": [{"id": "r", "cascade": ["mini"], "when": {"complexity": {"lt": float("nan")}}}]})
+        policy_from_data(
+            {"rules": [{"id": "r", "cascade": ["mini"], "when": {"complexity": {"lt": float("nan")}}}]}
+        )
 
 
 def test_the_published_schema_is_valid_draft_2020_12():
@@ -191,7 +193,9 @@ def test_an_unknown_field_is_named_with_its_line():
 
 
 def test_a_threshold_on_the_last_tier_is_refused():
-    error = only_error(rules_yaml("  - id: r\n    cascade: [nano, mini]\n    escalate_below: {nano: 0.8, mini: 0.7}\n"))
+    error = only_error(
+        rules_yaml("  - id: r\n    cascade: [nano, mini]\n    escalate_below: {nano: 0.8, mini: 0.7}\n")
+    )
     assert error == PolicyError(
         "rules[0].escalate_below.mini",
         "'mini' is the cascade's last tier: its answer is final, so it takes no threshold",
@@ -200,7 +204,9 @@ def test_a_threshold_on_the_last_tier_is_refused():
 
 
 def test_a_threshold_for_a_tier_outside_the_cascade_is_refused():
-    error = only_error(rules_yaml("  - id: r\n    cascade: [mini, flagship]\n    escalate_below: {nano: 0.8}\n"))
+    error = only_error(
+        rules_yaml("  - id: r\n    cascade: [mini, flagship]\n    escalate_below: {nano: 0.8}\n")
+    )
     assert error.path == "rules[0].escalate_below.nano"
     assert "not in this rule's cascade" in error.message
 
@@ -263,7 +269,9 @@ def test_the_verifier_method_needs_a_judge_tier():
     error = only_error(rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: verifier\n"))
     assert "needs a judge tier" in error.message
     assert (
-        check_policy(rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: verifier, tier: flagship}\n"))
+        check_policy(
+            rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: verifier, tier: flagship}\n")
+        )
         == []
     )
 
@@ -272,7 +280,10 @@ def test_the_schema_method_needs_a_valid_output_schema():
     error = only_error(rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: schema\n"))
     assert error.message == "the schema method needs an 'output_schema'"
     error = only_error(
-        rules_yaml("  - id: r\n    cascade: [mini]\n    confidence: {method: schema, output_schema: {type: banana}}\n")
+        rules_yaml(
+            "  - id: r\n    cascade: [mini]\n"
+            "    confidence: {method: schema, output_schema: {type: banana}}\n"
+        )
     )
     assert error.path == "rules[0].confidence.output_schema"
     assert error.message.startswith("invalid JSON Schema")
@@ -280,9 +291,13 @@ def test_the_schema_method_needs_a_valid_output_schema():
 
 def test_rule_ids_must_be_unique():
     errors = errors_of(
-        rules_yaml("  - id: r\n    when: {task_type: coding}\n    cascade: [mini]\n  - id: r\n    cascade: [mini]\n")
+        rules_yaml(
+            "  - id: r\n    when: {task_type: coding}\n    cascade: [mini]\n  - id: r\n    cascade: [mini]\n"
+        )
     )
-    assert [(e.path, e.message, e.line) for e in errors] == [("rules[1].id", "duplicate id 'r' (also rules[0])", 5)]
+    assert [(e.path, e.message, e.line) for e in errors] == [
+        ("rules[1].id", "duplicate id 'r' (also rules[0])", 5)
+    ]
 
 
 def test_at_least_one_rule_is_needed():
@@ -297,7 +312,9 @@ def test_an_unknown_property_is_named():
 
 
 def test_a_missing_cascade_is_named():
-    assert only_error(rules_yaml("  - id: r\n")) == PolicyError("rules[0]", "missing required property 'cascade'", 2)
+    assert only_error(rules_yaml("  - id: r\n")) == PolicyError(
+        "rules[0]", "missing required property 'cascade'", 2
+    )
 
 
 def test_a_bad_id_is_explained():
@@ -316,7 +333,8 @@ def test_a_bad_id_is_explained():
 )
 def test_durations_must_parse(value, message):
     error = only_error(
-        f"rules:\n  - {{id: r, cascade: [mini]}}\napprovals:\n  - id: a\n    when: {{}}\n    expires_after: {value}\n"
+        "rules:\n  - {id: r, cascade: [mini]}\n"
+        f"approvals:\n  - id: a\n    when: {{}}\n    expires_after: {value}\n"
     )
     assert (error.path, error.message, error.line) == ("approvals[0].expires_after", message, 6)
 
@@ -335,14 +353,17 @@ def test_durations():
 
 
 def test_approvers_must_be_at_least_one():
-    error = only_error("rules:\n  - {id: r, cascade: [mini]}\napprovals:\n  - {id: a, when: {}, approvers: 0}\n")
+    error = only_error(
+        "rules:\n  - {id: r, cascade: [mini]}\napprovals:\n  - {id: a, when: {}, approvers: 0}\n"
+    )
     assert (error.path, error.message) == ("approvals[0].approvers", "0 must be >= 1")
 
 
 def test_a_rule_after_a_catch_all_can_never_match():
     error = only_error(
         rules_yaml(
-            "  - id: default\n    cascade: [mini]\n  - id: late\n    when: {task_type: coding}\n    cascade: [mini]\n"
+            "  - id: default\n    cascade: [mini]\n"
+            "  - id: late\n    when: {task_type: coding}\n    cascade: [mini]\n"
         )
     )
     assert (error.path, error.line) == ("rules[1]", 4)
@@ -361,7 +382,9 @@ def test_a_rule_with_the_same_conditions_as_an_earlier_one_can_never_match():
 
 def test_condition_errors_replace_the_schemas_vague_ones():
     errors = errors_of(
-        rules_yaml("  - id: r\n    when: {input_tokens: {lte: lots}, task_type: plannig}\n    cascade: [mini]\n")
+        rules_yaml(
+            "  - id: r\n    when: {input_tokens: {lte: lots}, task_type: plannig}\n    cascade: [mini]\n"
+        )
     )
     assert [(e.path, e.message) for e in errors] == [
         ("rules[0].when.input_tokens.lte", "'lte' takes a number, not 'lots'"),
@@ -374,7 +397,9 @@ def test_condition_errors_replace_the_schemas_vague_ones():
 
 
 def test_approval_only_fields_are_refused_in_routing_rules():
-    error = only_error(rules_yaml("  - id: r\n    when: {final_confidence: {lt: 0.5}}\n    cascade: [mini]\n"))
+    error = only_error(
+        rules_yaml("  - id: r\n    when: {final_confidence: {lt: 0.5}}\n    cascade: [mini]\n")
+    )
     assert error.message == "field 'final_confidence' is only available in approval rules"
 
 
@@ -410,7 +435,8 @@ def test_every_error_is_reported_at_once():
 def test_yaml_is_read_with_the_core_schema():
     document = load_policy(
         rules_yaml(
-            "  - id: r\n    when: {labels.country: no, labels.since: 2024-01-01, labels.on: on}\n    cascade: [mini]\n"
+            "  - id: r\n    when: {labels.country: no, labels.since: 2024-01-01, labels.on: on}\n"
+            "    cascade: [mini]\n"
         )
     )
     assert document.as_data()["rules"][0]["when"] == {
@@ -427,7 +453,9 @@ def test_anchors_and_aliases_are_refused():
 
 def test_an_alias_bomb_is_refused_quickly():
     lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
-    lines += [f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]" for i in range(1, 12)]
+    lines += [
+        f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]" for i in range(1, 12)
+    ]
     error = only_error("\n".join(lines) + "\nrules: [{id: r, cascade: [mini]}]\n")
     assert "anchors and aliases" in error.message
 
@@ -450,7 +478,9 @@ def test_non_json_yaml_types_are_refused(value):
 
 def test_standard_scalar_tags_are_allowed():
     document = load_policy(
-        rules_yaml("  - id: r\n    when: {labels.x: !!str 5, input_tokens: {lt: !!int '9'}}\n    cascade: [mini]\n")
+        rules_yaml(
+            "  - id: r\n    when: {labels.x: !!str 5, input_tokens: {lt: !!int '9'}}\n    cascade: [mini]\n"
+        )
     )
     assert document.as_data()["rules"][0]["when"] == {"labels.x": "5", "input_tokens": {"lt": 9}}
 

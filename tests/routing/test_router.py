@@ -110,7 +110,10 @@ def test_the_rules_deployment_constraints_bind():
     result = route(JobFacts("planning", labels={"region": "eu"}), POLICY, CATALOG)
     assert result.plan.rule_id == "eu-personal-data"
     assert [step.deployments for step in result.plan.steps] == [("mini-eu",), ("flagship-eu",)]
-    skipped = {entry["deployment"]: entry["reasons"] for entry in record(result)["explanation"]["deployments_skipped"]}
+    skipped = {
+        entry["deployment"]: entry["reasons"]
+        for entry in record(result)["explanation"]["deployments_skipped"]
+    }
     assert skipped["mini-us"] == ["region 'us' not in [eu]"]
     assert skipped["mini-off"] == ["disabled", "region 'us' not in [eu]"]
 
@@ -193,7 +196,8 @@ def test_tier_constraints_that_leave_nothing_are_an_error():
 
 def test_a_fallback_method_serves_deployments_without_logprobs():
     policy = load_policy(
-        "rules:\n  - id: r\n    cascade: [nano, mini]\n    confidence: {method: logprob, fallback: self_report}\n"
+        "rules:\n  - id: r\n    cascade: [nano, mini]\n"
+        "    confidence: {method: logprob, fallback: self_report}\n"
     )
     catalog = [d for d in CATALOG if d.name != "nano-us"]
     result = route(JobFacts("general"), policy, catalog)
@@ -295,7 +299,8 @@ def test_validate_against_catalog_finds_logprob_deployments_missing():
     assert [(e.path, e.line) for e in errors] == [("rules[0].confidence", 4)]
     assert errors[0].message.startswith("deployment 'nano-old' (nano) does not return logprobs")
     declared = load_policy(
-        "rules:\n  - id: r\n    cascade: [nano, mini]\n    confidence: {method: logprob, fallback: self_report}\n"
+        "rules:\n  - id: r\n    cascade: [nano, mini]\n"
+        "    confidence: {method: logprob, fallback: self_report}\n"
     )
     assert validate_against_catalog(declared, CATALOG) == []
 

@@ -34,7 +34,9 @@ FIELDS = {
     "constraints.latency_budget_ms": "number",
     "tools": "tools",
 }
-SETTINGS = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def values_for(kind):
@@ -96,7 +98,9 @@ def whens(draw, depth=0):
 def rules(draw, index):
     cascade = [tier for tier in TIERS if draw(st.booleans())] or [draw(st.sampled_from(TIERS))]
     rule = {"id": f"rule-{index}", "cascade": cascade, "when": draw(whens())}
-    thresholds = {tier: draw(st.sampled_from([0, 0.5, 0.8, 1])) for tier in cascade[:-1] if draw(st.booleans())}
+    thresholds = {
+        tier: draw(st.sampled_from([0, 0.5, 0.8, 1])) for tier in cascade[:-1] if draw(st.booleans())
+    }
     if thresholds:
         rule["escalate_below"] = thresholds
     rule["confidence"] = draw(
@@ -176,7 +180,9 @@ def facts(draw):
         metadata=draw(
             st.fixed_dictionaries(
                 {},
-                optional={"team": st.one_of(mostly(STRINGS), st.fixed_dictionaries({"name": mostly(STRINGS)}))},
+                optional={
+                    "team": st.one_of(mostly(STRINGS), st.fixed_dictionaries({"name": mostly(STRINGS)}))
+                },
             )
         ),
         tools=tuple(draw(st.lists(st.sampled_from(TOOLS), max_size=3, unique=True))),
@@ -250,7 +256,9 @@ def ref_atom(field, op, operand, value):
     if op in ("eq", "in"):
         return any(same(value, item) for item in listed)
     if op in ("ne", "not_in"):
-        return kind_of(value) in {kind_of(item) for item in listed} and not any(same(value, i) for i in listed)
+        return kind_of(value) in {kind_of(item) for item in listed} and not any(
+            same(value, i) for i in listed
+        )
     if op == "matches":
         return isinstance(value, str) and fnmatchcase(value, operand)
     if FIELDS.get(field) == "tier":
