@@ -10,7 +10,21 @@ Semantics every caller relies on:
 - `matches` is a case-sensitive glob (fnmatch) on strings;
 - ordering on tier fields (`constraints.min_tier`, `final_tier`, ...) follows nano < mini < flagship;
 - `tools` is the set of tool names a job offers: `eq` means "is offered", `in` "any of these is offered",
-  `not_in` "none of these is offered", `matches` "some offered tool matches", `exists` "any tool offered".
+  `not_in` "none of these is offered", `matches` "some offered tool matches", `exists` "any tool offered";
+- `detected` is the set of kinds of personal data the redaction detectors (audit.redaction: email, phone,
+  iban, card, and the configured detectors' labels, lowercased) find in the job's prompt, with the same
+  operators: `detected: [email, iban]` holds when either is found. It is computed once per job, and only
+  for a policy that reads it (`PolicyDocument.detects_personal_data`).
+
+Approval rules fail closed (`Condition.judge`, three-valued): model output is attacker-controlled, so a
+test that cannot be evaluated is *unknown*, not false — a value of the wrong type for its operator
+("5000", an object, a list, a boolean or NaN where a number is compared; a non-string for `matches`), a
+missing `args.*` field, or tool-call arguments that are not a JSON object at all (`Unreadable`). Unknowns
+combine by Kleene logic (a conjunction is false if a term is false, else unknown if one is unknown; `any`
+is true if one is true, else unknown if one is unknown; `not unknown` is unknown), and a rule whose
+condition is unknown holds, its reason saying what could not be evaluated. A missing field the
+application supplies (labels, metadata, constraints) is still simply not equal. Route rules keep the
+two-valued semantics above.
 
 Terms are checked in field-name order, not source order, so that an explanation depends only on the
 document's canonical JSON (and so on its hash), never on how the YAML happened to be laid out.
