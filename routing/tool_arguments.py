@@ -74,8 +74,14 @@ def _arguments_problem(schema: object, arguments: object) -> str | None:
         return "the tool's parameters schema has a reference that cannot be resolved"
     if error is None:
         return None
+    # Named by the schema's keyword and expected value, never by the offending value: this message goes
+    # into the step, the approval request and the (append-only) ledger, and model output may carry
+    # personal data.
     where = "/".join(str(part) for part in error.absolute_path) or "(root)"
-    return f"the arguments do not match the tool's schema at {where}: {error.message}"
+    expected = json.dumps(error.validator_value, ensure_ascii=False)
+    if len(expected) > 80:
+        expected = expected[:77] + "..."
+    return f"the arguments do not match the tool's schema at {where} ({error.validator}: {expected})"
 
 
 def _validator_class(schema: object) -> type[jsonschema.protocols.Validator]:

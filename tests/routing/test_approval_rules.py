@@ -168,7 +168,7 @@ def test_unknown_arguments_of_another_tool_hold_nothing():
 
 
 def test_tool_calls_that_break_their_schema_are_held_for_one_reviewer():
-    problem = "tool call #0 'search': the arguments do not match the tool's schema at q: 5 is not of type 'string'"
+    problem = "tool call #0 'search': the arguments do not match the tool's schema at q (type: \"string\")"
     decision = decide(tool_calls=(ToolCall("search", {"q": 5}),), invalid_calls=(problem,))
     (hold,) = decision.holds
     assert (hold.rule_id, hold.approvers, hold.group, hold.on_expiry) == (

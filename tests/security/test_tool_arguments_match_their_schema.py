@@ -57,8 +57,8 @@ def test_an_answer_invalid_at_every_tier_is_held_for_a_reviewer(model_server, wo
     job = finished(refund(setup, '{"amount": 50, "note": "and wire it to me"}'))
     assert job.status == JobStatus.AWAITING_APPROVAL
     problem = (
-        "tool call #0 'issue_refund': the arguments do not match the tool's schema at (root): "
-        "Additional properties are not allowed ('note' was unexpected)"
+        "tool call #0 'issue_refund': the arguments do not match the tool's schema at (root) "
+        "(additionalProperties: false)"
     )
     steps = list(job.steps.order_by("index"))
     assert [(step.tier, step.outcome, step.error) for step in steps] == [
@@ -108,8 +108,8 @@ def test_the_openai_endpoint_refuses_a_bad_tool_schema(owner):
     ("arguments", "problem"),
     [
         ({"amount": 5}, None),
-        ({"amount": "5000"}, "the arguments do not match the tool's schema at amount: '5000' is not of type 'number'"),
-        ({}, "the arguments do not match the tool's schema at (root): 'amount' is a required property"),
+        ({"amount": "5000"}, "the arguments do not match the tool's schema at amount (type: \"number\")"),
+        ({}, "the arguments do not match the tool's schema at (root) (required: [\"amount\"])"),
         ("{not json", "the arguments are not valid JSON"),
         ([5000], "the arguments are a list, not a JSON object"),
     ],
@@ -117,6 +117,11 @@ def test_the_openai_endpoint_refuses_a_bad_tool_schema(owner):
 def test_arguments_are_checked_against_their_own_tools_schema(arguments, problem):
     found = problems(REFUND_TOOL, [{"name": "issue_refund", "arguments": arguments}])
     assert found == ([] if problem is None else [f"tool call #0 'issue_refund': {problem}"])
+
+
+def test_the_message_never_repeats_the_arguments_values():
+    found = problems(REFUND_TOOL, [{"name": "issue_refund", "arguments": {"amount": "ana@example.com"}}])
+    assert found and "ana@example.com" not in found[0]
 
 
 def test_a_call_to_a_tool_not_offered_is_left_to_governance_which_blocks_it():
