@@ -141,9 +141,18 @@ def _tool_call(item: object) -> ToolCall:
         except ValueError:
             return ToolCall(str(name), Unreadable("the tool call's arguments are not valid JSON"))
     if not isinstance(args, Mapping | Unreadable):
-        kind = "a list" if isinstance(args, list) else "null" if args is None else f"a {type(args).__name__}"
-        args = Unreadable(f"the tool call's arguments are {kind}, not a JSON object")
+        args = Unreadable(f"the tool call's arguments are {_json_kind(args)}, not a JSON object")
     return ToolCall(str(name), args)
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else "a list"
 
 
 def _hold(rule: ApprovalRule, facts: ResultFacts, calls: list[ToolCall]) -> Hold | None:

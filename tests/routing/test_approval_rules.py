@@ -147,6 +147,8 @@ def test_rules_fail_closed_on_arguments_that_cannot_be_evaluated():
         "{}": "args.amount is missing from the tool call",
         "[5000]": "the tool call's arguments are a list, not a JSON object",
         "null": "the tool call's arguments are null, not a JSON object",
+        "5000": "the tool call's arguments are a number, not a JSON object",
+        '"amount=5000"': "the tool call's arguments are a string, not a JSON object",
     }
     for arguments, why in cases.items():
         decision = decide(tool_calls=(("issue_refund", arguments),))
