@@ -14,7 +14,8 @@ Control markers in message text (synthetic mode; ``[item:...]`` in recorded mode
 - ``[confidence:nano=0.95,mini=0.6,flagship=0.4]`` forces a tier's confidence; correct = confidence >= 0.5;
 - ``[call:issue_refund {"amount": 150}]`` answers with that tool call when the request has ``tools``,
   offered or not, unless ``tool_choice`` is ``"none"`` or the last message is a tool result;
-- ``[invalid_json]`` makes a ``json_object``/``json_schema`` answer invalid JSON;
+- ``[invalid_json]`` makes a ``json_object``/``json_schema`` answer, or a tool call's arguments, invalid
+  JSON; ``[invalid_json:nano,mini]`` does so only for those tiers;
 - ``[item:<id>]`` picks a recorded item.
 
 Confidence convention: with ``logprobs: true`` the FIRST content token carries ``log(confidence)`` and

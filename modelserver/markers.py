@@ -33,6 +33,7 @@ _CONFIDENCE = re.compile(r"\[confidence:([^\]]*)\]")
 _ITEM = re.compile(r"\[item:([^\]\s]+)\]")
 _CALL = re.compile(r"\[call:([A-Za-z0-9_.\-]+)")
 _INVALID_JSON = "[invalid_json]"
+_INVALID_JSON_AT = re.compile(r"\[invalid_json:([^\]]*)\]")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class Markers:
     confidence_by_tier: dict[str, float] = field(default_factory=dict)
     call: ToolCallMarker | None = None
     invalid_json: bool = False
+    invalid_json_tiers: frozenset[str] = frozenset()  # `[invalid_json:nano,mini]`: only these tiers'
+
+    def invalid_json_at(self, tier: str) -> bool:
+        return self.invalid_json or tier in self.invalid_json_tiers
 
 
 def item_marker(text: str) -> str | None:
@@ -68,6 +73,9 @@ def parse_markers(text: str, *, call_text: str | None = None) -> Markers:
         confidence_by_tier=_last_confidence(text),
         call=_last_call(text if call_text is None else call_text),
         invalid_json=_INVALID_JSON in text,
+        invalid_json_tiers=frozenset(
+            tier.strip() for found in _INVALID_JSON_AT.findall(text) for tier in found.split(",") if tier.strip()
+        ),
     )
 
 
@@ -127,9 +135,7 @@ def _last_call(text: str) -> ToolCallMarker | None:
         try:
             arguments, rest_at = json.JSONDecoder().raw_decode(text, rest_at)
         except json.JSONDecodeError as exc:
-            raise _marker_error(
-                f"[call:{match.group(1)} ...] has invalid JSON arguments: {exc.msg}."
-            ) from None
+            raise _marker_error(f"[call:{match.group(1)} ...] has invalid JSON arguments: {exc.msg}.") from None
         while rest_at < len(text) and text[rest_at].isspace():
             rest_at += 1
     if rest_at >= len(text) or text[rest_at] != "]":

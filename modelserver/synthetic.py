@@ -203,7 +203,7 @@ class SyntheticBackend:
         outcome = outcome_for(
             seed=seed, tier=tier, canonical=canonical_messages(request.messages), text=text, markers=markers
         )
-        content, tool_call = _compose(request, outcome, markers)
+        content, tool_call = _compose(request, outcome, markers, tier)
         completion_tokens = len(tokenize(content or "")) + (len(tool_call.arguments) // 4 if tool_call else 0)
         profile = TIERS[tier]
         latency_ms = profile.base_latency_ms + profile.per_token_latency_ms * completion_tokens
@@ -217,8 +217,10 @@ class SyntheticBackend:
         )
 
 
-def _compose(request: ChatRequest, outcome: Outcome, markers: Markers) -> tuple[str | None, ToolCall | None]:
+def _compose(request: ChatRequest, outcome: Outcome, markers: Markers, tier: str) -> tuple[str | None, ToolCall | None]:
     tool_call = _tool_call(request, markers)
+    if tool_call and markers.invalid_json_at(tier):
+        tool_call = ToolCall(tool_call.name, _broken(tool_call.arguments))
     if tool_call:
         # Real models often say a word alongside a call; it also lets the logprob estimator score the step.
         return f"Calling {tool_call.name}.", tool_call
@@ -235,9 +237,13 @@ def _compose(request: ChatRequest, outcome: Outcome, markers: Markers) -> tuple[
     else:
         document = {"answer": outcome.answer, "confidence": outcome.confidence}
     content = json.dumps(document)
-    if markers.invalid_json:
-        content = content[: max(1, len(content) // 2)] + ' "unterminated'
+    if markers.invalid_json_at(tier):
+        content = _broken(content)
     return content, None
+
+
+def _broken(text: str) -> str:
+    return text[: max(1, len(text) // 2)] + ' "unterminated'
 
 
 def _tool_call(request: ChatRequest, markers: Markers) -> ToolCall | None:

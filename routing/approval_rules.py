@@ -8,6 +8,13 @@ Pure: the pipeline passes the facts of the result and turns the decision into ap
   matches when a single call satisfies both, never one call's name with another call's amount. Such a
   rule does not match a result without tool calls. Every matching rule holds, each with its own
   approvers, group, deadline and default on expiry.
+- Rules fail closed. Tool calls are model output, and model output is attacker-controlled (prompt
+  injection): a condition that cannot be evaluated — `args.amount` is "5000", an object, a list or
+  missing; the arguments are not a JSON object at all — is *unknown*, and an unknown rule holds, with a
+  reason that says what could not be evaluated (see `conditions.Atom.undecidable`).
+- A result whose tool calls do not match their tool's JSON Schema (`ResultFacts.invalid_calls`, found by
+  `routing.tool_arguments`) is not a valid answer; when it is the one accepted, it is held for a human
+  under the built-in rule `invalid-tool-arguments`.
 """
 
 from __future__ import annotations
@@ -17,15 +24,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from routing.policy.conditions import show, tool_names
-from routing.policy.document import ApprovalRule, PolicyDocument
+from routing.policy.conditions import UNKNOWN, Unreadable, show, tool_names
+from routing.policy.document import DEFAULT_EXPIRES_AFTER_S, DEFAULT_GROUP, ApprovalRule, PolicyDocument
 from routing.router import JobFacts
+
+INVALID_ARGUMENTS_RULE = "invalid-tool-arguments"
+UNEVALUATED = "held because it cannot be evaluated"
 
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     name: str
-    args: Mapping[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] | Unreadable = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,7 @@ class ResultFacts:
     final_confidence: float | None = None
     final_tier: str | None = None
     cost_usd: float | None = None
+    invalid_calls: tuple[str, ...] = ()  # why tool calls do not match their tool's schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +82,7 @@ class GovernanceDecision:
             "outcome": self.outcome,
             "policy_sha256": self.policy_sha256,
             "blocked": [
-                {"tool_call_index": b.tool_call_index, "tool": b.tool, "reason": b.reason}
-                for b in self.blocked
+                {"tool_call_index": b.tool_call_index, "tool": b.tool, "reason": b.reason} for b in self.blocked
             ],
             "holds": [
                 {
@@ -112,18 +122,37 @@ def evaluate_approvals(document: PolicyDocument, facts: ResultFacts) -> Governan
         if call.name in document.blocked_tools:
             blocked.append(BlockedCall(index, call.name, f"tool {show(call.name)} is blocked by the policy"))
     holds = [hold for rule in document.approvals if (hold := _hold(rule, facts, calls)) is not None]
+    if facts.invalid_calls:
+        # Not a policy rule: an answer that breaks its tools' own contract is never released unseen.
+        reason = "the answer's tool calls do not match their tools' schemas: " + "; ".join(facts.invalid_calls)
+        holds.append(Hold(INVALID_ARGUMENTS_RULE, 1, DEFAULT_GROUP, DEFAULT_EXPIRES_AFTER_S, "reject", reason))
     return GovernanceDecision(tuple(blocked), tuple(holds), document.sha256)
 
 
 def _tool_call(item: object) -> ToolCall:
-    """Tool calls arrive as ToolCall or (name, args); args may still be the provider's JSON string."""
+    """Tool calls arrive as ToolCall or (name, args); args may still be the provider's JSON string.
+
+    Arguments that do not parse, or parse to something other than an object, stay unreadable: read as
+    `{}` they would match no rule and release the call unseen."""
     name, args = (item.name, item.args) if isinstance(item, ToolCall) else tuple(item)  # type: ignore[arg-type]
     if isinstance(args, str | bytes):
         try:
             args = json.loads(args)
         except ValueError:
-            args = {}
-    return ToolCall(str(name), args if isinstance(args, Mapping) else {})
+            return ToolCall(str(name), Unreadable("the tool call's arguments are not valid JSON"))
+    if not isinstance(args, Mapping | Unreadable):
+        args = Unreadable(f"the tool call's arguments are {_json_kind(args)}, not a JSON object")
+    return ToolCall(str(name), args)
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else "a list"
 
 
 def _hold(rule: ApprovalRule, facts: ResultFacts, calls: list[ToolCall]) -> Hold | None:
@@ -132,13 +161,18 @@ def _hold(rule: ApprovalRule, facts: ResultFacts, calls: list[ToolCall]) -> Hold
 
     condition = rule.condition
     if condition.per_call:
+        unknown = None
         for index, call in enumerate(calls):
-            held, reason = condition.explain(context(call))
-            if held:
+            truth, reason = condition.judge(context(call))
+            if truth is True:
                 return _make_hold(rule, f"tool call #{index} {show(call.name)}: {reason}", index)
-        return None
-    held, reason = condition.explain(context(None))
-    return _make_hold(rule, reason, None) if held else None
+            if truth is UNKNOWN and unknown is None:
+                unknown = _make_hold(rule, f"tool call #{index} {show(call.name)}: {reason}: {UNEVALUATED}", index)
+        return unknown
+    truth, reason = condition.judge(context(None))
+    if truth is UNKNOWN:
+        return _make_hold(rule, f"{reason}: {UNEVALUATED}", None)
+    return _make_hold(rule, reason, None) if truth else None
 
 
 def _make_hold(rule: ApprovalRule, reason: str, index: int | None) -> Hold:

@@ -59,6 +59,7 @@ class JobFacts:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     tools: tuple[str, ...] = ()
     budget_hard_limit_reached: bool = False
+    detected: tuple[str, ...] = ()  # kinds of personal data found in the prompt (email, iban, ...)
 
 
 @dataclass(frozen=True, slots=True)

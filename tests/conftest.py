@@ -5,8 +5,18 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from controlplane import embedded
+
+# Property tests: random examples locally (`dev`, finds new cases), the same examples on every CI run
+# (`ci`, derandomised, so a failure there is reproducible and never a coin toss). A test's own
+# @settings still overrides what it names (e.g. its max_examples).
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, max_examples=100, deadline=None, print_blob=True, database=None
+)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 # Settings were already read (pytest-django loads them first) with the embedded URLs wherever
 # nothing was configured; make sure those services are running before any test touches them, and stop

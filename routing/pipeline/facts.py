@@ -8,12 +8,14 @@ catalog, and turns their answers into provider requests and records.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from routing import latency
+from audit.redaction import detectors
+from routing import latency, tool_arguments
 from routing.approval_rules import ResultFacts
 from routing.budgets import BudgetState, budget_state
 from routing.complexity import estimate_complexity
@@ -90,7 +92,45 @@ def catalog_forget() -> None:
     _catalog_cache = None
 
 
-def job_facts(job: Job, complexity: float, *, budget_hard_limit_reached: bool = False) -> JobFacts:
+# A prompt already redacted (by the submitter, or by a copy kept redacted) still says what it held.
+_REDACTED = re.compile(r"\[REDACTED:([A-Za-z0-9_]+)\]")
+
+
+def message_texts(messages: object) -> list[str]:
+    """The text of every message: string contents and the text of content parts."""
+    texts = []
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(
+                part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
+    return texts
+
+
+def detected_kinds(texts: list[str]) -> tuple[str, ...]:
+    """The kinds of personal data the configured detectors find in `texts`, lowercased and sorted."""
+    found: set[str] = set()
+    for text in texts:
+        for detector in detectors():
+            found.update(label.lower() for _, _, label in detector(text))
+        found.update(label.lower() for label in _REDACTED.findall(text))
+    return tuple(sorted(found))
+
+
+def personal_data_kinds(job: Job) -> tuple[str, ...]:
+    """`detected_kinds` of the job's prompt, computed once per Job instance (routing and governance
+    both read it; the detectors are regular expressions over the whole prompt)."""
+    kinds = job.__dict__.get("_personal_data_kinds")
+    if kinds is None:
+        kinds = job.__dict__["_personal_data_kinds"] = detected_kinds(message_texts(job.request.get("messages")))
+    return kinds
+
+
+def job_facts(job: Job, complexity: float, *, budget_hard_limit_reached: bool = False, detect: bool = True) -> JobFacts:
+    """`detect=False` when the policy never reads `detected`: the detectors are then not run at all."""
     tools = tuple(tool.get("function", {}).get("name", "") for tool in job.request.get("tools") or [])
     constraints = job.constraints or {}
     return JobFacts(
@@ -108,6 +148,7 @@ def job_facts(job: Job, complexity: float, *, budget_hard_limit_reached: bool = 
         metadata=job.metadata,
         tools=tools,
         budget_hard_limit_reached=budget_hard_limit_reached,
+        detected=personal_data_kinds(job) if detect else (),
     )
 
 
@@ -121,7 +162,9 @@ def route_job(
     if classifier is not None and classifier.get("score") is not None:
         complexity = classifier["score"]
     budget = budget_state(job.application)
-    facts = job_facts(job, complexity, budget_hard_limit_reached=budget.over_hard)
+    facts = job_facts(
+        job, complexity, budget_hard_limit_reached=budget.over_hard, detect=document.detects_personal_data
+    )
     result = route(facts, document, catalog.infos)
     record = result.to_record()
     record["complexity"] = {
@@ -177,13 +220,21 @@ def output_of(completion: Any) -> dict[str, Any]:
     }
 
 
-def result_facts(job: Job, output: dict, tier: str, confidence: float | None, total_cost: Decimal) -> ResultFacts:
+def tool_call_problems(job: Job, output: dict) -> list[str]:
+    """Why the answer's tool calls break their tools' schemas (empty when they do not)."""
+    return tool_arguments.problems(job.request.get("tools") or [], output.get("tool_calls") or [])
+
+
+def result_facts(
+    job: Job, output: dict, tier: str, confidence: float | None, total_cost: Decimal, *, detect: bool = True
+) -> ResultFacts:
     complexity = job.complexity if job.complexity is not None else 0.0
     calls = tuple((call["name"], call["arguments"]) for call in output.get("tool_calls") or [])
     return ResultFacts(
-        job=job_facts(job, complexity),
+        job=job_facts(job, complexity, detect=detect),
         tool_calls=calls,
         final_confidence=confidence,
         final_tier=tier,
         cost_usd=float(total_cost),
+        invalid_calls=tuple(tool_call_problems(job, output)),
     )

@@ -98,7 +98,8 @@ def govern(
     confidence: float | None,
     total_cost: Decimal,
 ) -> GovernanceOutcome:
-    decision = evaluate_approvals(document, facts.result_facts(job, output, tier, confidence, total_cost))
+    result = facts.result_facts(job, output, tier, confidence, total_cost, detect=document.detects_personal_data)
+    decision = evaluate_approvals(document, result)
     record = decision.to_record()
     if decision.blocked:
         reason = "; ".join(f"{block['tool']}: {block['reason']}" for block in record["blocked"])

@@ -13,6 +13,13 @@ from routing.models import Job, ModelDeployment
 from routing.router import Plan, PlanStep
 
 
+def invalid_answer(step: PlanStep, problems: list[str]) -> ConfidenceScore:
+    """An answer whose tool calls break their tools' schemas is no answer: it scores 0 (so the cascade
+    escalates it) without asking the scorer, which might spend a verifier call on it."""
+    detail = {"reason": "the tool calls do not match their tools' schemas", "invalid_tool_calls": problems}
+    return ConfidenceScore(step.confidence_method, 0.0, False, {**detail, "scored_as": 0.0})
+
+
 def score_step(
     *,
     job: Job,

@@ -10,7 +10,21 @@ Semantics every caller relies on:
 - `matches` is a case-sensitive glob (fnmatch) on strings;
 - ordering on tier fields (`constraints.min_tier`, `final_tier`, ...) follows nano < mini < flagship;
 - `tools` is the set of tool names a job offers: `eq` means "is offered", `in` "any of these is offered",
-  `not_in` "none of these is offered", `matches` "some offered tool matches", `exists` "any tool offered".
+  `not_in` "none of these is offered", `matches` "some offered tool matches", `exists` "any tool offered";
+- `detected` is the set of kinds of personal data the redaction detectors (audit.redaction: email, phone,
+  iban, card, and the configured detectors' labels, lowercased) find in the job's prompt, with the same
+  operators: `detected: [email, iban]` holds when either is found. It is computed once per job, and only
+  for a policy that reads it (`PolicyDocument.detects_personal_data`).
+
+Approval rules fail closed (`Condition.judge`, three-valued): model output is attacker-controlled, so a
+test that cannot be evaluated is *unknown*, not false — a value of the wrong type for its operator
+("5000", an object, a list, a boolean or NaN where a number is compared; a non-string for `matches`), a
+missing `args.*` field, or tool-call arguments that are not a JSON object at all (`Unreadable`). Unknowns
+combine by Kleene logic (a conjunction is false if a term is false, else unknown if one is unknown; `any`
+is true if one is true, else unknown if one is unknown; `not unknown` is unknown), and a rule whose
+condition is unknown holds, its reason saying what could not be evaluated. A missing field the
+application supplies (labels, metadata, constraints) is still simply not equal. Route rules keep the
+two-valued semantics above.
 
 Terms are checked in field-name order, not source order, so that an explanation depends only on the
 document's canonical JSON (and so on its hash), never on how the YAML happened to be laid out.
@@ -50,6 +64,8 @@ NUMBER = "number"
 TIER = "tier"
 SCALAR = "scalar"  # labels, metadata, args: a string, number or boolean
 TOOLS = "tools"
+DETECTED = "detected"
+_SETS = (TOOLS, DETECTED)  # fields whose value is a set of names, tested by membership
 
 _ROUTE_FIELDS: dict[str, str] = {
     "task_type": TASK_TYPE,
@@ -57,6 +73,7 @@ _ROUTE_FIELDS: dict[str, str] = {
     "complexity": NUMBER,
     "application": STRING,
     "tools": TOOLS,
+    "detected": DETECTED,
 }
 _CONSTRAINT_FIELDS: dict[str, str] = {
     "latency_budget_ms": NUMBER,
@@ -82,6 +99,18 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A model-output value that could not be read at all (tool-call arguments that are not a JSON
+    object): every approval test on it is unknown, and the reason says why."""
+
+    reason: str
+
+
+# Approval-scope truth values (Kleene): True, False, or UNKNOWN when a test cannot be evaluated.
+UNKNOWN: Any = None
 
 Path = tuple[str | int, ...]
 
@@ -239,8 +268,8 @@ def tool_names(raw: object) -> tuple[str, ...]:
 
 def _job_getter(spec: FieldSpec) -> Callable[[Any], object]:
     name = spec.name
-    if name == "tools":
-        return lambda facts: tool_names(getattr(facts, "tools", ()))
+    if name in _SETS:
+        return lambda facts: tool_names(getattr(facts, name, ()))
     if name in _ROUTE_FIELDS:
         return lambda facts: normalize(getattr(facts, name, None))
     prefix, _, rest = name.partition(".")
@@ -262,7 +291,12 @@ def _approval_getter(spec: FieldSpec) -> Callable[[Any], object]:
         return lambda ctx: normalize(getattr(ctx, name, None))
     if name.startswith("args."):
         segments = tuple(name[len("args.") :].split("."))
-        return lambda ctx: normalize(_path_get(getattr(ctx.call, "args", None), segments))
+
+        def argument(ctx: Any) -> object:
+            args = getattr(ctx.call, "args", None)
+            return args if isinstance(args, Unreadable) else normalize(_path_get(args, segments))
+
+        return argument
     job_getter = _job_getter(spec)
     return lambda ctx: job_getter(ctx.job)
 
@@ -303,6 +337,53 @@ class Atom:
         value = self.getter(ctx)
         return self.check(value), self.reason(value)
 
+    def judge(self, ctx: object) -> tuple[bool | None, str]:
+        """Approval scope: (True, False or UNKNOWN, reason). UNKNOWN when the value cannot be tested."""
+        value = self.getter(ctx)
+        why = self.undecidable(value)
+        if why is not None:
+            return UNKNOWN, why
+        return self.check(value), self.reason(value)
+
+    def undecidable(self, value: object) -> str | None:
+        """Why this test cannot be evaluated on `value`, or None when it can.
+
+        Model output is attacker-controlled, so in approval rules a value of the wrong type (a string
+        where a number is compared, an object, a list, NaN) and a missing `args.*` field are unknowns,
+        never a plain "does not match". A missing field the application supplies is simply not equal."""
+        if isinstance(value, Unreadable):
+            return value.reason
+        op = self.op
+        if self.kind in _SETS or op == "exists":
+            return None
+        if value is MISSING:
+            return f"{self.field} is missing from the tool call" if self.field.startswith("args.") else None
+        if op in ("eq", "ne", "in", "not_in"):
+            key = _key(value)
+            if key is None or key[0] not in self.tags:
+                return self._unknown(value, " or ".join(sorted(_KIND_NAMES[tag] for tag in self.tags)))
+            return None
+        if op == "matches":
+            return None if type(value) is str else self._unknown(value, "a string pattern")
+        if self.comparable(value) is None:
+            if type(value) is float:
+                return f"{self.field} is nan; the condition compares with a number"
+            return self._unknown(value, "a tier" if self.kind == TIER else "a number")
+        return None
+
+    def _unknown(self, value: object, wanted: str) -> str:
+        if isinstance(value, Mapping):
+            what = "an object"
+        elif isinstance(value, list | tuple):
+            what = "a list"
+        elif _TAGS.get(type(value)):
+            what = f"{_kind_name(value)} ({show(value)})"
+        else:
+            what = _kind_name(value)
+        if self.kind == TIER and type(value) is str:
+            return f"{self.field} is {show(value)}, not a known tier ({', '.join(TIER_NAMES)})"
+        return f"{self.field} is {what}; the condition compares with {wanted}"
+
     def comparable(self, value: object) -> int | float | None:
         """The value on the operand's scale for ordering operators, or None if it has none."""
         if self.kind == TIER:
@@ -311,7 +392,7 @@ class Atom:
 
     def check(self, value: object) -> bool:
         op = self.op
-        if self.kind == TOOLS:
+        if self.kind in _SETS:
             return self._check_tools(value)  # type: ignore[arg-type]
         if op == "exists":
             return (value is not MISSING) is self.operand
@@ -347,7 +428,7 @@ class Atom:
 
     def reason(self, value: object) -> str:
         field, op = self.field, self.op
-        if self.kind == TOOLS:
+        if self.kind in _SETS:
             return self._tools_reason(value)  # type: ignore[arg-type]
         held = self.check(value)
         if op == "exists":
@@ -385,14 +466,15 @@ class Atom:
 
     def _mismatch(self, value: object, wanted: str) -> str:
         return (
-            f"type mismatch: {self.field} is {show(value)} ({_kind_name(value)}), "
-            f"the condition compares with {wanted}"
+            f"type mismatch: {self.field} is {show(value)} ({_kind_name(value)}), the condition compares with {wanted}"
         )
 
     def _tools_reason(self, tools: tuple[str, ...]) -> str:
         op = self.op
         held = self._check_tools(tools)
         offered = _show_list(tools) if tools else "none"
+        if self.kind == DETECTED:
+            return self._detected_reason(tools, held, offered)
         if op == "exists":
             return f"tools offered: {offered}"
         if op == "matches":
@@ -401,6 +483,16 @@ class Atom:
         if op in ("eq", "in"):
             return f"{'a tool in' if held else 'no tool in'} {listed} is offered (tools: {offered})"
         return f"{'no tool in' if held else 'a tool in'} {listed} is offered (tools: {offered})"
+
+    def _detected_reason(self, kinds: tuple[str, ...], held: bool, found: str) -> str:
+        op = self.op
+        if op == "exists":
+            return f"personal data detected in the prompt: {found}"
+        if op == "matches":
+            return f"{'a' if held else 'no'} detected kind matches {self.operand!r} (detected: {found})"
+        listed = _show_list(self.operand if isinstance(self.operand, tuple) else (self.operand,))
+        seen = held if op in ("eq", "in") else not held
+        return f"{'a kind in' if seen else 'no kind in'} {listed} is detected in the prompt (detected: {found})"
 
 
 class AllOf:
@@ -424,6 +516,10 @@ class AllOf:
             reasons.append(reason)
         return True, "all: " + "; ".join(reasons)
 
+    def judge(self, ctx: object) -> tuple[bool | None, str]:
+        truth, reason = _judge_all(self.conditions, ctx)
+        return truth, f"all: {reason}"
+
 
 class AnyOf:
     __slots__ = ("conditions", "per_call")
@@ -446,6 +542,18 @@ class AnyOf:
             reasons.append(reason)
         return False, "none of any held: " + " | ".join(reasons)
 
+    def judge(self, ctx: object) -> tuple[bool | None, str]:
+        """Kleene: true if one holds, else unknown if one is unknown, else false."""
+        reasons, unknown = [], []
+        for condition in self.conditions:
+            truth, reason = condition.judge(ctx)
+            if truth is True:
+                return True, f"any: {reason}"
+            (unknown if truth is UNKNOWN else reasons).append(reason)
+        if unknown:
+            return UNKNOWN, "any: " + " | ".join(unknown)
+        return False, "none of any held: " + " | ".join(reasons)
+
 
 class Not:
     __slots__ = ("condition", "per_call")
@@ -463,6 +571,10 @@ class Not:
         held, reason = self.condition.explain(ctx)
         return not held, f"not ({reason})"
 
+    def judge(self, ctx: object) -> tuple[bool | None, str]:
+        truth, reason = self.condition.judge(ctx)
+        return (UNKNOWN if truth is UNKNOWN else not truth), f"not ({reason})"
+
 
 Term = Atom | AllOf | AnyOf | Not
 
@@ -475,6 +587,19 @@ class Condition:
     def __init__(self, terms: Sequence[Term]) -> None:
         self.terms = tuple(sorted(terms, key=lambda term: term.sort_key))
         self.per_call = any(term.per_call for term in self.terms)
+
+    def fields(self) -> set[str]:
+        """Every field this condition reads, combinators included."""
+        found: set[str] = set()
+        for term in self.terms:
+            if isinstance(term, Atom):
+                found.add(term.field)
+            elif isinstance(term, Not):
+                found |= term.condition.fields()
+            else:
+                for condition in term.conditions:
+                    found |= condition.fields()
+        return found
 
     def holds(self, ctx: object) -> bool:
         return all(term.holds(ctx) for term in self.terms)
@@ -491,13 +616,32 @@ class Condition:
             reasons.append(reason)
         return True, "; ".join(reasons)
 
+    def judge(self, ctx: object) -> tuple[bool | None, str]:
+        """Approval scope, three-valued: False if a term fails, else UNKNOWN if a term cannot be
+        evaluated (the reason lists those), else True."""
+        if not self.terms:
+            return True, "no conditions"
+        return _judge_all(self.terms, ctx)
+
+
+def _judge_all(terms: Sequence[Term | Condition], ctx: object) -> tuple[bool | None, str]:
+    """Kleene conjunction: a failing term decides even when another is unknown (`tool: issue_refund`
+    fails for another tool's call whatever its arguments are)."""
+    reasons, unknown = [], []
+    for term in terms:
+        truth, reason = term.judge(ctx)
+        if truth is False:
+            return False, reason
+        (unknown if truth is UNKNOWN else reasons).append(reason)
+    if unknown:
+        return UNKNOWN, "; ".join(unknown)
+    return True, "; ".join(reasons)
+
 
 # ---------------------------------------------------------------- compiling
 
 
-def compile_when(
-    when: object, *, scope: str, path: Path = ()
-) -> tuple[Condition | None, list[ConditionError]]:
+def compile_when(when: object, *, scope: str, path: Path = ()) -> tuple[Condition | None, list[ConditionError]]:
     """Check and compile a `when` mapping. Errors name the JSON path of the offending entry."""
     errors: list[ConditionError] = []
     condition = _compile(when, scope, path, errors)
@@ -522,9 +666,7 @@ def _compile(when: object, scope: str, path: Path, errors: list[ConditionError])
     return Condition(terms)
 
 
-def _compile_combinator(
-    name: str, body: object, scope: str, path: Path, errors: list[ConditionError]
-) -> Term | None:
+def _compile_combinator(name: str, body: object, scope: str, path: Path, errors: list[ConditionError]) -> Term | None:
     if name == "not":
         if not isinstance(body, Mapping) or not body:
             errors.append(ConditionError(path, "'not' takes a non-empty mapping of conditions"))
@@ -537,9 +679,7 @@ def _compile_combinator(
     return AllOf(children) if name == "all" else AnyOf(children)
 
 
-def _compile_field(
-    name: str, condition: object, scope: str, path: Path, errors: list[ConditionError]
-) -> list[Atom]:
+def _compile_field(name: str, condition: object, scope: str, path: Path, errors: list[ConditionError]) -> list[Atom]:
     spec = resolve_field(name, scope)
     if isinstance(spec, str):
         errors.append(ConditionError(path, spec))
@@ -586,8 +726,11 @@ def _value_error(spec: FieldSpec, value: object) -> str | None:
         return f"unknown task type {show(value)} (known: {', '.join(TASK_TYPES)})"
     if kind == TIER and not (isinstance(value, str) and value in TIER_NAMES):
         return f"unknown tier {show(value)} (known: {', '.join(TIER_NAMES)})"
-    if kind in (STRING, TOOLS) and not isinstance(value, str):
+    if kind in (STRING, *_SETS) and not isinstance(value, str):
         return f"{spec.name} is a string; {show(value)} is {_kind_name(value)}"
+    if kind == DETECTED and value != value.lower():  # type: ignore[union-attr]
+        # Kinds are lowercase (email, phone, iban, card, ...): 'EMAIL' would silently never match.
+        return f"detected kinds are lowercase: use {show(value.lower())}, not {show(value)}"  # type: ignore[union-attr]
     if kind == NUMBER and (isinstance(value, bool) or not isinstance(value, int | float)):
         return f"{spec.name} is a number; {show(value)} is {_kind_name(value)}"
     return None
@@ -619,7 +762,7 @@ def _operand_error(spec: FieldSpec, op: object, operand: object) -> str | None:
             if isinstance(operand, str) and operand in TIER_NAMES
             else (f"'{op}' on '{name}' takes a tier ({', '.join(TIER_NAMES)})")
         )
-    if spec.kind in (TASK_TYPE, STRING, TOOLS):
+    if spec.kind in (TASK_TYPE, STRING, *_SETS):
         return f"'{op}' does not apply to '{name}' (it is not a number)"
     if isinstance(operand, bool) or not isinstance(operand, int | float) or not _is_scalar(operand):
         return f"'{op}' takes a number, not {show(operand) if _is_scalar(operand) else _kind_name(operand)}"
@@ -773,7 +916,7 @@ class RuleMatcher:
             lazy: list[Term] = []
             families: set[tuple[str, str]] = set()
             for term in condition.terms:
-                if not isinstance(term, Atom) or term.kind == TOOLS:
+                if not isinstance(term, Atom) or term.kind in _SETS:
                     lazy.append(term)
                     continue
                 family = (term.field, _FAMILY.get(term.op, term.op))

@@ -164,6 +164,8 @@ class PolicyDocument:
     _canonical: str = field(repr=False)
     matcher: RuleMatcher = field(repr=False)
     source_lines: Mapping[Path, int] = field(default_factory=dict, repr=False)
+    # Whether any rule reads `detected`: only then do the personal-data detectors run on a job's prompt.
+    detects_personal_data: bool = False
 
     def line_of(self, path: Path) -> int | None:
         """The source line of a JSON path, when the document was loaded from text."""
@@ -826,5 +828,6 @@ def _build(data: Mapping[str, Any], lines: Mapping[Path, int]) -> tuple[PolicyDo
         _canonical=canonical,
         matcher=RuleMatcher([rule.condition for rule in rules]),
         source_lines=dict(lines),
+        detects_personal_data=any("detected" in rule.condition.fields() for rule in (*rules, *approvals)),
     )
     return document, []

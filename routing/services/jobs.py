@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit import ledger, payloads
 from audit.ledger import Actor
+from routing import tool_arguments
 from routing.models import Application, Job, JobStatus, PolicyVersion
 from routing.models.jobs import TERMINAL_STATUSES
 from routing.settled import job_settled_on_commit
@@ -94,6 +95,13 @@ def job_submit(
     stale — the same recovery as a lost publish."""
     if task_type not in TASK_TYPES:
         raise JobError(f"unknown task_type {task_type!r}; allowed: {', '.join(TASK_TYPES)}")
+    for index, tool in enumerate(tools or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and "parameters" in function:
+            # Tool calls are validated against it: a schema that is not one would hold every answer.
+            problem = tool_arguments.schema_problem(function["parameters"])
+            if problem:
+                raise JobError(f"tools[{index}].function.parameters {problem}")
     request: dict[str, Any] = {"messages": messages}
     if tools:
         request["tools"] = tools

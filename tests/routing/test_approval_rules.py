@@ -48,13 +48,9 @@ def test_a_clean_result_passes():
 
 
 def test_a_tool_call_condition_matches_one_call_with_both_name_and_arguments():
-    decision = decide(
-        tool_calls=(ToolCall("issue_refund", {"amount": 50}), ToolCall("search", {"amount": 500}))
-    )
+    decision = decide(tool_calls=(ToolCall("issue_refund", {"amount": 50}), ToolCall("search", {"amount": 500})))
     assert decision.holds == ()
-    decision = decide(
-        tool_calls=(ToolCall("issue_refund", {"amount": 50}), ToolCall("issue_refund", {"amount": 250}))
-    )
+    decision = decide(tool_calls=(ToolCall("issue_refund", {"amount": 50}), ToolCall("issue_refund", {"amount": 250})))
     (hold,) = decision.holds
     assert (hold.rule_id, hold.approvers, hold.group, hold.expires_after_s, hold.on_expiry) == (
         "refunds-over-100",
@@ -71,7 +67,11 @@ def test_a_tool_call_condition_matches_one_call_with_both_name_and_arguments():
 def test_tool_call_arguments_may_arrive_as_json_text():
     decision = decide(tool_calls=(("issue_refund", '{"amount": 101}'),))
     assert [hold.rule_id for hold in decision.holds] == ["refunds-over-100"]
-    assert decide(tool_calls=(("issue_refund", "not json"),)).holds == ()
+    (hold,) = decide(tool_calls=(("issue_refund", "not json"),)).holds
+    assert hold.rule_id == "refunds-over-100"
+    assert hold.reason == (
+        "tool call #0 'issue_refund': the tool call's arguments are not valid JSON: held because it cannot be evaluated"
+    )
 
 
 def test_a_rule_on_tool_calls_does_not_match_a_result_without_them():
@@ -137,3 +137,46 @@ def test_the_decision_is_json_serialisable():
         "unsure-after-flagship",
         "eu-pii",
     ]
+
+
+def test_rules_fail_closed_on_arguments_that_cannot_be_evaluated():
+    cases = {
+        '{"amount": "5000"}': "args.amount is a string ('5000'); the condition compares with a number",
+        '{"amount": {"value": 5000}}': "args.amount is an object; the condition compares with a number",
+        '{"amount": [5000]}': "args.amount is a list; the condition compares with a number",
+        "{}": "args.amount is missing from the tool call",
+        "[5000]": "the tool call's arguments are a list, not a JSON object",
+        "null": "the tool call's arguments are null, not a JSON object",
+        "5000": "the tool call's arguments are a number, not a JSON object",
+        '"amount=5000"': "the tool call's arguments are a string, not a JSON object",
+    }
+    for arguments, why in cases.items():
+        decision = decide(tool_calls=(("issue_refund", arguments),))
+        assert decision.outcome == "hold", arguments
+        (hold,) = decision.holds
+        assert (hold.rule_id, hold.approvers, hold.group) == ("refunds-over-100", 2, "finance")
+        assert hold.reason == f"tool call #0 'issue_refund': {why}: held because it cannot be evaluated"
+
+
+def test_a_call_that_matches_outright_is_the_reason_given_over_an_unknown_one():
+    decision = decide(tool_calls=(("issue_refund", '{"amount": "x"}'), ("issue_refund", '{"amount": 500}')))
+    (hold,) = decision.holds
+    assert hold.tool_call_index == 1
+    assert hold.reason == "tool call #1 'issue_refund': args.amount is 500, > 100; tool is 'issue_refund'"
+
+
+def test_unknown_arguments_of_another_tool_hold_nothing():
+    assert decide(tool_calls=(("search", "not json"), ("search", '{"amount": "5000"}'))).outcome == "pass"
+
+
+def test_tool_calls_that_break_their_schema_are_held_for_one_reviewer():
+    problem = "tool call #0 'search': the arguments do not match the tool's schema at q (type: \"string\")"
+    decision = decide(tool_calls=(ToolCall("search", {"q": 5}),), invalid_calls=(problem,))
+    (hold,) = decision.holds
+    assert (hold.rule_id, hold.approvers, hold.group, hold.on_expiry) == (
+        "invalid-tool-arguments",
+        1,
+        "reviewer",
+        "reject",
+    )
+    assert hold.reason == f"the answer's tool calls do not match their tools' schemas: {problem}"

@@ -8,6 +8,7 @@ from routing.policy.conditions import (
     SCOPE_ROUTE,
     ConditionError,
     RuleMatcher,
+    Unreadable,
     compile_when,
 )
 from routing.router import Constraints, JobFacts
@@ -252,9 +253,7 @@ def test_combinators():
 
 
 def test_approval_fields_read_one_tool_call():
-    condition = compiled(
-        {"tool": "issue_refund", "args.amount": {"gt": 100}, "args.lines.0.sku": "A1"}, SCOPE_APPROVAL
-    )
+    condition = compiled({"tool": "issue_refund", "args.amount": {"gt": 100}, "args.lines.0.sku": "A1"}, SCOPE_APPROVAL)
     assert condition.per_call
     call = SimpleNamespace(name="issue_refund", args={"amount": 150, "lines": [{"sku": "A1"}]})
     context = SimpleNamespace(job=JOB, call=call, final_confidence=0.9, final_tier="mini", cost_usd=0.01)
@@ -350,9 +349,7 @@ def test_the_matcher_finds_the_first_rule_whose_conditions_hold():
         compiled({"input_tokens": {"lte": 8000}}),
         compiled({"application": {"matches": "acme-*"}, "labels.region": "us"}),
         compiled({"tools": "browse"}),
-        compiled(
-            {"labels.region": {"eq": "eu", "in": ["us", "eu"]}, "input_tokens": {"gt": 10_000, "lt": 20_000}}
-        ),
+        compiled({"labels.region": {"eq": "eu", "in": ["us", "eu"]}, "input_tokens": {"gt": 10_000, "lt": 20_000}}),
         compiled({}),
     ]
     matcher = RuleMatcher(conditions)
@@ -386,3 +383,136 @@ def test_the_matcher_handles_missing_and_odd_values():
 
 def test_a_matcher_over_no_rules_matches_nothing():
     assert RuleMatcher([]).first_match(JOB) is None
+
+
+# ---------------------------------------------------------------- approval scope: fail closed
+
+
+def judge(when, args, *, job=JOB, tool="issue_refund", **result):
+    """Three-valued approval evaluation of `when` on one tool call (True, False or None = unknown)."""
+    call = SimpleNamespace(name=tool, args=args)
+    context = SimpleNamespace(
+        job=job,
+        call=call,
+        final_confidence=result.get("final_confidence", 0.9),
+        final_tier=result.get("final_tier", "mini"),
+        cost_usd=result.get("cost_usd", 0.01),
+    )
+    return compiled(when, SCOPE_APPROVAL).judge(context)
+
+
+REFUND = {"tool": "issue_refund", "args.amount": {"gt": 100}}
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        ("5000", "args.amount is a string ('5000'); the condition compares with a number"),
+        ({"value": 5000}, "args.amount is an object; the condition compares with a number"),
+        ([5000], "args.amount is a list; the condition compares with a number"),
+        (True, "args.amount is a boolean (true); the condition compares with a number"),
+        (float("nan"), "args.amount is nan; the condition compares with a number"),
+    ],
+)
+def test_a_model_value_of_the_wrong_type_is_unknown_never_false(amount, reason):
+    assert judge(REFUND, {"amount": amount}) == (None, reason)
+
+
+def test_a_missing_model_argument_is_unknown():
+    assert judge(REFUND, {}) == (None, "args.amount is missing from the tool call")
+    # `exists` asks about presence itself: its answer is known.
+    assert judge({"args.amount": {"exists": False}}, {}) == (True, "args.amount is absent")
+
+
+def test_real_numbers_decide_as_before():
+    assert judge(REFUND, {"amount": 150}) == (True, "args.amount is 150, > 100; tool is 'issue_refund'")
+    assert judge(REFUND, {"amount": 100}) == (False, "args.amount is 100, not > 100")
+
+
+def test_another_tools_call_is_false_whatever_its_arguments():
+    # Kleene: one false term decides the conjunction even when another is unknown.
+    assert judge(REFUND, {"amount": "5000"}, tool="search") == (False, "tool is 'search', not 'issue_refund'")
+    assert judge(REFUND, Unreadable("the tool call's arguments are not valid JSON"), tool="search")[0] is False
+
+
+def test_unreadable_arguments_make_every_argument_test_unknown():
+    unreadable = Unreadable("the tool call's arguments are not valid JSON")
+    for when in (REFUND, {"args.amount": {"exists": True}}, {"args.note": {"matches": "*"}}):
+        assert judge(when, unreadable) == (None, "the tool call's arguments are not valid JSON")
+
+
+@pytest.mark.parametrize(
+    ("when", "truth"),
+    [
+        ({"any": [REFUND, {"tool": "search"}]}, None),  # unknown or false
+        ({"any": [REFUND, {"tool": "issue_refund"}]}, True),  # unknown or true
+        ({"all": [REFUND, {"tool": "issue_refund"}]}, None),  # unknown and true
+        ({"all": [REFUND, {"tool": "search"}]}, False),  # unknown and false
+        ({"not": REFUND}, None),  # not unknown
+        ({"not": {"tool": "search"}}, True),
+    ],
+)
+def test_combinators_follow_kleene_logic(when, truth):
+    assert judge(when, {"amount": "5000"})[0] is truth
+
+
+def test_other_operators_on_the_wrong_type_are_unknown():
+    assert judge({"args.currency": {"in": ["EUR", "USD"]}}, {"currency": 978})[0] is None
+    assert judge({"args.currency": {"ne": "EUR"}}, {"currency": ["EUR"]})[0] is None
+    assert judge({"args.note": {"matches": "urgent*"}}, {"note": 5})[0] is None
+    assert judge({"args.currency": {"in": ["EUR", "USD"]}}, {"currency": "GBP"})[0] is False
+
+
+def test_application_fields_missing_are_false_but_of_the_wrong_type_unknown():
+    job = JobFacts("general", labels={"region": 7})
+    assert judge({"labels.pii": True}, {}, job=job) == (False, "labels.pii is missing")
+    assert judge({"labels.region": "eu"}, {}, job=job) == (
+        None,
+        "labels.region is a number (7); the condition compares with a string",
+    )
+
+
+def test_route_scope_keeps_two_valued_semantics():
+    facts = JobFacts("general", labels={"region": 7})
+    held, reason = explain({"labels.region": "eu"}, facts)
+    assert held is False and "type mismatch" in reason
+
+
+# ---------------------------------------------------------------- detected
+
+
+def test_detected_tests_the_kinds_of_personal_data_found_in_the_prompt():
+    job = JobFacts("general", detected=("email", "iban"))
+    assert explain({"detected": ["email", "iban"]}, job) == (
+        True,
+        "a kind in [email, iban] is detected in the prompt (detected: [email, iban])",
+    )
+    assert explain({"detected": "card"}, job) == (
+        False,
+        "no kind in [card] is detected in the prompt (detected: [email, iban])",
+    )
+    assert explain({"detected": {"not_in": ["card", "phone"]}}, job)[0] is True
+    assert explain({"detected": {"exists": True}}, job)[0] is True
+    assert explain({"detected": {"exists": True}}, JOB) == (False, "personal data detected in the prompt: none")
+    assert explain({"detected": ["email"]}, JOB)[0] is False
+
+
+def test_detected_works_in_the_rule_index_and_in_approval_rules():
+    clean, personal = JobFacts("general"), JobFacts("general", detected=("phone",))
+    matcher = RuleMatcher([compiled({"detected": ["email", "phone"]}), compiled({})])
+    assert matcher.first_match(personal) == 0
+    assert matcher.first_match(clean) == 1
+    assert judge({"detected": ["phone"]}, {}, job=personal)[0] is True
+    assert judge({"detected": ["phone"]}, {}, job=clean)[0] is False
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ({"detected": "EMAIL"}, "detected kinds are lowercase: use 'email', not 'EMAIL'"),
+        ({"detected": {"gt": "email"}}, "'gt' does not apply to 'detected' (it is not a number)"),
+        ({"detected": [1]}, "detected is a string; 1 is a number"),
+    ],
+)
+def test_detected_operands_are_checked(when, message):
+    assert [error.message for error in compile_errors(when)] == [message]

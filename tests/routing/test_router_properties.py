@@ -5,6 +5,7 @@ import json
 import math
 from fnmatch import fnmatchcase
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -261,7 +262,9 @@ def ref_atom(field, op, operand, value):
     if op == "matches":
         return isinstance(value, str) and fnmatchcase(value, operand)
     if FIELDS.get(field) == "tier":
-        if value not in RANK:
+        # Facts may hold anything (a list, a dict): only a tier's name has a rank, and `in RANK` on an
+        # unhashable value would raise instead of saying "no".
+        if not isinstance(value, str) or value not in RANK:
             return False
         left, right = RANK[value], RANK[operand]
     else:
@@ -371,3 +374,20 @@ def test_thresholds_escalate_strictly_below(threshold, score):
     below = math.nextafter(threshold, -math.inf)
     if below >= 0:
         assert not step.accepts(below)
+
+
+@pytest.mark.parametrize("value", [[], [1], {}, {"x": "eu"}, 7, "huge"])
+def test_a_tier_fact_of_any_shape_is_a_plain_no(value):
+    """The case that made the property above flaky: `min_tier = []`. The reference said "crash"; the
+    router must (and does) say "this rule does not match" and route by the next one."""
+    data = {
+        "rules": [
+            {"id": "at-least-mini", "when": {"constraints.min_tier": {"gte": "mini"}}, "cascade": ["mini"]},
+            {"id": "named", "when": {"constraints.min_tier": ["nano", "mini"]}, "cascade": ["mini"]},
+            {"id": "default", "cascade": ["mini"]},
+        ]
+    }
+    job = JobFacts("classification", constraints=Constraints(min_tier=value))
+    result = route(job, policy_from_data(data), [DeploymentInfo("d1", "mini")])
+    assert result.explanation.matched_rule == "default"
+    assert not ref_holds(data["rules"][0]["when"], job) and not ref_holds(data["rules"][1]["when"], job)
