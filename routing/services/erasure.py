@@ -97,6 +97,8 @@ def erasure_select(
     if (job is None) == (application is None):
         raise ErasureError("name exactly one job, one application, or a data subject's identifier")
     if job is not None:
+        if job.erased_at is not None:
+            raise ErasureError(f"job {job.pk} was already erased on {job.erased_at:%Y-%m-%d %H:%M} UTC")
         return ErasureSelection("job", _with_replays({str(job.pk)}))
     ids = {
         str(pk)
@@ -115,9 +117,12 @@ def erasure_apply(*, selection: ErasureSelection, actor: Actor, reason: str, ref
     # What the payload store records as the erasure reason: a code and a redacted reference only.
     recorded = f"{reason}: {reference}" if reference else reason
     now = timezone.now()
-    erased_payloads = 0
+    erased_jobs = erased_payloads = 0
     for job_id in selection.job_ids:
-        erased_payloads += _job_erase(job_id, selection, actor, reason, reference, recorded, now)
+        erased = _job_erase(job_id, selection, actor, reason, reference, recorded, now)
+        if erased is not None:
+            erased_jobs += 1
+            erased_payloads += erased
     if selection.payload_digests:
         erased_payloads += payloads.erase_digests(list(selection.payload_digests), actor=actor, reason=recorded)
     if selection.application is not None and selection.scope == "application":
@@ -125,17 +130,19 @@ def erasure_apply(*, selection: ErasureSelection, actor: Actor, reason: str, ref
         erased_payloads += payloads.erase(
             subject={"application": selection.application.pk}, actor=actor, reason=recorded
         )
-    return ErasureOutcome(jobs=len(selection.job_ids), payloads=erased_payloads, erased_at=now)
+    return ErasureOutcome(jobs=erased_jobs, payloads=erased_payloads, erased_at=now)
 
 
 def _job_erase(
     job_id: str, selection: ErasureSelection, actor: Actor, reason: str, reference: str, recorded: str, now
-) -> int:
+) -> int | None:
+    """Erase one job; how many of its payloads were erased, or None when it was gone or already erased
+    (by a concurrent erasure since the selection was made)."""
     identifier = selection.identifier
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
-        if job is None:
-            return 0
+        if job is None or job.erased_at is not None:
+            return None
         if not job.is_terminal:
             job_cancel(job=job, actor=actor, reason=f"erased ({reason})")
             job.refresh_from_db()

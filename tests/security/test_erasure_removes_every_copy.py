@@ -14,12 +14,14 @@ from django.test import Client
 from django.urls import reverse
 
 from audit import payloads
+from audit.ledger import Actor
 from audit.models import LedgerEvent, LedgerSeal, PayloadReference
 from audit.sealer import seal_pending
 from controlplane.roles import Role
 from routing.api.admin import ADMIN
 from routing.models import ApprovalDecision, Job, JobStatus
 from routing.services.erasure import erasure_apply, erasure_select
+from routing.services.jobs import JobError
 from routing.services.review import approval_override, job_replay
 from tests.api.conftest import client_with
 from tests.factories import ApplicationFactory, UserFactory
@@ -64,7 +66,11 @@ def assert_blanked(job: Job) -> None:
 
 
 @pytest.mark.slow
-def test_erasing_a_data_subject_leaves_their_email_nowhere_in_a_database_dump(model_server, workers):
+def test_erasing_a_data_subject_leaves_their_email_nowhere_in_a_database_dump(
+    model_server, workers, settings, tmp_path
+):
+    # Checkpoints of this test's own: the shared default file may describe another state of the test database.
+    settings.ARBITER_CHECKPOINT_FILE = tmp_path / "checkpoints.jsonl"
     reviewer = UserFactory(roles=[Role.REVIEWER])
     customer = Customer.new()
     setup = governed(model_server.base_url)
@@ -139,11 +145,11 @@ def test_erasing_a_job_erases_its_replays_and_leaves_other_jobs(governed_setup, 
 
 def test_an_erased_job_cannot_be_replayed(governed_setup, reviewer):
     job = governed_setup.submit("anything")
-    erasure_apply(selection=erasure_select(job=job), actor=_system(), reason="retention")
-    from routing.services.jobs import JobError
-
+    erasure_apply(selection=erasure_select(job=job), actor=Actor.system("test"), reason="retention")
     with pytest.raises(JobError, match="erased"):
         job_replay(job=Job.objects.get(pk=job.pk), user=reviewer)
+    with pytest.raises(CommandError, match="already erased"):
+        call_command("erase", "--job", str(job.pk), "--reason", "retention")
 
 
 def test_the_command_refuses_what_it_cannot_do(governed_setup):
@@ -157,12 +163,6 @@ def test_the_command_refuses_what_it_cannot_do(governed_setup):
         call_command("erase", "--application", "nobody-here", "--reason", "retention")
     with pytest.raises(CommandError, match="invalid choice"):
         call_command("erase", "--application", governed_setup.application.slug, "--reason", "because")
-
-
-def _system():
-    from audit.ledger import Actor
-
-    return Actor.system("test")
 
 
 # --- the admin API -----------------------------------------------------------------------------------
