@@ -138,7 +138,6 @@ def _job_erase(
 ) -> int | None:
     """Erase one job; how many of its payloads were erased, or None when it was gone or already erased
     (by a concurrent erasure since the selection was made)."""
-    identifier = selection.identifier
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.erased_at is not None:
@@ -147,34 +146,8 @@ def _job_erase(
             job_cancel(job=job, actor=actor, reason=f"erased ({reason})")
             job.refresh_from_db()
         tombstone = {"erased": True, "erased_at": now.isoformat()}
-        kept = {key: (job.result or {}).get(key) for key in ("step_index", "tier", "overridden") if job.result}
-        job.request = {**tombstone, "messages": []}
-        job.result = {**tombstone, **kept} if job.result is not None else None
-        job.labels = {}
-        job.metadata = {}
-        job.status_reason = _scrub(job.status_reason, identifier)
-        job.erased_at = now
-        job.version += 1
-        job.save(update_fields=["request", "result", "labels", "metadata", "status_reason", "erased_at", "version"])
-        steps = list(Step.objects.filter(job=job))
-        for step in steps:
-            step.output = tombstone if step.output is not None else None
-            step.error = _scrub(step.error, identifier)
-        Step.objects.bulk_update(steps, ["output", "error"])
-        decisions = list(ApprovalDecision.objects.filter(request__job=job))
-        for decision in decisions:
-            if decision.override is not None:
-                decision.override = {**tombstone, "step": decision.override.get("step")}
-            decision.reason = _scrub(decision.reason, identifier)
-        ApprovalDecision.objects.bulk_update(decisions, ["override", "reason"])
-        requests = list(ApprovalRequest.objects.filter(job=job))
-        for request in requests:
-            request.reasons = [_scrub(text, identifier) for text in request.reasons]
-        ApprovalRequest.objects.bulk_update(requests, ["reasons"])
-        deliveries = list(WebhookDelivery.objects.filter(job=job).exclude(error=""))
-        for delivery in deliveries:
-            delivery.error = _scrub(delivery.error, identifier)
-        WebhookDelivery.objects.bulk_update(deliveries, ["error"])
+        _blank_job(job, tombstone, selection.identifier, now)
+        steps, decisions = _blank_around(job, tombstone, selection.identifier)
         digests = sorted(
             set(PayloadReference.objects.filter(subject_job=str(job.pk)).values_list("payload_id", flat=True))
         )
@@ -189,12 +162,51 @@ def _job_erase(
                 "scope": selection.scope,
                 "request_sha256": job.request_sha256,
                 "payloads": digests,
-                "steps": len(steps),
-                "decisions": len(decisions),
+                "steps": steps,
+                "decisions": decisions,
                 "replay_of": str(job.replay_of_id) if job.replay_of_id else None,
             },
         )
     return count
+
+
+def _blank_job(job: Job, tombstone: dict, identifier: str, now) -> None:
+    # `messages: []` keeps the request's shape for code that reads it (a replay of history reports an
+    # erased input as unknown, never guesses); the result keeps its non-personal facts.
+    kept = {key: job.result.get(key) for key in ("step_index", "tier", "overridden")} if job.result else {}
+    job.request = {**tombstone, "messages": []}
+    job.result = {**tombstone, **kept} if job.result is not None else None
+    job.labels = {}
+    job.metadata = {}
+    job.status_reason = _scrub(job.status_reason, identifier)
+    job.erased_at = now
+    job.version += 1
+    job.save(update_fields=["request", "result", "labels", "metadata", "status_reason", "erased_at", "version"])
+
+
+def _blank_around(job: Job, tombstone: dict, identifier: str) -> tuple[int, int]:
+    """The job's steps, reviewers' decisions, approval requests and webhook deliveries; returns how many
+    steps and decisions there were."""
+    steps = list(Step.objects.filter(job=job))
+    for step in steps:
+        step.output = tombstone if step.output is not None else None
+        step.error = _scrub(step.error, identifier)
+    Step.objects.bulk_update(steps, ["output", "error"])
+    decisions = list(ApprovalDecision.objects.filter(request__job=job))
+    for decision in decisions:
+        if decision.override is not None:
+            decision.override = {**tombstone, "step": decision.override.get("step")}
+        decision.reason = _scrub(decision.reason, identifier)
+    ApprovalDecision.objects.bulk_update(decisions, ["override", "reason"])
+    requests = list(ApprovalRequest.objects.filter(job=job))
+    for request in requests:
+        request.reasons = [_scrub(text, identifier) for text in request.reasons]
+    ApprovalRequest.objects.bulk_update(requests, ["reasons"])
+    deliveries = list(WebhookDelivery.objects.filter(job=job).exclude(error=""))
+    for delivery in deliveries:
+        delivery.error = _scrub(delivery.error, identifier)
+    WebhookDelivery.objects.bulk_update(deliveries, ["error"])
+    return len(steps), len(decisions)
 
 
 def _with_replays(job_ids: set[str]) -> tuple[str, ...]:
