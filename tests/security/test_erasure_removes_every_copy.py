@@ -197,6 +197,20 @@ def test_the_api_searches_every_application_for_a_data_subject(governed_setup, a
     assert_blanked(theirs)
 
 
+def test_the_application_reads_an_erased_job_as_erased(owner, admin):
+    customer = Customer.new()
+    submitted = owner.submit(f"refund for {customer.email}", metadata={"contact": customer.email})
+    assert submitted.status_code == 201, submitted.content
+    job_id = submitted.json()["id"]
+    erased = admin.client.post(ERASURES, {"job": job_id, "reason": "data_subject_request"}, format="json")
+    assert erased.status_code == 200, erased.content
+
+    read = owner.client.get(f"/api/v1/jobs/{job_id}")
+    assert read.status_code == 200
+    assert customer.email not in read.content.decode()
+    assert read.json()["status"] == "cancelled"  # it had not run yet: erasure stopped it first
+
+
 def test_the_api_needs_the_admin_scope(governed_setup, owner):
     job = governed_setup.submit("my data")
     body = {"job": str(job.pk), "reason": "retention"}

@@ -8,8 +8,10 @@ import json
 import re
 
 import pytest
+from django.db import transaction
 
-from audit import payloads
+from audit import ledger, payloads
+from audit.ledger import Actor
 from audit.models import LedgerEvent
 from controlplane.roles import Role
 from routing.models import ApprovalDecision, JobStatus
@@ -92,3 +94,25 @@ def test_no_ledger_event_and_no_payload_holds_the_raw_values_after_review(model_
     # The edit itself lives only in the reviewer's decision row: an operational copy erasure blanks.
     decision = ApprovalDecision.objects.get(request__job=overridden, kind="override")
     assert decision.override["output"] == edit
+
+
+def test_the_ledger_redacts_free_text_and_leaves_digests_alone(live_db):
+    customer = Customer.new()
+    # A digest made of digits that pass the Luhn check would look like a card number to the detector.
+    digest = "4111111111111111" + "a" * 48
+    with transaction.atomic():
+        event = ledger.append(
+            "test.free_text",
+            actor=Actor.system("test"),
+            body={
+                "reason": f"asked by {customer.email}",
+                "holds": [{"reason": f"iban {customer.iban}", "rule": "r-1"}],
+                "error": f"provider said: unknown card {customer.card}",
+                "output": digest,
+            },
+        )
+    body = LedgerEvent.objects.get(pk=event.id).body
+    assert body["reason"] == "asked by [REDACTED:EMAIL]"
+    assert body["holds"] == [{"reason": "iban [REDACTED:IBAN]", "rule": "r-1"}]
+    assert body["error"] == "provider said: unknown card [REDACTED:CARD]"
+    assert body["output"] == digest
