@@ -143,4 +143,3 @@ def _subject_columns(subject: dict) -> dict[str, str]:
     if not isinstance(subject, dict) or set(subject) - set(SUBJECT_KEYS):
         raise LedgerError(f"subject keys must be among {', '.join(SUBJECT_KEYS)}")
     return {f"subject_{key}": str(value) for key, value in subject.items() if value is not None}
-

@@ -91,6 +91,18 @@ def _detectors(extra: tuple[str, ...]) -> tuple[Detector, ...]:
     return (*BUILT_IN, *(import_string(path) for path in extra))
 
 
+def detected(value: object) -> frozenset[str]:
+    """The labels (EMAIL, PHONE, IBAN, CARD, and those of ARBITER_REDACTORS) of the personal data found
+    in a text or in any string of a JSON value — what a policy condition on detected data reads."""
+    if isinstance(value, str):
+        return frozenset(label for detector in detectors() for _, _, label in detector(value))
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return frozenset().union(*(detected(item) for item in value))
+    return frozenset()
+
+
 def redact(text: str) -> tuple[str, int]:
     """The text with every finding replaced, and how many findings there were."""
     spans = sorted((span for detector in detectors() for span in detector(text)), key=lambda span: (span[0], -span[1]))

@@ -58,9 +58,7 @@ def _selection(form: ErasureForm) -> ErasureSelection | None:
         return None
     data = form.cleaned_data
     try:
-        return erasure_select(
-            job=data["job_row"], application=data["application"], identifier=data["subject"] or None
-        )
+        return erasure_select(job=data["job_row"], application=data["application"], identifier=data["subject"] or None)
     except ErasureError as error:
         form.add_error(None, str(error))
         return None

@@ -10,7 +10,7 @@ import re
 import pytest
 from django.db import transaction
 
-from audit import ledger, payloads
+from audit import ledger, payloads, redaction
 from audit.ledger import Actor
 from audit.models import LedgerEvent
 from controlplane.roles import Role
@@ -116,3 +116,10 @@ def test_the_ledger_redacts_free_text_and_leaves_digests_alone(live_db):
     assert body["holds"] == [{"reason": "iban [REDACTED:IBAN]", "rule": "r-1"}]
     assert body["error"] == "provider said: unknown card [REDACTED:CARD]"
     assert body["output"] == digest
+
+
+def test_detection_names_the_kinds_of_personal_data_a_request_carries(live_db):
+    customer = Customer.new()
+    request = {"messages": [{"role": "user", "content": customer.prompt()}], "labels": {"region": "eu"}}
+    assert redaction.detected(request) == {"EMAIL", "PHONE", "IBAN", "CARD"}
+    assert redaction.detected({"region": "eu", "order": "1234 5678 9012 3456"}) == frozenset()  # fails Luhn
