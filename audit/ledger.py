@@ -19,6 +19,10 @@ Body values must be JSON types: str, int, float (finite), bool, None, lists and 
 keys. Decimal, UUID, datetime and other objects are refused rather than converted, because the
 caller knows which textual form is the meaningful one (`str(amount)`, `dt.isoformat()`); a guess
 here would be hashed forever.
+
+Nothing personal goes into a body: prompts, outputs, labels and edits go in as payload digests
+(`audit.payloads.store`), and the free-text fields (`reason`, `error`, ...: audit.redaction.FREE_TEXT_KEYS)
+are redacted here before hashing, because an event can never be erased.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from audit.models import SUBJECT_KEYS, LedgerEvent
+from audit.redaction import redact_free_text
 
 ACTOR_KINDS = ("user", "application", "worker", "system")
 MAX_CANONICAL_BYTES = 64 * 1024
@@ -147,7 +152,9 @@ def canonical_event(*, event_type: str, actor: Actor, subject: dict, body: dict,
     validate_json(body, "body")
     document = {
         "actor": {"id": actor.id, "kind": actor.kind},
-        "body": body,
+        # The chain cannot be edited, so nothing personal may enter it: free text is redacted here, on
+        # the one road into it, whichever service wrote the event (content itself goes in as digests).
+        "body": redact_free_text(body),
         "subject": _subjects(subject),
         "time": format_time(time),
         "type": event_type,

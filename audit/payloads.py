@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from audit import ledger
 from audit.ledger import Actor, LedgerError, canonical_json, validate_json
 from audit.models import SUBJECT_KEYS, Payload, PayloadReference
-from audit.redaction import redact
+from audit.redaction import redact, redact_value
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _DIGESTS_PER_EVENT = 1000
@@ -59,7 +59,7 @@ def store(content: object, *, kind: str, subject: dict | None = None) -> str:
         text, redactions = redact(content)
     else:
         validate_json(content, "content")
-        redacted, redactions = _redact_json(content)
+        redacted, redactions = redact_value(content)
         text = canonical_json(redacted)
     data = text.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
@@ -86,6 +86,17 @@ def erase(*, subject: dict, actor: Actor, reason: str) -> int:
         digests = PayloadReference.objects.filter(**references).values("payload_id")
         erased = _erase(Payload.objects.filter(digest__in=digests), reason)
         _record(erased, actor=actor, subject=subject, reason=reason)
+    return len(erased)
+
+
+def erase_digests(digests: list[str], *, actor: Actor, reason: str) -> int:
+    """Blank the named payloads (those a search for a data subject's identifier found); returns the count."""
+    if not reason or not reason.strip():
+        raise LedgerError("erase needs a reason (e.g. the data-protection request's reference)")
+    with transaction.atomic():
+        erased = _erase(Payload.objects.filter(digest__in=list(digests)), reason)
+        if erased:
+            _record(erased, actor=actor, subject={}, reason=reason)
     return len(erased)
 
 
@@ -132,15 +143,3 @@ def _subject_columns(subject: dict) -> dict[str, str]:
     if not isinstance(subject, dict) or set(subject) - set(SUBJECT_KEYS):
         raise LedgerError(f"subject keys must be among {', '.join(SUBJECT_KEYS)}")
     return {f"subject_{key}": str(value) for key, value in subject.items() if value is not None}
-
-
-def _redact_json(value: object) -> tuple[object, int]:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list | tuple):
-        items = [_redact_json(item) for item in value]
-        return [item for item, _ in items], sum(count for _, count in items)
-    if isinstance(value, dict):
-        items = {key: _redact_json(item) for key, item in value.items()}
-        return {key: item for key, (item, _) in items.items()}, sum(count for _, count in items.values())
-    return value, 0

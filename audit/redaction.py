@@ -6,6 +6,10 @@ ARBITER_REDACTORS adds more by dotted path (e.g. "myorg.detectors.employee_ids")
 replaced by "[REDACTED:<LABEL>]"; overlapping findings are merged.
 
 The checksums keep false positives down: a 16-digit order number that fails Luhn is left alone.
+
+`redact_value` applies the same to every string of a JSON value (labels, metadata, a stored payload);
+`redact_free_text` is what the ledger applies to the free-text fields of an event body (FREE_TEXT_KEYS):
+reviewers' reasons and error messages are written by people and providers, and may quote anyone.
 """
 
 from __future__ import annotations
@@ -87,6 +91,18 @@ def _detectors(extra: tuple[str, ...]) -> tuple[Detector, ...]:
     return (*BUILT_IN, *(import_string(path) for path in extra))
 
 
+def detected(value: object) -> frozenset[str]:
+    """The labels (EMAIL, PHONE, IBAN, CARD, and those of ARBITER_REDACTORS) of the personal data found
+    in a text or in any string of a JSON value — what a policy condition on detected data reads."""
+    if isinstance(value, str):
+        return frozenset(label for detector in detectors() for _, _, label in detector(value))
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return frozenset().union(*(detected(item) for item in value))
+    return frozenset()
+
+
 def redact(text: str) -> tuple[str, int]:
     """The text with every finding replaced, and how many findings there were."""
     spans = sorted((span for detector in detectors() for span in detector(text)), key=lambda span: (span[0], -span[1]))
@@ -101,3 +117,33 @@ def redact(text: str) -> tuple[str, int]:
         cursor, count = end, count + 1
     pieces.append(text[cursor:])
     return "".join(pieces), count
+
+
+def redact_value(value: object) -> tuple[object, int]:
+    """A JSON value with every string redacted (keys are names the caller chose, and are kept), and
+    how many findings there were."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        items = [redact_value(item) for item in value]
+        return [item for item, _ in items], sum(count for _, count in items)
+    if isinstance(value, dict):
+        entries = {key: redact_value(item) for key, item in value.items()}
+        return {key: item for key, (item, _) in entries.items()}, sum(count for _, count in entries.values())
+    return value, 0
+
+
+# Keys under which an event body carries text that people or providers wrote. Only these are redacted
+# wholesale: other strings are digests, ids and names, and a hex digest can look like a card number.
+FREE_TEXT_KEYS = frozenset({"reason", "reasons", "error", "comment", "reference", "status_reason"})
+
+
+def redact_free_text(value: object, *, free: bool = False) -> object:
+    """`value` with the strings under FREE_TEXT_KEYS (at any depth) redacted; everything else as given."""
+    if isinstance(value, dict):
+        return {key: redact_free_text(item, free=free or key in FREE_TEXT_KEYS) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_free_text(item, free=free) for item in value]
+    if free and isinstance(value, str):
+        return redact(value)[0]
+    return value

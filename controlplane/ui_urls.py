@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from audit.ui import actions, dashboard, jobs, ledger, queue
+from audit.ui import actions, dashboard, erasure, jobs, ledger, queue
 from routing.ui import applications, catalog, evaluations, policies
 
 login = auth_views.LoginView.as_view(
@@ -74,4 +74,8 @@ urlpatterns = [
     path("ledger/exports/new", ledger.export_new, name="ledger-export-new"),
     path("ledger/exports/<str:export_id>/", ledger.export_progress, name="ledger-export"),
     path("ledger/exports/<str:export_id>/download", ledger.export_download, name="ledger-export-download"),
+    # Erasure of personal data (by job, application or data subject)
+    path("erasure/", erasure.erasure_new, name="erasure"),
+    path("erasure/preview", erasure.erasure_preview, name="erasure-preview"),
+    path("erasure/confirm", erasure.erasure_confirm, name="erasure-confirm"),
 ]

@@ -29,6 +29,8 @@ ADMIN_READERS = (Role.POLICY_ADMIN, Role.AUDITOR)
 POLICY_ADMINS = (Role.POLICY_ADMIN,)
 LEDGER_READERS = (Role.AUDITOR, Role.REVIEWER)
 EXPORTERS = (Role.AUDITOR,)
+# Erasure crosses applications: the people who answer for the record (auditors) and its rules (policy admins).
+ERASERS = (Role.AUDITOR, Role.POLICY_ADMIN)
 
 View = Callable[..., HttpResponse]
 

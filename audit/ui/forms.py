@@ -11,7 +11,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from audit.ui.selectors import QueueFilters
-from routing.models import Application, PolicyVersion
+from routing.models import Application, Job, PolicyVersion
+from routing.services.erasure import MAX_REFERENCE_LENGTH, MIN_IDENTIFIER_LENGTH, ErasureReason
 from routing.tiers import TASK_TYPES, TIER_NAMES
 
 AGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(days=1)}
@@ -208,3 +209,34 @@ def _day_start(day, plus_days: int = 0) -> datetime | None:
     if day is None:
         return None
     return datetime.combine(day, time.min, tzinfo=UTC) + timedelta(days=plus_days)
+
+
+class ErasureForm(forms.Form):
+    """What to erase: one job, an application's jobs, or a data subject's (optionally in one application)."""
+
+    job = forms.UUIDField(required=False, widget=forms.TextInput(attrs={"placeholder": "job id"}))
+    application = forms.ModelChoiceField(
+        queryset=Application.objects.order_by("name"), required=False, empty_label="all applications",
+        to_field_name="slug",
+    )
+    subject = forms.CharField(
+        required=False, min_length=MIN_IDENTIFIER_LENGTH, max_length=320, strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "e-mail, phone, IBAN…", "autocomplete": "off"}),
+    )
+    reason = forms.ChoiceField(choices=ErasureReason.choices)
+    reference = forms.CharField(required=False, max_length=MAX_REFERENCE_LENGTH,
+                                widget=forms.TextInput(attrs={"placeholder": "request ticket (optional)"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        job_id = data.get("job")
+        if not (job_id or data.get("application") or data.get("subject")):
+            raise ValidationError("Name a job, an application, or a data subject's identifier.")
+        if job_id and (data.get("application") or data.get("subject")):
+            raise ValidationError("A job is erased on its own: leave the application and identifier empty.")
+        data["job_row"] = Job.objects.filter(pk=job_id).first() if job_id else None
+        if job_id and data["job_row"] is None:
+            self.add_error("job", "No such job.")
+        return data

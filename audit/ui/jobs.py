@@ -44,7 +44,7 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
         "output": output,
         "pending": pending,
         "can_decide": pending is not None and can(request.user, *REVIEWERS),
-        "can_replay": can(request.user, *REVIEWERS),
+        "can_replay": can(request.user, *REVIEWERS) and job.erased_at is None,
         "approve_form": DecisionForm(initial=initial),
         "reject_form": ReasonRequiredForm(initial=initial, auto_id="reject_%s"),
         "escalate_form": DecisionForm(initial=initial, auto_id="escalate_%s"),
@@ -58,6 +58,7 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
         ],
         "replay_form": ReplayForm(),
         "replays": list(selectors.job_replays(job)[:10]),
+        "erasure": selectors.job_erasure(job),
         **extra,
     }
 

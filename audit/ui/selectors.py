@@ -102,6 +102,14 @@ def job_events(job: Job) -> list[LedgerEvent]:
     return with_actor_names(list(events_for_job(job.pk)[:JOB_EVENTS_SHOWN]))
 
 
+def job_erasure(job: Job) -> LedgerEvent | None:
+    """The event that says when and why the job's content was erased (None while it has not been)."""
+    if job.erased_at is None:
+        return None
+    erased = events_for_job(job.pk).filter(event_type="job.erased").order_by("-id")[:1]
+    return next(iter(with_actor_names(list(erased))), None)
+
+
 def with_actor_names(events: list[LedgerEvent]) -> list[LedgerEvent]:
     """Name the people among the events' actors (the ledger keeps their ids): one query a page."""
     ids = {event.actor_id for event in events if event.actor_kind == "user" and event.actor_id.isdigit()}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from routing.api import admin, jobs
+from routing.api import admin, erasure, jobs
 
 urlpatterns = [
     path("jobs", jobs.JobsApi.as_view(), name="api-jobs"),
@@ -34,6 +34,7 @@ urlpatterns = [
     path(
         "admin/deployments/<slug:name>/enable", admin.DeploymentEnableApi.as_view(), name="api-admin-deployment-enable"
     ),
+    path("admin/erasures", erasure.ErasuresApi.as_view(), name="api-admin-erasures"),
     path("admin/applications", admin.ApplicationsApi.as_view(), name="api-admin-applications"),
     path("admin/applications/<slug:slug>/budget", admin.ApplicationBudgetApi.as_view(), name="api-admin-budget"),
     path("admin/applications/<slug:slug>/keys", admin.ApiKeysApi.as_view(), name="api-admin-keys"),

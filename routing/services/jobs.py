@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit import ledger, payloads
 from audit.ledger import Actor
+from audit.redaction import redact_value
 from routing import tool_arguments
 from routing.models import Application, Job, JobStatus, PolicyVersion
 from routing.models.jobs import TERMINAL_STATUSES
@@ -93,6 +94,8 @@ def job_submit(
     OpenAI-compatible endpoint): nothing is published, but `dispatched_at` is set as if it had been, so
     if that caller dies before claiming it the beat sweeper sends it to a worker once the dispatch goes
     stale — the same recovery as a lost publish."""
+    if replay_of is not None and replay_of.erased_at is not None:
+        raise JobError("this job's content was erased; there is nothing left to replay")
     if task_type not in TASK_TYPES:
         raise JobError(f"unknown task_type {task_type!r}; allowed: {', '.join(TASK_TYPES)}")
     for index, tool in enumerate(tools or []):
@@ -122,15 +125,20 @@ def job_submit(
         if existing is not None:
             return _replayed(existing, fingerprint)
     version = policy_version or policy_version_for(policy)
+    # Labels and metadata are kept redacted: they are not sent to the model, so nothing needs them raw,
+    # and they are copied into the ledger and replays. The fingerprint above stays the raw request's,
+    # so that an idempotent retry of the same body still matches.
+    labels_kept, _ = redact_value(fields["labels"])
+    metadata_kept, _ = redact_value(fields["metadata"])
     try:
         with transaction.atomic():
             job = Job.objects.create(
                 application=application,
                 task_type=task_type,
                 request=request,
-                labels=fields["labels"],
+                labels=labels_kept,
                 constraints=fields["constraints"],
-                metadata=fields["metadata"],
+                metadata=metadata_kept,
                 callback_url=callback_url,
                 idempotency_key=idempotency_key or None,
                 request_sha256=fingerprint,

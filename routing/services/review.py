@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit import ledger
+from audit import ledger, payloads
 from audit.ledger import Actor
 from controlplane.roles import Role, has_role
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
@@ -161,7 +161,13 @@ def approval_override(
             new_result = {"output": output, "overridden": True, "tier": (previous or {}).get("tier")}
         locked.result = new_result
         _record(request, user, DecisionKind.OVERRIDE, reason, override={"output": output, "step": step_id})
-        _event("overridden", locked, request, user, {"reason": reason, "before": previous, "after": new_result})
+        # The edit itself stays only in the decision row and the job's result (erasable columns); the
+        # ledger gets digests of the redacted before and after, kept in the payload store.
+        subject = {"job": locked.pk, "application": locked.application_id, "approval": request.pk}
+        before = payloads.store(previous, kind="result", subject=subject) if previous is not None else None
+        after = payloads.store(new_result, kind="override", subject=subject)
+        body = {"reason": reason, "before": before, "after": after, "step": step_id}
+        _event("overridden", locked, request, user, body)
         _close(
             locked,
             request,

@@ -27,6 +27,7 @@ READ_ADMIN = {"admin", "auditor"}
 ADMIN = {"admin"}
 READ_LEDGER = {"auditor", "reviewer"}
 EXPORT = {"auditor"}
+ERASE = {"auditor", "admin"}
 EVERYONE = {"reviewer", "admin", "auditor"}
 
 # name: (url kwargs, methods allowed, personas allowed; the superuser is always allowed)
@@ -70,6 +71,9 @@ VIEWS = {
     "ledger-export-new": ({}, {"GET", "POST"}, EXPORT),
     "ledger-export": ({"export_id": "0" * 32}, {"GET"}, EXPORT),
     "ledger-export-download": ({"export_id": "0" * 32}, {"GET"}, EXPORT),
+    "erasure": ({}, {"GET"}, ERASE),
+    "erasure-preview": ({}, {"POST"}, ERASE),
+    "erasure-confirm": ({}, {"POST"}, ERASE),
 }
 PERSONAS = ("reviewer", "admin", "auditor", "outsider", "superuser")
 

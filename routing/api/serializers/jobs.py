@@ -51,7 +51,9 @@ class JobSubmitInputSerializer(StrictSerializer):
         help_text="Where the signed webhook goes when the job completes, is rejected, blocked or held. "
         "Private, loopback and link-local addresses are refused (see WEBHOOKS.md).",
     )
-    metadata = MetadataField(required=False, help_text="Your own data, returned as given (max 64 KiB).")
+    metadata = MetadataField(
+        required=False, help_text="Your own data (max 64 KiB), kept and returned with personal data redacted."
+    )
     policy = serializers.SlugField(
         required=False, max_length=80, help_text="The policy to route under; the default policy when omitted."
     )
