@@ -91,11 +91,17 @@ def _detectors(extra: tuple[str, ...]) -> tuple[Detector, ...]:
     return (*BUILT_IN, *(import_string(path) for path in extra))
 
 
+# Text that was redacted already (by its sender, or a copy kept redacted) still says what it held.
+_MARKER = re.compile(r"\[REDACTED:([A-Za-z0-9_]+)\]")
+
+
 def detected(value: object) -> frozenset[str]:
     """The labels (EMAIL, PHONE, IBAN, CARD, and those of ARBITER_REDACTORS) of the personal data found
-    in a text or in any string of a JSON value — what a policy condition on detected data reads."""
+    in a text or in any string of a JSON value, redaction markers included — what a policy condition on
+    detected data reads."""
     if isinstance(value, str):
-        return frozenset(label for detector in detectors() for _, _, label in detector(value))
+        found = {label for detector in detectors() for _, _, label in detector(value)}
+        return frozenset(found.union(_MARKER.findall(value)))
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, list | tuple):

@@ -8,13 +8,12 @@ catalog, and turns their answers into provider requests and records.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from audit.redaction import detectors
+from audit import redaction
 from routing import latency, tool_arguments
 from routing.approval_rules import ResultFacts
 from routing.budgets import BudgetState, budget_state
@@ -92,10 +91,6 @@ def catalog_forget() -> None:
     _catalog_cache = None
 
 
-# A prompt already redacted (by the submitter, or by a copy kept redacted) still says what it held.
-_REDACTED = re.compile(r"\[REDACTED:([A-Za-z0-9_]+)\]")
-
-
 def message_texts(messages: object) -> list[str]:
     """The text of every message: string contents and the text of content parts."""
     texts = []
@@ -112,12 +107,7 @@ def message_texts(messages: object) -> list[str]:
 
 def detected_kinds(texts: list[str]) -> tuple[str, ...]:
     """The kinds of personal data the configured detectors find in `texts`, lowercased and sorted."""
-    found: set[str] = set()
-    for text in texts:
-        for detector in detectors():
-            found.update(label.lower() for _, _, label in detector(text))
-        found.update(label.lower() for label in _REDACTED.findall(text))
-    return tuple(sorted(found))
+    return tuple(sorted(label.lower() for label in redaction.detected(texts)))
 
 
 def personal_data_kinds(job: Job) -> tuple[str, ...]:
