@@ -13,7 +13,7 @@ from django.utils import timezone
 from audit import ledger, payloads
 from audit.ledger import Actor
 from routing.models import Application, Job, JobStatus, PolicyVersion
-from routing.models.jobs import TERMINAL_STATUSES
+from routing.models.jobs import TERMINAL_STATUSES, JobPurpose
 from routing.settled import job_settled_on_commit
 from routing.tiers import TASK_TYPES
 
@@ -83,6 +83,7 @@ def job_submit(
     policy_version: PolicyVersion | None = None,
     replay_of: Job | None = None,
     submitted_by=None,
+    purpose: str = JobPurpose.APPLICATION,
     dispatch: bool = True,
 ) -> tuple[Job, bool]:
     """Create a job and dispatch it after commit. Returns (job, created); a repeated idempotency key
@@ -91,7 +92,10 @@ def job_submit(
     `dispatch=False` is for a caller that runs the job itself right after this returns (the synchronous
     OpenAI-compatible endpoint): nothing is published, but `dispatched_at` is set as if it had been, so
     if that caller dies before claiming it the beat sweeper sends it to a worker once the dispatch goes
-    stale — the same recovery as a lost publish."""
+    stale — the same recovery as a lost publish.
+
+    `purpose=JobPurpose.EVALUATION` (a replay) makes a job the application can never read, list or be
+    told about (routing.services.release)."""
     if task_type not in TASK_TYPES:
         raise JobError(f"unknown task_type {task_type!r}; allowed: {', '.join(TASK_TYPES)}")
     request: dict[str, Any] = {"messages": messages}
@@ -129,6 +133,7 @@ def job_submit(
                 policy_version=version,
                 replay_of=replay_of,
                 submitted_by=submitted_by,
+                purpose=purpose,
                 input_tokens=estimate_tokens(messages),
                 dispatched_at=timezone.now(),
             )
@@ -147,6 +152,7 @@ def job_submit(
                     "constraints": job.constraints,
                     "policy_version_sha256": version.sha256,
                     "replay_of": str(replay_of.pk) if replay_of else None,
+                    "purpose": purpose,
                     "input_tokens": job.input_tokens,
                 },
             )
