@@ -152,7 +152,7 @@ def job_submit(
                     "constraints": job.constraints,
                     "policy_version_sha256": version.sha256,
                     "replay_of": str(replay_of.pk) if replay_of else None,
-                    "purpose": purpose,
+                    "purpose": str(purpose),
                     "input_tokens": job.input_tokens,
                 },
             )

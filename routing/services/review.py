@@ -197,8 +197,10 @@ def approval_override(
         if outcome.status == JobStatus.BLOCKED:
             raise ReviewError(f"the policy blocks this output, so no override can release it: {outcome.reason}")
         _record(request, user, DecisionKind.OVERRIDE, reason, override={"output": output, "step": step_id})
-        holds = outcome.record["holds"]
-        proposal = _proposal_request(locked, request, holds)
+        request.status = ApprovalStatus.OVERRIDDEN
+        request.resolved_at = timezone.now()
+        request.save(update_fields=["status", "resolved_at"])
+        proposal = _proposal_request(locked, request, outcome.record["holds"])
         _event(
             "overridden",
             locked,
@@ -206,9 +208,6 @@ def approval_override(
             user,
             {"reason": reason, "before": previous, "after": proposed, "approval": proposal.pk},
         )
-        request.status = ApprovalStatus.OVERRIDDEN
-        request.resolved_at = timezone.now()
-        request.save(update_fields=["status", "resolved_at"])
         ledger.append(
             "approval.requested",
             actor=Actor.user(user.pk),
