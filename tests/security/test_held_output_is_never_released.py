@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import openai
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 from controlplane.roles import Role
-from routing.models import Job, JobStatus
-from routing.services.review import approval_approve
+from routing.models import ApprovalRequest, Job, JobStatus
+from routing.services.review import (
+    approval_approve,
+    approval_escalate,
+    approval_reject,
+    approvals_expire_due,
+)
 from routing.webhooks import webhook_payload
 from tests.api.conftest import client_with, key_for
 from tests.api.live import live_arbiter
@@ -81,6 +89,50 @@ def test_a_webhook_of_an_unreleased_job_carries_ids_status_and_rules_never_the_a
     assert payload["data"]["job"]["id"] == str(job.pk) and payload["data"]["job"]["status"] == status
     assert payload["data"]["job"]["output"] is None
     assert not mentions(json.dumps(payload), AMOUNT)
+
+
+def _reject(job, reviewer, client):
+    approval_reject(job=job, user=reviewer, reason=f"{AMOUNT} is far too much")
+
+
+def _escalate(job, reviewer, client):
+    approval_escalate(job=job, user=reviewer, reason="ask the flagship")
+
+
+def _cancel(job, reviewer, client):
+    assert client.post(f"/api/v1/jobs/{job.pk}/cancel", {"reason": "changed my mind"}, format="json").status_code == 200
+
+
+def _expire(job, reviewer, client):
+    ApprovalRequest.objects.filter(job=job).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert approvals_expire_due() >= 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("decide", "withheld"),
+    [(_reject, "rejected"), (_escalate, "not_finished"), (_cancel, "cancelled"), (_expire, "expired")],
+)
+def test_rejecting_escalating_cancelling_or_expiring_a_hold_releases_nothing(decide, withheld):
+    call = {"id": "c1", "name": "issue_refund", "arguments": {"amount": AMOUNT}}
+    job = held_job(version=active_policy(), tool_calls=[call], tier="mini", content=f"Refunding {AMOUNT}.")
+    client = client_with(key_for(job.application, "jobs:read", "jobs:write"))
+    decide(job, UserFactory(roles=[Role.REVIEWER]), client)
+    detail = client.get(f"/api/v1/jobs/{job.pk}").json()
+    assert detail["result"] is None and detail["result_withheld"] == withheld
+    assert not mentions(json.dumps(detail), AMOUNT)
+    assert not mentions(json.dumps(client.get(f"/api/v1/jobs/{job.pk}/events").json()), AMOUNT)
+
+
+@pytest.mark.django_db
+def test_a_policys_explicit_approve_on_expiry_is_the_one_default_that_releases():
+    job = held_job(version=active_policy(), content="label: billing")
+    overdue = timezone.now() - timedelta(seconds=1)
+    ApprovalRequest.objects.filter(job=job).update(on_expiry="approve", expires_at=overdue)
+    assert approvals_expire_due() >= 1
+    client = client_with(key_for(job.application, "jobs:read"))
+    detail = client.get(f"/api/v1/jobs/{job.pk}").json()
+    assert detail["status"] == JobStatus.COMPLETED and detail["result"]["output"]["content"] == "label: billing"
 
 
 @pytest.fixture
@@ -157,6 +209,14 @@ def test_a_blocked_tool_call_is_never_readable_nor_named_to_the_application(appl
 def arbiter(django_db_setup, django_db_blocker, model_server):
     with django_db_blocker.unblock():
         yield from live_arbiter(model_server.base_url)
+        # The server's request threads are gone, but the connections of those that answered with a
+        # refusal linger, idle, and would keep the test database from being dropped at the session's end.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
+            )
+        connection.close()
 
 
 @pytest.fixture
