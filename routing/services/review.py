@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit import ledger
+from audit import ledger, payloads
 from audit.ledger import Actor
 from controlplane.roles import Role, has_role
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
@@ -201,13 +201,13 @@ def approval_override(
         request.resolved_at = timezone.now()
         request.save(update_fields=["status", "resolved_at"])
         proposal = _proposal_request(locked, request, outcome.record["holds"])
-        _event(
-            "overridden",
-            locked,
-            request,
-            user,
-            {"reason": reason, "before": previous, "after": proposed, "approval": proposal.pk},
-        )
+        # As on the gov-privacy branch: the edit stays in the decision row and the job's result (erasable
+        # columns); the ledger gets digests of the redacted before and after, kept in the payload store.
+        subject = {"job": locked.pk, "application": locked.application_id, "approval": request.pk}
+        before = payloads.store(previous, kind="result", subject=subject) if previous is not None else None
+        after = payloads.store(proposed, kind="override", subject=subject)
+        body = {"reason": reason, "before": before, "after": after, "step": step_id, "approval": proposal.pk}
+        _event("overridden", locked, request, user, body)
         ledger.append(
             "approval.requested",
             actor=Actor.user(user.pk),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from audit import payloads
 from controlplane.roles import Role
 from routing.models import ApprovalRequest, Job, JobStatus
 from routing.services.review import (
@@ -96,7 +98,10 @@ def test_override_takes_another_steps_output_with_its_reason(model_server, worke
     assert job.result["overridden"] is True
     overridden = next(e for e in _events(job) if e.event_type == "approval.overridden")
     assert overridden.body["reason"] == "nano had it right"
-    assert overridden.body["before"]["tier"] == "flagship"
+    # The ledger holds digests of the before and after, whose redacted content is in the payload store.
+    assert json.loads(payloads.load(overridden.body["before"]))["tier"] == "flagship"
+    assert json.loads(payloads.load(overridden.body["after"]))["output"] == nano_step.output
+    assert overridden.body["step"] == nano_step.pk
 
 
 def test_two_reviewers_at_once_one_wins_the_other_is_told(model_server, workers, reviewers):
