@@ -177,30 +177,13 @@ def approval_override(
         locked, request = _locked_request(job, expected_version)
         _check_reviewer(user, locked, request)
         previous = locked.result
-        tier, confidence = locked.final_tier, locked.final_confidence
-        if step_id is not None:
-            step = Step.objects.filter(job=locked, pk=step_id, output__isnull=False).first()
-            if step is None:
-                raise ReviewError("that step does not belong to this job or has no output")
-            output, tier, confidence = step.output, step.tier, step.confidence
-            proposed = {"output": output, "step_index": step.index, "tier": step.tier, "overridden": True}
-        else:
-            proposed = {"output": output, "overridden": True, "tier": (previous or {}).get("tier")}
-        outcome = govern(
-            job=locked,
-            document=document_for(locked.policy_version),
-            output=output,
-            tier=tier,
-            confidence=confidence,
-            total_cost=locked.total_cost_usd,
-        )
-        if outcome.status == JobStatus.BLOCKED:
-            raise ReviewError(f"the policy blocks this output, so no override can release it: {outcome.reason}")
+        proposed, holds = _governed_proposal(locked, output, step_id)
+        output = proposed["output"]
         _record(request, user, DecisionKind.OVERRIDE, reason, override={"output": output, "step": step_id})
         request.status = ApprovalStatus.OVERRIDDEN
         request.resolved_at = timezone.now()
         request.save(update_fields=["status", "resolved_at"])
-        proposal = _proposal_request(locked, request, outcome.record["holds"])
+        proposal = _proposal_request(locked, request, holds)
         # As on the gov-privacy branch: the edit stays in the decision row and the job's result (erasable
         # columns); the ledger gets digests of the redacted before and after, kept in the payload store.
         subject = {"job": locked.pk, "application": locked.application_id, "approval": request.pk}
@@ -226,6 +209,31 @@ def approval_override(
         locked.result = proposed
         _approve(locked, proposal, user, reason)
     return locked
+
+
+def _governed_proposal(job: Job, output: dict | None, step_id: int | None) -> tuple[dict, list[dict[str, Any]]]:
+    """The proposed result and the holds the job's policy version puts on it, by the pipeline's own
+    governance; refused when the policy blocks it (no number of approvers can lift a block)."""
+    tier, confidence = job.final_tier, job.final_confidence
+    if step_id is not None:
+        step = Step.objects.filter(job=job, pk=step_id, output__isnull=False).first()
+        if step is None:
+            raise ReviewError("that step does not belong to this job or has no output")
+        output, tier, confidence = step.output, step.tier, step.confidence
+        proposed = {"output": output, "step_index": step.index, "tier": step.tier, "overridden": True}
+    else:
+        proposed = {"output": output, "overridden": True, "tier": (job.result or {}).get("tier")}
+    outcome = govern(
+        job=job,
+        document=document_for(job.policy_version),
+        output=output,
+        tier=tier,
+        confidence=confidence,
+        total_cost=job.total_cost_usd,
+    )
+    if outcome.status == JobStatus.BLOCKED:
+        raise ReviewError(f"the policy blocks this output, so no override can release it: {outcome.reason}")
+    return proposed, outcome.record["holds"]
 
 
 def _check_output(output: object) -> None:
