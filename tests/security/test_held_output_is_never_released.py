@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from controlplane.roles import Role
 from routing.models import ApprovalRequest, Job, JobStatus
+from routing.services.release import released_ledger_body
 from routing.services.review import (
     approval_approve,
     approval_escalate,
@@ -74,6 +75,13 @@ def received(receiver: Receiver, event: str) -> dict:
         return None
 
     return wait_for(find, timeout=30, message=f"the {event} webhook")
+
+
+def test_a_ledger_body_key_nobody_cleared_for_the_application_is_withheld():
+    # Allow-listed, not deny-listed: a key added to an event later stays out until someone clears it.
+    body = {"attempt": 2, "rules": ["refunds-over-100"], "reasons": [f"args.amount is {AMOUNT}"], "summary": "x"}
+    shown = released_ledger_body("approval.requested", body)
+    assert shown == {"attempt": 2, "rules": ["refunds-over-100"], "withheld": ["reasons", "summary"]}
 
 
 @pytest.mark.django_db
