@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from routing.policy.conditions import UNKNOWN, Unreadable, show, tool_names
@@ -167,12 +167,18 @@ def _hold(rule: ApprovalRule, facts: ResultFacts, calls: list[ToolCall]) -> Hold
             if truth is True:
                 return _make_hold(rule, f"tool call #{index} {show(call.name)}: {reason}", index)
             if truth is UNKNOWN and unknown is None:
-                unknown = _make_hold(rule, f"tool call #{index} {show(call.name)}: {reason}: {UNEVALUATED}", index)
+                unknown = _unknown_hold(rule, f"tool call #{index} {show(call.name)}: {reason}", index)
         return unknown
     truth, reason = condition.judge(context(None))
     if truth is UNKNOWN:
-        return _make_hold(rule, f"{reason}: {UNEVALUATED}", None)
+        return _unknown_hold(rule, reason, None)
     return _make_hold(rule, reason, None) if truth else None
+
+
+def _unknown_hold(rule: ApprovalRule, reason: str, index: int | None) -> Hold:
+    # A rule's `on_expiry: approve` trusts that its condition was judged; one that could not be judged
+    # must never be released by a deadline passing, so its hold rejects on expiry whatever the rule says.
+    return replace(_make_hold(rule, f"{reason}: {UNEVALUATED}", index), on_expiry="reject")
 
 
 def _make_hold(rule: ApprovalRule, reason: str, index: int | None) -> Hold:

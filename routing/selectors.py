@@ -26,6 +26,7 @@ from routing.models import (
     PolicyVersion,
     Step,
 )
+from routing.models.jobs import JobPurpose
 
 # What a page of the jobs list shows (JobSummaryOutputSerializer), and nothing else.
 JOB_SUMMARY_FIELDS = (
@@ -44,6 +45,7 @@ JOB_SUMMARY_FIELDS = (
     "policy_version__number",
     "policy_version__sha256",
     "policy_version__policy__name",
+    "purpose",
 )
 
 
@@ -55,7 +57,12 @@ def _job_detail_queryset() -> QuerySet[Job]:
 
 
 def job_get_for_application(*, application: Application, job_id: uuid.UUID) -> Job | None:
-    return _job_detail_queryset().filter(application=application, pk=job_id).first()
+    # A replay is an evaluation, shown to reviewers only: to the application it does not exist.
+    return (
+        _job_detail_queryset()
+        .filter(application=application, pk=job_id, purpose=JobPurpose.APPLICATION)
+        .first()
+    )
 
 
 def job_list_for_application(
@@ -72,7 +79,7 @@ def job_list_for_application(
     # (bench/scale_bench.py).
     jobs = (
         Job.objects.select_related("policy_version__policy")
-        .filter(application=application)
+        .filter(application=application, purpose=JobPurpose.APPLICATION)
         .only(*JOB_SUMMARY_FIELDS)
     )
     if status:
@@ -102,6 +109,7 @@ class JobCompletion:
     policy_version_sha256: str
     steps: list[dict[str, Any]]  # attempt, index, outcome, model, prompt_tokens, completion_tokens
     decision_event_id: int | None  # the last route.decided event: the decision behind the answer
+    purpose: str  # read by the release gate (routing.services.release), like a Job's
 
     @property
     def pk(self) -> uuid.UUID:
@@ -118,11 +126,12 @@ _COMPLETION = """
               FROM routing_step s WHERE s.job_id = j.id),
            (SELECT e.id FROM audit_ledgerevent e
              WHERE e.subject_job = j.id::text AND e.event_type = 'route.decided'
-             ORDER BY e.xact_id DESC, e.id DESC LIMIT 1)
+             ORDER BY e.xact_id DESC, e.id DESC LIMIT 1),
+           j.purpose
       FROM routing_job j
       JOIN routing_policyversion v ON v.id = j.policy_version_id
       JOIN routing_policy p ON p.id = v.policy_id
-     WHERE j.id = %s AND j.application_id = %s
+     WHERE j.id = %s AND j.application_id = %s AND j.purpose = 'application'
 """
 
 
@@ -135,7 +144,7 @@ def job_completion_for_application(*, application: Application, job_id: uuid.UUI
     if row is None:
         return None
     # Django's connection hands JSON columns back as text (JSONField decodes them itself).
-    return JobCompletion(*row[:3], _json(row[3]), *row[4:10], _json(row[10]), row[11])
+    return JobCompletion(*row[:3], _json(row[3]), *row[4:10], _json(row[10]), row[11], row[12])
 
 
 def _json(value: Any) -> Any:

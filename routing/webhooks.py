@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 
 from routing.models import Job, WebhookDelivery
+from routing.services.release import is_application_job, released_output, released_status_reason, result_withheld
 
 EVENTS = (
     "job.completed",
@@ -127,7 +128,8 @@ def webhook_secret_for(job: Job) -> str | None:
 
 
 def webhook_payload(job: Job, event: str) -> dict[str, Any]:
-    result = job.result or {}
+    # Through the release gate: a held or blocked job's webhook says what happened, never what the
+    # model answered (`output` is null until the job is completed).
     return {
         "id": f"{job.pk}:{event}",
         "type": event,
@@ -136,13 +138,14 @@ def webhook_payload(job: Job, event: str) -> dict[str, Any]:
             "job": {
                 "id": str(job.pk),
                 "status": job.status,
-                "status_reason": job.status_reason,
+                "status_reason": released_status_reason(job),
                 "task_type": job.task_type,
                 "final_tier": job.final_tier or None,
                 "final_confidence": job.final_confidence,
                 "escalations": job.escalations,
                 "total_cost_usd": str(job.total_cost_usd),
-                "output": result.get("output"),
+                "output": released_output(job),
+                "result_withheld": result_withheld(job),
                 "metadata": job.metadata,
                 "url": f"/api/v1/jobs/{job.pk}",
             }
@@ -153,8 +156,8 @@ def webhook_payload(job: Job, event: str) -> dict[str, Any]:
 def webhook_enqueue_on_commit(job: Job, event: str) -> None:
     """The hook point for the pipeline and review services: call it inside the transaction that moves
     the job to `event`; the delivery is queued only if that transaction commits."""
-    if not job.callback_url:
-        return
+    if not job.callback_url or not is_application_job(job):
+        return  # a replay is an evaluation: the application is never told about it
     from routing.webhook_tasks import deliver_webhook
 
     job_id = str(job.pk)
@@ -212,7 +215,7 @@ class DeliveryOutcome:
 def webhook_deliver(*, job_id: str, event: str) -> DeliveryOutcome:
     """One delivery attempt, recorded in WebhookDelivery whatever happens. Never sent twice once delivered."""
     job = Job.objects.filter(pk=job_id).first()
-    if job is None or not job.callback_url:
+    if job is None or not job.callback_url or not is_application_job(job):
         return DeliveryOutcome(delivered=False, attempt=0, retry=False)
     previous = WebhookDelivery.objects.filter(job=job, event=event)
     if previous.filter(delivered=True).exists():

@@ -140,7 +140,14 @@ def job_override(request: HttpRequest, job_id) -> HttpResponse:
         )
     except ReviewError as error:
         return _refused(request, job_id, error)
-    messages.success(request, "the override is recorded; the job is completed with your answer.")
+    if job.status == "completed":
+        messages.success(request, "the override is recorded; the job is completed with your answer.")
+    else:
+        messages.success(
+            request,
+            "the override is recorded as the first approval of your answer; it is released once "
+            "enough other reviewers approve it.",
+        )
     return redirect("job", job.pk)
 
 

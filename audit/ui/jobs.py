@@ -43,6 +43,7 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
         "skipped_reasons": reasons.most_common(),
         "output": output,
         "pending": pending,
+        "pending_approvals": sum(1 for d in pending.decisions.all() if d.kind == "approve") if pending else 0,
         "can_decide": pending is not None and can(request.user, *REVIEWERS),
         "can_replay": can(request.user, *REVIEWERS) and job.erased_at is None,
         "approve_form": DecisionForm(initial=initial),

@@ -28,6 +28,7 @@ from routing.api.serializers.jobs import (
 )
 from routing.models import Application, Job
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_cancel, job_submit
+from routing.services.release import released_ledger_body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
@@ -219,7 +220,9 @@ class JobEventsApi(ApiView):
         operation_id="jobs_events",
         parameters=[JOB_ID],
         summary="A job's ledger events",
-        description="Every event recorded about the job, in chain order, with its hash once sealed.",
+        description="Every event recorded about the job, in chain order, with its hash once sealed. Bodies "
+        "carry rule ids, counts and digests of the application's own request; the answer, reasons written "
+        "from it and reviewers' edits are left out (their keys are listed in `withheld`).",
         responses={200: LedgerEventOutputSerializer(many=True), **problems(404, body=False)},
         tags=["jobs"],
     )
@@ -233,7 +236,7 @@ class JobEventsApi(ApiView):
                 "created_at": event.created_at,
                 "actor": {"kind": event.actor_kind, "id": event.actor_id},
                 "subject": event.subject,
-                "body": event.body,
+                "body": released_ledger_body(event.event_type, event.body),
                 "hash": bytes(event.seal.hash).hex() if getattr(event, "seal", None) else None,
             }
             for event in selectors.job_ledger_events(job=job)

@@ -46,6 +46,7 @@ from routing.models.jobs import TERMINAL_STATUSES
 from routing.pipeline.execute import job_run
 from routing.selectors import JobCompletion
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
+from routing.services.release import is_released, released_result, released_status_reason
 from routing.settled import job_settled_wait
 from routing.tiers import TASK_TYPES
 
@@ -159,31 +160,36 @@ def job_wait(*, application: Application, job: Job, timeout_s: float) -> JobComp
 def _refusal(job: JobCompletion) -> Problem:
     if job.status == JobStatus.AWAITING_APPROVAL:
         return openai_error(
-            f"job {job.pk} is held for human approval ({job.status_reason}); its answer is not released until a "
-            f"reviewer decides — follow it at /api/v1/jobs/{job.pk}",
+            f"job {job.pk} is held for human approval; its answer is not released until the reviewers the "
+            f"policy requires decide — follow it at /api/v1/jobs/{job.pk}",
             status_code=409,
             code="approval_required",
             job=job,
         )
     if job.status == JobStatus.BLOCKED:
         return openai_error(
-            f"job {job.pk}: a tool call was blocked by policy ({job.status_reason})",
+            f"job {job.pk}: {released_status_reason(job)}",
             status_code=403,
             code="tool_call_blocked",
             job=job,
         )
     if job.status in (JobStatus.REJECTED, JobStatus.EXPIRED, JobStatus.CANCELLED):
         return openai_error(
-            f"job {job.pk} was {job.status}: {job.status_reason}",
+            f"job {job.pk} was {job.status}: {released_status_reason(job)}",
             status_code=409 if job.status != JobStatus.REJECTED else 403,
             code=f"job_{job.status}",
             job=job,
         )
-    return openai_error(f"job {job.pk} failed: {job.status_reason}", status_code=502, code="job_failed", job=job)
+    return openai_error(
+        f"job {job.pk} failed: {released_status_reason(job)}", status_code=502, code="job_failed", job=job
+    )
 
 
 def chat_completion(job: JobCompletion) -> dict[str, Any]:
-    result = job.result or {}
+    """The answer as a `chat.completion`; only ever built from a released result (the release gate)."""
+    result = released_result(job)
+    if result is None:
+        raise _refusal(job)
     output = result.get("output") or {}
     # The last attempt's accepted step: an earlier, superseded attempt may have used the same index.
     accepted = next(
@@ -320,7 +326,7 @@ class ChatCompletionsApi(ApiView):
             if inline and created:
                 job_run_inline(job)
         completion = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
-        if completion.status != JobStatus.COMPLETED:
+        if not is_released(completion):
             raise _refusal(completion)
         return Response(chat_completion(completion), headers=route_headers(completion))
 

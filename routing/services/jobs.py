@@ -15,7 +15,7 @@ from audit.ledger import Actor
 from audit.redaction import redact_value
 from routing import tool_arguments
 from routing.models import Application, Job, JobStatus, PolicyVersion
-from routing.models.jobs import TERMINAL_STATUSES
+from routing.models.jobs import TERMINAL_STATUSES, JobPurpose
 from routing.settled import job_settled_on_commit
 from routing.tiers import TASK_TYPES
 
@@ -85,6 +85,7 @@ def job_submit(
     policy_version: PolicyVersion | None = None,
     replay_of: Job | None = None,
     submitted_by=None,
+    purpose: str = JobPurpose.APPLICATION,
     dispatch: bool = True,
 ) -> tuple[Job, bool]:
     """Create a job and dispatch it after commit. Returns (job, created); a repeated idempotency key
@@ -93,7 +94,10 @@ def job_submit(
     `dispatch=False` is for a caller that runs the job itself right after this returns (the synchronous
     OpenAI-compatible endpoint): nothing is published, but `dispatched_at` is set as if it had been, so
     if that caller dies before claiming it the beat sweeper sends it to a worker once the dispatch goes
-    stale — the same recovery as a lost publish."""
+    stale — the same recovery as a lost publish.
+
+    `purpose=JobPurpose.EVALUATION` (a replay) makes a job the application can never read, list or be
+    told about (routing.services.release)."""
     if replay_of is not None and replay_of.erased_at is not None:
         raise JobError("this job's content was erased; there is nothing left to replay")
     if task_type not in TASK_TYPES:
@@ -145,6 +149,7 @@ def job_submit(
                 policy_version=version,
                 replay_of=replay_of,
                 submitted_by=submitted_by,
+                purpose=purpose,
                 input_tokens=estimate_tokens(messages),
                 dispatched_at=timezone.now(),
             )
@@ -163,6 +168,7 @@ def job_submit(
                     "constraints": job.constraints,
                     "policy_version_sha256": version.sha256,
                     "replay_of": str(replay_of.pk) if replay_of else None,
+                    "purpose": str(purpose),
                     "input_tokens": job.input_tokens,
                 },
             )

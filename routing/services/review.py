@@ -7,6 +7,7 @@ one wins, the other is told), writes the decision and its ledger event, and move
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,7 +19,11 @@ from audit.ledger import Actor
 from controlplane.roles import Role, has_role
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.models.approvals import ApprovalStatus, DecisionKind
+from routing.models.jobs import JobPurpose
+from routing.pipeline.facts import document_for
+from routing.pipeline.governance import govern
 from routing.services.jobs import dispatch_after_commit, job_submit
+from routing.services.release import EXPIRY_REASON, OVERRIDDEN_REASON
 from routing.settled import job_settled_on_commit
 from routing.tiers import TIER_NAMES, tier_rank
 
@@ -91,28 +96,40 @@ def approval_approve(*, job: Job, user, reason: str = "", expected_version: int 
     with transaction.atomic():
         locked, request = _locked_request(job, expected_version)
         _check_reviewer(user, locked, request)
-        _record(request, user, DecisionKind.APPROVE, reason)
-        approvals = request.decisions.filter(kind=DecisionKind.APPROVE).count()
-        done = approvals >= request.required_approvers
-        _event(
-            "approved",
-            locked,
-            request,
-            user,
-            {"reason": reason, "approvals": approvals, "required": request.required_approvers, "final": done},
-        )
-        if done:
-            _close(locked, request, job_status=JobStatus.COMPLETED, request_status=ApprovalStatus.APPROVED)
-            ledger.append(
-                "job.completed",
-                actor=Actor.user(user.pk),
-                subject={"job": locked.pk, "application": locked.application_id},
-                body={"by": "approval", "approval": request.pk},
-            )
-        else:
-            locked.version += 1
-            locked.save(update_fields=["version"])
+        _approve(locked, request, user, reason)
     return locked
+
+
+def _approve(job: Job, request: ApprovalRequest, user, reason: str) -> None:
+    """One distinct person's approval; the job completes once the request has as many as it needs."""
+    _record(request, user, DecisionKind.APPROVE, reason)
+    approvals = request.decisions.filter(kind=DecisionKind.APPROVE).count()
+    done = approvals >= request.required_approvers
+    _event(
+        "approved",
+        job,
+        request,
+        user,
+        {"reason": reason, "approvals": approvals, "required": request.required_approvers, "final": done},
+    )
+    if done:
+        overridden = bool((job.result or {}).get("overridden"))
+        _close(
+            job,
+            request,
+            job_status=JobStatus.COMPLETED,
+            request_status=ApprovalStatus.APPROVED,
+            reason=OVERRIDDEN_REASON if overridden else "",
+        )
+        ledger.append(
+            "job.completed",
+            actor=Actor.user(user.pk),
+            subject={"job": job.pk, "application": job.application_id},
+            body={"by": "override" if overridden else "approval", "approval": request.pk},
+        )
+    else:
+        job.version += 1
+        job.save(update_fields=["version", "result"])
 
 
 def approval_reject(*, job: Job, user, reason: str, expected_version: int | None = None) -> Job:
@@ -142,40 +159,113 @@ def approval_override(
     step_id: int | None = None,
     expected_version: int | None = None,
 ) -> Job:
-    """Replace the job's result with an edited output, or with another step's output."""
+    """Propose an edited output, or another step's output, in place of the held one.
+
+    An override is a decision like an approval, not a way around one: the proposed output is governed
+    again by the job's policy version (an output the policy blocks is refused), the pending request is
+    closed as overridden and a new one opened for the proposed output, needing as many distinct eligible
+    people as the old request or any rule the proposal now triggers. The overriding reviewer is its first
+    approval; the job completes with the proposal only once enough others approve it (approval_approve).
+    """
     if not reason.strip():
         raise ReviewError("an override needs a reason")
     if (output is None) == (step_id is None):
         raise ReviewError("give either an edited output or the step whose output to take")
+    if output is not None:
+        _check_output(output)
     with transaction.atomic():
         locked, request = _locked_request(job, expected_version)
         _check_reviewer(user, locked, request)
         previous = locked.result
-        if step_id is not None:
-            step = Step.objects.filter(job=locked, pk=step_id, output__isnull=False).first()
-            if step is None:
-                raise ReviewError("that step does not belong to this job or has no output")
-            output = step.output
-            new_result = {"output": output, "step_index": step.index, "tier": step.tier, "overridden": True}
-        else:
-            new_result = {"output": output, "overridden": True, "tier": (previous or {}).get("tier")}
-        locked.result = new_result
+        proposed, holds = _governed_proposal(locked, output, step_id)
+        output = proposed["output"]
         _record(request, user, DecisionKind.OVERRIDE, reason, override={"output": output, "step": step_id})
-        # The edit itself stays only in the decision row and the job's result (erasable columns); the
-        # ledger gets digests of the redacted before and after, kept in the payload store.
+        request.status = ApprovalStatus.OVERRIDDEN
+        request.resolved_at = timezone.now()
+        request.save(update_fields=["status", "resolved_at"])
+        proposal = _proposal_request(locked, request, holds)
+        # The edit stays in the decision row and the job's result (erasable
+        # columns); the ledger gets digests of the redacted before and after, kept in the payload store.
         subject = {"job": locked.pk, "application": locked.application_id, "approval": request.pk}
         before = payloads.store(previous, kind="result", subject=subject) if previous is not None else None
-        after = payloads.store(new_result, kind="override", subject=subject)
-        body = {"reason": reason, "before": before, "after": after, "step": step_id}
+        after = payloads.store(proposed, kind="override", subject=subject)
+        body = {"reason": reason, "before": before, "after": after, "step": step_id, "approval": proposal.pk}
         _event("overridden", locked, request, user, body)
-        _close(
-            locked,
-            request,
-            job_status=JobStatus.COMPLETED,
-            request_status=ApprovalStatus.OVERRIDDEN,
-            reason=reason,
+        ledger.append(
+            "approval.requested",
+            actor=Actor.user(user.pk),
+            subject={"job": locked.pk, "application": locked.application_id, "approval": proposal.pk},
+            body={
+                "by": "override",
+                "overridden_approval": request.pk,
+                "rules": proposal.rule_ids,
+                "reasons": proposal.reasons,
+                "required_approvers": proposal.required_approvers,
+                "eligible_group": proposal.eligible_group,
+                "expires_at": proposal.expires_at.isoformat(),
+                "on_expiry": proposal.on_expiry,
+            },
         )
+        locked.result = proposed
+        _approve(locked, proposal, user, reason)
     return locked
+
+
+def _governed_proposal(job: Job, output: dict | None, step_id: int | None) -> tuple[dict, list[dict[str, Any]]]:
+    """The proposed result and the holds the job's policy version puts on it, by the pipeline's own
+    governance; refused when the policy blocks it (no number of approvers can lift a block)."""
+    tier, confidence = job.final_tier, job.final_confidence
+    if step_id is not None:
+        step = Step.objects.filter(job=job, pk=step_id, output__isnull=False).first()
+        if step is None:
+            raise ReviewError("that step does not belong to this job or has no output")
+        output, tier, confidence = step.output, step.tier, step.confidence
+        proposed = {"output": output, "step_index": step.index, "tier": step.tier, "overridden": True}
+    else:
+        proposed = {"output": output, "overridden": True, "tier": (job.result or {}).get("tier")}
+    outcome = govern(
+        job=job,
+        document=document_for(job.policy_version),
+        output=output,
+        tier=tier,
+        confidence=confidence,
+        total_cost=job.total_cost_usd,
+    )
+    if outcome.status == JobStatus.BLOCKED:
+        raise ReviewError(f"the policy blocks this output, so no override can release it: {outcome.reason}")
+    return proposed, outcome.record["holds"]
+
+
+def _check_output(output: object) -> None:
+    """An edited output has the shape the pipeline produces; anything else cannot be governed."""
+    if not isinstance(output, dict):
+        raise ReviewError("the edited output must be an object with `content` and `tool_calls`")
+    if output.get("content") is not None and not isinstance(output["content"], str):
+        raise ReviewError("the edited output's `content` must be text")
+    calls = output.get("tool_calls") or []
+    if not isinstance(calls, list) or not all(
+        isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict | str)
+        for call in calls
+    ):
+        raise ReviewError("each edited tool call needs a `name` (text) and `arguments` (an object)")
+
+
+def _proposal_request(job: Job, overridden: ApprovalRequest, holds: list[dict[str, Any]]) -> ApprovalRequest:
+    """The approval request for an override's proposed output. It needs the old request's approvers or
+    more (a rule the proposal now triggers), never fewer; its deadline is the old one's or sooner; and it
+    rejects on expiry: a proposal nobody confirmed is never released by a deadline passing."""
+    expires_at = overridden.expires_at
+    if holds:
+        expires_at = min(expires_at, timezone.now() + timedelta(seconds=min(h["expires_after_s"] for h in holds)))
+    return ApprovalRequest.objects.create(
+        job_id=job.pk,
+        rule_ids=list(dict.fromkeys([*overridden.rule_ids, *(hold["rule"] for hold in holds)])),
+        reasons=["a reviewer's override proposes this output", *(hold["reason"] for hold in holds)],
+        required_approvers=max([overridden.required_approvers, *(hold["approvers"] for hold in holds)]),
+        eligible_group=overridden.eligible_group,
+        expires_at=expires_at,
+        on_expiry="reject",
+    )
 
 
 def approval_escalate(*, job: Job, user, reason: str = "", expected_version: int | None = None) -> Job:
@@ -218,7 +308,7 @@ def approvals_expire_due(*, limit: int = 200) -> int:
                 request,
                 job_status=JobStatus.COMPLETED if approve else JobStatus.EXPIRED,
                 request_status=ApprovalStatus.EXPIRED,
-                reason=f"approval deadline passed; default: {request.on_expiry}",
+                reason=EXPIRY_REASON.format(on_expiry=request.on_expiry),
             )
             ledger.append(
                 "approval.expired",
@@ -231,7 +321,11 @@ def approvals_expire_due(*, limit: int = 200) -> int:
 
 
 def job_replay(*, job: Job, user, policy_version: PolicyVersion | None = None) -> Job:
-    """A new job linked to the original, under the same or another policy version; the original stays."""
+    """A new job linked to the original, under the same or another policy version; the original stays.
+
+    A replay is an evaluation: whatever version it runs under (a draft without approval rules
+    included), its answer is shown to reviewers beside the original and never released to the
+    application, which cannot read, list or be told about it. The original is decided on itself."""
     version = policy_version or job.policy_version
     request = job.request
     replay, _ = job_submit(
@@ -247,5 +341,6 @@ def job_replay(*, job: Job, user, policy_version: PolicyVersion | None = None) -
         policy_version=version,
         replay_of=job,
         submitted_by=user,
+        purpose=JobPurpose.EVALUATION,
     )
     return replay

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from routing.models import ApprovalDecision, Job, JobStatus
+from tests.pipeline.test_pipeline import REFUND_TOOL
 from tests.ui.builders import active_policy, held_job
 
 
@@ -178,13 +179,19 @@ def test_a_confirmed_override_replaces_the_answer_with_a_reason(as_user, version
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
     assert job.result["output"]["content"] == "label: account" and job.result["overridden"] is True
-    decision = ApprovalDecision.objects.get(request__job=job)
-    assert (decision.kind, decision.reason) == ("override", "it is an account question")
+    # The override closes the held request and is the first (here the only needed) approval of its own.
+    decisions = ApprovalDecision.objects.filter(request__job=job).order_by("id")
+    assert [(d.kind, d.reason) for d in decisions] == [
+        ("override", "it is an account question"),
+        ("approve", "it is an account question"),
+    ]
 
 
 def test_an_override_can_edit_tool_arguments(as_user, version):
     call = {"id": "c1", "name": "issue_refund", "arguments": {"amount": 150}}
     job = held_job(version=version, tool_calls=[call], content="Calling issue_refund.")
+    # The job offered the tool (an edited call to a tool it never offered is blocked, so refused).
+    Job.objects.filter(pk=job.pk).update(request={**job.request, "tools": REFUND_TOOL})
     preview = as_user("reviewer").post(
         reverse("job-override-preview", kwargs={"job_id": job.pk}),
         override_fields(job, content="Calling issue_refund.", arguments_0='{"amount": 90}', reason="policy cap"),
@@ -197,6 +204,7 @@ def test_an_override_can_edit_tool_arguments(as_user, version):
     )
     job.refresh_from_db()
     assert job.result["output"]["tool_calls"] == [{**call, "arguments": {"amount": 90}}]
+    assert job.status == JobStatus.COMPLETED  # 90 triggers no rule; one approver was needed
 
 
 def test_an_override_with_bad_json_arguments_is_a_clear_400(as_user, version):

@@ -18,6 +18,14 @@ from routing.api.serializers.common import (
     choice_field,
 )
 from routing.models import Job, JobStatus
+from routing.services.release import (
+    WITHHELD_BY_STATUS,
+    WITHHELD_EVALUATION,
+    released_approval_reasons,
+    released_result,
+    released_status_reason,
+    result_withheld,
+)
 from routing.tiers import TASK_TYPES, TIER_NAMES, tier_rank
 from routing.webhooks import UnsafeCallbackUrl, callback_url_check
 
@@ -105,7 +113,9 @@ class ApprovalOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
     rule_ids = serializers.ListField(child=serializers.CharField())
-    reasons = serializers.ListField(child=serializers.CharField())
+    reasons = serializers.SerializerMethodField(
+        help_text="The rules that hold the answer; never the values of the answer that matched them."
+    )
     required_approvers = serializers.IntegerField()
     approvals = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField()
@@ -115,6 +125,9 @@ class ApprovalOutputSerializer(serializers.Serializer):
 
     def get_approvals(self, request) -> int:
         return sum(1 for decision in request.decisions.all() if decision.kind == "approve")
+
+    def get_reasons(self, request) -> list[str]:
+        return released_approval_reasons(request.rule_ids)
 
 
 class PolicyRefSerializer(serializers.Serializer):
@@ -141,10 +154,13 @@ class AnyObjectField(serializers.JSONField):
     pass
 
 
+WITHHELD_CODES = (*dict.fromkeys(WITHHELD_BY_STATUS.values()), WITHHELD_EVALUATION)
+
+
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=JobStatus.choices)
-    status_reason = serializers.CharField()
+    status_reason = serializers.SerializerMethodField(help_text="Why the job is in its status (no answer values).")
     task_type = serializers.CharField()
     labels = AnyObjectField()
     constraints = AnyObjectField()
@@ -153,7 +169,13 @@ class JobOutputSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(allow_null=True)
     policy = PolicyRefSerializer(source="policy_version")
     route = serializers.SerializerMethodField()
-    result = serializers.JSONField(allow_null=True, help_text="The accepted (or reviewer-set) output and its tier.")
+    result = serializers.SerializerMethodField(
+        help_text="The accepted (or reviewer-set) output and its tier, once released: null until the job is "
+        "completed, and for ever when it is blocked, rejected, expired, cancelled or failed."
+    )
+    result_withheld = serializers.SerializerMethodField(
+        help_text="Why `result` is null: " + ", ".join(WITHHELD_CODES) + "; null once released."
+    )
     final_tier = serializers.CharField()
     final_confidence = serializers.FloatField(allow_null=True)
     escalations = serializers.IntegerField()
@@ -166,6 +188,17 @@ class JobOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_status_reason(self, job: Job) -> str:
+        return released_status_reason(job)
+
+    @extend_schema_field(AnyObjectField(allow_null=True))
+    def get_result(self, job: Job) -> dict[str, Any] | None:
+        return released_result(job)
+
+    @extend_schema_field(serializers.ChoiceField(choices=WITHHELD_CODES, allow_null=True))
+    def get_result_withheld(self, job: Job) -> str | None:
+        return result_withheld(job)
 
     @extend_schema_field(RouteOutputSerializer(allow_null=True))
     def get_route(self, job: Job) -> dict[str, Any] | None:
@@ -212,7 +245,7 @@ class LedgerEventOutputSerializer(serializers.Serializer):
 class JobSummaryOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=JobStatus.choices)
-    status_reason = serializers.CharField()
+    status_reason = serializers.SerializerMethodField(help_text="Why the job is in its status (no answer values).")
     task_type = serializers.CharField()
     labels = AnyObjectField()
     metadata = AnyObjectField()
@@ -223,6 +256,9 @@ class JobSummaryOutputSerializer(serializers.Serializer):
     total_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=8)
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_status_reason(self, job: Job) -> str:
+        return released_status_reason(job)
 
 
 class JobPageOutputSerializer(serializers.Serializer):

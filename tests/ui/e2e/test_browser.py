@@ -90,9 +90,12 @@ def test_another_reviewer_overrides_with_a_reason_and_sees_the_diff(page, ui_ser
     shoot(page, "05-override-diff")
     page.get_by_role("button", name="Confirm the override").click()
     expect(page.locator(".messages")).to_contain_text("the override is recorded")
-    expect(page.locator("#h-answer")).to_contain_text("overridden")
+    # An override is a decision like an approval: on a two-approver hold it is the first of two.
+    expect(page.locator("#h-answer")).to_contain_text("overridden — proposed, awaiting approval")
+    expect(page.locator(".approval-count")).to_contain_text("1 of 2 approvals")
     shoot(page, "06-job-overridden")
     job.refresh_from_db()
+    assert job.status == JobStatus.AWAITING_APPROVAL
     assert job.result["output"]["tool_calls"][0]["arguments"] == {"amount": 90, "note": "capped at the policy limit"}
     no_csp_violations(console_errors)
 
