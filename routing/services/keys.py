@@ -63,7 +63,8 @@ def api_key_create(
     return key, f"{KEY_PREFIX}{prefix}_{secret}"
 
 
-def api_key_revoke(*, key: ApiKey, actor: Actor) -> None:
+def api_key_revoke(*, key: ApiKey, actor: Actor, reason: str = "") -> bool:
+    """Revoke a live key; True when this call revoked it (False: it already was)."""
     with transaction.atomic():
         updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if updated:
@@ -71,8 +72,9 @@ def api_key_revoke(*, key: ApiKey, actor: Actor) -> None:
                 "api_key.revoked",
                 actor=actor,
                 subject={"application": key.application_id},
-                body={"prefix": key.prefix},
+                body={"prefix": key.prefix, **({"reason": reason} if reason else {})},
             )
+    return bool(updated)
 
 
 def api_key_authenticate(raw: str) -> ApiKey | None:
