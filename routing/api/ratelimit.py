@@ -69,14 +69,14 @@ RENEW_EVERY_S = 10
 # KEYS: the slot sets; ARGV: now (ms), lease end (ms), token, then one limit per key. Returns 0 when a
 # slot was taken in every set, else the 1-based index of the first set that is full. Atomic.
 _ACQUIRE = """
-local now, until, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local now, expiry, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then return i end
 end
 for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, until, token)
-  redis.call('PEXPIRE', key, until - now + 1000)
+  redis.call('ZADD', key, expiry, token)
+  redis.call('PEXPIRE', key, expiry - now + 1000)
 end
 return 0
 """
