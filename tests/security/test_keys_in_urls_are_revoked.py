@@ -4,21 +4,12 @@ query strings."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from audit.models import LedgerEvent
 from routing.models import ApiKey
 from tests.api.conftest import client_with
-
-BASE_DIR = Path(__file__).resolve().parents[2]
+from tests.security.webserver import procfile_web
 
 
 def _prefix(raw_key: str) -> str:
@@ -58,44 +49,11 @@ def test_a_value_that_is_no_key_is_refused_and_nothing_is_revoked(owner):
     assert owner.client.get("/api/v1/jobs").status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_the_access_log_never_prints_a_query_string():
-    # The Procfile's own web command, as `make run` and production start it.
-    web = next(line for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    port = _free_port()
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # the venv's gunicorn
-    env = {**os.environ, "PATH": path, "PORT": str(port), "ARBITER_BIND": "127.0.0.1", "WEB_CONCURRENCY": "1"}
-    server = subprocess.Popen(
-        ["bash", "-c", "exec " + web.removeprefix("web:").strip()],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/healthz?api_key=arb_0123456789ab_leakedsecret"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=10)
-            except urllib.error.HTTPError:
-                pass  # any answer is logged
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "gunicorn did not start"
-                time.sleep(0.3)
-                continue
-            break
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
-    access_lines = [line for line in output.splitlines() if "/healthz" in line]
-    assert access_lines, output
+    with procfile_web({"WEB_CONCURRENCY": "1"}, probe_path="/healthz?api_key=arb_0123456789ab_leakedsecret") as web:
+        pass
+    output = web.output[0]
+    assert [line for line in output.splitlines() if "/healthz" in line], output  # the request was logged
     assert "leakedsecret" not in output
     assert "api_key" not in output
