@@ -188,12 +188,11 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "controlplane.signin.lockout_response"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failed sign-in kept (axes' access failure log)
 AXES_VERBOSE = False  # our own INFO line per sign-in (controlplane.signin) says what is needed
-# The absolute lifetime of a session, and how long one may sit unused: the cookie's age is the idle
-# limit (renewed on every request), and controlplane.signin ends a session past its absolute lifetime.
+# The absolute lifetime of a session, and how long one may sit unused (both enforced by
+# controlplane.signin.SessionIdleMiddleware; the cookie lasts the absolute lifetime).
 SESSION_ABSOLUTE_SECONDS = env_int("ARBITER_SESSION_SECONDS", 8 * 3600, minimum=60)
-SESSION_IDLE_SECONDS = env_int("ARBITER_SESSION_IDLE_SECONDS", 1800, minimum=60)
-SESSION_COOKIE_AGE = min(SESSION_IDLE_SECONDS, SESSION_ABSOLUTE_SECONDS)
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_IDLE_SECONDS = env_int("ARBITER_SESSION_IDLE_SECONDS", 1800, minimum=300)
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"

@@ -4,8 +4,10 @@ Throttling is django-axes (settings: AXES_*): after ARBITER_SIGNIN_FAILURE_LIMIT
 one username from one address, that pair is locked out for ARBITER_SIGNIN_LOCKOUT_SECONDS and the
 sign-in page says so (429). Axes keeps every attempt (AccessAttempt, AccessFailureLog, AccessLog).
 
-A session ends after ARBITER_SESSION_IDLE_SECONDS unused (the cookie's age, renewed on every request
-by SESSION_SAVE_EVERY_REQUEST) and, however busy, ARBITER_SESSION_SECONDS after sign-in (below).
+A session ends after ARBITER_SESSION_IDLE_SECONDS unused and, however busy, ARBITER_SESSION_SECONDS
+after sign-in (SessionIdleMiddleware). A page's own polling (the review queue's count every 10 s) is not
+use: those requests carry `X-Arbiter-Poll` (hx-headers) and leave the last activity alone, or a queue
+left open in a tab would keep its session alive for ever.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import time
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.contrib.auth.views import redirect_to_login
 from django.dispatch import receiver
 from django.shortcuts import render
 
 logger = logging.getLogger("arbiter.signin")
 SIGNED_IN_AT = "arbiter_signed_in_at"
+LAST_ACTIVE_AT = "arbiter_last_active_at"
+POLL_HEADER = "HTTP_X_ARBITER_POLL"
+# Activity is written to the session at most this often: not one session write per request.
+ACTIVITY_RESOLUTION_S = 60
 
 
 def _client_address(request) -> str:
@@ -39,7 +44,7 @@ def lockout_response(request, original_response=None, credentials=None):
 @receiver(user_logged_in, dispatch_uid="arbiter-signin-succeeded")
 def _signed_in(sender, request, user, **kwargs) -> None:
     if request is not None and hasattr(request, "session"):
-        request.session[SIGNED_IN_AT] = int(time.time())
+        request.session[SIGNED_IN_AT] = request.session[LAST_ACTIVE_AT] = int(time.time())
     logger.info("sign-in succeeded: user=%s address=%s", user.get_username(), _client_address(request))
 
 
@@ -50,7 +55,8 @@ def _sign_in_failed(sender, credentials, request=None, **kwargs) -> None:
 
 
 class SessionIdleMiddleware:
-    """Ends a signed-in session past its absolute lifetime (the idle limit is the cookie's age)."""
+    """Signs out a session left unused too long, or past its absolute lifetime; the view then sends the
+    visitor to the sign-in page as for anyone signed out (audit.ui.access, htmx-aware)."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -58,11 +64,20 @@ class SessionIdleMiddleware:
     def __call__(self, request):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            signed_in_at = request.session.get(SIGNED_IN_AT)
-            if signed_in_at is None:
-                request.session[SIGNED_IN_AT] = int(time.time())  # a session from before this rule
-            elif time.time() - signed_in_at > settings.SESSION_ABSOLUTE_SECONDS:
-                logger.info("session ended after %s s: user=%s", settings.SESSION_ABSOLUTE_SECONDS, user.get_username())
-                logout(request)
-                return redirect_to_login(request.get_full_path())
+            self._check(request, user)
         return self.get_response(request)
+
+    def _check(self, request, user) -> None:
+        session, now = request.session, int(time.time())
+        signed_in_at = session.setdefault(SIGNED_IN_AT, now)  # a session from before these rules starts now
+        last_active_at = session.setdefault(LAST_ACTIVE_AT, now)
+        if now - last_active_at > settings.SESSION_IDLE_SECONDS:
+            reason = f"unused for {settings.SESSION_IDLE_SECONDS} s"
+        elif now - signed_in_at > settings.SESSION_ABSOLUTE_SECONDS:
+            reason = f"{settings.SESSION_ABSOLUTE_SECONDS} s after sign-in"
+        else:
+            if not request.META.get(POLL_HEADER) and now - last_active_at >= ACTIVITY_RESOLUTION_S:
+                session[LAST_ACTIVE_AT] = now
+            return
+        logger.info("session ended (%s): user=%s", reason, user.get_username())
+        logout(request)
