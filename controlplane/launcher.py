@@ -130,12 +130,12 @@ def _wait_healthy(url: str, on_ready) -> None:
 def _banner(base_url: str, credentials_file: Path) -> None:
     lines = [f"Arbiter is running at {base_url}/", f"  health: {base_url}/healthz"]
     if credentials_file.exists():
+        # Names and roles only: this output ends up in logs, so passwords and the API key stay in the file
+        # (mode 0600, written by seed_demo).
         credentials = json.loads(credentials_file.read_text())
         for user in credentials.get("users", []):
-            lines.append(f"  login: {user['username']:<10} {user['password']}  ({user['role']})")
-        if credentials.get("api_key"):
-            lines.append(f"  API key: {credentials['api_key']}")
-        lines.append(f"  (all of this is in {credentials_file})")
+            lines.append(f"  login: {user['username']:<10} ({user['role']})")
+        lines.append(f"  passwords and the demo API key: {credentials_file} (readable by you only)")
     lines.append("Press Ctrl-C to stop.")
     width = max(len(line) for line in lines)
     print("\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width + "\n", flush=True)

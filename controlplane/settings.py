@@ -7,6 +7,9 @@ must be given and `manage.py check --deploy` is clean.
 
 from __future__ import annotations
 
+import base64
+import binascii
+from datetime import timedelta
 from pathlib import Path
 
 from controlplane import embedded
@@ -46,6 +49,9 @@ ALLOWED_HOSTS = env_list(
 )
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ConfigError("ALLOWED_HOSTS is required when ARBITER_ENV=production (comma-separated host names)")
+if PRODUCTION and "*" in ALLOWED_HOSTS:
+    # '*' accepts any Host header: password-reset links, absolute URLs and caches can then be poisoned.
+    raise ConfigError("ALLOWED_HOSTS='*' is not allowed when ARBITER_ENV=production: list the host names")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -61,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "pgtrigger",
+    "axes",
     "audit",
     "routing",
 ]
@@ -75,6 +82,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "controlplane.signin.SessionIdleMiddleware",
+    # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -153,14 +163,36 @@ if ARBITER_DEMO_TRICKLE_S:
     }
 
 # Authentication, sessions, security. ----------------------------------------------------------
+ARBITER_PASSWORD_MIN_LENGTH = 12
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": ARBITER_PASSWORD_MIN_LENGTH},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
-SESSION_COOKIE_AGE = env_int("ARBITER_SESSION_SECONDS", 8 * 3600, minimum=60)
+# django-axes checks every sign-in (UI and Django admin) before the password is even compared.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ARBITER_SIGNIN_FAILURE_LIMIT", 5, minimum=1, maximum=100)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("ARBITER_SIGNIN_LOCKOUT_SECONDS", 15 * 60, minimum=1))
+# Per username and address together: a guesser from one address cannot lock everybody out, and
+# one user's typos do not lock out an office behind one NAT address.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "controlplane.signin.lockout_response"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failed sign-in kept (axes' access failure log)
+AXES_VERBOSE = False  # our own INFO line per sign-in (controlplane.signin) says what is needed
+# The absolute lifetime of a session, and how long one may sit unused (both enforced by
+# controlplane.signin.SessionIdleMiddleware; the cookie lasts the absolute lifetime).
+SESSION_ABSOLUTE_SECONDS = env_int("ARBITER_SESSION_SECONDS", 8 * 3600, minimum=60)
+SESSION_IDLE_SECONDS = env_int("ARBITER_SESSION_IDLE_SECONDS", 1800, minimum=300)
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -207,6 +239,11 @@ SPECTACULAR_SETTINGS = {
 
 # Arbiter. -------------------------------------------------------------------------------------
 ARBITER_METRICS_TOKEN = env_str("ARBITER_METRICS_TOKEN", "")
+if PRODUCTION and not ARBITER_METRICS_TOKEN:
+    # Metrics name every application, policy and deployment, with their volumes and costs.
+    raise ConfigError(
+        "ARBITER_METRICS_TOKEN is required when ARBITER_ENV=production (/metrics is otherwise anonymous)"
+    )
 ARBITER_MODELSERVER_URL = env_str("ARBITER_MODELSERVER_URL", "" if PRODUCTION else "http://127.0.0.1:8100/v1")
 ARBITER_RETRY_BASE_S = env_float("ARBITER_RETRY_BASE_S", 0.25, minimum=0)
 ARBITER_RETRY_MAX_S = env_float("ARBITER_RETRY_MAX_S", 8.0, minimum=0)
@@ -224,6 +261,16 @@ if PRODUCTION and not ARBITER_LEDGER_SIGNING_KEY:
     raise ConfigError(
         "ARBITER_LEDGER_SIGNING_KEY is required when ARBITER_ENV=production (base64 Ed25519 seed)"
     )
+if PRODUCTION:
+    try:
+        _seed_bytes = len(base64.b64decode(ARBITER_LEDGER_SIGNING_KEY, validate=True))
+    except (binascii.Error, ValueError):
+        _seed_bytes = 0
+    if _seed_bytes < 32:
+        raise ConfigError(
+            f"ARBITER_LEDGER_SIGNING_KEY decodes to {_seed_bytes} bytes; production needs a 32-byte seed, "
+            "base64 (openssl rand -base64 32)"
+        )
 ARBITER_CHECKPOINT_FILE = Path(env_str("ARBITER_CHECKPOINT_FILE", str(DATA_DIR / "checkpoints.jsonl")))
 
 LOGGING = {
@@ -291,6 +338,15 @@ SPECTACULAR_SETTINGS.update(
 ARBITER_API_MAX_BODY_BYTES = env_int("ARBITER_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 ARBITER_API_MAX_JSON_DEPTH = env_int("ARBITER_API_MAX_JSON_DEPTH", 32, minimum=4, maximum=200)
 ARBITER_RATE_LIMIT_PER_MINUTE = env_int("ARBITER_RATE_LIMIT_PER_MINUTE", 600, minimum=0)
+# Synchronous completions hold a web thread for the whole job: bounded per key and across the
+# deployment (Redis leases), and per process so that each always keeps a thread for everything else.
+ARBITER_SYNC_CALLS_PER_KEY = env_int("ARBITER_SYNC_CALLS_PER_KEY", 4, minimum=1)
+ARBITER_SYNC_CALLS_TOTAL = env_int("ARBITER_SYNC_CALLS_TOTAL", 6, minimum=1)
+ARBITER_WEB_THREADS = env_int("ARBITER_WEB_THREADS", 4, minimum=1)
+ARBITER_SYNC_CALLS_PER_PROCESS = env_int(
+    "ARBITER_SYNC_CALLS_PER_PROCESS", max(1, ARBITER_WEB_THREADS - 1), minimum=1
+)
+ARBITER_SYNC_RETRY_AFTER_S = env_int("ARBITER_SYNC_RETRY_AFTER_S", 2, minimum=1)
 ARBITER_OPENAI_WAIT_S = env_float("ARBITER_OPENAI_WAIT_S", 120.0, minimum=0.1)
 # The synchronous endpoint runs its job in the web process (same claim, fencing and ledger as a worker)
 # instead of handing it to Celery and waiting: the request thread waits for the job either way.
@@ -302,6 +358,9 @@ ARBITER_WEBHOOK_ALLOW_PRIVATE = env_bool("ARBITER_WEBHOOK_ALLOW_PRIVATE", defaul
 ARBITER_WEBHOOK_ALLOW_LOOPBACK = env_bool("ARBITER_WEBHOOK_ALLOW_LOOPBACK", default=not PRODUCTION)
 ARBITER_WEBHOOK_MAX_ATTEMPTS = env_int("ARBITER_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1, maximum=20)
 ARBITER_WEBHOOK_TIMEOUT_S = env_float("ARBITER_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
+# A deployment's key variable and URL are a policy admin's to choose, within these bounds (routing.providers).
+ARBITER_PROVIDER_KEY_ENV_ALLOWLIST = frozenset(env_list("ARBITER_PROVIDER_KEY_ENV_ALLOWLIST", []))
+ARBITER_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARBITER_ALLOW_PRIVATE_PROVIDER_URLS", default=not PRODUCTION)
 
 # --- UI ----------------------------------------------------------------------------------------
 # Settings of the web UI (audit.ui, routing.ui, templates/, static/) live in this block.

@@ -10,7 +10,10 @@ from routing.ui import applications, catalog, evaluations, policies
 login = auth_views.LoginView.as_view(
     template_name="auth/login.html",
     redirect_authenticated_user=True,
-    extra_context={"session_hours": settings.SESSION_COOKIE_AGE // 3600},
+    extra_context={
+        "session_hours": settings.SESSION_ABSOLUTE_SECONDS // 3600,
+        "idle_minutes": settings.SESSION_IDLE_SECONDS // 60,
+    },
 )
 
 urlpatterns = [

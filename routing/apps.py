@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class RoutingConfig(AppConfig):
     name = "routing"
     verbose_name = "Routing"
+
+    def ready(self) -> None:
+        # The sign-in log lines (controlplane.signin) are signal receivers: connected once apps are ready.
+        from controlplane import signin  # noqa: F401

@@ -2,6 +2,12 @@
 
 Nothing else in the code talks HTTP to a model. The SDK's own retries are off: the pipeline's retry
 loop (routing.calls) owns retries, so that every attempt is counted, paced and logged.
+
+A deployment is written by a policy admin, and the adapter sends the named environment variable as a
+bearer token, with every tenant's prompts, to the deployment's URL. So only variables under
+`ARBITER_PROVIDER_KEY_` or listed in `ARBITER_PROVIDER_KEY_ENV_ALLOWLIST` are ever read, and the URL
+gets the webhooks' address rules (routing.addresses). Both are checked when a deployment is written
+(routing.services.catalog) and again before every call, so a row that predates the rules sends nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from django.conf import settings
 from openai.types.chat import ChatCompletion
+
+from routing.addresses import UnsafeAddress, url_target
+
+KEY_ENV_PREFIX = "ARBITER_PROVIDER_KEY_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +63,48 @@ def client_for(base_url: str, api_key: str, timeout: float) -> openai.OpenAI:
     return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
 
 
+def key_env_refusal(name: str) -> str | None:
+    """Why a deployment may not read this environment variable, or None when it may."""
+    if not name:
+        return None  # no key (a local model server)
+    if name.startswith(KEY_ENV_PREFIX) and len(name) > len(KEY_ENV_PREFIX):
+        return None
+    if name in settings.ARBITER_PROVIDER_KEY_ENV_ALLOWLIST:
+        return None
+    return (
+        f"the environment variable {name!r} may not be used as a provider key: name one that starts with "
+        f"{KEY_ENV_PREFIX} or that the operator listed in ARBITER_PROVIDER_KEY_ENV_ALLOWLIST"
+    )
+
+
+def base_url_check(url: str) -> None:
+    """Raises UnsafeAddress when a deployment may not send requests to this URL."""
+    allowed = settings.ARBITER_ALLOW_PRIVATE_PROVIDER_URLS
+    url_target(
+        url,
+        what="base URL",
+        allow_loopback=allowed,
+        allow_private=allowed,
+        loopback_setting="ARBITER_ALLOW_PRIVATE_PROVIDER_URLS",
+        private_setting="ARBITER_ALLOW_PRIVATE_PROVIDER_URLS",
+    )
+
+
 def _api_key(endpoint: Endpoint) -> str:
+    refusal = key_env_refusal(endpoint.api_key_env)
+    if refusal:
+        raise ProviderError(f"deployment {endpoint.name}: {refusal}", retryable=False)
     if not endpoint.api_key_env:
         return "not-needed"
     return os.environ.get(endpoint.api_key_env, "") or "missing-key"
+
+
+def _checked_base_url(endpoint: Endpoint) -> str:
+    try:
+        base_url_check(endpoint.base_url)
+    except UnsafeAddress as refused:
+        raise ProviderError(f"deployment {endpoint.name}: refused: {refused}", retryable=False) from None
+    return endpoint.base_url
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -70,7 +119,8 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 
 def chat(endpoint: Endpoint, request: dict[str, Any], *, timeout_s: float | None = None) -> ProviderResponse:
     """One Chat Completions call, with provider faults classified for the retry loop."""
-    client = client_for(endpoint.base_url, _api_key(endpoint), timeout_s or endpoint.timeout_s)
+    api_key = _api_key(endpoint)
+    client = client_for(_checked_base_url(endpoint), api_key, timeout_s or endpoint.timeout_s)
     started = time.perf_counter()
     try:
         raw = client.chat.completions.with_raw_response.create(model=endpoint.model, **request)

@@ -3,8 +3,9 @@
 A callback URL is checked when the job is submitted and again, address by address, at every delivery:
 a host name that resolved to a public address at submit time can resolve to 127.0.0.1 or to the cloud
 metadata service later (DNS rebinding). The connection then goes to the address that was checked, not
-to whatever a second resolution would return. Link-local addresses (169.254.0.0/16, fe80::/10 — where
-cloud metadata lives) are always refused; loopback and private ranges only where a setting allows.
+to whatever a second resolution would return. The address rules (shared with model deployments) are in
+routing/addresses.py: metadata and link-local always refused; loopback and private ranges only where a
+setting allows.
 
 The body is signed with HMAC-SHA256 over `<unix time>.<body>`; the receiver's side is in
 routing/api/WEBHOOKS.md. Delivery is at least once: the receiver deduplicates on `Arbiter-Delivery`.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import random
 import socket
@@ -23,11 +23,13 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 
+from routing.addresses import Target as CallbackTarget
+from routing.addresses import UnsafeAddress as UnsafeCallbackUrl
+from routing.addresses import url_target
 from routing.models import Job, WebhookDelivery
 from routing.services.release import is_application_job, released_output, released_status_reason, result_withheld
 
@@ -42,74 +44,19 @@ EVENTS = (
 )
 SIGNATURE_HEADER = "Arbiter-Signature"
 USER_AGENT = "Arbiter-Webhooks/1"
-ALWAYS_REFUSED = (
-    ipaddress.ip_network("169.254.0.0/16"),  # link-local, incl. 169.254.169.254 (cloud metadata)
-    ipaddress.ip_network("fe80::/10"),
-    ipaddress.ip_network("0.0.0.0/8"),
-    ipaddress.ip_network("::/128"),
-    ipaddress.ip_network("224.0.0.0/4"),
-    ipaddress.ip_network("ff00::/8"),
-    ipaddress.ip_network("255.255.255.255/32"),
-    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
-)
-
-
-class UnsafeCallbackUrl(ValueError):
-    """The URL may not be called; the message says why."""
-
-
-@dataclass(frozen=True)
-class CallbackTarget:
-    scheme: str
-    host: str
-    port: int
-    path: str
-    addresses: tuple[str, ...]  # every resolved address, each checked
-
-
-def _address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address in network for network in ALWAYS_REFUSED) or address.is_link_local or address.is_multicast:
-        return f"{address} is a link-local, multicast or unspecified address (never allowed)"
-    if address.is_loopback:
-        if settings.ARBITER_WEBHOOK_ALLOW_LOOPBACK or settings.ARBITER_WEBHOOK_ALLOW_PRIVATE:
-            return None
-        return f"{address} is a loopback address (set ARBITER_WEBHOOK_ALLOW_LOOPBACK to allow)"
-    if not address.is_global:
-        if settings.ARBITER_WEBHOOK_ALLOW_PRIVATE:
-            return None
-        return f"{address} is a private or reserved address (set ARBITER_WEBHOOK_ALLOW_PRIVATE to allow)"
-    return None
 
 
 def callback_target(url: str) -> CallbackTarget:
     """Parse, resolve and check a callback URL; raises UnsafeCallbackUrl."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as error:
-        raise UnsafeCallbackUrl(f"not a valid URL: {error}") from None
-    if parts.scheme not in ("http", "https"):
-        raise UnsafeCallbackUrl("the callback URL must be http:// or https://")
-    if not parts.hostname:
-        raise UnsafeCallbackUrl("the callback URL has no host")
-    if parts.username or parts.password:
-        raise UnsafeCallbackUrl("the callback URL must not carry credentials")
-    port = port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        raise UnsafeCallbackUrl(f"the host {parts.hostname!r} does not resolve ({error})") from None
-    addresses = tuple(dict.fromkeys(info[4][0] for info in infos))
-    if not addresses:
-        raise UnsafeCallbackUrl(f"the host {parts.hostname!r} does not resolve")
-    for text in addresses:
-        refusal = _address_refusal(ipaddress.ip_address(text.split("%", 1)[0]))
-        if refusal:
-            raise UnsafeCallbackUrl(f"{parts.hostname} resolves to {refusal}")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return CallbackTarget(parts.scheme, parts.hostname, port, path, addresses)
+    allow_private = settings.ARBITER_WEBHOOK_ALLOW_PRIVATE
+    return url_target(
+        url,
+        what="callback URL",
+        allow_loopback=settings.ARBITER_WEBHOOK_ALLOW_LOOPBACK or allow_private,
+        allow_private=allow_private,
+        loopback_setting="ARBITER_WEBHOOK_ALLOW_LOOPBACK",
+        private_setting="ARBITER_WEBHOOK_ALLOW_PRIVATE",
+    )
 
 
 def callback_url_check(url: str) -> None:

@@ -131,6 +131,12 @@ def arbiter_setup(model_url: str) -> tuple[str, dict[str, str], dict[str, str]]:
         "DATABASE_URL": url,
         "REDIS_URL": redis_url,
         "ARBITER_RATE_LIMIT_PER_MINUTE": "0",
+        # One key drives every thread at once here (a benchmark, not a tenant): the concurrency bounds are
+        # raised to the thread count, as the rate limit is turned off.
+        "ARBITER_WEB_THREADS": str(GUNICORN["threads"]),
+        "ARBITER_SYNC_CALLS_PER_PROCESS": str(GUNICORN["threads"]),
+        "ARBITER_SYNC_CALLS_PER_KEY": str(GUNICORN["workers"] * GUNICORN["threads"]),
+        "ARBITER_SYNC_CALLS_TOTAL": str(GUNICORN["workers"] * GUNICORN["threads"]),
         "DJANGO_SETTINGS_MODULE": "controlplane.settings",
         "PYTHONPATH": str(BASE_DIR),
     }

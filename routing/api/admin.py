@@ -44,6 +44,7 @@ from routing.budgets import month_spend
 from routing.models import ApiKey, Application, ModelDeployment, Policy, PolicyVersion
 from routing.policy.document import InvalidPolicy
 from routing.services.catalog import (
+    DeploymentInvalid,
     application_budget_set,
     application_create,
     deployment_create,
@@ -272,7 +273,10 @@ class DeploymentsApi(AdminView):
     @extend_schema(
         operation_id="admin_deployments_create",
         summary="Add a deployment",
-        description=PLATFORM_DOC + "`api_key_env` is the NAME of the environment variable that holds the key.",
+        description=PLATFORM_DOC
+        + "`api_key_env` is the NAME of the environment variable that holds the key: one starting with "
+        "`ARBITER_PROVIDER_KEY_` or listed in `ARBITER_PROVIDER_KEY_ENV_ALLOWLIST`. `base_url` gets the "
+        "webhooks' address checks (no metadata, link-local; loopback and private only where allowed).",
         request=DeploymentCreateInputSerializer,
         responses={201: DeploymentOutputSerializer, **problems(409)},
         tags=TAGS,
@@ -284,6 +288,8 @@ class DeploymentsApi(AdminView):
             raise field_problem("name", "a deployment with this name exists", status_code=409, code="exists")
         try:
             deployment = deployment_create(actor=self.actor, **serializer.validated_data)
+        except DeploymentInvalid as invalid:
+            raise field_problem(invalid.field, str(invalid), code="deployment_refused") from None
         except IntegrityError:
             raise field_problem("name", "a deployment with this name exists", status_code=409, code="exists") from None
         return Response(DeploymentOutputSerializer(deployment).data, status=201)
@@ -315,7 +321,10 @@ class DeploymentDetailApi(AdminView):
         deployment = deployment_or_404(name)
         serializer = DeploymentUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        deployment = deployment_update(deployment=deployment, actor=self.actor, **serializer.validated_data)
+        try:
+            deployment = deployment_update(deployment=deployment, actor=self.actor, **serializer.validated_data)
+        except DeploymentInvalid as invalid:
+            raise field_problem(invalid.field, str(invalid), code="deployment_refused") from None
         return Response(DeploymentOutputSerializer(deployment).data)
 
 

@@ -1,7 +1,9 @@
 """`Authorization: Bearer arb_<prefix>_<secret>`: the only way a key is accepted.
 
-A key in the URL is refused outright (401), never tried: URLs end up in access logs, proxies and
-browser history, so a key sent that way must be treated as leaked and rotated.
+A key in the URL is refused outright (400), never used: URLs end up in access logs, proxies and
+browser history, so a live key sent that way is leaked, and is revoked on the spot (ledger:
+`api_key.revoked`, reason "exposed in a URL"); the answer says so. The access log never prints query
+strings either (Procfile), but proxies in front of Arbiter may.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from audit.ledger import Actor
+from routing.api.errors import Problem
 from routing.models import ApiKey, Application
-from routing.services.keys import api_key_authenticate
+from routing.services.keys import api_key_authenticate, api_key_revoke
 
 QUERY_KEY_PARAMETERS = ("api_key", "apikey", "key", "token", "access_token")
 MAX_TOKEN_LENGTH = 200
@@ -40,15 +44,38 @@ class ApiClient:
         return scope in self.key.scopes
 
 
+def key_in_url_refusal(request: Request, parameters: list[str]) -> Problem:
+    """Revokes every live key found in the URL; the 400 to answer with."""
+    revoked = []
+    for name in parameters:
+        for value in request.query_params.getlist(name):
+            key = api_key_authenticate(value) if value.isprintable() and len(value) <= MAX_TOKEN_LENGTH else None
+            if key is not None and api_key_revoke(
+                key=key, actor=Actor.system("api-authentication"), reason="exposed in a URL"
+            ):
+                revoked.append(key.prefix)
+    advice = "Send keys as `Authorization: Bearer <key>`."
+    if revoked:
+        message = (
+            f"API keys are not accepted in the URL (found `{parameters[0]}`): URLs are logged, so the key "
+            f"arb_{revoked[0]}_… sent there has been revoked. Mint a new key. {advice}"
+        )
+    else:
+        message = f"API keys are not accepted in the URL (found `{parameters[0]}`): URLs are logged. {advice}"
+    return Problem(
+        message,
+        status_code=400,
+        code="key_in_url",
+        errors=[{"field": f"query:{parameters[0]}", "message": "an API key may not be sent in the URL"}],
+        extra={"revoked_keys": [f"arb_{prefix}_…" for prefix in revoked]},
+    )
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ApiClient, ApiKey] | None:
         leaked = [name for name in QUERY_KEY_PARAMETERS if name in request.query_params]
         if leaked:
-            raise exceptions.AuthenticationFailed(
-                f"API keys are not accepted in the URL (found `{leaked[0]}`): URLs are logged. Send the key as "
-                "`Authorization: Bearer <key>`, and rotate a key that has been sent in a URL.",
-                code="key_in_url",
-            )
+            raise key_in_url_refusal(request, leaked)
         header = get_authorization_header(request)
         if not header:
             return None

@@ -18,7 +18,8 @@ import logging
 import os
 import socket
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +35,7 @@ from routing.api.base import ApiView
 from routing.api.errors import Problem
 from routing.api.jobs import idempotency_key_from
 from routing.api.parsers import check_json_value
+from routing.api.ratelimit import SyncCallsExceeded, SyncCallsUnavailable, sync_call_slot
 from routing.api.schema import OpenAIErrorSerializer
 from routing.api.serializers.common import LabelsField
 from routing.api.serializers.openai import (
@@ -41,7 +43,7 @@ from routing.api.serializers.openai import (
     ChatCompletionOutputSerializer,
     ModelListOutputSerializer,
 )
-from routing.models import Application, Job, JobStatus
+from routing.models import ApiKey, Application, Job, JobStatus
 from routing.models.jobs import TERMINAL_STATUSES
 from routing.pipeline.execute import job_run
 from routing.selectors import JobCompletion
@@ -74,6 +76,38 @@ def openai_error(
         extra |= {"job_id": str(job.pk), "job_url": f"/api/v1/jobs/{job.pk}"}
         headers["x-arbiter-job-id"] = str(job.pk)
     return Problem(message, status_code=status_code, code=code, errors=errors, extra=extra, headers=headers)
+
+
+class SyncCallRefused(Problem):
+    def __init__(self, message: str, *, status_code: int, code: str, wait: int, **extra: Any) -> None:
+        super().__init__(message, status_code=status_code, code=code, extra=extra)
+        self.wait = wait  # Retry-After (routing.api.errors)
+
+
+@contextmanager
+def sync_slot_or_refusal(key: ApiKey) -> Iterator[None]:
+    """One of the bounded synchronous-call slots (routing.api.ratelimit), or a 429/503 naming why."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(sync_call_slot(key))
+        except SyncCallsExceeded as exceeded:
+            raise SyncCallRefused(
+                str(exceeded),
+                status_code=429,
+                code="concurrency_limit_exceeded",
+                wait=exceeded.retry_after,
+                limit=exceeded.limit,
+            ) from None
+        except SyncCallsUnavailable as unavailable:
+            logger.error("synchronous completion refused: %s", unavailable)
+            raise SyncCallRefused(
+                "synchronous completions are unavailable for a moment (the concurrency limiter cannot be "
+                "reached); retry shortly",
+                status_code=503,
+                code="service_unavailable",
+                wait=settings.ARBITER_SYNC_RETRY_AFTER_S,
+            ) from None
+        yield
 
 
 def policy_for_model(model: str) -> str | None:
@@ -258,8 +292,10 @@ OPENAI_ERRORS = {
         413: "The body is larger than the limit.",
         415: "The body must be application/json.",
         422: "`idempotency_conflict` or `no_active_policy`.",
-        429: "Rate limit for this key reached; see Retry-After.",
+        429: "Rate limit for this key reached, or `concurrency_limit_exceeded` (too many synchronous completions "
+        "running for this key, in all, or in this server process; `limit` names the setting); see Retry-After.",
         502: "`job_failed`: no tier produced an answer.",
+        503: "`service_unavailable`: the concurrency limiter (Redis) cannot be reached; see Retry-After.",
         504: "`timeout`: the job did not finish in time; it goes on (see `job_url`).",
     }.items()
 }
@@ -318,14 +354,21 @@ class ChatCompletionsApi(ApiView):
         policy = policy_for_model(data["model"])
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
         inline = settings.ARBITER_OPENAI_INLINE
-        # Inline, the job's transactions commit back to back: seal the ledger once, after the last.
-        with sealing_deferred() if inline else nullcontext():
-            job, created = self._submit(
-                request, data, dispatch=not inline, policy=policy, task_type=task_type, labels=labels, metadata=metadata
-            )
-            if inline and created:
-                job_run_inline(job)
-        completion = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
+        with sync_slot_or_refusal(request.auth):
+            # Inline, the job's transactions commit back to back: seal the ledger once, after the last.
+            with sealing_deferred() if inline else nullcontext():
+                job, created = self._submit(
+                    request,
+                    data,
+                    dispatch=not inline,
+                    policy=policy,
+                    task_type=task_type,
+                    labels=labels,
+                    metadata=metadata,
+                )
+                if inline and created:
+                    job_run_inline(job)
+            completion = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
         if not is_released(completion):
             raise _refusal(completion)
         return Response(chat_completion(completion), headers=route_headers(completion))

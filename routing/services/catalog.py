@@ -6,12 +6,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from audit import ledger
 from audit.ledger import Actor
+from routing.addresses import UnsafeAddress
 from routing.models import Application, ModelDeployment
+from routing.providers import base_url_check, key_env_refusal
 
 DEPLOYMENT_FIELDS = (
     "tier",
@@ -31,12 +32,36 @@ DEPLOYMENT_FIELDS = (
 )
 
 
+# The fields that decide where prompts go and which secret goes with them.
+ENDPOINT_FIELDS = ("base_url", "api_key_env")
+
+
+class DeploymentInvalid(ValueError):
+    """A deployment may not be written as given; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def deployment_endpoint_check(*, base_url: str, api_key_env: str) -> None:
+    """Raises DeploymentInvalid unless the URL's addresses and the key's variable are allowed."""
+    refusal = key_env_refusal(api_key_env)
+    if refusal:
+        raise DeploymentInvalid("api_key_env", refusal)
+    try:
+        base_url_check(base_url)
+    except UnsafeAddress as refused:
+        raise DeploymentInvalid("base_url", str(refused)) from None
+
+
 def _record(deployment: ModelDeployment) -> dict[str, Any]:
     values = {field: getattr(deployment, field) for field in DEPLOYMENT_FIELDS}
     return {key: str(value) if isinstance(value, Decimal) else value for key, value in values.items()}
 
 
 def deployment_create(*, actor: Actor, name: str, **fields: Any) -> ModelDeployment:
+    deployment_endpoint_check(base_url=fields.get("base_url", ""), api_key_env=fields.get("api_key_env", ""))
     with transaction.atomic():
         deployment = ModelDeployment.objects.create(name=name, **fields)
         ledger.append("deployment.created", actor=actor, body={"name": name, **_record(deployment)})
@@ -49,6 +74,8 @@ def deployment_update(*, deployment: ModelDeployment, actor: Actor, **changes: A
         before = _record(locked)
         for field, value in changes.items():
             setattr(locked, field, value)
+        if any(field in changes for field in ENDPOINT_FIELDS):
+            deployment_endpoint_check(base_url=locked.base_url, api_key_env=locked.api_key_env)
         locked.save()
         after = _record(locked)
         changed = {
@@ -56,9 +83,16 @@ def deployment_update(*, deployment: ModelDeployment, actor: Actor, **changes: A
         }
         if changed:
             event = "deployment.updated"
+            body: dict[str, Any] = {"name": locked.name, "changes": changed}
             if set(changed) == {"enabled"}:
                 event = "deployment.enabled" if locked.enabled else "deployment.disabled"
-            ledger.append(event, actor=actor, body={"name": locked.name, "changes": changed})
+            elif set(changed) & set(ENDPOINT_FIELDS):
+                # Its own event type, so an auditor can list every redirection of prompts and keys. Names
+                # of variables only: the secret's value is never read here.
+                event = "deployment.endpoint_changed"
+                body["before"] = {field: before[field] for field in ENDPOINT_FIELDS}
+                body["after"] = {field: after[field] for field in ENDPOINT_FIELDS}
+            ledger.append(event, actor=actor, body=body)
     return locked
 
 
@@ -95,14 +129,3 @@ def application_budget_set(
         )
     return locked
 
-
-def application_principal(*, application: Application):
-    """The user that stands for an application's admin key where a service records a user (a policy
-    version's author, its submitter). It is inactive and has no usable password: nobody logs in as it,
-    and it is never anyone's second pair of eyes (see routing/api/admin.py)."""
-    username = f"app:{application.slug}"[:150]
-    user, created = get_user_model().objects.get_or_create(username=username, defaults={"is_active": False})
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    return user

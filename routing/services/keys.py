@@ -121,7 +121,8 @@ def api_key_create(
     return key, f"{KEY_PREFIX}{prefix}_{secret}"
 
 
-def api_key_revoke(*, key: ApiKey, actor: Actor, revoked_with: ApiKey | None = None) -> None:
+def api_key_revoke(*, key: ApiKey, actor: Actor, revoked_with: ApiKey | None = None, reason: str = "") -> bool:
+    """Revoke a live key; True when this call revoked it (False: it already was)."""
     with transaction.atomic():
         updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if updated:
@@ -129,8 +130,13 @@ def api_key_revoke(*, key: ApiKey, actor: Actor, revoked_with: ApiKey | None = N
                 "api_key.revoked",
                 actor=actor,
                 subject={"application": key.application_id},
-                body={"prefix": key.prefix, "via_key": revoked_with.prefix if revoked_with else None},
+                body={
+                    "prefix": key.prefix,
+                    "via_key": revoked_with.prefix if revoked_with else None,
+                    **({"reason": reason} if reason else {}),
+                },
             )
+    return bool(updated)
 
 
 def api_key_authenticate(raw: str) -> ApiKey | None:

@@ -83,7 +83,7 @@ def test_deployments_are_created_updated_and_disabled_not_deleted(admin):
             "price_in_per_mtok": "0.40",
             "price_out_per_mtok": "1.60",
             "region": "eu",
-            "api_key_env": "EU_KEY",
+            "api_key_env": "ARBITER_PROVIDER_KEY_EU",
         },
         format="json",
     )

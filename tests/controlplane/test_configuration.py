@@ -19,6 +19,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgresql://arbiter:secret@db.example.com:5432/arbiter",
     "REDIS_URL": "redis://cache.example.com:6379/0",
     "ARBITER_LEDGER_SIGNING_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    "ARBITER_METRICS_TOKEN": "metrics-token-for-the-check-deploy-test",
 }
 
 

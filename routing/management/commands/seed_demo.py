@@ -7,6 +7,7 @@ Idempotent: a second run keeps every password and key it wrote the first time, s
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -39,7 +40,8 @@ class Command(BaseCommand):
             ensure_role_groups()
             users = []
             for username, role in DEMO_USERS:
-                password = passwords.get(username) or f"{username}-{secrets.token_urlsafe(6)}"
+                # At least ARBITER_PASSWORD_MIN_LENGTH (12) characters, like every password.
+                password = passwords.get(username) or f"{username}-{secrets.token_urlsafe(12)}"
                 user, _ = get_user_model().objects.get_or_create(username=username)
                 if not user.check_password(password):
                     user.set_password(password)
@@ -55,12 +57,14 @@ class Command(BaseCommand):
         credentials["base_url"] = f"http://127.0.0.1:{_port()}"
         credentials["model_server_url"] = settings.ARBITER_MODELSERVER_URL
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(credentials, indent=2) + "\n")
+        # Created 0600 (never readable by others, not even for a moment); chmod for a file from before.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as credentials_file:
+            credentials_file.write(json.dumps(credentials, indent=2) + "\n")
         path.chmod(0o600)
-        self.stdout.write(f"demo seeded; credentials in {path}")
+        # Only where they are: this output ends up in logs.
+        self.stdout.write(f"demo seeded; passwords and the API key are in {path} (mode 0600)")
 
 
 def _port() -> str:
-    import os
-
     return os.environ.get("PORT") or os.environ.get("ARBITER_PORT") or "8000"
