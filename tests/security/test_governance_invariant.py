@@ -58,37 +58,53 @@ from tests.pipeline.setup import POLICY, governed
 
 pytestmark = pytest.mark.slow
 
-# A figure that appears nowhere but in the model's held tool arguments: if the application can read it
-# before the decision, the held answer leaked (as a value, or grouped as in an explanation).
+# Marks of the model's held answer that appear nowhere else (ids and digests are hex, so a bare figure
+# could turn up in one by chance): if the application can read either before the decision, the held
+# answer leaked — as a value, or grouped as in a rule's explanation ("args.amount is 5,017, > 100").
 SECRET_AMOUNT = 5017
-LEAKS = (str(SECRET_AMOUNT), f"{SECRET_AMOUNT:,}")
+SECRET_MEMO = "ZEPHYRQUOKKA"
+LEAKS = (SECRET_MEMO, f"{SECRET_AMOUNT:,}")
 
 REFUND_TOOL = [
     {
         "type": "function",
         "function": {
             "name": "issue_refund",
-            "parameters": {"type": "object", "properties": {"amount": {"type": "number"}}},
+            # No type on `amount`, so that a string number reaches the approval rule itself.
+            "parameters": {"type": "object", "properties": {"memo": {"type": "string"}}},
         },
     }
 ]
-CONFIDENT = "[confidence:nano=0.95,mini=0.95,flagship=0.95]"
+
+
+def _answer(confidence: str, call: str = "", args: dict | None = None, text: str = "") -> str:
+    directive = f" [call:{call} {json.dumps(args)}]" if call else ""
+    return f"[task:general] [confidence:{confidence}]{directive} {text}".strip()
+
+
+SURE, UNSURE = "nano=0.95,mini=0.95,flagship=0.95", "nano=0.2,mini=0.3,flagship=0.4"
 ANSWERS = {
     # held by refunds-over-100 (two approvers)
-    "big_refund": f'[task:general] {CONFIDENT} [call:issue_refund {{"amount": {SECRET_AMOUNT}}}] refund',
+    "big_refund": _answer(SURE, "issue_refund", {"amount": SECRET_AMOUNT, "memo": SECRET_MEMO}),
     # a number in a string: a rule that cannot evaluate it must hold, never pass
-    "string_refund": f'[task:general] {CONFIDENT} [call:issue_refund {{"amount": "{SECRET_AMOUNT}"}}] refund',
+    "string_refund": _answer(SURE, "issue_refund", {"amount": str(SECRET_AMOUNT), "memo": SECRET_MEMO}),
+    # arguments that break the tool's own schema at every tier: held when nothing valid remains
+    "schema_violation": _answer(SURE, "issue_refund", {"amount": SECRET_AMOUNT, "memo": [SECRET_MEMO]}),
     # a tool the job never offered: blocked outright
-    "blocked_call": f'[task:general] {CONFIDENT} [call:delete_database {{"rows": {SECRET_AMOUNT}}}] drop it',
+    "blocked_call": _answer(SURE, "delete_database", {"rows": SECRET_AMOUNT, "memo": SECRET_MEMO}),
     # unsure after the flagship: held for one reviewer
-    "unsure": f"[task:general] [confidence:nano=0.2,mini=0.3,flagship=0.4] the answer is {SECRET_AMOUNT}",
+    "unsure": _answer(UNSURE, text=f"the answer is {SECRET_MEMO}"),
     # passes every rule: the application reads it at once
-    "small_refund": f'[task:general] {CONFIDENT} [call:issue_refund {{"amount": 7}}] refund',
+    "small_refund": _answer(SURE, "issue_refund", {"amount": 7}),
 }
 # A draft without a single approval rule: replaying a held job under it must still release nothing.
 NO_APPROVALS = POLICY.split("approvals:")[0]
 STRICTER = POLICY.replace("approvers: 2", "approvers: 3")
 
+PICK = st.integers(min_value=0, max_value=999)  # which of the jobs an action is taken on
+# Who acts on a held job: reviewers more often than the others, so that sequences reach a second distinct
+# approval (a release) as well as every refusal (the submitter, an admin or an auditor deciding).
+DECIDERS = st.sampled_from(("reviewer1", "reviewer2", "reviewer3") * 3 + ("owner", "admin1", "auditor"))
 PERSONAS = ("owner", "reviewer1", "reviewer2", "reviewer3", "admin1", "admin2", "auditor")
 
 
@@ -172,17 +188,17 @@ class GovernanceMachine(RuleBasedStateMachine):
             assert not any(leak in response.content.decode() for leak in LEAKS), response.content
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data())
-    def cancel(self, data) -> None:
-        job_id = data.draw(st.sampled_from(self.jobs))
+    @rule(pick=PICK)
+    def cancel(self, pick: int) -> None:
+        job_id = self.jobs[pick % len(self.jobs)]
         self.world.client.post(f"/api/v1/jobs/{job_id}/cancel", {"reason": "changed my mind"}, format="json")
 
     # ------------------------------------------------------------------ what reviewers do
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data(), person=st.sampled_from(PERSONAS), decision=st.sampled_from(["approve", "reject"]))
-    def decide(self, data, person: str, decision: str) -> None:
-        job = self._held(data)
+    @rule(pick=PICK, person=DECIDERS, decision=st.sampled_from(["approve"] * 4 + ["reject"]))
+    def decide(self, pick, person: str, decision: str) -> None:
+        job = self._held(pick)
         if job is None:
             return
         user = self.world.people[person]
@@ -195,28 +211,23 @@ class GovernanceMachine(RuleBasedStateMachine):
             pass
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data(), person=st.sampled_from(PERSONAS), amount=st.sampled_from([7, 250, SECRET_AMOUNT * 1000]))
-    def override(self, data, person: str, amount: int) -> None:
-        job = self._held(data)
+    @rule(pick=PICK, person=DECIDERS, amount=st.sampled_from([7, 250, SECRET_AMOUNT * 1000]))
+    def override(self, pick, person: str, amount: int) -> None:
+        job = self._held(pick)
         if job is None:
             return
+        # The shape a result's output is stored in: the reviewer edits the held tool call's amount.
         edited = {
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_edit",
-                    "type": "function",
-                    "function": {"name": "issue_refund", "arguments": json.dumps({"amount": amount})},
-                }
-            ],
+            "content": "Calling issue_refund.",
+            "tool_calls": [{"id": "call_edit", "name": "issue_refund", "arguments": {"amount": amount}}],
         }
         with contextlib.suppress(ReviewError):
             approval_override(job=job, user=self.world.people[person], reason="edited the amount", output=edited)
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data(), person=st.sampled_from(PERSONAS))
-    def escalate(self, data, person: str) -> None:
-        job = self._held(data)
+    @rule(pick=PICK, person=st.sampled_from(PERSONAS))
+    def escalate(self, pick, person: str) -> None:
+        job = self._held(pick)
         if job is None:
             return
         try:
@@ -226,9 +237,9 @@ class GovernanceMachine(RuleBasedStateMachine):
         run(str(job.pk))
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data(), person=st.sampled_from(PERSONAS), under=st.sampled_from(["same", "draft"]))
-    def replay(self, data, person: str, under: str) -> None:
-        original = Job.objects.get(pk=data.draw(st.sampled_from(self.jobs)))
+    @rule(pick=PICK, person=st.sampled_from(PERSONAS), under=st.sampled_from(["same", "draft"]))
+    def replay(self, pick: int, person: str, under: str) -> None:
+        original = Job.objects.get(pk=self.jobs[pick % len(self.jobs)])
         version = None
         if under == "draft":
             version = policy_version_create(
@@ -245,9 +256,9 @@ class GovernanceMachine(RuleBasedStateMachine):
         run(str(replayed.pk))
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data())
-    def a_deadline_passes(self, data) -> None:
-        job = self._held(data)
+    @rule(pick=PICK)
+    def a_deadline_passes(self, pick: int) -> None:
+        job = self._held(pick)
         if job is None:
             return
         job.approval_requests.filter(status=ApprovalStatus.PENDING).update(expires_at=timezone.now())
@@ -291,8 +302,13 @@ class GovernanceMachine(RuleBasedStateMachine):
             output = (detail.json().get("result") or {}).get("output")
             if not released:
                 assert output is None, f"{job.status} job {job_id} shows its output before the decision"
-                for body in (detail.content.decode(), events.content.decode(), json.dumps(_webhook(job))):
-                    assert not any(leak in body for leak in LEAKS), f"{job.status} job {job_id} leaks its output"
+                bodies = {
+                    "job detail": detail.content.decode(),
+                    "events": events.content.decode(),
+                    "webhook": json.dumps(_webhook(job)),
+                }
+                for path, body in bodies.items():
+                    assert not any(leak in body for leak in LEAKS), f"{job.status} job {job_id}: {path} leaks {body}"
 
     @invariant()
     def the_application_lists_only_its_own_answers(self) -> None:
@@ -331,9 +347,11 @@ class GovernanceMachine(RuleBasedStateMachine):
             report = verify_events_for(job_id=job_id)
             assert not report.problems, report.problems
 
-    def _held(self, data) -> Job | None:
+    def _held(self, pick: int) -> Job | None:
+        # `pick` is drawn whatever the database holds, so a replayed example draws the same data.
         held = list(Job.objects.filter(pk__in=self.jobs, status=JobStatus.AWAITING_APPROVAL).order_by("created_at"))
-        return data.draw(st.sampled_from(held)) if held else None
+        # Mostly the newest held jobs, so that decisions accumulate on one job rather than scatter.
+        return held[-1 - pick % min(len(held), 2)] if held else None
 
 
 def _released(job: Job) -> bool:
@@ -383,8 +401,8 @@ def run(job_id: str) -> None:
 def test_no_sequence_of_actions_releases_what_the_policy_holds(model_server, live_db):
     machine = type("Machine", (GovernanceMachine,), {"base_url": model_server.base_url}).TestCase
     machine.settings = settings(
-        max_examples=12,
-        stateful_step_count=12,
+        max_examples=15,
+        stateful_step_count=20,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
