@@ -180,3 +180,12 @@ def test_tool_calls_that_break_their_schema_are_held_for_one_reviewer():
         "reject",
     )
     assert hold.reason == f"the answer's tool calls do not match their tools' schemas: {problem}"
+
+
+def test_a_hold_that_could_not_be_evaluated_never_approves_itself_on_expiry():
+    # eu-pii approves on expiry when its condition held; a label of the wrong type is not that case.
+    judged = decide(job=JobFacts("general", labels={"pii": True}))
+    unjudged = decide(job=JobFacts("general", labels={"pii": "yes"}))
+    assert [(hold.rule_id, hold.on_expiry) for hold in judged.holds] == [("eu-pii", "approve")]
+    assert [(hold.rule_id, hold.on_expiry) for hold in unjudged.holds] == [("eu-pii", "reject")]
+    assert unjudged.holds[0].reason.endswith("held because it cannot be evaluated")
