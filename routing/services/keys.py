@@ -132,7 +132,7 @@ def api_key_revoke(*, key: ApiKey, actor: Actor, revoked_with: ApiKey | None = N
                 subject={"application": key.application_id},
                 body={
                     "prefix": key.prefix,
-                    "via_key": revoked_with.prefix if revoked_with else None,
+                    **({"via_key": revoked_with.prefix} if revoked_with else {}),
                     **({"reason": reason} if reason else {}),
                 },
             )
