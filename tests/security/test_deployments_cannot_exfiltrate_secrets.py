@@ -4,6 +4,7 @@ allow-listed variables, and URLs with the webhooks' address rules; checked on wr
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import threading
@@ -177,9 +178,9 @@ COMPLETION = {
 
 
 class _Server:
-    """A loopback HTTP server on a free port that records each POST and answers with `reply(handler)`."""
+    """A loopback HTTP server on a free port of `host` that records each POST and answers with `reply(handler)`."""
 
-    def __init__(self, reply):
+    def __init__(self, reply, host: str = "127.0.0.1"):
         self.received: list[tuple[str, str, bytes]] = []  # (Host header, path, body)
         server = self
 
@@ -192,7 +193,7 @@ class _Server:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
@@ -222,7 +223,7 @@ def internal() -> Iterator[_Server]:
 def redirector(internal) -> Iterator[_Server]:
     """A provider host that answers every call with 307 to the internal server."""
     location = f"http://127.0.0.1:{internal.port}/internal/v1/chat/completions"
-    server = _Server(lambda handler: _answer(handler, 307, headers={"Location": location}))
+    server = _Server(lambda handler: _answer(handler, 307, headers={"Location": location}), host="127.0.0.2")
     yield server
     server.close()
 
@@ -244,23 +245,31 @@ def _resolve_as(monkeypatch, answers: dict[str, str]) -> None:
 def test_a_deployment_url_cannot_redirect_the_worker_to_an_internal_address(
     settings, monkeypatch, internal, redirector
 ):
-    # Production rules; the redirector's name resolves (for the check) to a public address, as a real
-    # provider host would. The redirect target, 127.0.0.1, is refused by the check.
+    # Production rules. The redirector stands for a public provider host: it listens on 127.0.0.2, which
+    # the address rules are told is public (so nothing leaves the machine); its 307 points at 127.0.0.1,
+    # which they refuse.
     settings.ARBITER_ALLOW_PRIVATE_PROVIDER_URLS = False
-    with pytest.raises(addresses.UnsafeAddress):
+    real_reach = addresses.address_reach
+    public = ipaddress.ip_address("127.0.0.2")
+    monkeypatch.setattr(
+        addresses, "address_reach", lambda address: addresses.Reach.PUBLIC if address == public else real_reach(address)
+    )
+    base_url = f"http://127.0.0.2:{redirector.port}/v1"
+    base_url_check(base_url)
+    with pytest.raises(addresses.UnsafeAddress, match="loopback"):
         base_url_check(f"http://127.0.0.1:{internal.port}/v1")
-    _resolve_as(monkeypatch, {"127.0.0.1": "93.184.216.34"})  # only the check believes this
-    base_url_check(f"http://127.0.0.1:{redirector.port}/v1")
-    endpoint = Endpoint("evil", f"http://127.0.0.1:{redirector.port}/v1", "m", "", 2.0)
-    with pytest.raises(ProviderError):
+    endpoint = Endpoint("evil", base_url, "m", "", 5.0)
+    with pytest.raises(ProviderError) as failed:
         chat(endpoint, {"messages": [{"role": "user", "content": "tenant secret prompt"}]})
+    assert failed.value.status == 307 and not failed.value.retryable
+    assert len(redirector.received) == 1
     assert internal.received == []  # not one tenant's prompt reached the refused address
 
 
 def test_a_redirect_is_a_provider_error_even_in_development(settings, internal, redirector):
     # Loopback is allowed here (the local model server), but a redirect is still never followed.
     settings.ARBITER_ALLOW_PRIVATE_PROVIDER_URLS = True
-    endpoint = Endpoint("moved", f"http://127.0.0.1:{redirector.port}/v1", "m", "", 5.0)
+    endpoint = Endpoint("moved", f"http://127.0.0.2:{redirector.port}/v1", "m", "", 5.0)
     with pytest.raises(ProviderError) as failed:
         chat(endpoint, REQUEST)
     assert failed.value.status == 307 and not failed.value.retryable
@@ -271,7 +280,7 @@ def test_a_redirect_is_a_provider_error_even_in_development(settings, internal, 
 
 def test_a_redirecting_deployment_is_tried_once_and_the_step_says_why(settings, internal, redirector):
     settings.ARBITER_ALLOW_PRIVATE_PROVIDER_URLS = True
-    deployment = DeploymentFactory(base_url=f"http://127.0.0.1:{redirector.port}/v1")
+    deployment = DeploymentFactory(base_url=f"http://127.0.0.2:{redirector.port}/v1")
     with pytest.raises(TierUnavailable) as failed:
         call_tier("nano", [deployment], REQUEST)
     [attempt] = failed.value.attempts  # no retry storm against a redirect
