@@ -4,9 +4,11 @@ allow-listed variables, and URLs with the webhooks' address rules; checked on wr
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 import types
 from collections.abc import Iterator
@@ -332,3 +334,68 @@ def test_the_client_and_its_checked_addresses_are_reused_between_calls(settings,
     for _ in range(5):
         chat(endpoint, REQUEST)
     assert len(internal.received) == 5 and lookups == ["127.0.0.1"]  # one check per minute, not per call
+
+
+def _certificate_authority(tmp_path, server_name: str) -> tuple[str, str, str]:
+    """A private CA and a server certificate for `server_name`: (CA file, certificate file, key file)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(subject, issuer, public_key, signing_key, *, ca: bool, san: str | None = None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            ).add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = issue("Arbiter test CA", "Arbiter test CA", ca_key.public_key(), ca_key, ca=True)
+    server = issue(server_name, "Arbiter test CA", server_key.public_key(), ca_key, ca=False, san=server_name)
+    files = (tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
+    files[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return tuple(str(path) for path in files)
+
+
+@pytest.mark.parametrize(("certificate_for", "verifies"), [("provider.invalid", True), ("other.invalid", False)])
+def test_a_pinned_https_connection_still_verifies_the_urls_host(
+    settings, monkeypatch, tmp_path, internal, certificate_for, verifies
+):
+    # The connection goes to the checked address, but TLS is for the URL's host: the certificate must
+    # name `provider.invalid` (a private CA stands in for the public ones).
+    settings.ARBITER_ALLOW_PRIVATE_PROVIDER_URLS = True
+    ca_file, cert_file, key_file = _certificate_authority(tmp_path, certificate_for)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file, key_file)
+    internal.httpd.socket = server_context.wrap_socket(internal.httpd.socket, server_side=True)
+    monkeypatch.setattr(providers.httpx2, "create_ssl_context", lambda **_: ssl.create_default_context(cafile=ca_file))
+    _resolve_as(monkeypatch, {"provider.invalid": "127.0.0.1"})
+    endpoint = Endpoint(f"tls-{certificate_for}", f"https://provider.invalid:{internal.port}/v1", "m", "", 5.0)
+    if verifies:
+        assert chat(endpoint, REQUEST).completion.choices[0].message.content == "answer"
+        assert [host for host, _, _ in internal.received] == [f"provider.invalid:{internal.port}"]
+    else:
+        with pytest.raises(ProviderError, match="connection failed"):
+            chat(endpoint, REQUEST)
+        assert internal.received == []  # a certificate for another name: nothing is sent
