@@ -7,7 +7,8 @@ A deployment is written by a policy admin, and the adapter sends the named envir
 bearer token, with every tenant's prompts, to the deployment's URL. So only variables under
 `ARBITER_PROVIDER_KEY_` or listed in `ARBITER_PROVIDER_KEY_ENV_ALLOWLIST` are ever read, and the URL
 gets the webhooks' address rules (routing.addresses). Both are checked when a deployment is written
-(routing.services.catalog) and again before every call, so a row that predates the rules sends nothing.
+(routing.services.catalog) and again before every call (with addresses at most PIN_TTL_S old), so a row
+that predates the rules sends nothing.
 
 A check is worth only what the connection does next: the SDK's own HTTP client would follow a redirect
 (a public host answering 307 to 127.0.0.1 or to the metadata service) and resolve the host again (DNS
@@ -105,6 +106,8 @@ class _PinnedBackend(httpcore2.NetworkBackend):
     def __init__(self, pinned: PinnedAddresses) -> None:
         self._pinned = pinned
         self._backend = httpcore2.SyncBackend()
+        # The host as httpx writes it (IDNA-encoded, lower case), to compare with what it asks to connect to.
+        self._host = httpx2.URL(pinned.base_url).raw_host.decode("ascii").rstrip(".")
 
     def connect_tcp(
         self,
@@ -115,7 +118,7 @@ class _PinnedBackend(httpcore2.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.NetworkStream:
         target = self._pinned.target()
-        if host.rstrip(".").lower() != target.host.rstrip(".").lower() or port != target.port:
+        if host.rstrip(".").lower() != self._host or port != target.port:
             # Nothing but the deployment's own origin, whatever asked (a redirect, a proxy setting).
             raise UnsafeAddress(f"{host}:{port} is not the deployment's host ({target.host}:{target.port})")
         for index, address in enumerate(target.addresses):
@@ -220,12 +223,12 @@ def chat(endpoint: Endpoint, request: dict[str, Any], *, timeout_s: float | None
     """One Chat Completions call, with provider faults classified for the retry loop."""
     api_key = _api_key(endpoint)
     allow_private = settings.ARBITER_ALLOW_PRIVATE_PROVIDER_URLS
-    deployment = _deployment_client(endpoint.base_url, api_key, timeout_s or endpoint.timeout_s, allow_private)
     started = time.perf_counter()
     try:
+        deployment = _deployment_client(endpoint.base_url, api_key, timeout_s or endpoint.timeout_s, allow_private)
         deployment.pinned.target()  # checked before anything is sent (at most PIN_TTL_S old)
         raw = deployment.client.chat.completions.with_raw_response.create(model=endpoint.model, **request)
-    except UnsafeAddress as refused:
+    except (UnsafeAddress, httpx2.InvalidURL) as refused:
         raise ProviderError(f"deployment {endpoint.name}: refused: {refused}", retryable=False) from None
     except openai.RateLimitError as exc:
         raise ProviderError(str(exc), retryable=True, status=429, retry_after=_retry_after(exc)) from exc

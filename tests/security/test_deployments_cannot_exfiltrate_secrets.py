@@ -168,6 +168,17 @@ def test_a_row_pointing_at_metadata_is_never_called():
     assert "never allowed" in failed.value.attempts[0].error
 
 
+@pytest.mark.parametrize("url", ["http://[::1/v1", "http://:80/v1"])
+def test_a_row_with_a_malformed_url_is_refused_not_a_crash(url):
+    bad = DeploymentFactory(base_url="http://127.0.0.1:8100/v1")
+    ModelDeployment.objects.filter(pk=bad.pk).update(base_url=url)
+    bad.refresh_from_db()
+    with pytest.raises(TierUnavailable) as failed:
+        call_tier("nano", [bad], REQUEST)
+    [attempt] = failed.value.attempts
+    assert attempt.outcome == "refused" and "refused" in attempt.error
+
+
 # --- The connection goes where the check said, and nowhere else (redirects, DNS rebinding) -------------
 
 COMPLETION = {
