@@ -8,7 +8,8 @@ multicast or unspecified address are always refused. Loopback and private ranges
 the caller's setting allows them.
 
 IPv6 has several ways to carry an IPv4 address inside it (IPv4-mapped `::ffff:a.b.c.d`, the deprecated
-IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96` and the local-use `64:ff9b:1::/48`, 6to4 `2002::/16`,
+IPv4-compatible `::a.b.c.d`, the SIIT IPv4-translated `::ffff:0:a.b.c.d` (RFC 2765), NAT64
+`64:ff9b::/96` and the local-use `64:ff9b:1::/48`, 6to4 `2002::/16`,
 Teredo `2001::/32`); a host that routes them reaches the IPv4 address, so an address is judged by the
 strictest of itself and every IPv4 address it embeds.
 """
@@ -49,6 +50,7 @@ METADATA_HOSTS = frozenset(
 NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local use, never global
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 (SIIT); Python calls none of it private
 
 
 class Reach(IntEnum):
@@ -85,7 +87,7 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]
     packed = address.packed
     if address in IPV4_COMPATIBLE and address not in (ipaddress.IPv6Address("::"), ipaddress.IPv6Address("::1")):
         found.append(ipaddress.IPv4Address(packed[12:]))
-    if address in NAT64_WELL_KNOWN:
+    if address in NAT64_WELL_KNOWN or address in IPV4_TRANSLATED:
         found.append(ipaddress.IPv4Address(packed[12:]))
     if address in NAT64_LOCAL:
         # The prefix may be used at any RFC 6052 length; read both the /96 and the /48 position.

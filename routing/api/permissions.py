@@ -3,7 +3,10 @@
 Job views name the scope an operation needs (`required_scopes` by HTTP method: `HasScope`). Admin views
 name a level per method (`levels`): `ApplicationAdmin` (scope `app:admin`: the key's own application
 only) or `PlatformAdmin` (scope `platform:admin`: the whole installation). An admin key acts for the
-person who minted it and is bounded by that person's current roles, checked at every request."""
+person who minted it and is bounded by that person's current roles, checked at every request.
+
+A key without an owner (minted before keys acted for a person) may only read: a job it submitted would
+have no submitter, so nobody would be kept from approving it, the key's holder included."""
 
 from __future__ import annotations
 
@@ -22,6 +25,17 @@ def _scope_refused(client: ApiClient, scope: str) -> exceptions.PermissionDenied
     )
 
 
+OWNER_REQUIRED_SCOPES = frozenset({"jobs:write"})
+
+
+def _ownerless_refused(consequence: str) -> exceptions.PermissionDenied:
+    return exceptions.PermissionDenied(
+        f"this key has no owner: it was minted before keys acted for a person, so {consequence}. Mint a new "
+        "key in the web UI (it acts for you) and revoke this one.",
+        code="key_without_owner",
+    )
+
+
 class HasScope(BasePermission):
     def has_permission(self, request, view) -> bool:
         client = request.user
@@ -32,6 +46,8 @@ class HasScope(BasePermission):
             return True  # an unsupported method: let DRF answer 405
         if not client.has_scope(scope):
             raise _scope_refused(client, scope)
+        if scope in OWNER_REQUIRED_SCOPES and client.owner is None:
+            raise _ownerless_refused("it may read jobs but not submit or cancel them (nobody would be its submitter)")
         return True
 
 
@@ -46,12 +62,7 @@ class _AdminLevel(BasePermission):
             raise _scope_refused(client, self.scope)
         owner = client.owner
         if owner is None:
-            raise exceptions.PermissionDenied(
-                "this key has no owner: it was minted before keys acted for a person, so it may submit and "
-                "read jobs but not administer anything. Mint a new key in the web UI (it acts for you) and "
-                "revoke this one.",
-                code="key_without_owner",
-            )
+            raise _ownerless_refused("it may read jobs but not administer anything")
         if not may_administer(owner):
             raise exceptions.PermissionDenied(
                 f"this key acts for {owner.get_username()}, who no longer holds the policy-admin role: the "

@@ -103,7 +103,7 @@ def test_an_owner_who_loses_the_policy_admin_role_loses_the_keys_admin_powers(go
 
 
 @pytest.mark.django_db
-def test_a_legacy_key_without_an_owner_submits_jobs_but_administers_nothing(governed_setup):
+def test_a_legacy_key_without_an_owner_reads_jobs_but_administers_nothing(governed_setup):
     raw = key_for(governed_setup.application, "jobs:read", "app:admin")
     ApiKey.objects.filter(application=governed_setup.application).update(created_by=None)  # minted before 0007
     client = client_with(raw)
@@ -111,4 +111,35 @@ def test_a_legacy_key_without_an_owner_submits_jobs_but_administers_nothing(gove
     response = client.get(f"/api/v1/admin/applications/{governed_setup.application.slug}/keys")
     assert response.status_code == 403
     assert response.json()["code"] == "key_without_owner"
-    assert "may submit and read jobs but not administer anything" in response.json()["detail"]
+    assert "may read jobs but not administer anything" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_legacy_key_without_an_owner_cannot_submit_a_job_nobody_would_be_kept_from_approving(governed_setup):
+    raw = key_for(governed_setup.application, "jobs:write", "jobs:read")
+    ApiKey.objects.filter(application=governed_setup.application).update(created_by=None)  # minted before 0007
+    client = client_with(raw)
+    body = {"task_type": "classification", "messages": [{"role": "user", "content": "hi"}]}
+    response = client.post("/api/v1/jobs", {**body, "policy": governed_setup.policy.name}, format="json")
+    assert response.status_code == 403, response.json()
+    assert response.json()["code"] == "key_without_owner"
+    assert "minted before keys acted for a person" in response.json()["detail"]
+    assert "Mint a new key" in response.json()["detail"]
+    assert not Job.objects.filter(application=governed_setup.application).exists()
+    assert client.get("/api/v1/jobs").status_code == 200  # what it already submitted stays readable
+
+
+@pytest.mark.django_db
+def test_a_legacy_key_without_an_owner_gets_nothing_from_the_openai_endpoints(governed_setup):
+    raw = key_for(governed_setup.application, "jobs:write")
+    ApiKey.objects.filter(application=governed_setup.application).update(created_by=None)  # minted before 0007
+    client = client_with(raw)
+    completion = client.post(
+        "/v1/chat/completions", {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}, format="json"
+    )
+    models = client.get("/v1/models")
+    for response in (completion, models):
+        assert response.status_code == 403, response.json()
+        assert response.json()["error"]["code"] == "key_without_owner"
+        assert "mint" in response.json()["error"]["message"].lower()
+    assert not Job.objects.filter(application=governed_setup.application).exists()

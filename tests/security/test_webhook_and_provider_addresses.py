@@ -15,6 +15,7 @@ LOOPBACK_FORMS = {
     "plain": "127.0.0.1",
     "ipv4-compatible": "[::127.0.0.1]",
     "ipv4-mapped": "[::ffff:127.0.0.1]",
+    "ipv4-translated": "[::ffff:0:7f00:1]",
     "nat64": "[64:ff9b::7f00:1]",
     "nat64-local-96": "[64:ff9b:1::7f00:1]",
     "6to4": "[2002:7f00:1::1]",
@@ -25,6 +26,7 @@ METADATA_FORMS = {
     "plain": "169.254.169.254",
     "ipv4-compatible": "[::169.254.169.254]",
     "ipv4-mapped": "[::ffff:169.254.169.254]",
+    "ipv4-translated": "[::ffff:0:a9fe:a9fe]",
     "nat64": "[64:ff9b::a9fe:a9fe]",
     "nat64-local-96": "[64:ff9b:1::a9fe:a9fe]",
     "nat64-local-48": "[64:ff9b:1:a9fe:a9:fe00::]",
@@ -40,6 +42,7 @@ PRIVATE_FORMS = {
     "plain": "10.0.0.1",
     "ipv4-compatible": "[::10.0.0.1]",
     "ipv4-mapped": "[::ffff:10.0.0.1]",
+    "ipv4-translated": "[::ffff:0:a00:1]",
     "nat64": "[64:ff9b::a00:1]",
     "6to4": "[2002:a00:1::1]",
     "unique-local": "[fd12:3456::1]",
@@ -102,7 +105,9 @@ def test_the_local_model_server_is_a_valid_provider_url_in_development():
         base_url_check("http://127.0.0.1:8100/v1")
 
 
-@pytest.mark.parametrize("url", ["http://8.8.8.8/v1", "https://[2606:4700:4700::1111]/v1"])
+@pytest.mark.parametrize(
+    "url", ["http://8.8.8.8/v1", "https://[2606:4700:4700::1111]/v1", "http://[::ffff:0:808:808]/v1"]
+)
 def test_a_public_address_is_a_valid_provider_url_in_production(url):
     with override_settings(ARBITER_ALLOW_PRIVATE_PROVIDER_URLS=False):
         base_url_check(url)
