@@ -126,22 +126,39 @@ def redact(text: str) -> tuple[str, int]:
 
 
 def redact_value(value: object) -> tuple[object, int]:
-    """A JSON value with every string redacted (keys are names the caller chose, and are kept), and
-    how many findings there were."""
+    """A JSON value with every string redacted, and how many findings there were.
+
+    Keys are names the caller chose and are kept, unless a detector finds personal data in one: the API
+    refuses such label names, but a service called directly must not store one raw either. Two keys
+    that redact to the same text are numbered so that neither value is lost."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, list | tuple):
         items = [redact_value(item) for item in value]
         return [item for item, _ in items], sum(count for _, count in items)
     if isinstance(value, dict):
-        entries = {key: redact_value(item) for key, item in value.items()}
-        return {key: item for key, (item, _) in entries.items()}, sum(count for _, count in entries.values())
+        redacted: dict[object, object] = {}
+        total = 0
+        for key, item in value.items():
+            if isinstance(key, str):
+                key, found = redact(key)
+                total += found
+                base, number = key, 1
+                while found and key in redacted:
+                    number += 1
+                    key = f"{base}#{number}"
+            redacted[key], found = redact_value(item)
+            total += found
+        return redacted, total
     return value, 0
 
 
 # Keys under which an event body carries text that people or providers wrote. Only these are redacted
 # wholesale: other strings are digests, ids and names, and a hex digest can look like a card number.
-FREE_TEXT_KEYS = frozenset({"reason", "reasons", "error", "comment", "reference", "status_reason"})
+# `invalid_tool_calls` are schema-violation messages: written from the schema, but redacted all the same.
+FREE_TEXT_KEYS = frozenset(
+    {"reason", "reasons", "error", "comment", "reference", "status_reason", "invalid_tool_calls"}
+)
 
 
 def redact_free_text(value: object, *, free: bool = False) -> object:

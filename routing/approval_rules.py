@@ -19,6 +19,7 @@ Pure: the pipeline passes the facts of the result and turns the decision into ap
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -49,11 +50,36 @@ class ResultFacts:
     invalid_calls: tuple[str, ...] = ()  # why tool calls do not match their tool's schema
 
 
+NOT_OFFERED = "<not offered>"
+
+
 @dataclass(frozen=True, slots=True)
 class BlockedCall:
     tool_call_index: int
-    tool: str
+    tool: str  # as the model wrote it: in memory only, never recorded (see `recorded`)
     reason: str
+    known: bool = True  # offered by the job or listed by the policy: a name someone other than the model chose
+
+    def recorded(self) -> dict[str, Any]:
+        """The call as the ledger keeps it. A name the model made up (prompt injection can make it a card
+        number or an e-mail address) is kept only as a digest: the append-only ledger can never erase it."""
+        if self.known:
+            return {"tool_call_index": self.tool_call_index, "tool": self.tool, "reason": self.reason}
+        return {
+            "tool_call_index": self.tool_call_index,
+            "tool": NOT_OFFERED,
+            "tool_sha256": name_digest(self.tool),
+            "reason": self.reason,
+        }
+
+
+def name_digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _named(name: str, known: frozenset[str]) -> str:
+    """A tool call's name in a reason: quoted when someone other than the model chose it, else a digest."""
+    return show(name) if name in known else f"{NOT_OFFERED} (sha256 {name_digest(name)[:16]})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +107,7 @@ class GovernanceDecision:
         return {
             "outcome": self.outcome,
             "policy_sha256": self.policy_sha256,
-            "blocked": [
-                {"tool_call_index": b.tool_call_index, "tool": b.tool, "reason": b.reason} for b in self.blocked
-            ],
+            "blocked": [b.recorded() for b in self.blocked],
             "holds": [
                 {
                     "rule": hold.rule_id,
@@ -113,15 +137,16 @@ class _Context:
 def evaluate_approvals(document: PolicyDocument, facts: ResultFacts) -> GovernanceDecision:
     calls = [_tool_call(item) for item in facts.tool_calls]
     allowed = tool_names(facts.allowed_tools if facts.allowed_tools is not None else facts.job.tools)
+    known = frozenset(allowed) | frozenset(document.blocked_tools)
     blocked = []
     for index, call in enumerate(calls):
         if call.name not in allowed:
             offered = f"[{', '.join(allowed)}]" if allowed else "none"
-            reason = f"tool call #{index} {show(call.name)} is not among the job's allowed tools ({offered})"
-            blocked.append(BlockedCall(index, call.name, reason))
+            reason = f"tool call #{index} {_named(call.name, known)} is not among the job's allowed tools ({offered})"
+            blocked.append(BlockedCall(index, call.name, reason, call.name in known))
         if call.name in document.blocked_tools:
             blocked.append(BlockedCall(index, call.name, f"tool {show(call.name)} is blocked by the policy"))
-    holds = [hold for rule in document.approvals if (hold := _hold(rule, facts, calls)) is not None]
+    holds = [hold for rule in document.approvals if (hold := _hold(rule, facts, calls, known)) is not None]
     if facts.invalid_calls:
         # Not a policy rule: an answer that breaks its tools' own contract is never released unseen.
         reason = "the answer's tool calls do not match their tools' schemas: " + "; ".join(facts.invalid_calls)
@@ -155,7 +180,7 @@ def _json_kind(value: object) -> str:
     return "a string" if isinstance(value, str) else "a list"
 
 
-def _hold(rule: ApprovalRule, facts: ResultFacts, calls: list[ToolCall]) -> Hold | None:
+def _hold(rule: ApprovalRule, facts: ResultFacts, calls: list[ToolCall], known: frozenset[str]) -> Hold | None:
     def context(call: ToolCall | None) -> _Context:
         return _Context(facts.job, call, facts.final_confidence, facts.final_tier, facts.cost_usd)
 
@@ -165,9 +190,9 @@ def _hold(rule: ApprovalRule, facts: ResultFacts, calls: list[ToolCall]) -> Hold
         for index, call in enumerate(calls):
             truth, reason = condition.judge(context(call))
             if truth is True:
-                return _make_hold(rule, f"tool call #{index} {show(call.name)}: {reason}", index)
+                return _make_hold(rule, f"tool call #{index} {_named(call.name, known)}: {reason}", index)
             if truth is UNKNOWN and unknown is None:
-                unknown = _unknown_hold(rule, f"tool call #{index} {show(call.name)}: {reason}", index)
+                unknown = _unknown_hold(rule, f"tool call #{index} {_named(call.name, known)}: {reason}", index)
         return unknown
     truth, reason = condition.judge(context(None))
     if truth is UNKNOWN:

@@ -28,6 +28,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from routing.tool_arguments import violation
+
 # The deployment capability a method needs to be applicable at all.
 REQUIRED_CAPABILITY: dict[str, str] = {"logprob": "logprobs"}
 
@@ -235,8 +237,9 @@ def schema_score(
         return ConfidenceScore("schema", 0.0, detail={"reason": f"the answer is not JSON: {error}"[:200]})
     errors = sorted(_validator(schema).iter_errors(data), key=lambda error: list(map(str, error.path)))
     if errors:
-        where = "/".join(map(str, errors[0].path)) or "(root)"
-        return ConfidenceScore("schema", 0.0, detail={"reason": f"{where}: {errors[0].message}"[:300]})
+        # The schema's words only: the validator's message quotes the answer, which may be held.
+        reason = f"the answer does not match the output schema at {violation(errors[0])}"
+        return ConfidenceScore("schema", 0.0, detail={"reason": reason[:300]})
     if base is not None and base.applicable and base.score is not None:
         return ConfidenceScore("schema", _clamp(base.score), detail={"valid": True, "gated": base.method})
     return ConfidenceScore("schema", 1.0, detail={"valid": True})

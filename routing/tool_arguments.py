@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jsonschema
@@ -74,14 +74,54 @@ def _arguments_problem(schema: object, arguments: object) -> str | None:
         return "the tool's parameters schema has a reference that cannot be resolved"
     if error is None:
         return None
-    # Named by the schema's keyword and expected value, never by the offending value: this message goes
-    # into the step, the approval request and the (append-only) ledger, and model output may carry
-    # personal data.
-    where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+    return f"the arguments do not match the tool's schema at {violation(error)}"
+
+
+def violation(error: jsonschema.ValidationError) -> str:
+    """Where and why a value breaks its schema, written only from the schema: "amount (type: \"number\")".
+
+    Never from the value: not its message (which quotes the value), not its instance path (whose keys
+    are the model's own and may be an e-mail address). This text goes into the step, the approval
+    request and the append-only ledger."""
     expected = json.dumps(error.validator_value, ensure_ascii=False)
     if len(expected) > 80:
         expected = expected[:77] + "..."
-    return f"the arguments do not match the tool's schema at {where} ({error.validator}: {expected})"
+    return f"{schema_location(error.absolute_schema_path)} ({error.validator}: {expected})"
+
+
+# Keywords whose next part of a schema path is the schema author's name or index for a subschema.
+_NAMED = {"properties", "$defs", "definitions", "dependentSchemas"}
+_KEYED = {"additionalProperties", "patternProperties", "unevaluatedProperties", "propertyNames"}
+_ITEMS = {"items", "prefixItems", "additionalItems", "unevaluatedItems", "contains"}
+
+
+def schema_location(schema_path: Iterable[object]) -> str:
+    """The instance location of a violation, spelled with the names the schema declares: a declared
+    property by its name, any other key as `<key>`, an array element as `[]` (by its index when the
+    schema declares positions). The last part of the path is the failing keyword itself."""
+    parts = list(schema_path)[:-1]
+    where: list[str] = []
+    index = 0
+    while index < len(parts):
+        part = parts[index]
+        if part == "properties" and index + 1 < len(parts):
+            where.append(str(parts[index + 1]))
+            index += 2
+            continue
+        if part == "prefixItems" and index + 1 < len(parts):
+            where.append(f"[{parts[index + 1]}]")
+            index += 2
+            continue
+        if part in _KEYED:
+            where.append("<key>")
+            index += 2 if part == "patternProperties" else 1
+            continue
+        if part in _ITEMS:
+            where.append("[]")
+        elif part in _NAMED:
+            index += 1  # a definition's name says nothing about where in the instance
+        index += 1
+    return "/".join(where) or "(root)"
 
 
 def _validator_class(schema: object) -> type[jsonschema.protocols.Validator]:

@@ -91,31 +91,21 @@ def catalog_forget() -> None:
     _catalog_cache = None
 
 
-def message_texts(messages: object) -> list[str]:
-    """The text of every message: string contents and the text of content parts."""
-    texts = []
-    for message in messages if isinstance(messages, list) else ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(
-                part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
-            )
-    return texts
-
-
-def detected_kinds(texts: list[str]) -> tuple[str, ...]:
-    """The kinds of personal data the configured detectors find in `texts`, lowercased and sorted."""
+def detected_kinds(texts: object) -> tuple[str, ...]:
+    """The kinds of personal data the configured detectors find in `texts` (a text, or every string of a
+    JSON value), lowercased and sorted."""
     return tuple(sorted(label.lower() for label in redaction.detected(texts)))
 
 
 def personal_data_kinds(job: Job) -> tuple[str, ...]:
     """`detected_kinds` of the job's prompt, computed once per Job instance (routing and governance
-    both read it; the detectors are regular expressions over the whole prompt)."""
+    both read it; the detectors are regular expressions over the whole prompt).
+
+    Every string of every message counts, not only contents: earlier assistant turns' tool-call
+    arguments and tool results are sent to the model too."""
     kinds = job.__dict__.get("_personal_data_kinds")
     if kinds is None:
-        kinds = job.__dict__["_personal_data_kinds"] = detected_kinds(message_texts(job.request.get("messages")))
+        kinds = job.__dict__["_personal_data_kinds"] = detected_kinds(job.request.get("messages") or [])
     return kinds
 
 

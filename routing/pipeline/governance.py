@@ -102,7 +102,8 @@ def govern(
     decision = evaluate_approvals(document, result)
     record = decision.to_record()
     if decision.blocked:
-        reason = "; ".join(f"{block['tool']}: {block['reason']}" for block in record["blocked"])
+        # Each reason names its call (a name the model made up only by digest: see BlockedCall.recorded).
+        reason = "; ".join(block["reason"] for block in record["blocked"])
         return GovernanceOutcome(JobStatus.BLOCKED, reason, record)
     if decision.holds:
         return GovernanceOutcome(JobStatus.AWAITING_APPROVAL, "; ".join(h["reason"] for h in record["holds"]), record)

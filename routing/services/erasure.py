@@ -4,7 +4,8 @@ What is kept where (issue 12, item 9): the ledger holds digests and redacted fre
 payload store holds redacted content; both stay. The raw copies the product needs to work — the request
 the model is sent (`Job.request`), the answer the application reads (`Job.result`, `Step.output`, a
 reviewer's edit in `ApprovalDecision.override`) — are job-scoped columns, and erasure blanks them, with
-the job's labels and metadata, and redacts the free text beside them (reasons, errors). Digests, tokens,
+the job's labels, metadata, callback URL and idempotency key (webhook deliveries keep only the URL's
+origin), and redacts the free text beside them (reasons, errors). Digests, tokens,
 tiers, costs and statuses stay: they are the record, not the person.
 
 Each job is erased in its own transaction, with its `job.erased` event (reason, digests; never content),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.db import models, transaction
 from django.db.models import Q, TextField
@@ -82,7 +84,8 @@ def erasure_select(
 
     One of `job`, `application` or `identifier`; an identifier may be narrowed to one application. The
     identifier is searched, case-insensitively, in every raw copy: request, result, labels, metadata,
-    status reason, step outputs and errors, reviewers' edits and reasons, and the payload store."""
+    status reason, callback URL, idempotency key, step outputs and errors, reviewers' edits and reasons,
+    webhook deliveries' URLs and errors, and the payload store."""
     if identifier is not None:
         identifier = identifier.strip()
         if len(identifier) < MIN_IDENTIFIER_LENGTH:
@@ -179,9 +182,27 @@ def _blank_job(job: Job, tombstone: dict, identifier: str, now) -> None:
     job.labels = {}
     job.metadata = {}
     job.status_reason = _scrub(job.status_reason, identifier)
+    # A callback URL and an idempotency key are the application's strings and may name the customer
+    # (`?customer=<e-mail>`, `refund-<e-mail>`). The URL is dropped rather than cut to its origin: a
+    # webhook still due would otherwise be posted to the host's root. The deliveries keep the origin.
+    # The key is dropped rather than hashed: a hash of an e-mail address is found again by guessing.
+    job.callback_url = ""
+    job.idempotency_key = None
     job.erased_at = now
     job.version += 1
-    job.save(update_fields=["request", "result", "labels", "metadata", "status_reason", "erased_at", "version"])
+    job.save(
+        update_fields=[
+            "request",
+            "result",
+            "labels",
+            "metadata",
+            "status_reason",
+            "callback_url",
+            "idempotency_key",
+            "erased_at",
+            "version",
+        ]
+    )
 
 
 def _blank_around(job: Job, tombstone: dict, identifier: str) -> tuple[int, int]:
@@ -202,10 +223,12 @@ def _blank_around(job: Job, tombstone: dict, identifier: str) -> tuple[int, int]
     for request in requests:
         request.reasons = [_scrub(text, identifier) for text in request.reasons]
     ApprovalRequest.objects.bulk_update(requests, ["reasons"])
-    deliveries = list(WebhookDelivery.objects.filter(job=job).exclude(error=""))
+    deliveries = list(WebhookDelivery.objects.filter(job=job))
     for delivery in deliveries:
         delivery.error = _scrub(delivery.error, identifier)
-    WebhookDelivery.objects.bulk_update(deliveries, ["error"])
+        origin = url_origin(delivery.url)
+        delivery.url = "" if identifier and identifier.casefold() in origin.casefold() else origin
+    WebhookDelivery.objects.bulk_update(deliveries, ["error", "url"])
     return len(steps), len(decisions)
 
 
@@ -228,7 +251,9 @@ def _mentioning(identifier: str, application: Application | None) -> tuple[set[s
         jobs = jobs.filter(application=application)
     columns = ("request", "result", "labels", "metadata")
     direct = jobs.annotate(**{f"{name}_text": Cast(name, TextField()) for name in columns}).filter(
-        _any_contains([f"{name}_text" for name in columns] + ["status_reason"], identifier)
+        _any_contains(
+            [f"{name}_text" for name in columns] + ["status_reason", "callback_url", "idempotency_key"], identifier
+        )
     )
     steps = (
         Step.objects.filter(job__in=jobs)
@@ -243,6 +268,8 @@ def _mentioning(identifier: str, application: Application | None) -> tuple[set[s
     found = {str(pk) for pk in direct.values_list("pk", flat=True)}
     found |= {str(pk) for pk in steps.values_list("job_id", flat=True)}
     found |= {str(pk) for pk in decisions.values_list("request__job_id", flat=True)}
+    deliveries = WebhookDelivery.objects.filter(job__in=jobs).filter(_any_contains(["url", "error"], identifier))
+    found |= {str(pk) for pk in deliveries.values_list("job_id", flat=True)}
     references = PayloadReference.objects.filter(
         payload__content__icontains=identifier, payload__erased_at__isnull=True
     )
@@ -254,6 +281,20 @@ def _mentioning(identifier: str, application: Application | None) -> tuple[set[s
     found |= live
     digests = {digest for digest, subject_job in stored if subject_job not in live}
     return found, tuple(sorted(digests))
+
+
+def url_origin(url: str) -> str:
+    """`scheme://host[:port]` of a URL: where it went, without the path, query or credentials that may
+    name a person; "" when it has no host."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 def _any_contains(names: list[str], identifier: str) -> Q:

@@ -84,6 +84,19 @@ def released_status_reason(job: Job) -> str:
     return job.status_reason
 
 
+STEP_ERROR_WITHHELD = "withheld until the answer is released"
+
+
+def released_step_error(job: Job, step: Any) -> str:
+    """A step's error as the application may read it. A step's error can be written from the model's
+    answer (its tool-call schema violations, a provider's message quoting it), so it is shown only once
+    the job's answer is released; before that, and for ever on jobs that are never released, only
+    whether there was one."""
+    if not step.error or is_released(job):
+        return step.error
+    return STEP_ERROR_WITHHELD
+
+
 def released_approval_reasons(rule_ids: list[str]) -> list[str]:
     """An approval's reasons as the application sees them: the rule, never the values that matched it."""
     return [f"approval rule {rule_id!r} holds this answer" for rule_id in rule_ids]

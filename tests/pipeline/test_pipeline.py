@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from routing.models import Job, JobStatus
@@ -122,9 +124,13 @@ def test_a_tool_call_outside_the_jobs_tools_is_blocked_and_recorded(model_server
         )
     )
     assert job.status == JobStatus.BLOCKED
-    assert "delete_everything" in job.status_reason
+    # The name is the model's own (it may carry anything a prompt injected): named by digest only.
+    digest = hashlib.sha256(b"delete_everything").hexdigest()
+    assert job.status_reason == (
+        f"tool call #0 <not offered> (sha256 {digest[:16]}) is not among the job's allowed tools ([issue_refund])"
+    )
     blocked = [event.body for event in events(job) if event.event_type == "tool_call.blocked"]
-    assert len(blocked) == 1
+    assert [(b["tool"], b["tool_sha256"]) for b in blocked[0]["blocked"]] == [("<not offered>", digest)]
 
 
 def test_an_eu_labelled_job_only_touches_eu_deployments(model_server, workers):

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 from routing.approval_rules import ResultFacts, ToolCall, evaluate_approvals
@@ -98,8 +99,17 @@ def test_tool_calls_outside_the_offered_tools_are_blocked():
         job=JobFacts("general", tools=("search",)), tool_calls=(ToolCall("search"), ToolCall("wire_money"))
     )
     assert decision.outcome == "blocked"
+    # The name the model made up is never quoted: it may be a card number (see `to_record`).
+    digest = hashlib.sha256(b"wire_money").hexdigest()
     assert [(b.tool_call_index, b.tool, b.reason) for b in decision.blocked] == [
-        (1, "wire_money", "tool call #1 'wire_money' is not among the job's allowed tools ([search])")
+        (
+            1,
+            "wire_money",
+            f"tool call #1 <not offered> (sha256 {digest[:16]}) is not among the job's allowed tools ([search])",
+        )
+    ]
+    assert decision.to_record()["blocked"] == [
+        {"tool_call_index": 1, "tool": "<not offered>", "tool_sha256": digest, "reason": decision.blocked[0].reason}
     ]
 
 
@@ -112,7 +122,10 @@ def test_explicitly_allowed_tools_replace_the_offered_ones():
 
 def test_a_job_without_tools_blocks_every_tool_call():
     decision = decide(job=JobFacts("general"), tool_calls=(ToolCall("search"),))
-    assert decision.blocked[0].reason == "tool call #0 'search' is not among the job's allowed tools (none)"
+    assert decision.blocked[0].reason == (
+        f"tool call #0 <not offered> (sha256 {hashlib.sha256(b'search').hexdigest()[:16]}) "
+        "is not among the job's allowed tools (none)"
+    )
 
 
 def test_policy_blocked_tools_are_blocked_even_when_offered():
@@ -120,6 +133,8 @@ def test_policy_blocked_tools_are_blocked_even_when_offered():
     assert [(b.tool, b.reason) for b in decision.blocked] == [
         ("delete_database", "tool 'delete_database' is blocked by the policy")
     ]
+    # A name the policy lists is the policy author's, not the model's: recorded as it is.
+    assert decision.to_record()["blocked"][0]["tool"] == "delete_database"
 
 
 def test_the_decision_is_json_serialisable():

@@ -126,7 +126,8 @@ def test_schema_valid_is_one_invalid_is_zero():
     assert score("schema", completion('{"answer": "18"}'), schema=SCHEMA).score == 1.0
     invalid = score("schema", completion('{"answer": 18}'), schema=SCHEMA)
     assert invalid.score == 0.0
-    assert invalid.detail["reason"] == "answer: 18 is not of type 'string'"
+    # Named from the schema; never quoting the answer's value (which may be held).
+    assert invalid.detail["reason"] == 'the answer does not match the output schema at answer (type: "string")'
     not_json = score("schema", completion("eighteen"), schema=SCHEMA)
     assert (not_json.score, not_json.detail["reason"].startswith("the answer is not JSON")) == (0.0, True)
 

@@ -311,3 +311,43 @@ def test_the_page_refuses_wrong_methods_and_missing_csrf(governed_setup, as_user
     strict.force_login(people["auditor"])
     assert strict.post(reverse("erasure-confirm"), _form(customer, expected_jobs="1")).status_code == 403
     assert Job.objects.get(pk=job.pk).erased_at is None
+
+
+def test_erasure_blanks_the_callback_url_the_idempotency_key_and_the_delivery_urls(governed_setup):
+    """A callback URL or an idempotency key that names the customer stayed in Job.callback_url,
+    Job.idempotency_key and WebhookDelivery.url after erasure, and a search for the subject did not even
+    find the job."""
+    from routing.models.webhooks import WebhookDelivery
+    from routing.services.jobs import job_submit
+
+    customer = Customer.new()
+    url = f"https://hooks.example.com:8443/arbiter?customer={customer.email}"
+
+    def submit(**fields):
+        job, _ = job_submit(
+            application=governed_setup.application,
+            task_type="classification",
+            messages=[{"role": "user", "content": "hello"}],
+            actor=Actor.application(governed_setup.application.pk),
+            policy=governed_setup.policy.name,
+            dispatch=False,
+            **fields,
+        )
+        return job
+
+    by_url = submit(callback_url=url)
+    by_key = submit(idempotency_key=f"refund-{customer.email}")
+    by_delivery = submit()
+    WebhookDelivery.objects.create(job=by_delivery, event="job.completed", url=url, attempt=1)
+    submit(idempotency_key="refund-someone-else")  # not found by the search
+
+    found = erasure_select(identifier=customer.email)
+    assert set(found.job_ids) == {str(by_url.pk), str(by_key.pk), str(by_delivery.pk)}
+    erasure_apply(selection=found, actor=Actor.system("test"), reason="data_subject_request")
+
+    for job in Job.objects.filter(pk__in=found.job_ids):
+        assert (job.callback_url, job.idempotency_key) == ("", None)
+    assert WebhookDelivery.objects.get(job=by_delivery).url == "https://hooks.example.com:8443"
+    # The key is free again: the unique constraint holds nothing of the erased job's.
+    again = submit(idempotency_key=f"refund-{customer.email}")
+    assert again.pk != by_key.pk

@@ -29,6 +29,7 @@ from tests.api.test_webhooks import Receiver
 from tests.factories import UserFactory
 from tests.pipeline.conftest import wait_for
 from tests.pipeline.setup import governed
+from tests.pipeline.test_pipeline import finished
 from tests.ui.builders import active_policy, held_job
 
 pytestmark = pytest.mark.slow
@@ -258,3 +259,64 @@ def test_the_openai_endpoint_answers_a_blocked_call_with_403_naming_nothing_of_t
     assert raised.value.code == "tool_call_blocked"
     assert "not allowed by the policy" in raised.value.message
     assert "exfiltrate_secret_c4f9" not in raised.value.response.text
+
+
+# A tool schema that accepts any key: the model chooses the keys, and may make one an e-mail address.
+MAP_TOOL = [
+    {
+        "type": "function",
+        "function": {
+            "name": "issue_refund",
+            "parameters": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    }
+]
+
+
+def test_schema_violations_never_quote_the_models_keys(model_server, workers):
+    """A schema violation was named by the instance path (the model's own keys). It reached Step.error,
+    which the application read on a held job (steps[].error), and the ledger's confidence.scored
+    `detail.invalid_tool_calls`, which was never redacted."""
+    from audit.models import LedgerEvent
+
+    setup = governed(model_server.base_url)
+    workers.start()
+    email = "alice.smith@example.com"
+    job = finished(
+        setup.submit(
+            f'[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {{"{email}": "x"}}] x',
+            task_type="general",
+            tools=MAP_TOOL,
+        )
+    )
+    assert job.status == JobStatus.AWAITING_APPROVAL
+    assert job.steps.filter(error__contains='<key> (type: "number")').exists()  # named from the schema
+    assert not job.steps.filter(error__contains=email).exists()
+    client = client_with(key_for(setup.application, "jobs:read"))
+    detail = client.get(f"/api/v1/jobs/{job.pk}").json()
+    assert detail["result"] is None
+    assert {step["error"] for step in detail["steps"]} == {"withheld until the answer is released"}
+    scored = [e.canonical for e in LedgerEvent.objects.filter(subject_job=str(job.pk), event_type="confidence.scored")]
+    assert scored and not any(email in text for text in scored), scored
+
+
+def test_a_steps_error_is_shown_once_the_answer_is_released(model_server, workers):
+    from routing.tool_arguments import problems
+
+    setup = governed(model_server.base_url)
+    workers.start()
+    job = finished(
+        setup.submit(
+            '[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {"note": "x"}] x',
+            task_type="general",
+            tools=MAP_TOOL,
+        )
+    )
+    assert job.status == JobStatus.AWAITING_APPROVAL
+    for _ in range(job.approval_requests.get().required_approvers):
+        approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="checked")
+        job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    detail = client_with(key_for(setup.application, "jobs:read")).get(f"/api/v1/jobs/{job.pk}").json()
+    expected = problems(MAP_TOOL, [{"name": "issue_refund", "arguments": {"note": "x"}}])
+    assert {step["error"] for step in detail["steps"]} == {"; ".join(expected)}

@@ -61,3 +61,34 @@ def test_detectors_run_only_for_a_policy_that_reads_detected(owner):
     )
     assert job_facts(job, 0.0).detected == ("email",)
     assert job_facts(job, 0.0, detect=False).detected == ()
+
+
+def test_detected_reads_every_text_sent_to_the_model():
+    """`detected:` read only message `content`: an e-mail or IBAN in an earlier assistant turn's tool-call
+    arguments (or a tool's result parts) is sent to the model too, and must count."""
+    from routing.models import Job
+    from routing.pipeline.facts import personal_data_kinds
+
+    job = Job(
+        request={
+            "messages": [
+                {"role": "user", "content": "please refund my last order"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {
+                                "name": "lookup_customer",
+                                "arguments": f'{{"email": "alice.smith@example.com", "iban": "{IBAN}"}}',
+                            },
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "found"},
+            ]
+        }
+    )
+    assert {"email", "iban"} <= set(personal_data_kinds(job)), personal_data_kinds(job)

@@ -123,3 +123,70 @@ def test_detection_names_the_kinds_of_personal_data_a_request_carries(live_db):
     request = {"messages": [{"role": "user", "content": customer.prompt()}], "labels": {"region": "eu"}}
     assert redaction.detected(request) == {"EMAIL", "PHONE", "IBAN", "CARD"}
     assert redaction.detected({"region": "eu", "order": "1234 5678 9012 3456"}) == frozenset()  # fails Luhn
+
+
+@pytest.mark.django_db
+def test_a_label_name_carrying_an_email_never_enters_the_ledger():
+    """Label *names* were kept raw (redact_value kept keys) in the job.submitted ledger body, which can
+    never be erased. A service called directly (not through the API) redacts them."""
+    from routing.services.jobs import job_submit
+
+    setup = governed("http://127.0.0.1:9/v1")
+    job, _ = job_submit(
+        application=setup.application,
+        task_type="classification",
+        messages=[{"role": "user", "content": "hello"}],
+        actor=Actor.application(setup.application.pk),
+        policy=setup.policy.name,
+        labels={"customer:alice.smith@example.com": True, "region": "eu"},
+        dispatch=False,
+    )
+    canonical = LedgerEvent.objects.get(subject_job=str(job.pk), event_type="job.submitted").canonical
+    assert "alice.smith@example.com" not in canonical, canonical
+    assert job.labels == {"customer:[REDACTED:EMAIL]": True, "region": "eu"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("customer:alice.smith@example.com", "must be 1-64 characters of letters, digits and _ . : -"),
+        ("card:4111111111111111", "contains personal data (card)"),
+        ("x" * 65, "must be 1-64 characters"),
+    ],
+)
+def test_the_api_refuses_a_label_name_that_is_not_a_plain_name(owner, name, says):
+    response = owner.submit(labels={name: True})
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert says in text and "label name" in text
+    assert "alice.smith@example.com" not in text and "4111111111111111" not in text  # not echoed either
+
+
+def test_redacting_a_value_redacts_its_keys_too():
+    value, found = redaction.redact_value({"a@example.com": 1, "b@example.com": {"ok": "c@example.com"}, "ok": 2})
+    assert value == {"[REDACTED:EMAIL]": 1, "[REDACTED:EMAIL]#2": {"ok": "[REDACTED:EMAIL]"}, "ok": 2}
+    assert found == 3
+
+
+def test_a_blocked_tool_calls_name_from_the_model_is_not_kept_raw_in_the_ledger(model_server, workers):
+    """The model (prompt injection) names a tool after a card number; the call is blocked, and the
+    tool_call.blocked event kept `blocked[].tool` raw (only `reason` keys are redacted), for ever."""
+    from tests.pipeline.test_pipeline import REFUND_TOOL, finished
+
+    setup = governed(model_server.base_url)
+    workers.start()
+    card = "4111111111111111"  # Luhn-valid
+    job = finished(
+        setup.submit(
+            f"[task:general] [confidence:mini=0.9,flagship=0.9] [call:{card} {{}}] x",
+            task_type="general",
+            tools=REFUND_TOOL,
+        )
+    )
+    assert job.status == JobStatus.BLOCKED
+    event = LedgerEvent.objects.get(subject_job=str(job.pk), event_type="tool_call.blocked")
+    assert card not in event.canonical, event.canonical
+    assert [(b["tool"], len(b["tool_sha256"])) for b in event.body["blocked"]] == [("<not offered>", 64)]
+    job.refresh_from_db()
+    assert card not in job.status_reason

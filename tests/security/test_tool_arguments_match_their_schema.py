@@ -133,3 +133,18 @@ def test_a_schema_never_makes_the_worker_fetch_a_remote_reference():
     assert problems(tools, [{"name": "f", "arguments": {}}]) == [
         "tool call #0 'f': the tool's parameters schema has a reference that cannot be resolved"
     ]
+
+
+def test_the_message_never_repeats_the_models_keys():
+    """Keys are the model's too: a schema that accepts any key names an undeclared one `<key>`."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {"type": "object", "additionalProperties": False}}},
+        "additionalProperties": {"type": "number"},
+    }}}]
+    found = problems(tools, [{"name": "f", "arguments": {"ana@example.com": "x"}}])
+    assert found == ["tool call #0 'f': the arguments do not match the tool's schema at <key> (type: \"number\")"]
+    nested = problems(tools, [{"name": "f", "arguments": {"items": [{"ana@example.com": 1}]}}])
+    assert nested == [
+        "tool call #0 'f': the arguments do not match the tool's schema at items/[] (additionalProperties: false)"
+    ]

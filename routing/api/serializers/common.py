@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,8 @@ import jsonschema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from audit.redaction import detected, redact
 
 # Fields Arbiter sets and a client never may: named, so that the refusal says why rather than "unknown".
 SERVER_SET_FIELDS = frozenset(
@@ -207,6 +210,25 @@ class ResponseFormatSerializer(StrictSerializer):
         return attrs
 
 
+# Label names go into the job.submitted ledger event, which can never be erased: names are identifiers,
+# never data (a customer's e-mail address belongs in a label's value, which is redacted).
+LABEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def label_name_check(name: object) -> None:
+    if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
+        shown = redact(name[:70])[0] if isinstance(name, str) else name
+        raise serializers.ValidationError(
+            f"label name {shown!r} must be 1-64 characters of letters, digits and _ . : -"
+        )
+    kinds = detected(name)
+    if kinds:
+        raise serializers.ValidationError(
+            f"label name {redact(name)[0]!r} contains personal data ({', '.join(sorted(kinds)).lower()}); "
+            "label names are kept in the audit ledger for ever: put the value in the label's value instead"
+        )
+
+
 @extend_schema_field(
     {
         "type": "object",
@@ -214,6 +236,7 @@ class ResponseFormatSerializer(StrictSerializer):
             "oneOf": [{"type": "string", "maxLength": 200}, {"type": "number"}, {"type": "boolean"}]
         },
         "maxProperties": MAX_LABELS,
+        "propertyNames": {"pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
         "description": 'Data labels the policy routes on (e.g. `{"region": "eu", "pii": true}`): scalar values.',
         "example": {"region": "eu", "pii": True},
     }
@@ -225,8 +248,7 @@ class LabelsField(serializers.Field):
         if len(data) > MAX_LABELS:
             raise serializers.ValidationError(f"at most {MAX_LABELS} labels")
         for name, value in data.items():
-            if not 1 <= len(name) <= 64:
-                raise serializers.ValidationError(f"label name {name[:70]!r} must be 1-64 characters")
+            label_name_check(name)
             if isinstance(value, str) and len(value) > 200:
                 raise serializers.ValidationError(f"label {name!r}: at most 200 characters")
             if value is None or not isinstance(value, str | int | float | bool):

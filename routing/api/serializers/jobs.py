@@ -24,6 +24,7 @@ from routing.services.release import (
     released_approval_reasons,
     released_result,
     released_status_reason,
+    released_step_error,
     result_withheld,
 )
 from routing.tiers import TASK_TYPES, TIER_NAMES, tier_rank
@@ -105,8 +106,13 @@ class StepOutputSerializer(serializers.Serializer):
     confidence_method = serializers.CharField(help_text="How the confidence was measured (logprob, verifier…).")
     threshold = serializers.FloatField(allow_null=True, help_text="Below it the step escalates; null on the last.")
     outcome = serializers.CharField(help_text="accepted, escalated or failed")
-    error = serializers.CharField()
+    error = serializers.SerializerMethodField(
+        help_text="Why the step escalated or failed; withheld until the job's answer is released."
+    )
     created_at = serializers.DateTimeField()
+
+    def get_error(self, step) -> str:
+        return released_step_error(step.job, step)
 
 
 class ApprovalOutputSerializer(serializers.Serializer):
