@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from audit.ui.access import REVIEWERS, role_required
+from audit.ui.access import DECIDERS, REVIEWERS, role_required
 from audit.ui.diffs import output_text, unified
 from audit.ui.forms import DecisionForm, OverrideForm, ReasonRequiredForm, ReplayForm
 from audit.ui.jobs import story_context
@@ -63,21 +63,21 @@ def _decide(request: HttpRequest, job_id, form: DecisionForm, form_name: str, de
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_approve(request: HttpRequest, job_id) -> HttpResponse:
     return _decide(request, job_id, DecisionForm(request.POST), "approve_form", approval_approve,
                    "your approval is recorded; the job is {status}.")
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_reject(request: HttpRequest, job_id) -> HttpResponse:
     return _decide(request, job_id, ReasonRequiredForm(request.POST, auto_id="reject_%s"), "reject_form",
                    approval_reject, "the job is rejected.")
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_escalate(request: HttpRequest, job_id) -> HttpResponse:
     return _decide(request, job_id, DecisionForm(request.POST, auto_id="escalate_%s"), "escalate_form",
                    approval_escalate, "the job is queued again on a higher tier.")
@@ -100,7 +100,7 @@ def _proposed_output(form: OverrideForm, job: Job, previous: dict) -> dict | Non
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_override_preview(request: HttpRequest, job_id) -> HttpResponse:
     """Stage one: the diff between the current answer and the proposed one, and a confirm button."""
     job = _story(job_id)
@@ -120,7 +120,7 @@ def job_override_preview(request: HttpRequest, job_id) -> HttpResponse:
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_override(request: HttpRequest, job_id) -> HttpResponse:
     """Stage two: the confirmed override, through the service."""
     job = _story(job_id)

@@ -14,6 +14,7 @@ from audit.ui.access import JOB_READERS, REVIEWERS, can, role_required
 from audit.ui.forms import DecisionForm, OverrideForm, ReasonRequiredForm, ReplayForm
 from audit.verify import verify_events_for
 from routing.models import Job, JobStatus
+from routing.services.review import approval_progress, counted_approvers, may_decide
 
 
 def _job_or_404(job_id) -> Job:
@@ -43,8 +44,9 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
         "skipped_reasons": reasons.most_common(),
         "output": output,
         "pending": pending,
-        "pending_approvals": sum(1 for d in pending.decisions.all() if d.kind == "approve") if pending else 0,
-        "can_decide": pending is not None and can(request.user, *REVIEWERS),
+        "pending_approvals": len(counted_approvers(job, pending)) if pending else 0,
+        "pending_progress": approval_progress(job, pending) if pending else [],
+        "can_decide": pending is not None and may_decide(request.user, job, pending),
         "can_replay": can(request.user, *REVIEWERS) and job.erased_at is None,
         "approve_form": DecisionForm(initial=initial),
         "reject_form": ReasonRequiredForm(initial=initial, auto_id="reject_%s"),
