@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.ui import pagination, selectors
-from audit.ui.access import JOB_READERS, REVIEWERS, can, role_required
+from audit.ui.access import DECIDERS, JOB_READERS, REVIEWERS, can, role_required
 from audit.ui.forms import DecisionForm, OverrideForm, ReasonRequiredForm, ReplayForm
 from audit.verify import verify_events_for
 from routing.models import Job, JobStatus
@@ -67,9 +68,15 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
 
 
 @require_GET
-@role_required(*JOB_READERS)
+@role_required(*JOB_READERS, *DECIDERS)
 def job_detail(request: HttpRequest, job_id) -> HttpResponse:
     job = _job_or_404(job_id)
+    if not can(request.user, *JOB_READERS):
+        # A policy admin is not a job reader; they see a held job only while a rule that names their
+        # group waits for them, so they can read what they are asked to approve.
+        pending = next((r for r in job.approval_requests.all() if r.status == "pending"), None)
+        if pending is None or not may_decide(request.user, job, pending):
+            raise PermissionDenied("this job is not awaiting a decision you may take")
     return render(request, "jobs/detail.html", story_context(request, job))
 
 

@@ -8,6 +8,7 @@ import pytest
 from controlplane.roles import Role
 from routing.models import JobStatus
 from routing.services.review import ReviewError, approval_approve, approval_override
+from tests.api.conftest import client_with, key_for
 from tests.factories import UserFactory
 from tests.pipeline.setup import governed
 from tests.pipeline.test_pipeline import REFUND_TOOL, finished
@@ -49,6 +50,12 @@ def test_a_second_rules_group_is_enforced(model_server, workers):
     approval_approve(job=job, user=reviewer, reason="fine")
     job.refresh_from_db()
     assert job.status == JobStatus.AWAITING_APPROVAL, "a reviewer alone released a policy_admin-only answer"
+    approval = client_with(key_for(setup.application, "jobs:read")).get(f"/api/v1/jobs/{job.pk}").json()["approval"]
+    assert approval["satisfied"] is False and approval["approvals"] == 1
+    assert {(item["group"], item["approvals"], item["approvers"]) for item in approval["requirements"]} == {
+        ("reviewer", 1, 1),
+        ("policy_admin", 0, 1),
+    }
 
     approval_approve(job=job, user=UserFactory(roles=[Role.POLICY_ADMIN]), reason="fine too")
     job.refresh_from_db()
