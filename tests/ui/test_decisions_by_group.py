@@ -44,6 +44,8 @@ def test_a_policy_admin_a_rule_names_reads_and_approves_and_each_group_is_shown(
     assert approve(as_user("reviewer"), job).status_code == 302
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
+    # decided: the admin, not a job reader, no longer reads it
+    assert admin.get(reverse("job", kwargs={"job_id": job.pk})).status_code == 403
 
 
 def test_a_policy_admin_no_rule_names_can_neither_read_nor_approve(as_user, version):
@@ -51,8 +53,11 @@ def test_a_policy_admin_no_rule_names_can_neither_read_nor_approve(as_user, vers
     admin = as_user("admin")
     assert admin.get(reverse("job", kwargs={"job_id": job.pk})).status_code == 403
     refused = approve(admin, job)
-    assert refused.status_code == 400
-    assert "only members of &#x27;reviewer&#x27; may decide this approval" in refused.content.decode()
+    assert refused.status_code == 403
+    assert "label: billing" not in refused.content.decode()  # the held answer is not shown to them either
+    preview = admin.post(reverse("job-override-preview", kwargs={"job_id": job.pk}),
+                         {"expected_version": job.version, "source": "edit", "content": "x", "reason": "r"})
+    assert preview.status_code == 403 and "label: billing" not in preview.content.decode()
     job.refresh_from_db()
     assert job.status == JobStatus.AWAITING_APPROVAL
 
