@@ -24,6 +24,9 @@ from controlplane.roles import Role, has_role
 EVERYONE = (Role.REVIEWER, Role.POLICY_ADMIN, Role.AUDITOR)
 JOB_READERS = (Role.REVIEWER, Role.AUDITOR)
 REVIEWERS = (Role.REVIEWER,)
+# Who may reach a decision on a held job: an approval rule's group is one of these roles. The service
+# (review._check_reviewer) then checks the person against the request's own requirements.
+DECIDERS = (Role.REVIEWER, Role.POLICY_ADMIN)
 POLICY_READERS = (Role.POLICY_ADMIN, Role.AUDITOR, Role.REVIEWER)
 ADMIN_READERS = (Role.POLICY_ADMIN, Role.AUDITOR)
 POLICY_ADMINS = (Role.POLICY_ADMIN,)

@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from audit.ui.access import REVIEWERS, role_required
+from audit.ui.access import DECIDERS, REVIEWERS, role_required
 from audit.ui.diffs import output_text, unified
 from audit.ui.forms import DecisionForm, OverrideForm, ReasonRequiredForm, ReplayForm
-from audit.ui.jobs import story_context
-from audit.ui.selectors import job_story
+from audit.ui.jobs import after_decision, job_for, story_context
 from routing.models import Job, Step
 from routing.services.review import (
     ReviewError,
@@ -31,22 +30,19 @@ from routing.services.review import (
 )
 
 
-def _story(job_id) -> Job:
-    job = job_story(job_id)
-    if job is None:
-        raise Http404("no such job")
-    return job
+def _story(request: HttpRequest, job_id) -> Job:
+    return job_for(request, job_id)
 
 
 def _refused(request: HttpRequest, job_id, error: ReviewError | None = None, **forms) -> HttpResponse:
     """The job as it is now, with the reason the action was not taken (409: someone acted first)."""
     status = 409 if isinstance(error, StaleReview) else 400
-    context = story_context(request, _story(job_id), action_error=str(error) if error else None, **forms)
+    context = story_context(request, _story(request, job_id), action_error=str(error) if error else None, **forms)
     return render(request, "jobs/detail.html", context, status=status)
 
 
 def _decide(request: HttpRequest, job_id, form: DecisionForm, form_name: str, decide: Callable, done: str):
-    job = _story(job_id)
+    job = _story(request, job_id)
     if not form.is_valid():
         return _refused(request, job_id, **{form_name: form})
     try:
@@ -59,25 +55,25 @@ def _decide(request: HttpRequest, job_id, form: DecisionForm, form_name: str, de
     except ReviewError as error:
         return _refused(request, job_id, error)
     messages.success(request, done.format(status=job.get_status_display().lower()))
-    return redirect("job", job.pk)
+    return after_decision(request, job)
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_approve(request: HttpRequest, job_id) -> HttpResponse:
     return _decide(request, job_id, DecisionForm(request.POST), "approve_form", approval_approve,
                    "your approval is recorded; the job is {status}.")
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_reject(request: HttpRequest, job_id) -> HttpResponse:
     return _decide(request, job_id, ReasonRequiredForm(request.POST, auto_id="reject_%s"), "reject_form",
                    approval_reject, "the job is rejected.")
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_escalate(request: HttpRequest, job_id) -> HttpResponse:
     return _decide(request, job_id, DecisionForm(request.POST, auto_id="escalate_%s"), "escalate_form",
                    approval_escalate, "the job is queued again on a higher tier.")
@@ -100,10 +96,10 @@ def _proposed_output(form: OverrideForm, job: Job, previous: dict) -> dict | Non
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_override_preview(request: HttpRequest, job_id) -> HttpResponse:
     """Stage one: the diff between the current answer and the proposed one, and a confirm button."""
-    job = _story(job_id)
+    job = _story(request, job_id)
     form, previous = _override_form(request, job)
     proposed = _proposed_output(form, job, previous) if form.is_valid() else None
     context: dict = {"override_form": form}
@@ -120,10 +116,10 @@ def job_override_preview(request: HttpRequest, job_id) -> HttpResponse:
 
 
 @require_POST
-@role_required(*REVIEWERS)
+@role_required(*DECIDERS)
 def job_override(request: HttpRequest, job_id) -> HttpResponse:
     """Stage two: the confirmed override, through the service."""
-    job = _story(job_id)
+    job = _story(request, job_id)
     form, previous = _override_form(request, job)
     proposed = _proposed_output(form, job, previous) if form.is_valid() else None
     if proposed is None:
@@ -148,7 +144,7 @@ def job_override(request: HttpRequest, job_id) -> HttpResponse:
             "the override is recorded as the first approval of your answer; it is released once "
             "enough other reviewers approve it.",
         )
-    return redirect("job", job.pk)
+    return after_decision(request, job)
 
 
 @require_POST

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections import Counter
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.ui import pagination, selectors
-from audit.ui.access import JOB_READERS, REVIEWERS, can, role_required
+from audit.ui.access import DECIDERS, JOB_READERS, REVIEWERS, can, role_required
 from audit.ui.forms import DecisionForm, OverrideForm, ReasonRequiredForm, ReplayForm
 from audit.verify import verify_events_for
 from routing.models import Job, JobStatus
+from routing.services.review import approval_progress, counted_approvers, may_decide
 
 
 def _job_or_404(job_id) -> Job:
@@ -21,6 +23,24 @@ def _job_or_404(job_id) -> Job:
     if job is None:
         raise Http404("no such job")
     return job
+
+
+def job_for(request: HttpRequest, job_id) -> Job:
+    """The job, for a job reader; for a policy admin (not a job reader), only while a rule that names
+    their group waits for their decision, so they can read what they are asked to approve. Refused the
+    same way whether or not the job exists, so it tells them nothing about other jobs."""
+    if can(request.user, *JOB_READERS):
+        return _job_or_404(job_id)
+    job = selectors.job_story(job_id)
+    pending = next((r for r in job.approval_requests.all() if r.status == "pending"), None) if job else None
+    if pending is None or not may_decide(request.user, job, pending):
+        raise PermissionDenied("this job is not awaiting a decision you may take")
+    return job
+
+
+def after_decision(request: HttpRequest, job: Job) -> HttpResponse:
+    """Back to the job for a job reader; a policy admin may no longer read it once they have decided."""
+    return redirect("job", job.pk) if can(request.user, *JOB_READERS) else redirect("dashboard")
 
 
 def story_context(request: HttpRequest, job: Job, **extra) -> dict:
@@ -43,8 +63,9 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
         "skipped_reasons": reasons.most_common(),
         "output": output,
         "pending": pending,
-        "pending_approvals": sum(1 for d in pending.decisions.all() if d.kind == "approve") if pending else 0,
-        "can_decide": pending is not None and can(request.user, *REVIEWERS),
+        "pending_approvals": len(counted_approvers(job, pending)) if pending else 0,
+        "pending_progress": approval_progress(job, pending) if pending else [],
+        "can_decide": pending is not None and may_decide(request.user, job, pending),
         "can_replay": can(request.user, *REVIEWERS) and job.erased_at is None,
         "approve_form": DecisionForm(initial=initial),
         "reject_form": ReasonRequiredForm(initial=initial, auto_id="reject_%s"),
@@ -65,9 +86,9 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
 
 
 @require_GET
-@role_required(*JOB_READERS)
+@role_required(*JOB_READERS, *DECIDERS)
 def job_detail(request: HttpRequest, job_id) -> HttpResponse:
-    job = _job_or_404(job_id)
+    job = job_for(request, job_id)
     return render(request, "jobs/detail.html", story_context(request, job))
 
 

@@ -22,6 +22,7 @@ from django.db.models import Prefetch, QuerySet
 from audit.models import LedgerEvent
 from audit.selectors import events_for_job
 from routing.models import ApprovalDecision, ApprovalRequest, Job, Step
+from routing.services.review import approval_progress
 
 JOB_EVENTS_SHOWN = 500
 BULKY_JOB_FIELDS = ("request", "result", "route", "labels", "constraints", "metadata")
@@ -72,7 +73,7 @@ def with_decisions(requests: list[ApprovalRequest]) -> list[ApprovalRequest]:
         decisions.setdefault(decision.request_id, []).append(decision)
     for request in requests:
         request.decision_list = decisions.get(request.pk, [])
-        request.approvals = sum(1 for d in request.decision_list if d.kind == "approve")
+        request.progress = approval_progress(request.job, request, decisions=request.decision_list)
     return requests
 
 

@@ -20,6 +20,11 @@ class ApprovalRequest(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="approval_requests")
     rule_ids = models.JSONField(default=list)
     reasons = models.JSONField(default=list)
+    # What the decision is taken on: one entry per rule that holds the answer, each with its own group
+    # and number of distinct approvers ({"rule": id, "group": role, "approvers": n}); every one of them
+    # must be met. `required_approvers` (the largest) and `eligible_group` (the first rule's) summarise
+    # it for queues and ledger bodies only.
+    requirements = models.JSONField(default=list)
     required_approvers = models.PositiveSmallIntegerField(default=1)
     eligible_group = models.CharField(max_length=80, default="reviewer")
     expires_at = models.DateTimeField()

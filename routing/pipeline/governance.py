@@ -61,8 +61,7 @@ class GovernanceOutcome:
                 job_id=job.pk,
                 rule_ids=[hold["rule"] for hold in holds],
                 reasons=[hold["reason"] for hold in holds],
-                required_approvers=max(hold["approvers"] for hold in holds),
-                eligible_group=holds[0]["group"],
+                **requirement_fields(requirements_of(holds)),
                 expires_at=timezone.now() + timedelta(seconds=min(hold["expires_after_s"] for hold in holds)),
                 # The strictest default wins: one rule that rejects on expiry makes the request reject.
                 on_expiry="reject" if any(hold["on_expiry"] == "reject" for hold in holds) else "approve",
@@ -73,6 +72,7 @@ class GovernanceOutcome:
                 "reasons": request.reasons,
                 "required_approvers": request.required_approvers,
                 "eligible_group": request.eligible_group,
+                "requirements": request.requirements,
                 "expires_at": request.expires_at.isoformat(),
                 "on_expiry": request.on_expiry,
                 "final_tier": tier,
@@ -87,6 +87,28 @@ class GovernanceOutcome:
             "steps": steps,
         }
         return [ledger.Entry("job.completed", claim.actor, subject, body)]
+
+
+def requirements_of(holds: list[dict[str, Any]], *, keep: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """One requirement per rule (and group) holding the answer, each kept whole: a second rule's group is
+    as binding as the first's. `keep` (an overridden request's requirements) is merged in; a rule met
+    twice needs the larger number of approvers, never fewer."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in [*keep, *({"rule": h["rule"], "group": h["group"], "approvers": h["approvers"]} for h in holds)]:
+        key = (item["rule"], item["group"])
+        approvers = max(item["approvers"], merged[key]["approvers"] if key in merged else 0)
+        merged[key] = {"rule": item["rule"], "group": item["group"], "approvers": approvers}
+    return list(merged.values())
+
+
+def requirement_fields(requirements: list[dict[str, Any]]) -> dict[str, Any]:
+    """The request's columns for these requirements; the summary columns are for queues and ledger
+    bodies, decisions read `requirements`."""
+    return {
+        "requirements": requirements,
+        "required_approvers": max(item["approvers"] for item in requirements),
+        "eligible_group": requirements[0]["group"],
+    }
 
 
 def govern(

@@ -49,6 +49,9 @@ MAX_DEPTH = 48
 DEFAULT_ESCALATE_BELOW = 0.7
 DEFAULT_CONFIDENCE: Mapping[str, str] = {"method": "logprob", "fallback": "self_report"}
 DEFAULT_GROUP = "reviewer"
+# The roles (controlplane.roles.Role) that may decide an approval. Auditors read, they never decide; and a
+# group Arbiter has no role for would leave nobody (or, worse, somebody unintended) eligible.
+APPROVAL_GROUPS = ("reviewer", "policy_admin")
 DEFAULT_EXPIRES_AFTER_S = 24 * 3600
 MAX_EXPIRES_AFTER_S = 365 * 24 * 3600
 
@@ -759,11 +762,18 @@ class _Builder:
                 expires_after_s = parse_duration(raw["expires_after"])
             except ValueError as error:
                 self.problem((*path, "expires_after"), str(error))
+        group = raw.get("group", DEFAULT_GROUP)
+        if group not in APPROVAL_GROUPS:
+            self.problem(
+                (*path, "group"),
+                f"unknown approval group {group!r}: an approval rule's group must be one of "
+                f"{', '.join(APPROVAL_GROUPS)}",
+            )
         return ApprovalRule(
             id=raw["id"],
             description=raw.get("description", ""),
             approvers=raw.get("approvers", 1),
-            group=raw.get("group", DEFAULT_GROUP),
+            group=group,
             expires_after_s=expires_after_s,
             on_expiry=raw.get("on_expiry", "reject"),
             condition=condition or Condition(()),

@@ -118,7 +118,7 @@ RELEASABLE_BODY_KEYS = frozenset(
         "cost_usd", "latency_ms", "method", "score", "threshold", "met", "from_tier", "cost_so_far_usd",
         # governance and decisions: rule ids and counts, no reasons, before/after or holds
         "outcome", "rules", "required_approvers", "eligible_group", "expires_at", "on_expiry",
-        "final_tier", "final_confidence", "approvals", "required", "final", "to_tier", "by", "approval",
+        "final_tier", "final_confidence", "approvals", "required", "requirements", "final", "to_tier", "by", "approval",
         "total_cost_usd", "steps", "from_status",
         # shadow comparisons
         "confidence", "shadow_tier", "shadow_deployment", "agreement", "shadow_cost_usd",

@@ -21,7 +21,8 @@ from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, Po
 from routing.models.approvals import ApprovalStatus, DecisionKind
 from routing.models.jobs import JobPurpose
 from routing.pipeline.facts import document_for
-from routing.pipeline.governance import govern
+from routing.pipeline.governance import govern, requirement_fields, requirements_of
+from routing.policy.document import APPROVAL_GROUPS
 from routing.services.jobs import dispatch_after_commit, job_submit
 from routing.services.release import EXPIRY_REASON, OVERRIDDEN_REASON
 from routing.settled import job_settled_on_commit
@@ -46,15 +47,66 @@ def _locked_request(job: Job, expected_version: int | None) -> tuple[Job, Approv
     return locked, request
 
 
+def requirements(request: ApprovalRequest) -> list[dict[str, Any]]:
+    """What the request is decided on. A request without the list (none should exist after migration
+    0009) is read from its summary columns rather than treated as needing nothing."""
+    return request.requirements or [
+        {"rule": "", "group": request.eligible_group, "approvers": request.required_approvers}
+    ]
+
+
+def in_group(user, group: str) -> bool:
+    """Whether the user holds `group`'s role now (an inactive account holds none). A group Arbiter has no
+    role for makes nobody eligible: never a fallback to some other role."""
+    return group in APPROVAL_GROUPS and has_role(user, Role(group))
+
+
+def _submitted(user, job: Job) -> bool:
+    return job.submitted_by_id is not None and job.submitted_by_id == user.pk
+
+
+def may_decide(user, job: Job, request: ApprovalRequest) -> bool:
+    """Eligible for at least one of the request's requirements, and not the job's submitter."""
+    return not _submitted(user, job) and any(in_group(user, item["group"]) for item in requirements(request))
+
+
+def counted_approvers(job: Job, request: ApprovalRequest, decisions: list | None = None) -> list:
+    """The distinct people whose approval counts now: active, holding at least one requirement's group
+    at this moment, and not the job's submitter. Read when the request is settled, so a person
+    deactivated or removed from the group since approving no longer counts. Reads `decisions.all()` so
+    a caller's prefetch (or `decisions`, already loaded) is used."""
+    return [
+        decision.actor
+        for decision in (request.decisions.all() if decisions is None else decisions)
+        if decision.kind == DecisionKind.APPROVE
+        and not _submitted(decision.actor, job)
+        and any(in_group(decision.actor, item["group"]) for item in requirements(request))
+    ]
+
+
+def approval_progress(job: Job, request: ApprovalRequest, decisions: list | None = None) -> list[dict[str, Any]]:
+    """Per requirement, how many of the counted approvers hold its group; one person's approval counts
+    towards every requirement whose group they hold."""
+    approvers = counted_approvers(job, request, decisions)
+    return [
+        {**item, "approvals": sum(1 for person in approvers if in_group(person, item["group"]))}
+        for item in requirements(request)
+    ]
+
+
+def progress_satisfied(progress: list[dict[str, Any]]) -> bool:
+    return bool(progress) and all(item["approvals"] >= item["approvers"] for item in progress)
+
+
 def _check_reviewer(user: AbstractBaseUser, job: Job, request: ApprovalRequest) -> None:
-    try:
-        group = Role(request.eligible_group)
-    except ValueError:
-        group = Role.REVIEWER  # a group the policy names but Arbiter has no role for: reviewers decide
-    if not has_role(user, group):
-        raise ReviewError(f"only members of {request.eligible_group!r} may decide this approval")
-    if job.submitted_by_id is not None and job.submitted_by_id == user.pk:
+    """Who may act on the request at all. Approvals only count towards requirements whose group the
+    person holds (approval_progress); reject and escalate are fail-safe (nothing is released), so any
+    person eligible for any requirement may take them."""
+    if _submitted(user, job):
         raise ReviewError("you submitted this job; someone else must decide its approval")
+    if not may_decide(user, job, request):
+        groups = ", ".join(dict.fromkeys(repr(item["group"]) for item in requirements(request)))
+        raise ReviewError(f"only members of {groups} may decide this approval")
 
 
 def _record(request: ApprovalRequest, user, kind: str, reason: str, override: dict | None = None) -> ApprovalDecision:
@@ -101,16 +153,23 @@ def approval_approve(*, job: Job, user, reason: str = "", expected_version: int 
 
 
 def _approve(job: Job, request: ApprovalRequest, user, reason: str) -> None:
-    """One distinct person's approval; the job completes once the request has as many as it needs."""
+    """One distinct person's approval, counted towards every requirement whose group they hold; the job
+    completes once every requirement has as many eligible approvers as it needs."""
     _record(request, user, DecisionKind.APPROVE, reason)
-    approvals = request.decisions.filter(kind=DecisionKind.APPROVE).count()
-    done = approvals >= request.required_approvers
+    progress = approval_progress(job, request)
+    done = progress_satisfied(progress)
     _event(
         "approved",
         job,
         request,
         user,
-        {"reason": reason, "approvals": approvals, "required": request.required_approvers, "final": done},
+        {
+            "reason": reason,
+            "approvals": len(counted_approvers(job, request)),
+            "required": request.required_approvers,
+            "requirements": progress,
+            "final": done,
+        },
     )
     if done:
         overridden = bool((job.result or {}).get("overridden"))
@@ -202,6 +261,7 @@ def approval_override(
                 "reasons": proposal.reasons,
                 "required_approvers": proposal.required_approvers,
                 "eligible_group": proposal.eligible_group,
+                "requirements": proposal.requirements,
                 "expires_at": proposal.expires_at.isoformat(),
                 "on_expiry": proposal.on_expiry,
             },
@@ -261,8 +321,7 @@ def _proposal_request(job: Job, overridden: ApprovalRequest, holds: list[dict[st
         job_id=job.pk,
         rule_ids=list(dict.fromkeys([*overridden.rule_ids, *(hold["rule"] for hold in holds)])),
         reasons=["a reviewer's override proposes this output", *(hold["reason"] for hold in holds)],
-        required_approvers=max([overridden.required_approvers, *(hold["approvers"] for hold in holds)]),
-        eligible_group=overridden.eligible_group,
+        **requirement_fields(requirements_of(holds, keep=requirements(overridden))),
         expires_at=expires_at,
         on_expiry="reject",
     )

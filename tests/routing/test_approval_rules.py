@@ -13,7 +13,7 @@ approvals:
   - id: refunds-over-100
     when: {tool: issue_refund, args.amount: {gt: 100}}
     approvers: 2
-    group: finance
+    group: policy_admin
     expires_after: 4h
     on_expiry: reject
   - id: unsure-after-flagship
@@ -56,7 +56,7 @@ def test_a_tool_call_condition_matches_one_call_with_both_name_and_arguments():
     assert (hold.rule_id, hold.approvers, hold.group, hold.expires_after_s, hold.on_expiry) == (
         "refunds-over-100",
         2,
-        "finance",
+        "policy_admin",
         14400,
         "reject",
     )
@@ -169,7 +169,7 @@ def test_rules_fail_closed_on_arguments_that_cannot_be_evaluated():
         decision = decide(tool_calls=(("issue_refund", arguments),))
         assert decision.outcome == "hold", arguments
         (hold,) = decision.holds
-        assert (hold.rule_id, hold.approvers, hold.group) == ("refunds-over-100", 2, "finance")
+        assert (hold.rule_id, hold.approvers, hold.group) == ("refunds-over-100", 2, "policy_admin")
         assert hold.reason == f"tool call #0 'issue_refund': {why}: held because it cannot be evaluated"
 
 

@@ -67,7 +67,7 @@ approvals:
   - id: refunds-over-100
     when: {tool: issue_refund, args.amount: {gt: 100}}
     approvers: 2
-    group: finance
+    group: policy_admin
     expires_after: 4h
     on_expiry: reject
   - id: unsure-after-flagship
@@ -121,7 +121,7 @@ def test_it_loads_every_part_of_the_format():
     refunds, unsure, pii = document.approvals
     assert (refunds.approvers, refunds.group, refunds.expires_after_s, refunds.on_expiry) == (
         2,
-        "finance",
+        "policy_admin",
         14400,
         "reject",
     )

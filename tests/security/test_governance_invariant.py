@@ -369,20 +369,18 @@ def _released(job: Job) -> bool:
         return last.on_expiry == "approve"
     if last.status != ApprovalStatus.APPROVED:
         return False
-    group = _role(last.eligible_group)
+    # Every rule's own requirement, each by its own group: a group with no role makes nobody eligible.
+    requirements = last.requirements
     deciders = {
         decision.actor
         for decision in last.decisions.filter(kind__in=["approve", "override"]).select_related("actor")
-        if decision.actor_id != job.submitted_by_id and has_role(decision.actor, group)
+        if decision.actor_id != job.submitted_by_id
     }
-    return len(deciders) >= last.required_approvers
-
-
-def _role(name: str) -> Role:
-    try:
-        return Role(name)
-    except ValueError:
-        return Role.REVIEWER
+    return bool(requirements) and all(
+        item["group"] in {role.value for role in Role}
+        and sum(1 for person in deciders if has_role(person, Role(item["group"]))) >= item["approvers"]
+        for item in requirements
+    )
 
 
 def _webhook(job: Job) -> dict:

@@ -22,6 +22,9 @@ APPLICATION = {"slug": "no-such-application"}
 
 READ_JOBS = {"reviewer", "auditor"}
 REVIEW = {"reviewer"}
+# A policy admin also reaches the decision actions, but only on a job one of whose rules names their
+# group (tests/ui/test_decisions_by_group.py); on any other (this one does not exist) they are refused.
+DECIDE = REVIEW
 READ_POLICIES = {"admin", "auditor", "reviewer"}
 READ_ADMIN = {"admin", "auditor"}
 ADMIN = {"admin"}
@@ -40,11 +43,11 @@ VIEWS = {
     "job": (JOB, {"GET"}, READ_JOBS),
     "job-verify": (JOB, {"POST"}, READ_JOBS),
     "job-compare": (JOB, {"GET"}, READ_JOBS),
-    "job-approve": (JOB, {"POST"}, REVIEW),
-    "job-reject": (JOB, {"POST"}, REVIEW),
-    "job-escalate": (JOB, {"POST"}, REVIEW),
-    "job-override-preview": (JOB, {"POST"}, REVIEW),
-    "job-override": (JOB, {"POST"}, REVIEW),
+    "job-approve": (JOB, {"POST"}, DECIDE),
+    "job-reject": (JOB, {"POST"}, DECIDE),
+    "job-escalate": (JOB, {"POST"}, DECIDE),
+    "job-override-preview": (JOB, {"POST"}, DECIDE),
+    "job-override": (JOB, {"POST"}, DECIDE),
     "job-replay": (JOB, {"POST"}, REVIEW),
     "policies": ({}, {"GET"}, READ_POLICIES),
     "policy": (POLICY, {"GET"}, READ_POLICIES),

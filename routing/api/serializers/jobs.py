@@ -27,6 +27,7 @@ from routing.services.release import (
     released_step_error,
     result_withheld,
 )
+from routing.services.review import approval_progress, counted_approvers, progress_satisfied
 from routing.tiers import TASK_TYPES, TIER_NAMES, tier_rank
 from routing.webhooks import UnsafeCallbackUrl, callback_url_check
 
@@ -122,15 +123,28 @@ class ApprovalOutputSerializer(serializers.Serializer):
     reasons = serializers.SerializerMethodField(
         help_text="The rules that hold the answer; never the values of the answer that matched them."
     )
-    required_approvers = serializers.IntegerField()
-    approvals = serializers.SerializerMethodField()
+    required_approvers = serializers.IntegerField(help_text="The most approvers any one requirement needs.")
+    approvals = serializers.SerializerMethodField(
+        help_text="Distinct people whose approval counts now (active, in a requirement's group, not the submitter)."
+    )
+    requirements = serializers.SerializerMethodField(
+        help_text="Per rule holding the answer: its group, the approvers it needs and the approvals that count."
+    )
+    satisfied = serializers.SerializerMethodField(help_text="Whether every requirement has its approvals.")
     expires_at = serializers.DateTimeField()
     on_expiry = serializers.CharField()
     created_at = serializers.DateTimeField()
     resolved_at = serializers.DateTimeField(allow_null=True)
 
     def get_approvals(self, request) -> int:
-        return sum(1 for decision in request.decisions.all() if decision.kind == "approve")
+        return len(counted_approvers(request.job, request))
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_requirements(self, request) -> list[dict[str, Any]]:
+        return approval_progress(request.job, request)
+
+    def get_satisfied(self, request) -> bool:
+        return progress_satisfied(approval_progress(request.job, request))
 
     def get_reasons(self, request) -> list[str]:
         return released_approval_reasons(request.rule_ids)
