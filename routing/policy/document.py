@@ -204,7 +204,26 @@ def load_policy(text: str | bytes) -> PolicyDocument:
     data, lines, errors = parse_source(text)
     if errors:
         raise InvalidPolicy(errors)
-    return _validated(data, lines)
+    document = _validated(data, lines)
+    problems = _approval_group_problems(document)
+    if problems:
+        raise InvalidPolicy(_policy_errors(problems, lines))
+    return document
+
+
+def _approval_group_problems(document: PolicyDocument) -> list[tuple[Path, str]]:
+    """Written documents may name only groups that can decide. Checked on text (every new version and the
+    editor's check), not on stored versions: one written before the rule still loads, and its holds are
+    then decided by nobody (routing.services.review), never by a fallback group."""
+    return [
+        (
+            ("approvals", index, "group"),
+            f"unknown approval group {rule.group!r}: an approval rule's group must be one of "
+            f"{', '.join(APPROVAL_GROUPS)}",
+        )
+        for index, rule in enumerate(document.approvals)
+        if rule.group not in APPROVAL_GROUPS
+    ]
 
 
 def policy_from_data(data: object) -> PolicyDocument:
@@ -762,18 +781,11 @@ class _Builder:
                 expires_after_s = parse_duration(raw["expires_after"])
             except ValueError as error:
                 self.problem((*path, "expires_after"), str(error))
-        group = raw.get("group", DEFAULT_GROUP)
-        if group not in APPROVAL_GROUPS:
-            self.problem(
-                (*path, "group"),
-                f"unknown approval group {group!r}: an approval rule's group must be one of "
-                f"{', '.join(APPROVAL_GROUPS)}",
-            )
         return ApprovalRule(
             id=raw["id"],
             description=raw.get("description", ""),
             approvers=raw.get("approvers", 1),
-            group=group,
+            group=raw.get("group", DEFAULT_GROUP),
             expires_after_s=expires_after_s,
             on_expiry=raw.get("on_expiry", "reject"),
             condition=condition or Condition(()),

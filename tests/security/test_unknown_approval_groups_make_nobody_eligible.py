@@ -51,3 +51,14 @@ def test_a_group_arbiter_does_not_know_is_not_any_reviewer(model_server, workers
             approval_approve(job=job, user=UserFactory(roles=roles), reason="ok")
     job.refresh_from_db()
     assert job.status == JobStatus.AWAITING_APPROVAL, "a reviewer outside `finance` released a finance-only hold"
+
+
+def test_a_stored_version_written_before_the_rule_still_loads():
+    # Versions are immutable: one that names `finance` must keep routing (its holds wait for nobody and
+    # expire as it says) rather than crash every job that runs under it.
+    from routing.policy import load_policy
+    from routing.policy.document import policy_from_data
+
+    stored = load_policy(FINANCE_GROUP.replace("group: finance", "group: reviewer")).as_data()
+    stored["approvals"][0]["group"] = "finance"
+    assert policy_from_data(stored).approvals[0].group == "finance"
