@@ -25,7 +25,7 @@ from routing.pipeline import facts
 from routing.pipeline.classifier import classify
 from routing.pipeline.fencing import Claim, StaleAttempt, fenced, job_claim_update
 from routing.pipeline.governance import GovernanceOutcome, govern
-from routing.pipeline.scoring import invalid_answer, score_step
+from routing.pipeline.scoring import score_step
 from routing.pipeline.shadow import shadow_wanted
 from routing.router import PlanStep
 from routing.settled import job_settled_on_commit
@@ -126,19 +126,16 @@ def _execute_plan(claim: Claim, job: Job, route: facts.RouteOutcome, document, c
                 return
             continue
         output = facts.output_of(call.response.completion)
-        invalid = facts.tool_call_problems(job, output)
-        if invalid:
-            score, scoring_calls = invalid_answer(plan_step, invalid), []
-        else:
-            score, scoring_calls = score_step(
-                job=job,
-                plan=plan,
-                step=plan_step,
-                call=call,
-                request=request,
-                deployments=deployments,
-                schema=facts.output_schema(job, plan),
-            )
+        score, scoring_calls = score_step(
+            job=job,
+            plan=plan,
+            step=plan_step,
+            call=call,
+            request=request,
+            deployments=deployments,
+            schema=facts.output_schema(job, plan),
+            output=output,
+        )
         step_cost = _cost(call) + sum((_cost(extra) for extra in scoring_calls), Decimal(0))
         progress.total_cost += step_cost
         cost_cap = facts.cost_cap(job)

@@ -10,6 +10,7 @@ from routing import confidence
 from routing.calls import CallResult, TierUnavailable, call_tier
 from routing.confidence import ConfidenceScore
 from routing.models import Job, ModelDeployment
+from routing.pipeline import facts
 from routing.router import Plan, PlanStep
 
 
@@ -29,8 +30,14 @@ def score_step(
     request: dict[str, Any],
     deployments: dict[str, ModelDeployment],
     schema: Any = None,
+    output: dict[str, Any] | None = None,
 ) -> tuple[ConfidenceScore, list[CallResult]]:
-    """The step's score and any extra calls made to compute it (their cost counts)."""
+    """The step's score and any extra calls made to compute it (their cost counts). Live execution and
+    full re-execution both score here, so an answer whose tool calls break their schemas scores 0 in both."""
+    answer = output if output is not None else facts.output_of(call.response.completion)
+    invalid = facts.tool_call_problems(job, answer)
+    if invalid:
+        return invalid_answer(step, invalid), []
     extra: list[CallResult] = []
     method = step.confidence_method
     result = _score(method, job, plan, call, request, deployments, schema, extra)
