@@ -34,10 +34,11 @@ def score_step(
 ) -> tuple[ConfidenceScore, list[CallResult]]:
     """The step's score and any extra calls made to compute it (their cost counts). Live execution and
     full re-execution both score here, so an answer whose tool calls break their schemas scores 0 in both."""
-    answer = output if output is not None else facts.output_of(call.response.completion)
-    invalid = facts.tool_call_problems(job, answer)
-    if invalid:
-        return invalid_answer(step, invalid), []
+    if job is not None:  # offline evaluation scores recorded answers with no job, and so no tools
+        answer = output if output is not None else facts.output_of(call.response.completion)
+        invalid = facts.tool_call_problems(job, answer)
+        if invalid:
+            return invalid_answer(step, invalid), []
     extra: list[CallResult] = []
     method = step.confidence_method
     result = _score(method, job, plan, call, request, deployments, schema, extra)
