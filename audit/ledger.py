@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
+from audit.errors import LedgerError
 from audit.models import SUBJECT_KEYS, LedgerEvent
 from audit.redaction import redact_free_text
 
@@ -49,10 +50,6 @@ _INSERT_MANY = (
     "INSERT INTO audit_ledgerevent (canonical) "
     "SELECT canonical FROM unnest(%s::text[]) WITH ORDINALITY AS given(canonical, position) ORDER BY position"
 )
-
-
-class LedgerError(Exception):
-    """An event cannot be written as given; the message says what to change."""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from datetime import timedelta
 
 from django.db import connection
 
-from audit.ledger import LedgerError
+from audit.errors import LedgerError
 
 logger = logging.getLogger(__name__)
 

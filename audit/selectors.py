@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from audit.models import LedgerEvent
@@ -46,3 +47,13 @@ def events_list(
     if until is not None:
         events = events.filter(created_at__lt=until)
     return events.select_related("seal").order_by("xact_id", "id")
+
+
+def with_actor_names(events: list[LedgerEvent]) -> list[LedgerEvent]:
+    """Name the people among the events' actors (the ledger keeps their ids): one query a page."""
+    ids = {event.actor_id for event in events if event.actor_kind == "user" and event.actor_id.isdigit()}
+    names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")) if ids else {}
+    for event in events:
+        person = event.actor_kind == "user" and event.actor_id.isdigit()
+        event.actor_name = names.get(int(event.actor_id)) if person else None
+    return events

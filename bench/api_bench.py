@@ -182,7 +182,7 @@ def run(quick: bool = False) -> dict:
         from django.db import connections
 
         connections.close_all()
-        from routing.redis_client import get_redis
+        from controlplane.redis_client import get_redis
 
         get_redis().delete(queue)  # the undelivered dispatch messages
         drop_database(DATABASE)

@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from routing.policy import PolicyDocument, policy_from_data
-from routing.router import Constraints, DeploymentInfo, JobFacts, route
-from routing.tiers import TASK_TYPES
+from routing.decide.policy import PolicyDocument, policy_from_data
+from routing.decide.router import Constraints, DeploymentInfo, JobFacts, route
+from routing.decide.tiers import TASK_TYPES
 
 CATALOG = [
     DeploymentInfo("nano-a", "nano", "eu", frozenset({"tools", "logprobs"}), True, 250.0, 0.1, 0.4),

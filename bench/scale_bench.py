@@ -162,7 +162,7 @@ def _run_archetypes(application) -> dict[str, str]:
     """Run one job of each archetype through the real pipeline in this process; their ids."""
     from audit import sealer
     from audit.ledger import Actor
-    from routing.pipeline.execute import job_run
+    from routing.execute.run import job_run
     from routing.services.jobs import job_submit
 
     ids = {}
@@ -774,7 +774,7 @@ def run(
         from django.db import connections
 
         connections.close_all()
-        from routing.redis_client import get_redis
+        from controlplane.redis_client import get_redis
 
         get_redis().delete(queue)
         if not keep:

@@ -16,7 +16,7 @@ app.autodiscover_tasks()
 @app.task(name="controlplane.ping")
 def ping(nonce: str) -> None:
     """Leave `nonce` in Redis: proof that a real worker consumed a real task from the real broker."""
-    from routing.redis_client import get_redis
+    from controlplane.redis_client import get_redis
 
     get_redis().set(f"arbiter:ping:{nonce}", "pong", ex=300)
 

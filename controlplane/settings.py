@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "axes",
     "audit",
     "routing",
+    "review",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
@@ -358,7 +360,7 @@ ARBITER_WEBHOOK_ALLOW_PRIVATE = env_bool("ARBITER_WEBHOOK_ALLOW_PRIVATE", defaul
 ARBITER_WEBHOOK_ALLOW_LOOPBACK = env_bool("ARBITER_WEBHOOK_ALLOW_LOOPBACK", default=not PRODUCTION)
 ARBITER_WEBHOOK_MAX_ATTEMPTS = env_int("ARBITER_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1, maximum=20)
 ARBITER_WEBHOOK_TIMEOUT_S = env_float("ARBITER_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
-# A deployment's key variable and URL are a policy admin's to choose, within these bounds (routing.providers).
+# A deployment's key variable and URL are a policy admin's to choose, within these bounds (routing.execute.providers).
 ARBITER_PROVIDER_KEY_ENV_ALLOWLIST = frozenset(env_list("ARBITER_PROVIDER_KEY_ENV_ALLOWLIST", []))
 ARBITER_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARBITER_ALLOW_PRIVATE_PROVIDER_URLS", default=not PRODUCTION)
 
@@ -368,7 +370,7 @@ ARBITER_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARBITER_ALLOW_PRIVATE_PROVIDER_U
 # script and stylesheet is a static file of ours, charts are inline SVG with presentation attributes.
 MIDDLEWARE.insert(
     MIDDLEWARE.index("django.middleware.clickjacking.XFrameOptionsMiddleware") + 1,
-    "audit.ui.security.ContentSecurityPolicyMiddleware",
+    "web.security.ContentSecurityPolicyMiddleware",
 )
 ARBITER_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -376,7 +378,7 @@ ARBITER_CSP = (
 )
 # drf-spectacular's Swagger page starts itself with an inline script (SpectacularSwaggerSplitView does not).
 ARBITER_CSP_EXEMPT_PREFIXES = tuple(env_list("ARBITER_CSP_EXEMPT_PREFIXES", ["/api/docs/"]))
-TEMPLATES[0]["OPTIONS"]["libraries"] = {"ui": "audit.ui.templatetags"}
+TEMPLATES[0]["OPTIONS"]["libraries"] = {"ui": "web.templatetags"}
 LOGOUT_REDIRECT_URL = "login"
 ARBITER_UI_EXPORT_DIR = Path(env_str("ARBITER_UI_EXPORT_DIR", str(DATA_DIR / "evidence-exports")))
 ARBITER_UI_PAGE_SIZE = env_int("ARBITER_UI_PAGE_SIZE", 50, minimum=5, maximum=500)

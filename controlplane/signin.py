@@ -56,7 +56,7 @@ def _sign_in_failed(sender, credentials, request=None, **kwargs) -> None:
 
 class SessionIdleMiddleware:
     """Signs out a session left unused too long, or past its absolute lifetime; the view then sends the
-    visitor to the sign-in page as for anyone signed out (audit.ui.access, htmx-aware)."""
+    visitor to the sign-in page as for anyone signed out (web.access, htmx-aware)."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response

@@ -13,7 +13,6 @@ from django.db.models import Prefetch, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import JSONObject
 
-from audit.models import LedgerEvent
 from routing.models import (
     ApiKey,
     Application,
@@ -151,11 +150,6 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def job_ledger_events(*, job: Job) -> QuerySet[LedgerEvent]:
-    """The job's ledger events in chain order (the caller has already checked the job is theirs)."""
-    return LedgerEvent.objects.filter(subject_job=str(job.pk)).select_related("seal").order_by("xact_id", "id")
-
-
 def policies_with_active_version() -> QuerySet[Policy]:
     return Policy.objects.filter(versions__status="active").distinct().order_by("name")
 
@@ -209,7 +203,7 @@ def evaluation_list(*, kind: str | None = None, version_id: int | None = None) -
     return evaluations
 
 
-# The report keys a list row's headline reads (routing.ui.reports.headline); the rest can be large.
+# The report keys a list row's headline reads (evaluation.reports.headline); the rest can be large.
 EVALUATION_HEADLINE_KEYS = (
     "accuracy", "relative_cost", "items", "policy", "thresholds", "certified", "holdout", "jobs",
     "final_tier_changed", "cost_usd",

@@ -1,21 +1,26 @@
-"""Celery tasks: ids in, load, call one service. The job row is the truth; a message is only a nudge."""
+"""Celery tasks of the runtime: ids in, load, call one service. The job row is the truth; a message is
+only a nudge. The runtime sends these by name (routing.execute.dispatch), so nothing imports this module
+but Celery's autodiscovery."""
 
 from __future__ import annotations
 
 import socket
 
 from celery import shared_task
+from django.conf import settings
 
-from routing.webhook_tasks import deliver_webhook  # noqa: F401 (registers the task with the worker)
+from routing.execute import dispatch
+from routing.execute.fencing import lease_remaining_s
+from routing.execute.run import job_run
+from routing.execute.shadow import shadow_compare
+from routing.execute.sweeper import jobs_redispatch_stale
+from routing.execute.webhooks import retry_countdown, webhook_deliver
 
 WORKER_NAME = socket.gethostname()
 
 
-@shared_task(name="routing.execute_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+@shared_task(name=dispatch.EXECUTE_JOB, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def execute_job(self, job_id: str) -> None:
-    from routing.pipeline.execute import job_run
-    from routing.pipeline.fencing import lease_remaining_s
-
     if not job_run(job_id=job_id, worker=f"{WORKER_NAME}:{self.request.id}"):
         # Redelivered while another attempt's lease is live (its worker may have died a moment ago):
         # come back when that lease ends rather than drop the message.
@@ -24,38 +29,27 @@ def execute_job(self, job_id: str) -> None:
             raise self.retry(countdown=remaining + 1)
 
 
-@shared_task(name="routing.shadow_compare", acks_late=True)
+@shared_task(name=dispatch.SHADOW_COMPARE, acks_late=True)
 def shadow_compare_task(job_id: str, step_id: int) -> None:
-    from routing.pipeline.shadow import shadow_compare
-
     shadow_compare(job_id=job_id, step_id=step_id)
+
+
+@shared_task(name=dispatch.DELIVER_WEBHOOK, bind=True, acks_late=True, max_retries=None)
+def deliver_webhook(self, job_id: str, event: str) -> bool:
+    """One delivery attempt through routing.execute.webhooks, retried with backoff."""
+    outcome = webhook_deliver(job_id=job_id, event=event)
+    if outcome.retry and outcome.attempt < settings.ARBITER_WEBHOOK_MAX_ATTEMPTS:
+        raise self.retry(countdown=retry_countdown(outcome.attempt))
+    return outcome.delivered
 
 
 @shared_task(name="routing.sweep_stale_jobs")
 def sweep_stale_jobs() -> int:
-    from routing.pipeline.sweeper import jobs_redispatch_stale
-
     return jobs_redispatch_stale()
-
-
-@shared_task(name="routing.expire_approvals")
-def expire_approvals() -> int:
-    from routing.services.review import approvals_expire_due
-
-    return approvals_expire_due()
 
 
 @shared_task(name="routing.demo_trickle")
 def demo_trickle() -> None:
-    from routing.demo.seed import demo_job_submit
+    from routing.demo.seed import demo_job_submit  # the demo's seed pulls in services a worker rarely needs
 
     demo_job_submit()
-
-
-# A full replay spends money, so not acks_late: a message redelivered after a crash must not start it
-# again (the claim would refuse it anyway). A run a dead worker left behind shows its silence on its page.
-@shared_task(name="routing.replay_history", acks_late=False, soft_time_limit=3600, time_limit=3660)
-def replay_history(run_id: int) -> None:
-    from routing.evaluation.replay_runs import history_replay_execute
-
-    history_replay_execute(run_id=run_id)

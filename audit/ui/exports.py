@@ -26,7 +26,7 @@ from django.db import connection
 
 from audit.export import export_pack
 from audit.selectors import events_list
-from routing.redis_client import get_redis
+from controlplane.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 

@@ -9,10 +9,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from audit import checkpoints, sealer
 from audit.models import LedgerCheckpoint, LedgerEvent
-from audit.selectors import events_list
-from audit.ui import exports, pagination, selectors
-from audit.ui.access import EXPORTERS, LEDGER_READERS, can, role_required
+from audit.selectors import events_list, with_actor_names
+from audit.ui import exports
 from audit.ui.forms import ExportForm, LedgerFilterForm
+from web import pagination
+from web.access import EXPORTERS, LEDGER_READERS, can, role_required
 
 
 def chain_status() -> dict:
@@ -44,7 +45,7 @@ def ledger_events(request: HttpRequest) -> HttpResponse:
     query.pop("after", None)
     context = {
         "form": form,
-        "events": selectors.with_actor_names(page.items),
+        "events": with_actor_names(page.items),
         "next_cursor": page.next_cursor,
         "query": query.urlencode(),
         "first_page": key is None,
@@ -74,7 +75,7 @@ def export_new(request: HttpRequest) -> HttpResponse:
             user=request.user,
             since=since,
             until=until,
-            application=str(application.pk) if application else None,
+            application=application or None,
             description=form.describe(),
         )
         return redirect("ledger-export", state.id)

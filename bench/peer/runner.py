@@ -271,7 +271,7 @@ def run(quick: bool = False) -> dict:
             from django.db import connections
 
             connections.close_all()
-            from routing.redis_client import get_redis
+            from controlplane.redis_client import get_redis
 
             get_redis().delete(*[arbiter.queue for arbiter in arbiters]) if arbiters else None
         except Exception:  # noqa: S110 - clean-up only; the database is dropped next anyway

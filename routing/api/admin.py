@@ -40,9 +40,9 @@ from routing.api.serializers.admin import (
     PolicyVersionCreateInputSerializer,
     PolicyVersionOutputSerializer,
 )
-from routing.budgets import month_spend
+from routing.decide.policy.document import InvalidPolicy
+from routing.execute.budgets import month_spend
 from routing.models import ApiKey, Application, ModelDeployment, Policy, PolicyVersion
-from routing.policy.document import InvalidPolicy
 from routing.services.catalog import (
     DeploymentInvalid,
     application_budget_set,

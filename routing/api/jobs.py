@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.ledger import Actor
+from audit.selectors import events_for_job
 from routing import selectors
 from routing.api.base import ApiView, parse_uuid
 from routing.api.errors import Problem, field_problem
@@ -73,7 +74,7 @@ def job_or_404(application: Application, job_id: str) -> Job:
 def job_detail(job: Job) -> dict[str, Any]:
     events = [
         {"id": event.id, "seq": getattr(getattr(event, "seal", None), "seq", None), "event_type": event.event_type}
-        for event in selectors.job_ledger_events(job=job)
+        for event in events_for_job(job.pk)
     ]
     return JobOutputSerializer(job, context={"ledger_events": events}).data
 
@@ -239,6 +240,6 @@ class JobEventsApi(ApiView):
                 "body": released_ledger_body(event.event_type, event.body),
                 "hash": bytes(event.seal.hash).hex() if getattr(event, "seal", None) else None,
             }
-            for event in selectors.job_ledger_events(job=job)
+            for event in events_for_job(job.pk)
         ]
         return Response(LedgerEventOutputSerializer(events, many=True).data)

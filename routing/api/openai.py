@@ -43,14 +43,15 @@ from routing.api.serializers.openai import (
     ChatCompletionOutputSerializer,
     ModelListOutputSerializer,
 )
+from routing.decide.tiers import TASK_TYPES
+from routing.execute import dispatch
+from routing.execute.run import job_run
+from routing.execute.settled import job_settled_wait
 from routing.models import ApiKey, Application, Job, JobStatus
 from routing.models.jobs import TERMINAL_STATUSES
-from routing.pipeline.execute import job_run
 from routing.selectors import JobCompletion
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
 from routing.services.release import is_released, released_result, released_status_reason
-from routing.settled import job_settled_wait
-from routing.tiers import TASK_TYPES
 
 MODEL_PREFIX = "arbiter/"
 TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"
@@ -167,9 +168,7 @@ def job_run_inline(job: Job) -> None:
         # A bug, not a provider fault (those end as a failed step). Hand the job to the workers, which
         # take over once this attempt's lease ends; the caller waits as it would for any queued job.
         logger.exception("inline run of job %s failed; dispatching it to a worker", job.pk)
-        from routing.tasks import execute_job
-
-        execute_job.delay(str(job.pk))
+        dispatch.send(dispatch.EXECUTE_JOB, str(job.pk))
 
 
 def job_wait(*, application: Application, job: Job, timeout_s: float) -> JobCompletion:

@@ -14,8 +14,8 @@ import redis
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
+from controlplane.redis_client import get_redis
 from routing.models import ApiKey
-from routing.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from django.db import transaction
 
 from audit import ledger
 from audit.ledger import Actor
-from routing.addresses import UnsafeAddress
+from routing.execute.addresses import UnsafeAddress
+from routing.execute.providers import base_url_check, key_env_refusal
 from routing.models import Application, ModelDeployment
-from routing.providers import base_url_check, key_env_refusal
 
 DEPLOYMENT_FIELDS = (
     "tier",

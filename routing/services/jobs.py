@@ -13,11 +13,12 @@ from django.utils import timezone
 from audit import ledger, payloads
 from audit.ledger import Actor
 from audit.redaction import redact_value
-from routing import tool_arguments
+from routing.decide import tool_arguments
+from routing.decide.tiers import TASK_TYPES
+from routing.execute import dispatch
+from routing.execute.settled import job_settled_on_commit
 from routing.models import Application, Job, JobStatus, PolicyVersion
 from routing.models.jobs import TERMINAL_STATUSES, JobPurpose
-from routing.settled import job_settled_on_commit
-from routing.tiers import TASK_TYPES
 
 
 class JobError(Exception):
@@ -189,10 +190,7 @@ def _replayed(existing: Job, fingerprint: str) -> tuple[Job, bool]:
 
 
 def dispatch_after_commit(job: Job) -> None:
-    from routing.tasks import execute_job
-
-    job_id = str(job.pk)
-    transaction.on_commit(lambda: execute_job.delay(job_id))
+    dispatch.send_on_commit(dispatch.EXECUTE_JOB, str(job.pk))
 
 
 def job_cancel(*, job: Job, actor: Actor, reason: str = "") -> bool:

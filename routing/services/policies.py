@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
+from routing.decide.policy.document import InvalidPolicy, PolicyDocument, load_policy
+from routing.decide.router import validate_against_catalog
+from routing.execute.facts import deployment_info
 from routing.models import ModelDeployment, Policy, PolicyVersion, PolicyVersionStatus
-from routing.pipeline.facts import deployment_info
-from routing.policy.document import InvalidPolicy, PolicyDocument, load_policy
-from routing.router import validate_against_catalog
 
 
 class PolicyActionError(Exception):

@@ -10,13 +10,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.ledger import Actor
-from audit.ui.access import ADMIN_READERS, POLICY_ADMINS, can, role_required
 from routing import selectors
-from routing.budgets import budget_state, month_start
+from routing.execute.budgets import budget_state, month_start
 from routing.models import Application, Step
 from routing.services.catalog import application_budget_set
 from routing.services.keys import KeyRefused, api_key_create, api_key_revoke
 from routing.ui.forms import ApiKeyForm, BudgetForm
+from web.access import ADMIN_READERS, POLICY_ADMINS, can, role_required
 
 
 def _application(slug: str) -> Application:

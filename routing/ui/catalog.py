@@ -11,11 +11,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.ledger import Actor
-from audit.ui.access import ADMIN_READERS, POLICY_ADMINS, can, role_required
 from routing import selectors
-from routing.breaker import CircuitBreaker
+from routing.decide.tiers import tier_rank
+from routing.execute.breaker import CircuitBreaker
 from routing.services.catalog import deployment_update
-from routing.tiers import tier_rank
+from web.access import ADMIN_READERS, POLICY_ADMINS, can, role_required
 
 logger = logging.getLogger(__name__)
 

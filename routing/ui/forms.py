@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
-from routing.evaluation.outcomes import EvaluationError
-from routing.evaluation.services import history_cost_cap
-from routing.models import Application, EvaluationKind, HistoryReplayMode
+from routing.decide.thresholds import Threshold
+from routing.models import Application, Job
 from routing.models.applications import SCOPE_DESCRIPTIONS
-from routing.ui.thresholds import Threshold
+from routing.services.erasure import MAX_REFERENCE_LENGTH, MIN_IDENTIFIER_LENGTH, ErasureReason
 
 
 class PolicySourceForm(forms.Form):
@@ -103,63 +103,32 @@ class BudgetForm(forms.Form):
         return data
 
 
-class HistoryReplayForm(forms.Form):
+class ErasureForm(forms.Form):
+    """What to erase: one job, an application's jobs, or a data subject's (optionally in one application)."""
+
+    job = forms.UUIDField(required=False, widget=forms.TextInput(attrs={"placeholder": "job id"}))
     application = forms.ModelChoiceField(
-        queryset=Application.objects.order_by("name"),
+        queryset=Application.objects.order_by("name"), required=False, empty_label="all applications",
         to_field_name="slug",
-        required=False,
-        empty_label="all applications",
     )
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
-                            help_text="UTC day, inclusive")
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
-                            help_text="UTC day, inclusive")
-    limit = forms.IntegerField(min_value=1, max_value=10_000, initial=1000, help_text="newest jobs first",
-                               widget=forms.NumberInput(attrs={"class": "num"}))
-    mode = forms.ChoiceField(choices=HistoryReplayMode.choices, initial=HistoryReplayMode.ROUTING,
-                             widget=forms.RadioSelect)
-    cost_cap_usd = forms.DecimalField(
-        label="Cost cap (USD)",
-        required=False,
-        max_digits=10,
-        decimal_places=2,
-        help_text="full re-execution only: the replay stops when its model calls have cost this much",
-        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0.01", "class": "num"}),
+    subject = forms.CharField(
+        required=False, min_length=MIN_IDENTIFIER_LENGTH, max_length=320, strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "e-mail, phone, IBAN…", "autocomplete": "off"}),
     )
+    reason = forms.ChoiceField(choices=ErasureReason.choices)
+    reference = forms.CharField(required=False, max_length=MAX_REFERENCE_LENGTH,
+                                widget=forms.TextInput(attrs={"placeholder": "request ticket (optional)"}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        since, until = data.get("since"), data.get("until")
-        if since and until and until < since:
-            self.add_error("until", "The window ends before it starts.")
-        if "mode" in data and "cost_cap_usd" not in self.errors:
-            # The service's own rule, so that the form and the command refuse the same things.
-            try:
-                history_cost_cap(data["mode"], data.get("cost_cap_usd"))
-            except EvaluationError as error:
-                self.add_error("cost_cap_usd", str(error)[:1].upper() + str(error)[1:] + ".")
+        if self.errors:
+            return data
+        job_id = data.get("job")
+        if not (job_id or data.get("application") or data.get("subject")):
+            raise ValidationError("Name a job, an application, or a data subject's identifier.")
+        if job_id and (data.get("application") or data.get("subject")):
+            raise ValidationError("A job is erased on its own: leave the application and identifier empty.")
+        data["job_row"] = Job.objects.filter(pk=job_id).first() if job_id else None
+        if job_id and data["job_row"] is None:
+            self.add_error("job", "No such job.")
         return data
-
-    def replay_arguments(self) -> dict[str, Any]:
-        data = self.cleaned_data
-        return {
-            "application": data["application"].slug if data.get("application") else None,
-            "since": _day_start(data.get("since")),
-            "until": _day_start(data.get("until"), plus_days=1),
-            "limit": data["limit"],
-            "mode": data["mode"],
-            "cost_cap_usd": data.get("cost_cap_usd"),
-        }
-
-
-def _day_start(day: date | None, plus_days: int = 0) -> datetime | None:
-    return datetime.combine(day, time.min, tzinfo=UTC) + timedelta(days=plus_days) if day else None
-
-
-class EvaluationFilterForm(forms.Form):
-    kind = forms.ChoiceField(choices=[("", "any kind"), *EvaluationKind.choices], required=False)
-    version = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
-
-    def filters(self) -> dict[str, Any]:
-        data = self.cleaned_data if self.is_valid() else {}
-        return {"kind": data.get("kind") or None, "version_id": data.get("version")}

@@ -7,11 +7,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from audit.ui.access import POLICY_ADMINS, POLICY_READERS, can, role_required
-from audit.ui.diffs import unified
 from routing import selectors
+from routing.decide.policy.document import InvalidPolicy, PolicyError
+from routing.decide.thresholds import ThresholdRewriteError, thresholds_of, thresholds_rewritten
 from routing.models import Policy, PolicyVersion
-from routing.policy.document import InvalidPolicy, PolicyError
 from routing.services.policies import (
     PolicyActionError,
     policy_document_check,
@@ -20,11 +19,9 @@ from routing.services.policies import (
     policy_version_submit,
 )
 from routing.ui.changes import document_changes
-from routing.ui.forms import HistoryReplayForm, PolicySourceForm, ThresholdsForm
-from routing.ui.reports import headline
-from routing.ui.thresholds import ThresholdRewriteError, rewrite_thresholds, thresholds_of
-
-EVALUATIONS_SHOWN = 10
+from routing.ui.forms import PolicySourceForm, ThresholdsForm
+from web.access import POLICY_ADMINS, POLICY_READERS, can, role_required
+from web.diffs import unified
 
 
 def _policy(name: str) -> Policy:
@@ -66,10 +63,9 @@ def policy_version(request: HttpRequest, name: str, number: int) -> HttpResponse
     return render(request, "policies/version.html", version_context(request, version))
 
 
-def version_context(
-    request: HttpRequest, version: PolicyVersion, *, replay_form: HistoryReplayForm | None = None
-) -> dict:
-    """The version page: the document, what may be done with it, and the evaluations about it."""
+def version_context(request: HttpRequest, version: PolicyVersion, *, replay_form: object = None) -> dict:
+    """The version page: the document and what may be done with it. The evaluations about it are
+    evaluation's part of the page ({% version_evaluations %}), which shows `replay_form` when given."""
     can_edit = can(request.user, *POLICY_ADMINS)
     return {
         "version": version,
@@ -78,12 +74,7 @@ def version_context(
         "can_edit": can_edit,
         "is_author": version.author_id == request.user.pk,
         "is_submitter": version.submitted_by_id == request.user.pk,
-        "evaluations": [
-            (evaluation, headline(evaluation))
-            for evaluation in selectors.evaluation_summaries(version_id=version.pk)[:EVALUATIONS_SHOWN]
-        ],
-        "replay_runs": list(selectors.history_replay_runs_for(version=version)[:EVALUATIONS_SHOWN]),
-        "replay_form": (replay_form or HistoryReplayForm()) if can_edit else None,
+        "replay_form": replay_form,
     }
 
 
@@ -176,10 +167,14 @@ def policy_diff(request: HttpRequest, name: str) -> HttpResponse:
 @role_required(*POLICY_ADMINS)
 def policy_thresholds(request: HttpRequest, name: str, number: int) -> HttpResponse:
     version = version_or_404(name, number)
-    form = ThresholdsForm(request.POST if request.method == "POST" else None, thresholds=thresholds_of(version))
+    form = ThresholdsForm(request.POST if request.method == "POST" else None, thresholds=thresholds_of(version.source))
     if request.method == "POST" and form.is_valid():
         try:
-            source = rewrite_thresholds(version, form.changes())
+            source = thresholds_rewritten(
+                version.source,
+                form.changes(),
+                note=f"# Thresholds changed from {version.policy.name} v{version.number} in the web UI.",
+            )
             draft = policy_version_create(
                 policy=version.policy,
                 source=source,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from routing.execute.webhooks import UnsafeCallbackUrl, callback_url_check, webhook_deliver, webhook_enqueue_on_commit
 from routing.models import Job, WebhookDelivery
 from routing.webhook_tasks import deliver_webhook
-from routing.webhooks import UnsafeCallbackUrl, callback_url_check, webhook_deliver, webhook_enqueue_on_commit
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +95,7 @@ def test_a_delivery_is_signed_and_the_documented_snippet_verifies_it(owner):
 
 @override_settings(ARBITER_WEBHOOK_SECRET=SECRET)
 def test_an_old_signature_is_refused_by_the_snippet(owner):
-    from routing.webhooks import signature_header
+    from routing.execute.webhooks import signature_header
 
     header = signature_header(b"{}", secret=SECRET, timestamp=1_000_000_000)
     assert not doc_verify()(SECRET, header, b"{}")
@@ -129,7 +129,7 @@ def test_a_retry_that_succeeds_stops_and_is_never_sent_again(owner):
 
 
 def test_the_backoff_grows_and_is_capped():
-    from routing.webhooks import retry_countdown
+    from routing.execute.webhooks import retry_countdown
 
     assert 4 <= retry_countdown(1) <= 6
     assert 32 <= retry_countdown(4) <= 48

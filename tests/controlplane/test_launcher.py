@@ -97,7 +97,7 @@ def test_it_starts_every_part_and_stops_them_cleanly():
                 "-c",
                 (
                     "import django, time; django.setup();"
-                    "from controlplane.celery import ping; from routing.redis_client import get_redis;"
+                    "from controlplane.celery import ping; from controlplane.redis_client import get_redis;"
                     f"ping.delay('{nonce}');"
                     "deadline = time.time() + 30\n"
                     f"while time.time() < deadline and not get_redis().get('arbiter:ping:{nonce}'):\n"

@@ -1,5 +1,5 @@
 """Evaluation fixtures: recorded-outcomes files with known ground truth, a catalog, and the direct
-computations the reports are checked against (written independently of routing.evaluation)."""
+computations the reports are checked against (written independently of evaluation)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from tests.factories import (
 )
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-GSM8K = BASE_DIR / "routing" / "evaluation" / "data" / "gsm8k-outcomes.jsonl"
+GSM8K = BASE_DIR / "evaluation" / "data" / "gsm8k-outcomes.jsonl"
 MIXTRAL, GPT4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 GSM8K_TIERS = f"mini={MIXTRAL},flagship={GPT4}"
 SIM_TIERS = "nano=sim-nano,mini=sim-mini,flagship=sim-flagship"
@@ -151,7 +151,7 @@ def past_job(
 
 
 def shadow_compared(job, step, *, agree: bool, shadow_tier: str = "mini", cost: str = "0.0004") -> None:
-    """The ledger event a shadow comparison writes (routing.pipeline.shadow)."""
+    """The ledger event a shadow comparison writes (routing.execute.shadow)."""
     ledger.append(
         "shadow.compared",
         actor=Actor.system("shadow"),

@@ -12,16 +12,16 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from evaluation.calibration.binomial import binomial_cdf, binomial_p_value, clopper_pearson_upper
+from evaluation.calibration.calibrate import CascadeCase, calibrate, collect_cases, evaluate_thresholds
+from evaluation.recorded.outcomes import demo_prices, outcomes_from_items, parse_tier_map
+from evaluation.recorded.responders import Answer, InMemoryResponder
+from evaluation.recorded.simulate import eval_catalog
+from evaluation.records import BUNDLED_POLICIES
 from modelserver.generate import generate_items
-from routing.evaluation.binomial import binomial_cdf, binomial_p_value, clopper_pearson_upper
-from routing.evaluation.calibrate import CascadeCase, calibrate, collect_cases, evaluate_thresholds
-from routing.evaluation.outcomes import demo_prices, outcomes_from_items, parse_tier_map
-from routing.evaluation.records import BUNDLED_POLICIES
-from routing.evaluation.responders import Answer, InMemoryResponder
-from routing.evaluation.simulate import eval_catalog
+from routing.decide.policy.document import canonical_json, load_policy
+from routing.decide.router import PlanStep
 from routing.models import Evaluation, EvaluationKind, Policy, PolicyVersionStatus
-from routing.policy.document import canonical_json, load_policy
-from routing.router import PlanStep
 from tests.evaluation.conftest import DEFAULT_POLICY, GSM8K, GSM8K_TIERS, SIM_TIERS, run_json, write_jsonl
 from tests.evaluation.test_replay_eval import HAND_POLICY
 

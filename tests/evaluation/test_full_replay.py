@@ -13,8 +13,8 @@ from django.core.management import call_command
 from audit import payloads
 from audit.ledger import Actor, canonical_json
 from audit.models import LedgerEvent
-from routing.evaluation.reexecute import INPUT_ERASED, NOT_RUN, worst_case_usd
-from routing.evaluation.services import history_run
+from evaluation.offline_runs import history_run
+from evaluation.replay.reexecute import INPUT_ERASED, NOT_RUN, worst_case_usd
 from routing.models import Evaluation, Job, Step
 from routing.services.policies import policy_version_create
 from tests.evaluation.conftest import past_job, run_json

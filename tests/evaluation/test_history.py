@@ -12,8 +12,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from audit.ledger import Actor
-from routing.evaluation.outcomes import EvaluationError
-from routing.evaluation.services import history_run
+from evaluation.offline_runs import history_run
+from evaluation.recorded.outcomes import EvaluationError
 from routing.models import ApprovalRequest, Evaluation, EvaluationKind, Job, JobStatus, Step, StepOutcome
 from routing.services.policies import policy_create, policy_version_create
 from tests.evaluation.conftest import run_json

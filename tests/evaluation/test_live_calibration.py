@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audit.models import LedgerEvent
-from routing.evaluation.live_calibrate import labels_needed, lowest_certified
-from routing.evaluation.services import history_run
+from evaluation.calibration.live import labels_needed, lowest_certified
+from evaluation.offline_runs import history_run
 from routing.models import Evaluation, EvaluationKind, PolicyVersion
 from routing.models.approvals import ApprovalStatus, DecisionKind
 from routing.services.policies import policy_version_create

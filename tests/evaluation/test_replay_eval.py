@@ -10,12 +10,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from routing.evaluation.outcomes import demo_prices as evaluation_prices
-from routing.evaluation.outcomes import outcomes_from_items, parse_tier_map
-from routing.evaluation.responders import ServerResponder, recorded_server
-from routing.evaluation.simulate import eval_catalog, run_policy
+from evaluation.recorded.outcomes import demo_prices as evaluation_prices
+from evaluation.recorded.outcomes import outcomes_from_items, parse_tier_map
+from evaluation.recorded.responders import ServerResponder, recorded_server
+from evaluation.recorded.simulate import eval_catalog, run_policy
+from routing.decide.policy.document import load_policy
 from routing.models import Evaluation, EvaluationKind
-from routing.policy.document import load_policy
 from tests.evaluation.conftest import (
     GSM8K,
     GSM8K_TIERS,
@@ -229,7 +229,7 @@ def test_a_policy_named_in_the_database_is_evaluated_and_linked(tmp_path: Path, 
 
     policy = policy_create(name="eval-target", actor=Actor.system("test"))
     version = policy_version_create(
-        policy=policy, source=Path("routing/evaluation/policies/two-tier.yaml").read_text(), author=None
+        policy=policy, source=Path("evaluation/policies/two-tier.yaml").read_text(), author=None
     )
     outcomes = write_jsonl(tmp_path / "sim.jsonl", synthetic(30, seed=3))
     report = run_json(

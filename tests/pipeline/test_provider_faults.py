@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from routing.breaker import CircuitBreaker
-from routing.calls import TierUnavailable, call_tier
+from routing.execute.breaker import CircuitBreaker
+from routing.execute.calls import TierUnavailable, call_tier
 from routing.models import JobStatus
 from tests.factories import DeploymentFactory, unique
 from tests.pipeline.setup import governed

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from routing.execute.sweeper import jobs_redispatch_stale
 from routing.models import Job, JobStatus
-from routing.pipeline.sweeper import jobs_redispatch_stale
 from routing.tasks import execute_job
 from tests.pipeline.conftest import wait_for
 from tests.pipeline.setup import governed

@@ -10,8 +10,7 @@ from django.utils import timezone
 
 from audit import payloads
 from controlplane.roles import Role
-from routing.models import ApprovalRequest, Job, JobStatus
-from routing.services.review import (
+from review.services import (
     ReviewError,
     StaleReview,
     approval_approve,
@@ -21,6 +20,7 @@ from routing.services.review import (
     approvals_expire_due,
     job_replay,
 )
+from routing.models import ApprovalRequest, Job, JobStatus
 from tests.factories import UserFactory
 from tests.pipeline.setup import governed
 from tests.pipeline.test_pipeline import REFUND_TOOL, event_types, finished

@@ -1,9 +1,9 @@
 import hashlib
 import json
 
-from routing.approval_rules import ResultFacts, ToolCall, evaluate_approvals
-from routing.policy import load_policy
-from routing.router import JobFacts
+from routing.decide.approval_rules import ResultFacts, ToolCall, evaluate_approvals
+from routing.decide.policy import load_policy
+from routing.decide.router import JobFacts
 
 POLICY = load_policy(
     """\

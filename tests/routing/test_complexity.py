@@ -2,12 +2,12 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routing.complexity import (
+from routing.decide.complexity import (
     classifier_prompt,
     estimate_complexity,
     parse_classifier_answer,
 )
-from routing.router import Constraints
+from routing.decide.router import Constraints
 
 
 def user(text):

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from routing.policy.conditions import (
+from routing.decide.policy.conditions import (
     SCOPE_APPROVAL,
     SCOPE_ROUTE,
     ConditionError,
@@ -11,7 +11,7 @@ from routing.policy.conditions import (
     Unreadable,
     compile_when,
 )
-from routing.router import Constraints, JobFacts
+from routing.decide.router import Constraints, JobFacts
 
 JOB = JobFacts(
     task_type="planning",

@@ -4,7 +4,7 @@ import math
 import pytest
 from openai.types.chat import ChatCompletion
 
-from routing.confidence import (
+from routing.decide.confidence import (
     ConfidenceScore,
     known_methods,
     normalise_answer,

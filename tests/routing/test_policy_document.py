@@ -3,7 +3,7 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from routing.policy import (
+from routing.decide.policy import (
     InvalidPolicy,
     PolicyError,
     canonical_json,
@@ -12,7 +12,7 @@ from routing.policy import (
     policy_from_data,
     policy_schema,
 )
-from routing.policy.document import MAX_DOCUMENT_BYTES, parse_duration
+from routing.decide.policy.document import MAX_DOCUMENT_BYTES, parse_duration
 
 # The example in DESIGN.md ("The policy document"), verbatim.
 DESIGN_EXAMPLE = """\

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from routing.policy import load_policy
-from routing.router import (
+from routing.decide.policy import load_policy
+from routing.decide.router import (
     FIRST_MATCH_GOVERNS,
     Constraints,
     DeploymentInfo,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from routing.policy import canonical_json, policy_from_data
-from routing.policy.conditions import SCOPE_ROUTE, RuleMatcher, compile_when
-from routing.router import Constraints, DeploymentInfo, JobFacts, PlanStep, route
+from routing.decide.policy import canonical_json, policy_from_data
+from routing.decide.policy.conditions import SCOPE_ROUTE, RuleMatcher, compile_when
+from routing.decide.router import Constraints, DeploymentInfo, JobFacts, PlanStep, route
 
 TIERS = ["nano", "mini", "flagship"]
 TASKS = ["classification", "extraction", "coding", "planning"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from controlplane.roles import Role
+from review.services import approval_approve
 from routing.models import JobStatus
-from routing.services.review import approval_approve
 from tests.factories import UserFactory
 from tests.pipeline.setup import governed
 from tests.pipeline.test_pipeline import REFUND_TOOL, finished

@@ -18,10 +18,10 @@ import pytest
 from django.test import override_settings
 
 from audit.models import LedgerEvent
-from routing import addresses, providers
-from routing.calls import TierUnavailable, call_tier, endpoint_for
+from routing.execute import addresses, providers
+from routing.execute.calls import TierUnavailable, call_tier, endpoint_for
+from routing.execute.providers import Endpoint, ProviderError, base_url_check, chat
 from routing.models import ModelDeployment
-from routing.providers import Endpoint, ProviderError, base_url_check, chat
 from tests.factories import DeploymentFactory
 
 pytestmark = pytest.mark.django_db
@@ -242,7 +242,7 @@ def redirector(internal) -> Iterator[_Server]:
 
 
 def _resolve_as(monkeypatch, answers: dict[str, str]) -> None:
-    """Makes the address check (routing.addresses) resolve these names to these addresses, as a DNS
+    """Makes the address check (routing.execute.addresses) resolve these names to these addresses, as a DNS
     server under an attacker's control would; nothing else in the process sees the answers."""
     real = socket.getaddrinfo
 

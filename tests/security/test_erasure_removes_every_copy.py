@@ -18,11 +18,11 @@ from audit.ledger import Actor
 from audit.models import LedgerEvent, LedgerSeal, PayloadReference
 from audit.sealer import seal_pending
 from controlplane.roles import Role
+from review.services import approval_override, job_replay
 from routing.models import ApprovalDecision, Job, JobStatus
 from routing.models.applications import PLATFORM_ADMIN
 from routing.services.erasure import erasure_apply, erasure_select
 from routing.services.jobs import JobError
-from routing.services.review import approval_override, job_replay
 from tests.api.conftest import client_with
 from tests.factories import ApplicationFactory, UserFactory
 from tests.pipeline.conftest import database_url_for_workers

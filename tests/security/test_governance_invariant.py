@@ -32,17 +32,7 @@ from audit.ledger import Actor
 from audit.models import LedgerEvent
 from audit.verify import verify_events_for
 from controlplane.roles import Role, has_role
-from routing.models import ApprovalDecision, Job, JobPurpose, JobStatus
-from routing.models.approvals import ApprovalStatus
-from routing.pipeline.execute import job_run
-from routing.services.keys import api_key_create
-from routing.services.policies import (
-    PolicyActionError,
-    policy_version_activate,
-    policy_version_create,
-    policy_version_submit,
-)
-from routing.services.review import (
+from review.services import (
     ReviewError,
     approval_approve,
     approval_escalate,
@@ -51,7 +41,17 @@ from routing.services.review import (
     approvals_expire_due,
     job_replay,
 )
-from routing.webhooks import webhook_payload
+from routing.execute.run import job_run
+from routing.execute.webhooks import webhook_payload
+from routing.models import ApprovalDecision, Job, JobPurpose, JobStatus
+from routing.models.approvals import ApprovalStatus
+from routing.services.keys import api_key_create
+from routing.services.policies import (
+    PolicyActionError,
+    policy_version_activate,
+    policy_version_create,
+    policy_version_submit,
+)
 from tests.api.conftest import client_with
 from tests.factories import UserFactory
 from tests.pipeline.setup import POLICY, governed

@@ -14,15 +14,15 @@ from django.db import connection
 from django.utils import timezone
 
 from controlplane.roles import Role
-from routing.models import ApprovalRequest, Job, JobStatus
-from routing.services.release import released_ledger_body
-from routing.services.review import (
+from review.services import (
     approval_approve,
     approval_escalate,
     approval_reject,
     approvals_expire_due,
 )
-from routing.webhooks import webhook_payload
+from routing.execute.webhooks import webhook_payload
+from routing.models import ApprovalRequest, Job, JobStatus
+from routing.services.release import released_ledger_body
 from tests.api.conftest import client_with, key_for
 from tests.api.live import live_arbiter
 from tests.api.test_webhooks import Receiver
@@ -301,7 +301,7 @@ def test_schema_violations_never_quote_the_models_keys(model_server, workers):
 
 
 def test_a_steps_error_is_shown_once_the_answer_is_released(model_server, workers):
-    from routing.tool_arguments import problems
+    from routing.decide.tool_arguments import problems
 
     setup = governed(model_server.base_url)
     workers.start()

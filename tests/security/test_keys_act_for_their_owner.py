@@ -7,8 +7,8 @@ import pytest
 
 from audit.models import LedgerEvent
 from controlplane.roles import Role
+from review.services import ReviewError, approval_approve
 from routing.models import ApiKey, Job, JobStatus, PolicyVersion
-from routing.services.review import ReviewError, approval_approve
 from tests.api.conftest import client_with, key_for
 from tests.factories import UserFactory
 from tests.pipeline.setup import POLICY, governed

@@ -9,8 +9,8 @@ import pytest
 from django.urls import reverse
 
 from controlplane.roles import Role
+from review.services import ReviewError, approval_approve, approval_override
 from routing.models import ApprovalDecision, Job, JobStatus
-from routing.services.review import ReviewError, approval_approve, approval_override
 from tests.api.conftest import client_with, key_for
 from tests.factories import UserFactory
 from tests.pipeline.setup import governed

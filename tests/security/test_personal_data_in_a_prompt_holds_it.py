@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from routing.decide.policy import load_policy
+from routing.execute.facts import detected_kinds, job_facts
 from routing.models import JobStatus
-from routing.pipeline.facts import detected_kinds, job_facts
-from routing.policy import load_policy
 from tests.pipeline.setup import POLICY, governed
 from tests.pipeline.test_pipeline import finished
 
@@ -66,8 +66,8 @@ def test_detectors_run_only_for_a_policy_that_reads_detected(owner):
 def test_detected_reads_every_text_sent_to_the_model():
     """`detected:` read only message `content`: an e-mail or IBAN in an earlier assistant turn's tool-call
     arguments (or a tool's result parts) is sent to the model too, and must count."""
+    from routing.execute.facts import personal_data_kinds
     from routing.models import Job
-    from routing.pipeline.facts import personal_data_kinds
 
     job = Job(
         request={

@@ -14,8 +14,8 @@ from audit import ledger, payloads, redaction
 from audit.ledger import Actor
 from audit.models import LedgerEvent
 from controlplane.roles import Role
+from review.services import approval_approve, approval_override
 from routing.models import ApprovalDecision, JobStatus
-from routing.services.review import approval_approve, approval_override
 from tests.factories import UserFactory
 from tests.pipeline.setup import governed
 from tests.security.personal_data import Customer, held_refund, ledger_texts, payload_texts

@@ -10,11 +10,11 @@ from django.test import override_settings
 from django.urls import reverse
 
 from controlplane.roles import Role
+from review.services import ReviewError, approval_approve, job_replay
+from routing.execute.webhooks import webhook_deliver
 from routing.models import Job, JobStatus, WebhookDelivery
 from routing.models.jobs import JobPurpose
 from routing.services.policies import policy_version_create
-from routing.services.review import ReviewError, approval_approve, job_replay
-from routing.webhooks import webhook_deliver
 from tests.api.conftest import client_with, key_for
 from tests.factories import UserFactory
 from tests.pipeline.setup import POLICY, governed

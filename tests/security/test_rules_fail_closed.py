@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.approval_rules import ResultFacts, evaluate_approvals
+from routing.decide.approval_rules import ResultFacts, evaluate_approvals
+from routing.decide.policy import load_policy
+from routing.decide.router import JobFacts
 from routing.models import Job, JobStatus
-from routing.policy import load_policy
-from routing.router import JobFacts
 from tests.pipeline.setup import governed
 from tests.pipeline.test_pipeline import finished
 

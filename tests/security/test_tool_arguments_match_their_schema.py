@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from audit.ledger import Actor
+from routing.decide.tool_arguments import problems
 from routing.models import JobStatus
 from routing.services.jobs import JobError, job_submit
-from routing.tool_arguments import problems
 from tests.pipeline.setup import governed
 from tests.pipeline.test_pipeline import events, finished
 

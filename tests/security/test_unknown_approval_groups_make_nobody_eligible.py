@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from controlplane.roles import Role
+from review.services import ReviewError, approval_approve
+from routing.decide.policy import check_policy
 from routing.models import JobStatus
-from routing.policy import check_policy
-from routing.services.review import ReviewError, approval_approve
 from tests.factories import UserFactory
 from tests.pipeline.setup import governed
 from tests.pipeline.test_pipeline import REFUND_TOOL, finished
@@ -56,8 +56,8 @@ def test_a_group_arbiter_does_not_know_is_not_any_reviewer(model_server, workers
 def test_a_stored_version_written_before_the_rule_still_loads():
     # Versions are immutable: one that names `finance` must keep routing (its holds wait for nobody and
     # expire as it says) rather than crash every job that runs under it.
-    from routing.policy import load_policy
-    from routing.policy.document import policy_from_data
+    from routing.decide.policy import load_policy
+    from routing.decide.policy.document import policy_from_data
 
     stored = load_policy(FINANCE_GROUP.replace("group: finance", "group: reviewer")).as_data()
     stored["approvals"][0]["group"] = "finance"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from routing.addresses import UnsafeAddress
-from routing.providers import base_url_check
-from routing.webhooks import UnsafeCallbackUrl, callback_url_check
+from routing.execute.addresses import UnsafeAddress
+from routing.execute.providers import base_url_check
+from routing.execute.webhooks import UnsafeCallbackUrl, callback_url_check
 
 # Each form of 127.0.0.1 an IPv6 host may route to the IPv4 loopback.
 LOOPBACK_FORMS = {

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from routing.breaker import CircuitBreaker
+from routing.execute.breaker import CircuitBreaker
 from routing.models import ApiKey
 from routing.services.keys import api_key_authenticate
 from tests.factories import ApplicationFactory, DeploymentFactory

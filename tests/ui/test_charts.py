@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from controlplane import charts
+from web import charts
 
 
 def test_bars_carry_a_title_a_description_patterns_a_legend_and_totals():

@@ -9,8 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.ui import metrics
 from routing.models import Step
+from routing.ui import metrics
 from tests.factories import ApplicationFactory
 from tests.ui.builders import active_policy, held_job
 

@@ -13,15 +13,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import LedgerEvent
-from controlplane import charts
 from controlplane.roles import Role
-from routing.evaluation.replay_runs import history_replay_execute
+from evaluation.replay.queued import history_replay_execute
 from routing.models import Evaluation, HistoryReplayRun, HistoryReplayStatus
 from routing.services.policies import policy_version_create
 from tests.factories import UserFactory
 from tests.pipeline.setup import governed
 from tests.ui.builders import replayable_history
 from tests.ui.conftest import wait_for
+from web import charts
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from routing.decide.policy.document import load_policy
 from routing.models import PolicyVersion
-from routing.policy.document import load_policy
 from tests.pipeline.setup import POLICY
 from tests.ui.builders import active_policy
 
@@ -143,7 +143,7 @@ def test_rewritten_thresholds_keep_the_documents_shape(people):
     """Only the changed value's line differs from the source the version came from."""
     import difflib
 
-    from routing.ui.thresholds import rewrite_thresholds
+    from routing.decide.thresholds import rewrite_thresholds
 
     version = active_policy()
     source = rewrite_thresholds(version, {(0, "nano"): 0.65})

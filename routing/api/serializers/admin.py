@@ -10,8 +10,8 @@ from rest_framework import serializers
 
 from routing.api.serializers.common import StrictSerializer, choice_field
 from routing.api.serializers.jobs import AnyObjectField
+from routing.decide.tiers import TIER_NAMES
 from routing.models.applications import KEY_SCOPES
-from routing.tiers import TIER_NAMES
 
 MAX_POLICY_SOURCE = 256 * 1024
 

@@ -17,7 +17,10 @@ from routing.api.serializers.common import (
     ToolSerializer,
     choice_field,
 )
+from routing.decide.tiers import TASK_TYPES, TIER_NAMES, tier_rank
+from routing.execute.webhooks import UnsafeCallbackUrl, callback_url_check
 from routing.models import Job, JobStatus
+from routing.services.approvals import approval_progress, counted_approvers, progress_satisfied
 from routing.services.release import (
     WITHHELD_BY_STATUS,
     WITHHELD_EVALUATION,
@@ -27,9 +30,6 @@ from routing.services.release import (
     released_step_error,
     result_withheld,
 )
-from routing.services.review import approval_progress, counted_approvers, progress_satisfied
-from routing.tiers import TASK_TYPES, TIER_NAMES, tier_rank
-from routing.webhooks import UnsafeCallbackUrl, callback_url_check
 
 STATUSES = tuple(JobStatus.values)
 

@@ -16,8 +16,8 @@ pytest.importorskip("playwright", reason="pytest-playwright is not installed")
 from playwright.sync_api import expect
 
 from controlplane.roles import Role
+from evaluation.offline_runs import evaluation_inputs, evaluation_run
 from modelserver.generate import generate_items
-from routing.evaluation.services import evaluation_inputs, evaluation_run
 from routing.models import HistoryReplayRun
 from tests.evaluation.conftest import SIM_TIERS, write_jsonl
 from tests.evaluation.test_replay_eval import HAND_POLICY

@@ -1,0 +1,271 @@
+"""Labels from live history: which past answers were right, as far as anyone found out.
+
+Two sources, one label per answer (a reviewer's verdict wins over a shadow comparison of the same step):
+- **review** — a held job's approval request, once resolved, labels the answer that was held (the
+  accepted step of that attempt): *approved* → right; *overridden* → wrong, and when the reviewer picked
+  another step's output instead, that step → right. A *rejection* is no label: it refuses the action, and
+  a right answer is rejected when the action is not allowed (a correct refund over a limit); counting it
+  as wrong would mix policy into accuracy. An *escalation* (re-run higher) expresses doubt, not a
+  verdict, and an *expiry* nobody's judgement: neither is a label. All are counted under `unlabelled`.
+- **shadow** — a `shadow.compared` event labels the accepted cheap answer: right when the shadow tier's
+  answer agrees (agreement 1), wrong otherwise. "Right" here means "what the higher tier says", a proxy.
+
+Who gets labelled is not random for reviews: approval rules choose which answers are held (often the
+low-confidence ones), so review labels describe the held answers, not the traffic. Shadow sampling is
+random at the rule's rate among accepted answers, so shadow labels are a uniform sample of those.
+
+`history_curve` is the cost/quality curve from labelled past jobs (see its docstring for what its
+accuracy means); `live_reliability` the reliability diagram of each tier's live confidences.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from audit.models import LedgerEvent
+from evaluation.calibration.curve import Thresholds, sweep
+from evaluation.calibration.reliability import reliability
+from routing.decide.router import PlanStep
+from routing.decide.tiers import tier_rank
+from routing.models import ApprovalDecision, Job, Step, StepOutcome
+from routing.models.approvals import ApprovalStatus, DecisionKind
+
+REVIEW, SHADOW = "review", "shadow"
+UNLABELLED = {
+    ApprovalStatus.REJECTED: "reject",
+    ApprovalStatus.ESCALATED: "escalate",
+    ApprovalStatus.EXPIRED: "expired",
+    ApprovalStatus.PENDING: "pending",
+    ApprovalStatus.CANCELLED: "cancelled",
+}
+
+
+@dataclass(frozen=True)
+class Label:
+    job_id: str
+    step_id: int
+    rule_id: str | None
+    tier: str
+    confidence: float | None
+    threshold: float | None  # the escalation threshold in force when the answer was scored
+    correct: bool
+    source: str
+    accepted: bool  # the cascade kept this answer (an overriding reviewer may pick an escalated one)
+    shadow_tier: str | None = None
+    shadow_cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    labels: tuple[Label, ...]
+    unlabelled: dict[str, int]
+    superseded: int  # shadow labels of answers a reviewer also judged
+
+    def by_step(self) -> dict[int, Label]:
+        return {label.step_id: label for label in self.labels}
+
+    def to_record(self) -> dict[str, Any]:
+        counts = Counter(label.source for label in self.labels)
+        outcomes = Counter(f"{label.source}_{'right' if label.correct else 'wrong'}" for label in self.labels)
+        return {
+            "total": len(self.labels),
+            "by_source": {source: counts.get(source, 0) for source in (REVIEW, SHADOW)},
+            "by_outcome": dict(sorted(outcomes.items())),
+            "by_tier": dict(sorted(Counter(label.tier for label in self.labels).items())),
+            "unlabelled_reviews": dict(sorted(self.unlabelled.items())),
+            "shadow_superseded_by_review": self.superseded,
+        }
+
+
+def rule_of(job: Job) -> str | None:
+    return ((job.route or {}).get("plan") or {}).get("rule_id")
+
+
+def _held_step(steps: Sequence[Step], request) -> Step | None:
+    """The accepted step the request was about: the last one recorded before it (each attempt accepts once)."""
+    accepted = [
+        step for step in steps if step.outcome == StepOutcome.ACCEPTED and step.created_at <= request.created_at
+    ]
+    return max(accepted, key=lambda step: (step.created_at, step.pk), default=None)
+
+
+def _label(job: Job, step: Step, correct: bool, source: str, **extra: Any) -> Label:
+    accepted = step.outcome == StepOutcome.ACCEPTED
+    return Label(
+        str(job.pk), step.pk, rule_of(job), step.tier, step.confidence, step.threshold, correct, source, accepted,
+        **extra,
+    )  # fmt: skip
+
+
+def collect_labels(jobs: Sequence[Job]) -> LabelSet:
+    """The labels of these jobs' answers (jobs with steps and approval_requests prefetched)."""
+    steps_of = {str(job.pk): list(job.steps.all()) for job in jobs}
+    overrides: dict[int, int | None] = {}
+    decisions = ApprovalDecision.objects.filter(request__job__in=[job.pk for job in jobs], kind=DecisionKind.OVERRIDE)
+    for decision in decisions.only("request_id", "override"):
+        overrides[decision.request_id] = (decision.override or {}).get("step")
+    review: dict[int, Label] = {}
+    unlabelled: Counter[str] = Counter()
+    for job in jobs:
+        steps = steps_of[str(job.pk)]
+        for request in job.approval_requests.all():
+            if request.status in UNLABELLED:
+                unlabelled[UNLABELLED[request.status]] += 1
+                continue
+            held = _held_step(steps, request)
+            if held is None:
+                unlabelled["no_step"] += 1
+                continue
+            picked = overrides.get(request.pk) if request.status == ApprovalStatus.OVERRIDDEN else None
+            if request.status == ApprovalStatus.APPROVED or picked == held.pk:
+                review[held.pk] = _label(job, held, True, REVIEW)
+                continue
+            review[held.pk] = _label(job, held, False, REVIEW)
+            chosen = next((step for step in steps if step.pk == picked), None)
+            if chosen is not None:
+                review[chosen.pk] = _label(job, chosen, True, REVIEW)
+    shadow: dict[int, Label] = {}
+    by_id = {step.pk: (job, step) for job in jobs for step in steps_of[str(job.pk)]}
+    events = LedgerEvent.objects.filter(event_type="shadow.compared", subject_job__in=list(steps_of))
+    for event in events.order_by("id"):
+        body, found = event.body, by_id.get(int(event.subject.get("step") or 0))
+        if found is None or body.get("agreement") is None:
+            continue
+        job, step = found
+        shadow[step.pk] = _label(
+            job,
+            step,
+            body["agreement"] >= 1.0,
+            SHADOW,
+            shadow_tier=body.get("shadow_tier"),
+            shadow_cost_usd=float(Decimal(str(body.get("shadow_cost_usd") or 0))),
+        )
+    superseded = len(shadow.keys() & review.keys())
+    merged = {**shadow, **review}
+    ordered = sorted(merged.values(), key=lambda label: (label.job_id, label.step_id))
+    return LabelSet(tuple(ordered), dict(unlabelled), superseded)
+
+
+def live_reliability(labels: LabelSet, *, bins: int = 10) -> dict[str, dict[str, Any]]:
+    """Per tier: the reliability bins and ECE of the live confidences against their labels."""
+    pairs: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    without: Counter[str] = Counter()
+    for label in labels.labels:
+        if label.confidence is None:
+            without[label.tier] += 1
+        else:
+            pairs[label.tier].append((label.confidence, label.correct))
+    report = {}
+    for tier in sorted(pairs.keys() | without.keys(), key=lambda name: tier_rank(name) or 0):
+        entry = reliability(pairs[tier], bins=bins)
+        entry["unbinned"] = without[tier]
+        entry["sources"] = dict(Counter(label.source for label in labels.labels if label.tier == tier))
+        report[tier] = entry
+    return report
+
+
+@dataclass(frozen=True)
+class WalkStep:
+    tier: str
+    confidence: float | None
+    threshold: float | None
+    cost_usd: float
+    label: bool | None
+
+
+@dataclass(frozen=True)
+class LabelledJob:
+    """A labelled past job as the curve walks it: its answered steps in plan order and, when the next tier
+    of its plan is the shadow tier, the shadow call as one more step (right by the shadow label's
+    definition: it is the answer the cheap one was compared with)."""
+
+    plan_tiers: tuple[str, ...]
+    steps: tuple[WalkStep, ...]
+    original_cost: float
+
+    def outcome(self, gates: dict[str, PlanStep]) -> tuple[bool, float] | None:
+        cost = 0.0
+        for step in self.steps:
+            cost += step.cost_usd
+            final = step.tier == self.plan_tiers[-1]
+            gate = gates.get(step.tier) or PlanStep(step.tier, (), step.threshold, "")
+            if final or step.confidence is None or gate.accepts(step.confidence):
+                return (step.label, cost) if step.label is not None else None
+        return None  # the walk reaches a tier the job never called
+
+
+def labelled_jobs(jobs: Sequence[Job], labels: LabelSet) -> list[LabelledJob]:
+    by_step = labels.by_step()
+    walked = []
+    for job in jobs:
+        steps = sorted(
+            (step for step in job.steps.all() if step.outcome != StepOutcome.FAILED),
+            key=lambda step: (step.attempt, step.index),
+        )
+        if not steps or not any(step.pk in by_step for step in steps):
+            continue
+        last = [step for step in steps if step.attempt == steps[-1].attempt]
+        plan = tuple(entry["tier"] for entry in ((job.route or {}).get("plan") or {}).get("steps", []))
+        if not plan:
+            continue
+        walk = [
+            WalkStep(
+                step.tier,
+                step.confidence,
+                step.threshold,
+                float(step.cost_usd),
+                by_step[step.pk].correct if step.pk in by_step else None,
+            )
+            for step in last
+        ]
+        label = by_step.get(last[-1].pk)
+        position = plan.index(last[-1].tier) if last[-1].tier in plan else -1
+        shadow_next = label is not None and 0 <= position < len(plan) - 1 and plan[position + 1] == label.shadow_tier
+        if shadow_next and label.source == SHADOW:
+            walk.append(WalkStep(label.shadow_tier, None, None, label.shadow_cost_usd, True))
+        walked.append(LabelledJob(plan, tuple(walk), math.fsum(float(step.cost_usd) for step in last)))
+    return walked
+
+
+def history_curve(jobs: Sequence[Job], labels: LabelSet) -> list[dict[str, Any]]:
+    """The curve from labelled past jobs. For each threshold setting, only the labelled jobs whose answer
+    under it is known from what they recorded count (`jobs` says how many): the walk must stop on a step
+    that ran and was labelled. `accuracy` is the share of those answers judged right — approved by a
+    reviewer, or (shadow) agreeing with the shadow tier, whose own answer counts as right;
+    `relative_cost` is what the walk pays over what the same jobs originally paid."""
+    walked = labelled_jobs(jobs, labels)
+    tiers = sorted(
+        {tier for job in walked for tier in job.plan_tiers[:-1]}, key=lambda tier: tier_rank(tier) or 0
+    )[:2]
+    if not tiers:
+        return []
+
+    def evaluate(thresholds: Thresholds) -> dict[str, Any] | None:
+        gates = {tier: PlanStep(tier, (), value, "") for tier, value in thresholds.items()}
+        outcomes = [(job.outcome(gates), job.original_cost) for job in walked]
+        known = [(outcome, original) for outcome, original in outcomes if outcome is not None]
+        original = math.fsum(original for _, original in known)
+        if not known or not original:
+            return None
+        return {
+            "relative_cost": round(math.fsum(outcome[1] for outcome, _ in known) / original, 6),
+            "accuracy": round(sum(outcome[0] for outcome, _ in known) / len(known), 6),
+            "jobs": len(known),
+        }
+
+    return sweep(tiers, evaluate)
+
+
+def live_evidence(jobs: Sequence[Job]) -> dict[str, Any]:
+    """What a history report says about the jobs' labels: counts, reliability per tier, and the curve."""
+    labels = collect_labels(jobs)
+    return {
+        "labels": labels.to_record(),
+        "reliability": live_reliability(labels),
+        "curve": history_curve(jobs, labels) if labels.labels else [],
+    }

@@ -1,0 +1,21 @@
+"""Review's URLs: the queue, the job pages and the decisions taken on them."""
+
+from django.urls import path
+
+from review import actions, job_pages, queue
+
+urlpatterns = [
+    path("review/", queue.queue, name="queue"),
+    path("review/count", queue.queue_count, name="queue-count"),
+    path("review/bulk", queue.queue_bulk, name="queue-bulk"),
+    path("jobs/", job_pages.job_list, name="jobs"),
+    path("jobs/<uuid:job_id>/", job_pages.job_detail, name="job"),
+    path("jobs/<uuid:job_id>/verify", job_pages.job_verify, name="job-verify"),
+    path("jobs/<uuid:job_id>/compare", job_pages.job_compare, name="job-compare"),
+    path("jobs/<uuid:job_id>/approve", actions.job_approve, name="job-approve"),
+    path("jobs/<uuid:job_id>/reject", actions.job_reject, name="job-reject"),
+    path("jobs/<uuid:job_id>/escalate", actions.job_escalate, name="job-escalate"),
+    path("jobs/<uuid:job_id>/override/preview", actions.job_override_preview, name="job-override-preview"),
+    path("jobs/<uuid:job_id>/override", actions.job_override, name="job-override"),
+    path("jobs/<uuid:job_id>/replay", actions.job_replay_start, name="job-replay"),
+]

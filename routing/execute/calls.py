@@ -1,0 +1,116 @@
+"""The one retry loop around provider calls: retries with backoff and jitter that honour Retry-After,
+a circuit breaker per deployment, and fallback to the tier's next deployment.
+
+The SDK's own retries are off (routing.execute.providers), so every call made is counted here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from routing.execute import latency
+from routing.execute.breaker import CircuitBreaker
+from routing.execute.providers import Endpoint, ProviderError, ProviderResponse, chat
+from routing.models import ModelDeployment
+
+
+@dataclass(frozen=True)
+class CallAttempt:
+    deployment: str
+    outcome: str  # ok | error | rate_limited | timeout | breaker_open | refused
+    status: int | None = None
+    error: str = ""
+    latency_ms: int = 0
+    waited_s: float = 0.0
+
+
+@dataclass
+class CallResult:
+    deployment: ModelDeployment
+    response: ProviderResponse
+    attempts: list[CallAttempt] = field(default_factory=list)
+
+    def attempts_record(self) -> list[dict[str, Any]]:
+        return [asdict(attempt) for attempt in self.attempts]
+
+
+class TierUnavailable(Exception):
+    """Every deployment of the tier failed or was skipped; `attempts` says how."""
+
+    def __init__(self, tier: str, attempts: list[CallAttempt]):
+        last = attempts[-1].error if attempts else "no deployment to call"
+        super().__init__(f"tier {tier}: every deployment failed ({len(attempts)} attempts; last: {last})")
+        self.tier = tier
+        self.attempts = attempts
+
+
+def endpoint_for(deployment: ModelDeployment) -> Endpoint:
+    return Endpoint(
+        name=deployment.name,
+        base_url=deployment.base_url,
+        model=deployment.model,
+        api_key_env=deployment.api_key_env,
+        timeout_s=min(deployment.timeout_s, settings.PROVIDER_TIMEOUT_S),
+    )
+
+
+def _backoff(try_number: int) -> float:
+    # Full jitter (AWS architecture blog): spreads the retries of many workers after a shared fault.
+    ceiling = settings.ARBITER_RETRY_BASE_S * (2**try_number)
+    return random.uniform(0, min(ceiling, settings.ARBITER_RETRY_MAX_S))
+
+
+def _classify(error: ProviderError) -> str:
+    if error.status == 429:
+        return "rate_limited"
+    if error.status is None and "timed out" in str(error):
+        return "timeout"
+    return "error" if error.retryable else "refused"
+
+
+def call_tier(tier: str, deployments: Sequence[ModelDeployment], request: dict[str, Any]) -> CallResult:
+    attempts: list[CallAttempt] = []
+    for deployment in deployments:
+        breaker = CircuitBreaker(
+            deployment.name,
+            threshold=settings.ARBITER_BREAKER_THRESHOLD,
+            cooldown_s=settings.ARBITER_BREAKER_COOLDOWN_S,
+        )
+        waited = 0.0
+        for try_number in range(settings.ARBITER_TRIES_PER_DEPLOYMENT):
+            if not breaker.allow():
+                attempts.append(CallAttempt(deployment.name, "breaker_open", error="circuit breaker open"))
+                break
+            try:
+                response = chat(endpoint_for(deployment), request)
+            except ProviderError as error:
+                outcome = _classify(error)
+                attempts.append(
+                    CallAttempt(deployment.name, outcome, error.status, str(error)[:500], waited_s=waited)
+                )
+                if outcome in ("error", "timeout"):
+                    breaker.record_failure()
+                if outcome == "refused":
+                    break  # the request itself is wrong for this deployment; another may take it
+                wait = error.retry_after if error.retry_after is not None else _backoff(try_number)
+                if (
+                    wait > settings.ARBITER_MAX_RETRY_AFTER_S
+                    or try_number + 1 == settings.ARBITER_TRIES_PER_DEPLOYMENT
+                ):
+                    break  # waiting that long is worse than the tier's next deployment
+                time.sleep(wait)
+                waited = wait
+                continue
+            breaker.record_success()
+            latency.record(deployment.name, response.latency_ms)
+            attempts.append(
+                CallAttempt(deployment.name, "ok", 200, latency_ms=response.latency_ms, waited_s=waited)
+            )
+            return CallResult(deployment=deployment, response=response, attempts=attempts)
+    raise TierUnavailable(tier, attempts)

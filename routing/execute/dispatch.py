@@ -1,0 +1,24 @@
+"""Sending work to the workers by task name.
+
+The runtime enqueues here without importing `routing.tasks`, whose tasks call into the runtime: the arrow
+runs one way, tasks → runtime. Messages carry ids only; the row in Postgres is the truth.
+"""
+
+from __future__ import annotations
+
+from celery import current_app
+from django.db import transaction
+
+EXECUTE_JOB = "routing.execute_job"
+SHADOW_COMPARE = "routing.shadow_compare"
+DELIVER_WEBHOOK = "routing.deliver_webhook"
+
+
+def send(task: str, *args: object) -> None:
+    """Queue `task` now (on the default queue, through the configured routes)."""
+    current_app.send_task(task, args=args)
+
+
+def send_on_commit(task: str, *args: object) -> None:
+    """Queue `task` once the current transaction commits, and never if it rolls back."""
+    transaction.on_commit(lambda: send(task, *args))

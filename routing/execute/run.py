@@ -1,0 +1,358 @@
+"""The life of a job inside a worker: claim, route, call, score, escalate, govern, finish.
+
+Two transactions in the common case: the claim with its route, and the accepted step with the job's
+outcome; one more for each escalation. Each writes its ledger events and is fenced by the attempt
+number (routing.execute.fencing). Provider calls happen outside any transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit import ledger, payloads
+from routing.decide.confidence import ConfidenceScore
+from routing.decide.router import PlanStep
+from routing.execute import dispatch, facts, metrics
+from routing.execute.calls import CallResult, TierUnavailable, call_tier
+from routing.execute.classifier import classify
+from routing.execute.fencing import Claim, StaleAttempt, fenced, job_claim_update
+from routing.execute.governance import GovernanceOutcome, govern
+from routing.execute.scoring import score_step
+from routing.execute.settled import job_settled_on_commit
+from routing.execute.shadow import shadow_wanted
+from routing.models import Job, JobStatus, ModelDeployment, Step, StepOutcome
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """What this attempt has spent so far."""
+
+    total_cost: Decimal = Decimal(0)
+    total_tokens: int = 0
+    escalations: int = 0
+    steps: int = 0
+
+
+def job_run(*, job_id: str, worker: str, job: Job | None = None) -> bool:
+    """Run the job if this worker can claim it. False when it could not (another holds it, or it is done).
+
+    `job` is the row as its submitter just wrote it, with its policy version and application loaded, to
+    save reading it back; only the claim decides whether this caller runs it."""
+    if job is None:
+        job = Job.objects.select_related("policy_version", "application").filter(pk=job_id).first()
+    if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return False
+    if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > timezone.now():
+        return False  # a live worker holds it
+    document = facts.document_for(job.policy_version)
+    catalog = facts.catalog_snapshot()
+    classified = classify(job, document, catalog.deployments) if document.complexity_method == "classifier" else None
+    route = facts.route_job(job, document, catalog, classified)
+    claim = _claim_and_route(job, worker, route, document)
+    if claim is None:
+        return False
+    if route.plan is None:
+        return True
+    try:
+        _execute_plan(claim, job, route, document, catalog)
+    except StaleAttempt:
+        logger.info("job %s attempt %s superseded; stopping", claim.job_id, claim.attempt)
+    return True
+
+
+def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document) -> Claim | None:
+    """Claim the job and record its route, in one transaction."""
+    with transaction.atomic():
+        attempt = job_claim_update(job_id=job.pk, worker=worker, route=route.record, complexity=route.complexity)
+        if attempt is None:
+            return None
+        claim = Claim(job_id=str(job.pk), attempt=attempt, worker=worker)
+        subject = _subject(job)
+        if attempt > settings.ARBITER_MAX_ATTEMPTS:
+            # A poison job: every attempt so far died mid-way. Stop trying and say why.
+            cap = settings.ARBITER_MAX_ATTEMPTS
+            _finish(
+                claim,
+                job,
+                JobStatus.FAILED,
+                f"gave up after {attempt - 1} attempts (ARBITER_MAX_ATTEMPTS={cap})",
+            )
+            return None
+        ledger.append(
+            "route.decided",
+            actor=claim.actor,
+            subject=subject,
+            body={
+                **route.record,
+                "rule_id": route.plan.rule_id if route.plan else None,
+                "attempt": attempt,
+                "policy_version_sha256": job.policy_version.sha256,
+            },
+        )
+        if route.budget.over_soft and not route.budget.over_hard:
+            ledger.append(
+                "budget.soft_limit_reached", actor=claim.actor, subject=subject, body=route.budget.to_record()
+            )
+        if route.plan is None:
+            rejected = route.budget.over_hard and document.budgets.on_hard_limit == "reject"
+            _finish(claim, job, JobStatus.REJECTED if rejected else JobStatus.FAILED, route.error or "no route")
+    return claim
+
+
+def _execute_plan(claim: Claim, job: Job, route: facts.RouteOutcome, document, catalog: facts.Catalog) -> None:
+    job.complexity = route.complexity
+    deployments = {deployment.name: deployment for deployment in catalog.deployments}
+    progress = Progress()
+    plan = route.plan
+    for index, plan_step in enumerate(plan.steps):
+        last = index == len(plan.steps) - 1
+        candidates = [deployments[name] for name in plan_step.deployments if name in deployments]
+        request = facts.provider_request(job, plan_step, plan, candidates)
+        try:
+            call = call_tier(plan_step.tier, candidates, request)
+        except TierUnavailable as unavailable:
+            _record_unavailable(claim, job, index, plan_step, unavailable, last)
+            if last:
+                return
+            continue
+        output = facts.output_of(call.response.completion)
+        score, scoring_calls = score_step(
+            job=job,
+            plan=plan,
+            step=plan_step,
+            call=call,
+            request=request,
+            deployments=deployments,
+            schema=facts.output_schema(job, plan),
+            output=output,
+        )
+        step_cost = _cost(call) + sum((_cost(extra) for extra in scoring_calls), Decimal(0))
+        progress.total_cost += step_cost
+        cost_cap = facts.cost_cap(job)
+        # The job's cost cap ends the cascade where it is reached; governance sees the cost.
+        capped = cost_cap is not None and progress.total_cost >= cost_cap
+        accepted = last or capped or plan_step.accepts(score.score)
+        outcome = None
+        if accepted:
+            outcome = govern(
+                job=job,
+                document=document,
+                output=output,
+                tier=plan_step.tier,
+                confidence=score.score,
+                total_cost=progress.total_cost,
+            )
+        step = _record_step(claim, job, index, plan_step, call, score, output, step_cost, progress, outcome)
+        if accepted:
+            if outcome.status == JobStatus.COMPLETED and shadow_wanted(plan, plan_step.tier):
+                dispatch.send(dispatch.SHADOW_COMPARE, str(job.pk), step.pk)
+            return
+
+
+def _subject(job: Job, **extra: object) -> dict[str, object]:
+    return {
+        "job": job.pk,
+        "application": job.application_id,
+        "policy_version": job.policy_version_id,
+        **extra,
+    }
+
+
+def _cost(call: CallResult) -> Decimal:
+    usage = call.response.completion.usage
+    if usage is None:
+        return Decimal(0)
+    return call.deployment.cost_usd(usage.prompt_tokens, usage.completion_tokens)
+
+
+def _record_step(
+    claim: Claim,
+    job: Job,
+    index: int,
+    plan_step: PlanStep,
+    call: CallResult,
+    score: ConfidenceScore,
+    output: dict[str, Any],
+    step_cost: Decimal,
+    progress: Progress,
+    outcome: GovernanceOutcome | None,
+) -> Step:
+    """One transaction: the step, its events and — when it is the accepted one — the job's outcome."""
+    completion = call.response.completion
+    usage = completion.usage
+    deployment: ModelDeployment = call.deployment
+    prompt_tokens = usage.prompt_tokens if usage else 0
+    completion_tokens = usage.completion_tokens if usage else 0
+    progress.total_tokens += prompt_tokens + completion_tokens
+    progress.steps += 1
+    if outcome is None:
+        progress.escalations += 1
+    job_fields: dict[str, Any] = {
+        "total_cost_usd": progress.total_cost,
+        "total_tokens": progress.total_tokens,
+        "escalations": progress.escalations,
+    }
+    if outcome is not None:
+        job_fields.update(outcome.job_fields(output, index, plan_step.tier, score.score))
+        job_fields["version"] = job.version + 1
+    with fenced(claim, **job_fields):
+        digest = payloads.store(output, kind="output", subject={"job": job.pk, "application": job.application_id})
+        step = Step.objects.create(
+            job_id=job.pk,
+            attempt=claim.attempt,
+            index=index,
+            tier=plan_step.tier,
+            deployment=deployment,
+            model=completion.model or deployment.model,
+            provider_request_id=call.response.request_id[:200],
+            calls=len(call.attempts),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=step_cost,
+            latency_ms=call.response.latency_ms,
+            confidence=score.score,
+            confidence_method=score.method,
+            threshold=plan_step.escalate_below,
+            outcome=StepOutcome.ESCALATED if outcome is None else StepOutcome.ACCEPTED,
+            output=output,
+            error="; ".join(score.detail.get("invalid_tool_calls", ()))[:2000],
+        )
+        subject = _subject(job, step=step.pk)
+        common = {"attempt": claim.attempt, "index": index, "tier": plan_step.tier}
+        events = [
+            ledger.Entry(
+                "model.called",
+                claim.actor,
+                subject,
+                {
+                    **common,
+                    "deployment": deployment.name,
+                    "model": step.model,
+                    "provider_request_id": step.provider_request_id,
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "cost_usd": str(step_cost),
+                    "latency_ms": step.latency_ms,
+                    "output": digest,
+                    "calls": call.attempts_record(),
+                },
+            ),
+            ledger.Entry(
+                "confidence.scored",
+                claim.actor,
+                subject,
+                {
+                    **common,
+                    "method": score.method,
+                    "score": score.score,
+                    "threshold": plan_step.escalate_below,
+                    "met": outcome is not None,
+                    "detail": dict(score.detail),
+                },
+            ),
+        ]
+        if outcome is None:
+            escalated = {
+                **common,
+                "from_tier": plan_step.tier,
+                "score": score.score,
+                "threshold": plan_step.escalate_below,
+                "cost_so_far_usd": str(progress.total_cost),
+            }
+            events.append(ledger.Entry("job.escalated", claim.actor, subject, escalated))
+        else:
+            events += outcome.write(
+                claim=claim,
+                job=job,
+                tier=plan_step.tier,
+                confidence=score.score,
+                total_cost=progress.total_cost,
+                steps=progress.steps,
+            )
+        # One statement for the step's events (model call, score, escalation or outcome), in that order.
+        ledger.append_many(events)
+    _observe(plan_step.tier, deployment.name, step)
+    if outcome is not None:
+        metrics.JOBS_FINISHED.labels(outcome.status, job.task_type).inc()
+    return step
+
+
+def _observe(tier: str, deployment: str, step: Step) -> None:
+    metrics.STEPS.labels(tier, deployment, step.outcome).inc()
+    metrics.COST.labels(tier).inc(float(step.cost_usd))
+    metrics.LATENCY.labels(deployment).observe(step.latency_ms / 1000)
+    if step.confidence is not None:
+        metrics.CONFIDENCE.labels(deployment).observe(step.confidence)
+    if step.outcome == StepOutcome.ESCALATED:
+        metrics.ESCALATIONS.labels(tier).inc()
+
+
+def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailable, last: bool) -> None:
+    fields = {}
+    if last:
+        fields = {
+            "status": JobStatus.FAILED,
+            "status_reason": str(unavailable)[:2000],
+            "finished_at": timezone.now(),
+            "version": job.version + 1,
+        }
+    with fenced(claim, **fields):
+        Step.objects.create(
+            job_id=job.pk,
+            attempt=claim.attempt,
+            index=index,
+            tier=plan_step.tier,
+            calls=len(unavailable.attempts),
+            outcome=StepOutcome.FAILED,
+            error=str(unavailable)[:2000],
+        )
+        ledger.append(
+            "model.failed",
+            actor=claim.actor,
+            subject=_subject(job),
+            body={
+                "attempt": claim.attempt,
+                "index": index,
+                "tier": plan_step.tier,
+                "error": str(unavailable)[:2000],
+                "calls": [vars(attempt) for attempt in unavailable.attempts],
+            },
+        )
+        if last:
+            job_settled_on_commit(job, "job.failed")
+            ledger.append(
+                "job.failed",
+                actor=claim.actor,
+                subject=_subject(job),
+                body={"attempt": claim.attempt, "reason": str(unavailable)[:2000]},
+            )
+    if last:
+        metrics.JOBS_FINISHED.labels(JobStatus.FAILED, job.task_type).inc()
+
+
+def _finish(claim: Claim, job: Job, status: str, reason: str) -> None:
+    """End the job inside the caller's transaction (which holds the claim)."""
+    Job.objects.filter(pk=job.pk, attempt=claim.attempt).update(
+        status=status,
+        status_reason=reason,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        version=job.version + 1,
+    )
+    ledger.append(
+        f"job.{status}",
+        actor=claim.actor,
+        subject={"job": job.pk, "application": job.application_id},
+        body={"attempt": claim.attempt, "reason": reason},
+    )
+    job_settled_on_commit(job, f"job.{status}")
+    transaction.on_commit(lambda: metrics.JOBS_FINISHED.labels(status, job.task_type).inc())

@@ -1,0 +1,208 @@
+"""Signed webhooks: the one module that sends HTTP to an application's callback URL.
+
+A callback URL is checked when the job is submitted and again, address by address, at every delivery:
+a host name that resolved to a public address at submit time can resolve to 127.0.0.1 or to the cloud
+metadata service later (DNS rebinding). The connection then goes to the address that was checked, not
+to whatever a second resolution would return. The address rules (shared with model deployments) are in
+routing/addresses.py: metadata and link-local always refused; loopback and private ranges only where a
+setting allows.
+
+The body is signed with HMAC-SHA256 over `<unix time>.<body>`; the receiver's side is in
+routing/api/WEBHOOKS.md. Delivery is at least once: the receiver deduplicates on `Arbiter-Delivery`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import random
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from routing.execute import dispatch
+from routing.execute.addresses import Target as CallbackTarget
+from routing.execute.addresses import UnsafeAddress as UnsafeCallbackUrl
+from routing.execute.addresses import url_target
+from routing.models import Job, WebhookDelivery
+from routing.services.release import is_application_job, released_output, released_status_reason, result_withheld
+
+EVENTS = (
+    "job.completed",
+    "job.rejected",
+    "job.approval_required",
+    "job.blocked",
+    "job.failed",
+    "job.expired",
+    "job.cancelled",
+)
+SIGNATURE_HEADER = "Arbiter-Signature"
+USER_AGENT = "Arbiter-Webhooks/1"
+
+
+def callback_target(url: str) -> CallbackTarget:
+    """Parse, resolve and check a callback URL; raises UnsafeCallbackUrl."""
+    allow_private = settings.ARBITER_WEBHOOK_ALLOW_PRIVATE
+    return url_target(
+        url,
+        what="callback URL",
+        allow_loopback=settings.ARBITER_WEBHOOK_ALLOW_LOOPBACK or allow_private,
+        allow_private=allow_private,
+        loopback_setting="ARBITER_WEBHOOK_ALLOW_LOOPBACK",
+        private_setting="ARBITER_WEBHOOK_ALLOW_PRIVATE",
+    )
+
+
+def callback_url_check(url: str) -> None:
+    callback_target(url)
+
+
+def signature_header(body: bytes, *, secret: str, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def webhook_secret_for(job: Job) -> str | None:
+    # One secret for now (ARBITER_WEBHOOK_SECRET); per application once Application has a secret field.
+    return settings.ARBITER_WEBHOOK_SECRET
+
+
+def webhook_payload(job: Job, event: str) -> dict[str, Any]:
+    # Through the release gate: a held or blocked job's webhook says what happened, never what the
+    # model answered (`output` is null until the job is completed).
+    return {
+        "id": f"{job.pk}:{event}",
+        "type": event,
+        "created_at": int(time.time()),
+        "data": {
+            "job": {
+                "id": str(job.pk),
+                "status": job.status,
+                "status_reason": released_status_reason(job),
+                "task_type": job.task_type,
+                "final_tier": job.final_tier or None,
+                "final_confidence": job.final_confidence,
+                "escalations": job.escalations,
+                "total_cost_usd": str(job.total_cost_usd),
+                "output": released_output(job),
+                "result_withheld": result_withheld(job),
+                "metadata": job.metadata,
+                "url": f"/api/v1/jobs/{job.pk}",
+            }
+        },
+    }
+
+
+def webhook_enqueue_on_commit(job: Job, event: str) -> None:
+    """The hook point for the pipeline and review services: call it inside the transaction that moves
+    the job to `event`; the delivery is queued only if that transaction commits."""
+    if not job.callback_url or not is_application_job(job):
+        return  # a replay is an evaluation: the application is never told about it
+    dispatch.send_on_commit(dispatch.DELIVER_WEBHOOK, str(job.pk), event)
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was checked; Host stays the URL's host."""
+
+    def __init__(self, address: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, address: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, context=ssl.create_default_context(), **kwargs)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # certificate checked for host
+
+
+def _post(target: CallbackTarget, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    for index, address in enumerate(target.addresses):
+        connection = cls(address, target.host, target.port, timeout=timeout)
+        try:
+            try:
+                connection.connect()
+            except OSError:
+                if index == len(target.addresses) - 1:
+                    raise
+                continue  # the next checked address of the same host
+            connection.request("POST", target.path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read(64 * 1024)
+            return response.status
+        finally:
+            connection.close()
+    raise OSError("no address to connect to")
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    delivered: bool
+    attempt: int
+    retry: bool  # worth trying again later
+
+
+def webhook_deliver(*, job_id: str, event: str) -> DeliveryOutcome:
+    """One delivery attempt, recorded in WebhookDelivery whatever happens. Never sent twice once delivered."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not job.callback_url or not is_application_job(job):
+        return DeliveryOutcome(delivered=False, attempt=0, retry=False)
+    previous = WebhookDelivery.objects.filter(job=job, event=event)
+    if previous.filter(delivered=True).exists():
+        return DeliveryOutcome(delivered=True, attempt=previous.count(), retry=False)
+    attempt = previous.count() + 1
+    started = time.monotonic()
+    status_code, error, retry = None, "", True
+    secret = webhook_secret_for(job)
+    try:
+        if not secret:
+            raise UnsafeCallbackUrl("ARBITER_WEBHOOK_SECRET is not configured; nothing is sent unsigned")
+        target = callback_target(job.callback_url)  # re-checked now: DNS may have changed since submit
+        body = json.dumps(webhook_payload(job, event), separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            SIGNATURE_HEADER: signature_header(body, secret=secret),
+            "Arbiter-Event": event,
+            "Arbiter-Delivery": f"{job.pk}:{event}",
+            "Arbiter-Attempt": str(attempt),
+        }
+        status_code = _post(target, body, headers, settings.ARBITER_WEBHOOK_TIMEOUT_S)
+        if not 200 <= status_code < 300:
+            error = f"the receiver answered {status_code}"
+    except UnsafeCallbackUrl as refused:
+        error, retry = f"refused: {refused}", False
+    except (OSError, http.client.HTTPException) as failure:
+        error = f"{type(failure).__name__}: {failure}"
+    delivered = status_code is not None and 200 <= status_code < 300
+    WebhookDelivery.objects.create(
+        job=job,
+        event=event,
+        url=job.callback_url[:2000],
+        attempt=attempt,
+        status_code=status_code,
+        error=error[:2000],
+        delivered=delivered,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    return DeliveryOutcome(delivered=delivered, attempt=attempt, retry=retry and not delivered)
+
+
+def retry_countdown(attempt: int) -> float:
+    """Exponential backoff with jitter: about 5 s, 10 s, 20 s, 40 s, 80 s … capped at 15 minutes."""
+    base = min(5 * 2 ** (attempt - 1), 900)
+    return base * random.uniform(0.8, 1.2)
