@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from routing.execute.webhooks import UnsafeCallbackUrl, callback_url_check, webhook_deliver, webhook_enqueue_on_commit
 from routing.models import Job, WebhookDelivery
-from routing.webhook_tasks import deliver_webhook
+from routing.tasks import deliver_webhook
 
 pytestmark = pytest.mark.django_db
 
