@@ -1,4 +1,8 @@
-"""Test-wide set-up: real PostgreSQL and Redis — the configured ones, else the embedded ones."""
+"""Test-wide set-up: real PostgreSQL and Redis — the configured ones, else the embedded ones — and the
+shared fixtures of tests/support, registered once for every folder.
+
+One folder per app (routing/, review/, evaluation/, audit/, web/, controlplane/, modelserver/), with its
+browser tests beside its other tests; security/ holds the product's invariants, one module per finding."""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from controlplane import embedded
+
+# Fixtures every folder uses: the model server and workers, the personas, the browser. Registered here,
+# once, so a session-scoped fixture is one for the whole run, never one per folder.
+pytest_plugins = ["tests.support.workers", "tests.support.personas", "tests.support.browser"]
 
 # Property tests: random examples locally (`dev`, finds new cases), the same examples on every CI run
 # (`ci`, derandomised, so a failure there is reproducible and never a coin toss). A test's own
@@ -55,7 +63,7 @@ def test_database(django_db_setup, django_db_blocker, django_db_keepdb, django_d
 
     pytest-django sets up test databases only for the aliases that some collected test asks for
     through `db`, `transactional_db`, `live_server` or a django_db marker. A session holding only
-    live tests (`pytest tests/ui/e2e`) would otherwise commit into the configured database itself.
+    live tests (`pytest -m e2e`) would otherwise commit into the configured database itself.
     """
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases

@@ -22,8 +22,7 @@ from modelserver.generate import generate_items
 from routing.decide.policy.document import canonical_json, load_policy
 from routing.decide.router import PlanStep
 from routing.models import Evaluation, EvaluationKind, Policy, PolicyVersionStatus
-from tests.evaluation.conftest import DEFAULT_POLICY, GSM8K, GSM8K_TIERS, SIM_TIERS, run_json, write_jsonl
-from tests.evaluation.test_replay_eval import HAND_POLICY
+from tests.support.evaluations import DEFAULT_POLICY, GSM8K, GSM8K_TIERS, HAND_POLICY, SIM_TIERS, run_json, write_jsonl
 
 TARGET, DELTA = 0.97, 0.05
 TWO_TIER = BUNDLED_POLICIES / "two-tier.yaml"

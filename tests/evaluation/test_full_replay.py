@@ -17,17 +17,10 @@ from evaluation.offline_runs import history_run
 from evaluation.replay.reexecute import INPUT_ERASED, NOT_RUN, worst_case_usd
 from routing.models import Evaluation, Job, Step
 from routing.services.policies import policy_version_create
-from tests.evaluation.conftest import past_job, run_json
-from tests.pipeline.setup import POLICY, governed
+from tests.support.evaluations import LIMITED, LOWER, content, past_job, run_json
+from tests.support.governed import governed
 
-CHEAP_FIRST = "escalate_below: {nano: 0.80, mini: 0.70}\n    confidence: logprob\n"
-LIMITED = POLICY.replace(CHEAP_FIRST, CHEAP_FIRST + "    limits: {max_output_tokens: 64}\n", 1)
-LOWER = LIMITED.replace("{nano: 0.80, mini: 0.70}", "{nano: 0.70, mini: 0.70}", 1)
 HIGHER = LIMITED.replace("{nano: 0.80, mini: 0.70}", "{nano: 0.99, mini: 0.70}", 1)
-
-
-def content(index: int, nano: float) -> str:
-    return f"[task:classification] [confidence:nano={nano},mini=0.9,flagship=0.9] ticket {index}: route it"
 
 
 @pytest.fixture

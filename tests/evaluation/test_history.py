@@ -14,48 +14,10 @@ from django.utils import timezone
 from audit.ledger import Actor
 from evaluation.offline_runs import history_run
 from evaluation.recorded.outcomes import EvaluationError
-from routing.models import ApprovalRequest, Evaluation, EvaluationKind, Job, JobStatus, Step, StepOutcome
+from routing.models import Evaluation, EvaluationKind, Step, StepOutcome
 from routing.services.policies import policy_create, policy_version_create
-from tests.evaluation.conftest import run_json
-from tests.evaluation.test_replay_eval import HAND_POLICY
-from tests.factories import ApplicationFactory
-
-DRAFT_POLICY = HAND_POLICY.replace("{nano: 0.8, mini: 0.7}", "{nano: 0.5, mini: 0.7}").replace(
-    "{mini: 0.75}", "{mini: 0.9}"
-)
-
-
-def make_job(application, version, task_type: str, steps: list[tuple], *, held: list[str] | None = None) -> Job:
-    """steps: (tier, confidence, method, accepted, answer, cost)."""
-    final = next(step for step in steps if step[3])
-    job = Job.objects.create(
-        application=application,
-        task_type=task_type,
-        request={"messages": [{"role": "user", "content": f"a {task_type} request"}]},
-        policy_version=version,
-        status=JobStatus.AWAITING_APPROVAL if held else JobStatus.COMPLETED,
-        final_tier=final[0],
-        final_confidence=final[1],
-        input_tokens=5,
-        complexity=0.1,
-        route={"plan": {"steps": [{"tier": s[0], "confidence_method": "logprob"} for s in steps]}},
-        escalations=sum(1 for step in steps if not step[3]),
-    )
-    for index, (tier, confidence, method, accepted, answer, cost) in enumerate(steps):
-        Step.objects.create(
-            job=job,
-            attempt=1,
-            index=index,
-            tier=tier,
-            confidence=confidence,
-            confidence_method=method,
-            outcome=StepOutcome.ACCEPTED if accepted else StepOutcome.ESCALATED,
-            output={"content": f"answer: {answer}", "tool_calls": []},
-            cost_usd=Decimal(str(cost)),
-        )
-    if held:
-        ApprovalRequest.objects.create(job=job, rule_ids=held, expires_at=timezone.now() + timedelta(hours=1))
-    return job
+from tests.support.evaluations import DRAFT_POLICY, HAND_POLICY, make_job, run_json
+from tests.support.factories import ApplicationFactory
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from evaluation.offline_runs import history_run
 from routing.models import Evaluation, EvaluationKind, PolicyVersion
 from routing.models.approvals import ApprovalStatus, DecisionKind
 from routing.services.policies import policy_version_create
-from tests.evaluation.conftest import past_job, reviewed, run_json, shadow_compared
-from tests.pipeline.setup import POLICY, governed
+from tests.support.evaluations import past_job, reviewed, run_json, shadow_compared
+from tests.support.governed import POLICY, governed
 
 NANO_MINI = [("nano", 0.6, False, "X", 0.0001), ("mini", 0.9, True, "B", 0.0004)]
 

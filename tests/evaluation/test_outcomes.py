@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from evaluation.recorded.outcomes import EvaluationError, parse_tier_map, read_outcomes
-from tests.evaluation.conftest import BASE_DIR, GPT4, GSM8K, MIXTRAL, read_jsonl, synthetic, write_jsonl
+from tests.support.evaluations import BASE_DIR, GPT4, GSM8K, MIXTRAL, read_jsonl, synthetic, write_jsonl
 
 SOURCE_CSV = BASE_DIR.parent / "shared" / "data" / "routellm-gsm8k" / "gsm8k_responses.csv"
 needs_source = pytest.mark.skipif(not SOURCE_CSV.exists(), reason="the RouteLLM CSV is not on this machine")

@@ -16,9 +16,10 @@ from evaluation.recorded.responders import ServerResponder, recorded_server
 from evaluation.recorded.simulate import eval_catalog, run_policy
 from routing.decide.policy.document import load_policy
 from routing.models import Evaluation, EvaluationKind
-from tests.evaluation.conftest import (
+from tests.support.evaluations import (
     GSM8K,
     GSM8K_TIERS,
+    HAND_POLICY,
     SIM_TIERS,
     direct_answers,
     read_jsonl,
@@ -32,24 +33,6 @@ REPORT_KEYS = {
     "random_mix", "escalation_rate", "final_tier_share", "mean_latency_ms", "approvals_triggered",
     "calibration", "profile", "curve", "evaluation",
 }  # fmt: skip
-
-# A policy whose cascade a test can walk by hand: no complexity or size conditions.
-HAND_POLICY = """
-rules:
-  - id: small-tasks
-    when: {task_type: [classification, extraction, ranking]}
-    cascade: [nano, mini, flagship]
-    escalate_below: {nano: 0.8, mini: 0.7}
-    confidence: logprob
-  - id: rest
-    cascade: [mini, flagship]
-    escalate_below: {mini: 0.75}
-    confidence: logprob
-approvals:
-  - id: unsure
-    when: {final_confidence: {lt: 0.5}}
-"""
-
 
 def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9)

@@ -8,10 +8,10 @@ import time
 import jsonschema
 import openai
 import pytest
-from sim_helpers import answer_of, ask, confidence_of, raw_request
 
 from modelserver import ModelServer
 from modelserver.markers import TASK_TYPES
+from tests.modelserver.sim_helpers import answer_of, ask, confidence_of, raw_request
 
 
 def test_it_answers_with_usage_ids_and_a_request_id(sim_client: openai.OpenAI) -> None:

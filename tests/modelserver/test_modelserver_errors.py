@@ -8,9 +8,9 @@ import socket
 
 import openai
 import pytest
-from sim_helpers import ask, raw_request
 
 from modelserver import ModelServer
+from tests.modelserver.sim_helpers import ask, raw_request
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 

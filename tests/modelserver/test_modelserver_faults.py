@@ -8,9 +8,9 @@ import time
 
 import openai
 import pytest
-from sim_helpers import ask, raw_request
 
 from modelserver import ModelServer
+from tests.modelserver.sim_helpers import ask, raw_request
 
 
 def test_it_answers_500_in_openai_shape_for_an_error_fault(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import openai
 import pytest
-from sim_helpers import confidence_of, raw_request
 
 from modelserver import ModelServer, OutcomesFileError, load_outcomes
+from tests.modelserver.sim_helpers import confidence_of, raw_request
 
 ITEMS = [
     {

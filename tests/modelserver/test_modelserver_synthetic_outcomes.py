@@ -10,10 +10,10 @@ from statistics import mean
 
 import openai
 import pytest
-from sim_helpers import answer_of, confidence_of
 
 from modelserver import ModelServer, load_outcomes
 from modelserver.generate import generate_items
+from tests.modelserver.sim_helpers import answer_of, confidence_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

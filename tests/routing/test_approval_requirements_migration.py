@@ -9,7 +9,7 @@ import pytest
 from django.apps import apps
 
 from routing.models import ApprovalRequest
-from tests.ui.builders import active_policy, held_job
+from tests.support.builders import active_policy, held_job
 
 migration = importlib.import_module("routing.migrations.0009_approval_requirements")
 

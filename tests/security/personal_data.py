@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from audit.models import LedgerEvent, Payload, PayloadReference
 from routing.models import Job
-from tests.pipeline.test_pipeline import REFUND_TOOL, finished
+from tests.support.governed import REFUND_TOOL
+from tests.support.workers import finished
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from django.urls import reverse
 from audit.models import LedgerEvent
 from routing.models import ApiKey, PolicyVersion
 from routing.services.policies import policy_version_create, policy_version_submit
-from tests.api.conftest import client_with, key_for
-from tests.pipeline.setup import POLICY
+from tests.support.governed import POLICY
+from tests.support.personas import client_with, key_for
 
 pytestmark = pytest.mark.django_db
 STRICTER = POLICY.replace("{mini: 0.75}", "{mini: 0.8}", 1)

@@ -14,8 +14,8 @@ from django.utils import timezone
 from controlplane.roles import Role
 from routing.models import ApiKey, Application
 from routing.services.keys import KeyRefused, api_key_authenticate, api_key_create
-from tests.api.conftest import client_with, key_for
-from tests.factories import UserFactory
+from tests.support.factories import UserFactory
+from tests.support.personas import client_with, key_for
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,9 @@ import pytest
 from controlplane.roles import Role
 from review.services import approval_approve
 from routing.models import JobStatus
-from tests.factories import UserFactory
-from tests.pipeline.setup import governed
-from tests.pipeline.test_pipeline import REFUND_TOOL, finished
+from tests.support.factories import UserFactory
+from tests.support.governed import REFUND_TOOL, governed
+from tests.support.workers import finished
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from routing.execute import addresses, providers
 from routing.execute.calls import TierUnavailable, call_tier, endpoint_for
 from routing.execute.providers import Endpoint, ProviderError, base_url_check, chat
 from routing.models import ModelDeployment
-from tests.factories import DeploymentFactory
+from tests.support.factories import DeploymentFactory
 
 pytestmark = pytest.mark.django_db
 

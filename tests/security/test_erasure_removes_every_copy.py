@@ -23,12 +23,11 @@ from routing.models import ApprovalDecision, Job, JobStatus
 from routing.models.applications import PLATFORM_ADMIN
 from routing.services.erasure import erasure_apply, erasure_select
 from routing.services.jobs import JobError
-from tests.api.conftest import client_with
-from tests.factories import ApplicationFactory, UserFactory
-from tests.pipeline.conftest import database_url_for_workers
-from tests.pipeline.setup import Governed, governed
-from tests.pipeline.test_pipeline import finished
 from tests.security.personal_data import Customer, held_refund
+from tests.support.factories import ApplicationFactory, UserFactory
+from tests.support.governed import Governed, governed
+from tests.support.personas import client_with
+from tests.support.workers import database_url_for_workers, finished
 
 ERASURES = "/api/v1/admin/erasures"
 

@@ -52,9 +52,9 @@ from routing.services.policies import (
     policy_version_create,
     policy_version_submit,
 )
-from tests.api.conftest import client_with
-from tests.factories import UserFactory
-from tests.pipeline.setup import POLICY, governed
+from tests.support.factories import UserFactory
+from tests.support.governed import POLICY, governed
+from tests.support.personas import client_with
 
 pytestmark = pytest.mark.slow
 

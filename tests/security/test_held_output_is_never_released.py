@@ -23,14 +23,13 @@ from review.services import (
 from routing.execute.webhooks import webhook_payload
 from routing.models import ApprovalRequest, Job, JobStatus
 from routing.services.release import released_ledger_body
-from tests.api.conftest import client_with, key_for
-from tests.api.live import live_arbiter
-from tests.api.test_webhooks import Receiver
-from tests.factories import UserFactory
-from tests.pipeline.conftest import wait_for
-from tests.pipeline.setup import governed
-from tests.pipeline.test_pipeline import finished
-from tests.ui.builders import active_policy, held_job
+from tests.support.builders import active_policy, held_job
+from tests.support.factories import UserFactory
+from tests.support.governed import governed
+from tests.support.live import live_arbiter
+from tests.support.personas import client_with, key_for
+from tests.support.webhooks import Receiver
+from tests.support.workers import finished, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ from audit.models import LedgerEvent
 from controlplane.roles import Role
 from review.services import ReviewError, approval_approve
 from routing.models import ApiKey, Job, JobStatus, PolicyVersion
-from tests.api.conftest import client_with, key_for
-from tests.factories import UserFactory
-from tests.pipeline.setup import POLICY, governed
-from tests.pipeline.test_pipeline import finished
+from tests.support.factories import UserFactory
+from tests.support.governed import POLICY, governed
+from tests.support.personas import client_with, key_for
+from tests.support.workers import finished
 
 UNSURE = "[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] unsure"
 

@@ -8,8 +8,8 @@ import pytest
 
 from audit.models import LedgerEvent
 from routing.models import ApiKey
-from tests.api.conftest import client_with
 from tests.security.webserver import procfile_web
+from tests.support.personas import client_with
 
 
 def _prefix(raw_key: str) -> str:

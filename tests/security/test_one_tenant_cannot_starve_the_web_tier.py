@@ -22,11 +22,11 @@ from django.test import override_settings
 from routing.api import ratelimit
 from routing.api.ratelimit import SyncCallsExceeded, sync_call_slot
 from routing.models import ApiKey, ModelDeployment
-from tests.api.conftest import key_for
-from tests.api.live import live_arbiter
-from tests.factories import ApplicationFactory
-from tests.pipeline.conftest import database_url_for_workers
 from tests.security.webserver import procfile_web
+from tests.support.factories import ApplicationFactory
+from tests.support.live import live_arbiter
+from tests.support.personas import key_for
+from tests.support.workers import database_url_for_workers
 
 SLOW_MS = 8000  # each model call; deployments here wait up to 30 s, so the call is slow, not failed
 PER_KEY = 2

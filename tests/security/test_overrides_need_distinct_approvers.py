@@ -11,10 +11,10 @@ from django.urls import reverse
 from controlplane.roles import Role
 from review.services import ReviewError, approval_approve, approval_override
 from routing.models import ApprovalDecision, Job, JobStatus
-from tests.api.conftest import client_with, key_for
-from tests.factories import UserFactory
-from tests.pipeline.setup import governed
-from tests.pipeline.test_pipeline import REFUND_TOOL, event_types, finished
+from tests.support.factories import UserFactory
+from tests.support.governed import REFUND_TOOL, governed
+from tests.support.personas import client_with, key_for
+from tests.support.workers import event_types, finished
 
 pytestmark = pytest.mark.slow
 

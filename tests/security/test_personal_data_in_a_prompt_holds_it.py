@@ -8,8 +8,8 @@ import pytest
 from routing.decide.policy import load_policy
 from routing.execute.facts import detected_kinds, job_facts
 from routing.models import JobStatus
-from tests.pipeline.setup import POLICY, governed
-from tests.pipeline.test_pipeline import finished
+from tests.support.governed import POLICY, governed
+from tests.support.workers import finished
 
 HOLD_PERSONAL_DATA = (
     POLICY

@@ -16,9 +16,9 @@ from audit.models import LedgerEvent
 from controlplane.roles import Role
 from review.services import approval_approve, approval_override
 from routing.models import ApprovalDecision, JobStatus
-from tests.factories import UserFactory
-from tests.pipeline.setup import governed
 from tests.security.personal_data import Customer, held_refund, ledger_texts, payload_texts
+from tests.support.factories import UserFactory
+from tests.support.governed import governed
 
 pytestmark = pytest.mark.slow
 
@@ -172,7 +172,8 @@ def test_redacting_a_value_redacts_its_keys_too():
 def test_a_blocked_tool_calls_name_from_the_model_is_not_kept_raw_in_the_ledger(model_server, workers):
     """The model (prompt injection) names a tool after a card number; the call is blocked, and the
     tool_call.blocked event kept `blocked[].tool` raw (only `reason` keys are redacted), for ever."""
-    from tests.pipeline.test_pipeline import REFUND_TOOL, finished
+    from tests.support.governed import REFUND_TOOL
+    from tests.support.workers import finished
 
     setup = governed(model_server.base_url)
     workers.start()

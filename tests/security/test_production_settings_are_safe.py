@@ -14,8 +14,8 @@ from django.urls import reverse
 
 from controlplane.roles import Role
 from controlplane.signin import LAST_ACTIVE_AT, SIGNED_IN_AT
-from tests.controlplane.test_configuration import PRODUCTION, manage
-from tests.factories import UserFactory
+from tests.support.commands import PRODUCTION, manage
+from tests.support.factories import UserFactory
 
 PASSWORD = "correct horse battery staple"
 

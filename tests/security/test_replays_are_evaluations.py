@@ -15,11 +15,11 @@ from routing.execute.webhooks import webhook_deliver
 from routing.models import Job, JobStatus, WebhookDelivery
 from routing.models.jobs import JobPurpose
 from routing.services.policies import policy_version_create
-from tests.api.conftest import client_with, key_for
-from tests.factories import UserFactory
-from tests.pipeline.setup import POLICY, governed
-from tests.pipeline.test_pipeline import finished
 from tests.security.test_held_output_is_never_released import AMOUNT, mentions, settled
+from tests.support.factories import UserFactory
+from tests.support.governed import POLICY, governed
+from tests.support.personas import client_with, key_for
+from tests.support.workers import finished
 
 pytestmark = pytest.mark.slow
 

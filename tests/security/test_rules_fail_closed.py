@@ -17,8 +17,8 @@ from routing.decide.approval_rules import ResultFacts, evaluate_approvals
 from routing.decide.policy import load_policy
 from routing.decide.router import JobFacts
 from routing.models import Job, JobStatus
-from tests.pipeline.setup import governed
-from tests.pipeline.test_pipeline import finished
+from tests.support.governed import governed
+from tests.support.workers import finished
 
 # The tool's schema accepts any object, so what is tested here is the rule, not schema validation.
 LOOSE_REFUND_TOOL = [{"type": "function", "function": {"name": "issue_refund", "parameters": {"type": "object"}}}]

@@ -11,8 +11,8 @@ from audit.ledger import Actor
 from routing.decide.tool_arguments import problems
 from routing.models import JobStatus
 from routing.services.jobs import JobError, job_submit
-from tests.pipeline.setup import governed
-from tests.pipeline.test_pipeline import events, finished
+from tests.support.governed import governed
+from tests.support.workers import events, finished
 
 REFUND_SCHEMA = {
     "type": "object",

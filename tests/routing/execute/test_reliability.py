@@ -1,0 +1,79 @@
+"""Crashes and duplicates: a killed worker, a message delivered twice, a job that keeps killing workers."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from routing.execute.sweeper import jobs_redispatch_stale
+from routing.models import Job, JobStatus
+from routing.tasks import execute_job
+from tests.support.governed import governed
+from tests.support.workers import event_types, events, finished, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_job_whose_worker_is_killed_mid_call_finishes_once_with_the_call_logged_as_attempt_2(
+    model_server, workers, settings
+):
+    settings.ARBITER_DISPATCH_STALE_S = 0
+    setup = governed(model_server.base_url)
+    nano_model = setup.deployments["nano"].model
+    model_server.set_faults(nano_model, slow_ms=5000)
+    doomed = workers.start(ARBITER_LEASE_S="3")[0]
+    job = setup.submit("[task:classification] [confidence:nano=0.95] killed mid-call")
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == JobStatus.RUNNING, message="the first claim")
+    time.sleep(0.5)  # the provider call is in flight
+    workers.stop(doomed, sig=signal.SIGKILL)
+    model_server.reset_faults(nano_model)
+
+    workers.start(ARBITER_LEASE_S="3")
+    time.sleep(3.2)  # the dead worker's lease runs out
+    assert jobs_redispatch_stale() >= 1  # what beat does every few seconds
+    job = finished(job)
+
+    assert job.status == JobStatus.COMPLETED
+    assert job.attempt == 2
+    assert event_types(job).count("job.completed") == 1
+    called = [event.body for event in events(job) if event.event_type == "model.called"]
+    assert [body["attempt"] for body in called] == [2]
+    assert list(job.steps.values_list("attempt", "index")) == [(2, 0)]
+    assert model_server.stats()["by_model"][nano_model]["200"] >= 1
+
+
+def test_the_same_task_delivered_twice_writes_one_result(model_server, workers):
+    setup = governed(model_server.base_url)
+    workers.start(concurrency=2)
+    job = setup.submit("[task:classification] [confidence:nano=0.95] twice")
+    execute_job.delay(str(job.pk))  # a second delivery of the same job, racing the first
+    job = finished(job)
+    time.sleep(1.0)
+    execute_job.delay(str(job.pk))  # and a late redelivery after it finished
+    time.sleep(1.5)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.attempt == 1
+    assert event_types(job).count("job.completed") == 1
+    assert event_types(job).count("model.called") == 1
+    assert job.steps.count() == 1
+
+
+def test_a_poison_job_ends_failed_after_the_attempt_cap(model_server, workers):
+    setup = governed(model_server.base_url)
+    job = setup.submit("[task:classification] [confidence:nano=0.95] poison")
+    # As if three workers had died holding it: the attempt cap (3) is used up and the lease is gone.
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, attempt=3, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    workers.start()
+    job = finished(job)
+    assert job.status == JobStatus.FAILED
+    assert "gave up after 3 attempts" in job.status_reason
+    assert event_types(job)[-1] == "job.failed"
+    assert job.steps.count() == 0
