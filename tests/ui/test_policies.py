@@ -143,10 +143,11 @@ def test_rewritten_thresholds_keep_the_documents_shape(people):
     """Only the changed value's line differs from the source the version came from."""
     import difflib
 
-    from routing.decide.thresholds import rewrite_thresholds
+    from routing.decide.thresholds import thresholds_rewritten
 
     version = active_policy()
-    source = rewrite_thresholds(version, {(0, "nano"): 0.65})
+    note = f"# Thresholds changed from {version.policy.name} v{version.number} in the web UI."
+    source = thresholds_rewritten(version.source, {(0, "nano"): 0.65}, note=note)
     changed = [line for line in difflib.ndiff(version.source.strip().splitlines(), source.splitlines())
                if line.startswith(("+", "-"))]
     assert changed == [
