@@ -365,7 +365,7 @@ ARBITER_PROVIDER_KEY_ENV_ALLOWLIST = frozenset(env_list("ARBITER_PROVIDER_KEY_EN
 ARBITER_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARBITER_ALLOW_PRIVATE_PROVIDER_URLS", default=not PRODUCTION)
 
 # --- UI ----------------------------------------------------------------------------------------
-# Settings of the web UI (audit.ui, routing.ui, templates/, static/) live in this block.
+# Settings of the web UI (web/, each app's pages and templates, templates/, static/) live in this block.
 # A Content Security Policy without inline script or style: htmx is configured by a meta tag, every
 # script and stylesheet is a static file of ours, charts are inline SVG with presentation attributes.
 MIDDLEWARE.insert(

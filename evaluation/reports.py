@@ -20,7 +20,7 @@ FULL_RUN_FIGURES = ("cost_cap_usd", "spent_usd", "executed", "not_run_cost_cap",
 
 def headline(evaluation: Evaluation) -> list[tuple[str, str]]:
     """The two or three figures a list shows for a record, as (label, text), from its `summary` (see
-    selectors.evaluation_summaries) when it has one, else from its report."""
+    evaluation.selectors.evaluation_summaries) when it has one, else from its report."""
     summary = getattr(evaluation, "summary", None)
     report = (summary if summary is not None else evaluation.report) or {}
     if evaluation.kind == EvaluationKind.EVAL:

@@ -10,11 +10,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from evaluation import reports
+from evaluation import reports, selectors
 from evaluation.forms import EvaluationFilterForm, HistoryReplayForm
 from evaluation.recorded.outcomes import EvaluationError
 from evaluation.replay.queued import history_replay_request, is_stale
-from routing import selectors
 from routing.models import Evaluation, HistoryReplayRun, HistoryReplayStatus
 from routing.ui.policies import version_context, version_or_404
 from web import pagination

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.verify import verify_events_for
 from review import selectors
 from review.forms import DecisionForm, OverrideForm, ReasonRequiredForm, ReplayForm
+from review.reach import pending_request, within_reach
 from review.services import approval_progress, counted_approvers, may_decide
 from routing.models import Job, JobStatus
 from web import pagination
@@ -28,13 +29,12 @@ def _job_or_404(job_id) -> Job:
 
 def job_for(request: HttpRequest, job_id) -> Job:
     """The job, for a job reader; for a policy admin (not a job reader), only while a rule that names
-    their group waits for their decision, so they can read what they are asked to approve. Refused the
-    same way whether or not the job exists, so it tells them nothing about other jobs."""
+    their group waits for their decision, so they can read what they are asked to approve (review.reach).
+    Refused the same way whether or not the job exists, so it tells them nothing about other jobs."""
     if can(request.user, *JOB_READERS):
         return _job_or_404(job_id)
     job = selectors.job_story(job_id)
-    pending = next((r for r in job.approval_requests.all() if r.status == "pending"), None) if job else None
-    if pending is None or not may_decide(request.user, job, pending):
+    if job is None or not within_reach(request.user, job):
         raise PermissionDenied("this job is not awaiting a decision you may take")
     return job
 
@@ -47,7 +47,7 @@ def after_decision(request: HttpRequest, job: Job) -> HttpResponse:
 def story_context(request: HttpRequest, job: Job, **extra) -> dict:
     steps = list(job.steps.all())
     events = selectors.job_events(job)
-    pending = next((r for r in job.approval_requests.all() if r.status == "pending"), None)
+    pending = pending_request(job)
     output = (job.result or {}).get("output") or {}
     initial = {"expected_version": job.version}
     route = job.route or {}

@@ -37,11 +37,26 @@ from routing.services.release import EXPIRY_REASON, OVERRIDDEN_REASON
 
 
 class ReviewError(Exception):
-    """The decision cannot be taken; the message is for the reviewer."""
+    """The decision cannot be taken; the message is for the reviewer, `code` for a client (the API)."""
+
+    code = "review_refused"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class StaleReview(ReviewError):
-    """Someone acted on this job since the reviewer loaded it."""
+    """Someone acted on this job since the reviewer loaded it (or it is no longer held)."""
+
+    code = "stale_version"
+
+
+class NotEligible(ReviewError):
+    """This person may not take this decision: their own job, not in a requirement's group, or decided."""
+
+    code = "not_eligible"
 
 
 def _locked_request(job: Job, expected_version: int | None) -> tuple[Job, ApprovalRequest]:
@@ -50,7 +65,7 @@ def _locked_request(job: Job, expected_version: int | None) -> tuple[Job, Approv
         raise StaleReview("another reviewer acted on this job while you were looking at it; reload to see what changed")
     request = locked.approval_requests.select_for_update().filter(status=ApprovalStatus.PENDING).first()
     if locked.status != JobStatus.AWAITING_APPROVAL or request is None:
-        raise StaleReview(f"this job is {locked.get_status_display()}, not awaiting approval")
+        raise StaleReview(f"this job is {locked.get_status_display()}, not awaiting approval", code="not_held")
     return locked, request
 
 
@@ -59,10 +74,10 @@ def _check_reviewer(user: AbstractBaseUser, job: Job, request: ApprovalRequest) 
     person holds (approval_progress); reject and escalate are fail-safe (nothing is released), so any
     person eligible for any requirement may take them."""
     if submitted(user, job):
-        raise ReviewError("you submitted this job; someone else must decide its approval")
+        raise NotEligible("you submitted this job; someone else must decide its approval", code="own_job")
     if not may_decide(user, job, request):
         groups = ", ".join(dict.fromkeys(repr(item["group"]) for item in requirements(request)))
-        raise ReviewError(f"only members of {groups} may decide this approval")
+        raise NotEligible(f"only members of {groups} may decide this approval", code="not_in_group")
 
 
 def _record(request: ApprovalRequest, user, kind: str, reason: str, override: dict | None = None) -> ApprovalDecision:
@@ -72,8 +87,9 @@ def _record(request: ApprovalRequest, user, kind: str, reason: str, override: di
                 request=request, actor=user, kind=kind, reason=reason, override=override
             )
     except IntegrityError:
-        raise ReviewError(
-            "you have already decided on this approval; a second approval must come from someone else"
+        raise NotEligible(
+            "you have already decided on this approval; a second approval must come from someone else",
+            code="already_decided",
         ) from None
 
 
@@ -149,7 +165,7 @@ def _approve(job: Job, request: ApprovalRequest, user, reason: str) -> None:
 
 def approval_reject(*, job: Job, user, reason: str, expected_version: int | None = None) -> Job:
     if not reason.strip():
-        raise ReviewError("a rejection needs a reason")
+        raise ReviewError("a rejection needs a reason", code="reason_required")
     with transaction.atomic():
         locked, request = _locked_request(job, expected_version)
         _check_reviewer(user, locked, request)
@@ -183,9 +199,9 @@ def approval_override(
     approval; the job completes with the proposal only once enough others approve it (approval_approve).
     """
     if not reason.strip():
-        raise ReviewError("an override needs a reason")
+        raise ReviewError("an override needs a reason", code="reason_required")
     if (output is None) == (step_id is None):
-        raise ReviewError("give either an edited output or the step whose output to take")
+        raise ReviewError("give either an edited output or the step whose output to take", code="invalid_override")
     if output is not None:
         _check_output(output)
     with transaction.atomic():
@@ -234,7 +250,7 @@ def _governed_proposal(job: Job, output: dict | None, step_id: int | None) -> tu
     if step_id is not None:
         step = Step.objects.filter(job=job, pk=step_id, output__isnull=False).first()
         if step is None:
-            raise ReviewError("that step does not belong to this job or has no output")
+            raise ReviewError("that step does not belong to this job or has no output", code="unknown_step")
         output, tier, confidence = step.output, step.tier, step.confidence
         proposed = {"output": output, "step_index": step.index, "tier": step.tier, "overridden": True}
     else:
@@ -248,22 +264,26 @@ def _governed_proposal(job: Job, output: dict | None, step_id: int | None) -> tu
         total_cost=job.total_cost_usd,
     )
     if outcome.status == JobStatus.BLOCKED:
-        raise ReviewError(f"the policy blocks this output, so no override can release it: {outcome.reason}")
+        raise ReviewError(
+            f"the policy blocks this output, so no override can release it: {outcome.reason}", code="blocked_by_policy"
+        )
     return proposed, outcome.record["holds"]
 
 
 def _check_output(output: object) -> None:
     """An edited output has the shape the pipeline produces; anything else cannot be governed."""
     if not isinstance(output, dict):
-        raise ReviewError("the edited output must be an object with `content` and `tool_calls`")
+        raise ReviewError("the edited output must be an object with `content` and `tool_calls`", code="invalid_output")
     if output.get("content") is not None and not isinstance(output["content"], str):
-        raise ReviewError("the edited output's `content` must be text")
+        raise ReviewError("the edited output's `content` must be text", code="invalid_output")
     calls = output.get("tool_calls") or []
     if not isinstance(calls, list) or not all(
         isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict | str)
         for call in calls
     ):
-        raise ReviewError("each edited tool call needs a `name` (text) and `arguments` (an object)")
+        raise ReviewError(
+            "each edited tool call needs a `name` (text) and `arguments` (an object)", code="invalid_output"
+        )
 
 
 def _proposal_request(job: Job, overridden: ApprovalRequest, holds: list[dict[str, Any]]) -> ApprovalRequest:
@@ -290,7 +310,7 @@ def approval_escalate(*, job: Job, user, reason: str = "", expected_version: int
         _check_reviewer(user, locked, request)
         current = tier_rank(locked.final_tier) or 0
         if current + 1 >= len(TIER_NAMES):
-            raise ReviewError("the answer already came from the highest tier")
+            raise ReviewError("the answer already came from the highest tier", code="highest_tier")
         next_tier = TIER_NAMES[current + 1]
         _record(request, user, DecisionKind.ESCALATE, reason)
         locked.constraints = {**locked.constraints, "min_tier": next_tier}

@@ -1,6 +1,6 @@
-"""Review's URLs: the queue, the job pages and the decisions taken on them."""
+"""Review's URLs: the queue, the job pages and the decisions taken on them; the review API."""
 
-from django.urls import path
+from django.urls import include, path
 
 from review import actions, job_pages, queue
 
@@ -18,4 +18,5 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/override/preview", actions.job_override_preview, name="job-override-preview"),
     path("jobs/<uuid:job_id>/override", actions.job_override, name="job-override"),
     path("jobs/<uuid:job_id>/replay", actions.job_replay_start, name="job-replay"),
+    path("api/v1/review/", include("review.api_urls")),
 ]

@@ -1,5 +1,5 @@
-"""The web UI of oversight: dashboard, review queue, job pages, reviewer actions and the ledger browser.
+"""The ledger's pages: the event browser, one event, and export packs.
 
-Views are small functions that check the role first (`access.role_required`), then call one service or
+Views are small functions that check the role first (`web.access.role_required`), then call one service or
 selector and render one template (its named partial when the request comes from htmx).
 """

@@ -2,9 +2,10 @@
 
 Every item goes through what a live job goes through: `route()` under the policy document and a catalog
 of one deployment per mapped tier (priced as the demo catalog), each plan step answered by its tier's
-recorded model and scored by the plan's confidence method, `PlanStep.accepts` deciding whether to stop
-(strictly below the threshold escalates; equal is accepted), and the document's approval rules evaluated
-on the accepted answer. A cascade pays for every tier it called.
+recorded model and scored by the plan's confidence method, the live cascade walk (routing.decide.cascade:
+`PlanStep.accepts`, strictly below the threshold escalates, equal is accepted; and a job cost cap, which a
+recorded item does not carry) deciding whether to stop, and the document's approval rules evaluated on
+the accepted answer. A cascade pays for every tier it called.
 
 The baselines are computed from the file alone, on the same items:
 - `tier_only[t]`: every item answered by tier t; `flagship_only` is the most capable tier mapped;
@@ -34,10 +35,11 @@ from evaluation.recorded.outcomes import (
 )
 from evaluation.recorded.responders import Answer, Responder
 from modelserver.recorded import RecordedItem
+from routing.decide import cascade
 from routing.decide.approval_rules import ResultFacts, evaluate_approvals
 from routing.decide.complexity import estimate_complexity
 from routing.decide.policy.document import PolicyDocument
-from routing.decide.router import DeploymentInfo, JobFacts, route
+from routing.decide.router import DeploymentInfo, JobFacts, PlanStep, route
 from routing.services.jobs import estimate_tokens
 
 EVAL_CAPABILITIES = frozenset({"tools", "logprobs", "json_schema"})
@@ -105,14 +107,15 @@ def run_item(
     if result.plan is None:
         return ItemRun(item.id, facts.task_type, result.explanation.matched_rule, (), error=result.error)
     plan = result.plan
-    steps: list[StepRun] = []
-    for index, step in enumerate(plan.steps):
+
+    def recorded_outcome(index: int, step: PlanStep) -> cascade.Answered:
         answer = responder.answer(item, step, plan)
-        accepted = index == len(plan.steps) - 1 or step.accepts(answer.confidence)
-        steps.append(StepRun(answer, step.escalate_below, accepted))
-        if accepted:
-            break
-    run = ItemRun(item.id, facts.task_type, plan.rule_id, tuple(steps))
+        return cascade.Answered(answer.confidence, answer.cost_usd, answer)
+
+    # The live walk; a recorded item carries no job cost cap, so none ends its cascade early.
+    walk = cascade.cascade_walk(plan.steps, recorded_outcome, cost_cap_usd=facts.constraints.cost_cap_usd)
+    steps = tuple(StepRun(visit.result.answer, visit.step.escalate_below, visit.accepted) for visit in walk.visits)
+    run = ItemRun(item.id, facts.task_type, plan.rule_id, steps)
     decision = evaluate_approvals(
         document,
         ResultFacts(job=facts, final_confidence=run.final.confidence, final_tier=run.final.tier, cost_usd=run.cost_usd),

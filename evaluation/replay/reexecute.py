@@ -4,8 +4,10 @@ Each past job's stored input (`Job.request`: messages, tools, response format) i
 would send it under the draft: the router decides with the draft and the current catalog (with its live
 latency figures, as a worker routing now would), each plan step calls the real deployments through the
 workers' own retry loop and adapter (`routing.execute.calls.call_tier` → `routing.execute.providers.chat`),
-the answer is scored by `routing.execute.scoring.score_step` and kept or escalated by `PlanStep.accepts` (and the job's
-own cost cap, as in a worker), and the draft's approval rules are evaluated on the accepted answer.
+the answer is scored by `routing.execute.scoring.score_step` and kept or escalated by the live cascade walk
+(`routing.decide.cascade`: `PlanStep.accepts` and the job's own cost cap, as in a worker), and the draft's
+approval rules are evaluated on the accepted answer as a worker's governance evaluates them. Where a worker
+would fail the job (its last tier unavailable) the replay reports "draft: <tier> unavailable".
 Nothing is written about the job: no job, step, payload or shadow call is created and the original is
 only read. The only record is the run's `Evaluation` row and its `evaluation.recorded` ledger event,
 which carries what the replay spent.
@@ -45,11 +47,12 @@ from evaluation.replay.routing_only import (
     JobReplay,
     ReexecutedStep,
     answer_differs,
+    draft_holds,
     history_report,
     original_of,
     progress_every,
 )
-from routing.decide.approval_rules import evaluate_approvals
+from routing.decide import cascade
 from routing.decide.confidence import verifier_prompt
 from routing.decide.policy.document import PolicyDocument, policy_from_data
 from routing.decide.router import Plan, PlanStep, route
@@ -157,7 +160,10 @@ def _scoring_worst_case(
 def reexecute_job(
     job: Job, document: PolicyDocument, catalog: facts.Catalog, spend: Spend, original: JobReplay
 ) -> JobReplay:
-    """The draft's answer to the job, from real calls; raises CapReached when the next call would not fit."""
+    """The draft's answer to the job, from real calls; raises CapReached when the next call would not fit.
+
+    The cascade is the live one (routing.decide.cascade, with the job's own cost cap); only its answers
+    differ in where they go: kept in memory, never recorded about the job."""
     downgraded = bool(((job.route or {}).get("plan") or {}).get("downgraded"))
     job_facts = facts.job_facts(job, job.complexity or 0.0, budget_hard_limit_reached=downgraded)
     result = route(job_facts, document, catalog.infos)
@@ -166,26 +172,22 @@ def reexecute_job(
     plan = result.plan
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
     recorded_prompt = max((step.prompt_tokens for step in original.original_steps), default=0)
-    job_cap = facts.cost_cap(job)
-    walked: list[ReexecutedStep] = []
-    total = Decimal(0)
-    for index, plan_step in enumerate(plan.steps):
-        last = index == len(plan.steps) - 1
+
+    def answer_for_step(index: int, plan_step: PlanStep) -> cascade.Answered | cascade.Unavailable:
         candidates = [deployments[name] for name in plan_step.deployments if name in deployments]
         request = facts.provider_request(job, plan_step, plan, candidates)
         worst = worst_case_usd(candidates, request, recorded_prompt)
-        spend.reserve(worst)
+        spend.reserve(worst)  # the replay's own cap, not the job's: raises CapReached before the call
         try:
             call = call_tier(plan_step.tier, candidates, request)
         except TierUnavailable as unavailable:
             spend.failed_attempts += len(unavailable.attempts)
-            if last:
-                return replace(original, unknown=f"draft: {plan_step.tier} unavailable")
-            continue
+            return cascade.Unavailable(str(unavailable))
         step_cost = spend.pay([call], worst)
         scoring_worst = _scoring_worst_case(plan, plan_step, call, request, deployments, job)
         if scoring_worst:
             spend.reserve(scoring_worst)
+        output = facts.output_of(call.response.completion)
         score, scoring_calls = score_step(
             job=job,
             plan=plan,
@@ -194,33 +196,28 @@ def reexecute_job(
             request=request,
             deployments=deployments,
             schema=facts.output_schema(job, plan),
+            output=output,
         )
         step_cost += spend.pay(scoring_calls, scoring_worst)
-        total += step_cost
-        # As in a worker: the job's own cost cap ends the cascade where it is reached.
-        capped = job_cap is not None and total >= job_cap
-        accepted = last or capped or plan_step.accepts(score.score)
-        walked.append(
-            ReexecutedStep(
-                tier=plan_step.tier,
-                deployment=call.deployment.name,
-                confidence=score.score,
-                confidence_method=score.method,
-                cost_usd=step_cost,
-                output=facts.output_of(call.response.completion),
-                accepted=accepted,
-            )
+        answer = ReexecutedStep(
+            plan_step.tier, call.deployment.name, score.score, score.method, step_cost, output, accepted=False
         )
-        if accepted:
-            break
+        return cascade.Answered(score.score, step_cost, answer)
+
+    walk = cascade.cascade_walk(plan.steps, answer_for_step, cost_cap_usd=facts.cost_cap(job))
+    if walk.stop == cascade.Stop.UNAVAILABLE:
+        # Where a worker would fail the job, the replay has no answer to compare.
+        return replace(original, unknown=f"draft: {walk.visits[-1].step.tier} unavailable")
+    walked = [replace(visit.result.answer, accepted=visit.accepted) for visit in walk.answered]
     final = walked[-1]
-    decision = evaluate_approvals(document, facts.result_facts(job, final.output, final.tier, final.confidence, total))
+    holds = draft_holds(job, document, final.output, final.tier, final.confidence, walk.total_cost)
     return replace(
         original,
         draft_tier=final.tier,
-        draft_cost=float(total),
+        draft_cost=float(walk.total_cost),
         draft_steps=tuple(walked),
-        draft_holds=tuple(hold.rule_id for hold in decision.holds),
+        draft_holds=holds,
+        draft_stop=walk.stop,
         answer_differs=answer_differs(original, final),
     )
 

@@ -2,10 +2,12 @@
 
 For each past job, the router decides again under the draft (same job facts; the current catalog, without
 latency statistics, since those are not historical), and the draft's cascade is walked over the steps the
-job actually ran, using their *recorded* confidences and costs with `PlanStep.accepts`. The counterfactual
-is unknown — and reported as such, never guessed — when the draft reaches a tier the original never
-called, or when the step's recorded confidence was computed by a method the draft would not use. The
-draft's approval rules are evaluated on the answer the draft would accept.
+job actually ran, using their *recorded* confidences and costs, by the walk a worker uses
+(routing.decide.cascade: `PlanStep.accepts`, and the job's own cost cap ending the cascade where the
+recorded costs reach it). The counterfactual is unknown — and reported as such, never guessed — when the
+draft reaches a tier the original never called (or that failed in it), or when the step's recorded
+confidence was computed by a method the draft would not use. The draft's approval rules are evaluated on
+the answer the draft would accept, as a worker's governance evaluates them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from routing.decide.approval_rules import ResultFacts, evaluate_approvals
+from routing.decide import cascade
 from routing.decide.confidence import normalise_answer
 from routing.decide.policy.document import PolicyDocument, policy_from_data
 from routing.decide.router import DeploymentInfo, PlanStep, route
-from routing.execute.facts import deployment_info, job_facts
+from routing.execute.facts import cost_cap, deployment_info, job_facts
+from routing.execute.governance import govern
 from routing.models import Job, ModelDeployment, Policy, PolicyVersion, Step, StepOutcome
 
 DETAIL_LIMIT = 50
@@ -57,6 +60,7 @@ class JobReplay:
     draft_holds: tuple[str, ...] = ()
     answer_differs: bool = False
     unknown: str | None = None
+    draft_stop: str | None = None  # why the draft's cascade stopped (routing.decide.cascade.Stop)
 
 
 def _last_attempt(steps: Iterable[Step]) -> list[Step]:
@@ -110,7 +114,23 @@ def answer_differs(original: JobReplay, final: AnsweredStep) -> bool:
     return _signature(final.output) != _signature(original_final.output)
 
 
+def draft_holds(
+    job: Job, document: PolicyDocument, output: Mapping[str, Any] | None, tier: str, confidence, cost
+) -> tuple[str, ...]:
+    """The draft's approval rules that would hold this answer: a worker's governance decision
+    (routing.execute.governance.govern), its tool-schema check included, without its writes."""
+    outcome = govern(
+        job=job, document=document, output=dict(output or {}), tier=tier, confidence=confidence, total_cost=cost
+    )
+    return tuple(hold["rule"] for hold in outcome.record["holds"])
+
+
 def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentInfo]) -> JobReplay:
+    """The draft's cascade (routing.decide.cascade: the live walk, the job's cost cap included) over the
+    steps the job ran. The source differs from a worker's in one way only: a step the original cannot
+    answer for — its tier never called, failed, or scored by another method — makes the replay unknown
+    rather than a guess. (A failed tier is unknown, not unavailable: the draft might have called another
+    of the tier's deployments, and whether that one answered is not on record.)"""
     recorded_steps = list(job.steps.all())
     original = original_of(job)
     steps = list(original.original_steps)
@@ -121,40 +141,32 @@ def replay_job(job: Job, document: PolicyDocument, catalog: Sequence[DeploymentI
         return _unknown(original, f"unroutable: {result.error}")
     by_tier = {step.tier: step for step in steps}
     methods = _original_methods(job)
-    walked: list[Step] = []
-    for index, plan_step in enumerate(result.plan.steps):
+
+    def recorded_answer(index: int, plan_step: PlanStep) -> cascade.Answered | cascade.Unknown:
         recorded = by_tier.get(plan_step.tier)
         if recorded is None:
             failed = any(step.tier == plan_step.tier and step.outcome == StepOutcome.FAILED for step in recorded_steps)
-            return _unknown(original, f"{plan_step.tier} {'failed' if failed else 'was never called'} in the original")
+            return cascade.Unknown(f"{plan_step.tier} {'failed' if failed else 'was never called'} in the original")
         if recorded.confidence is None or not _score_reusable(plan_step, recorded, methods.get(plan_step.tier)):
-            return _unknown(
-                original,
+            return cascade.Unknown(
                 f"{plan_step.tier}'s recorded confidence ({recorded.confidence_method or 'none'}) is not "
-                f"what the draft scores with ({plan_step.confidence_method})",
+                f"what the draft scores with ({plan_step.confidence_method})"
             )
-        walked.append(recorded)
-        if index == len(result.plan.steps) - 1 or plan_step.accepts(recorded.confidence):
-            break
+        return cascade.Answered(recorded.confidence, recorded.cost_usd, recorded)
+
+    walk = cascade.cascade_walk(result.plan.steps, recorded_answer, cost_cap_usd=cost_cap(job))
+    if walk.final is None:
+        return _unknown(original, walk.reason or walk.stop)
+    walked = [visit.result.answer for visit in walk.answered]
     final = walked[-1]
     cost = math.fsum(float(step.cost_usd) for step in walked)
-    output = final.output or {}
-    decision = evaluate_approvals(
-        document,
-        ResultFacts(
-            job=facts,
-            tool_calls=tuple((call["name"], call["arguments"]) for call in output.get("tool_calls") or []),
-            final_confidence=final.confidence,
-            final_tier=final.tier,
-            cost_usd=cost,
-        ),
-    )
     return replace(
         original,
         draft_tier=final.tier,
         draft_cost=cost,
         draft_steps=tuple(walked),
-        draft_holds=tuple(hold.rule_id for hold in decision.holds),
+        draft_holds=draft_holds(job, document, final.output, final.tier, final.confidence, walk.total_cost),
+        draft_stop=walk.stop,
         answer_differs=answer_differs(original, final),
     )
 
@@ -240,6 +252,8 @@ def history_report(version: PolicyVersion, replays: Sequence[JobReplay], *, mode
         "unknown_reasons": dict(Counter(replay.unknown for replay in replays if replay.unknown).most_common()),
         "final_tier_changed": sum(1 for replay in decided if replay.draft_tier != replay.original_tier),
         "final_tier_transitions": dict(transitions.most_common()),
+        # Why the draft's cascade stopped: confident, the job's cost cap, or the last step's answer.
+        "draft_stops": dict(Counter(str(replay.draft_stop) for replay in decided).most_common()),
         "answers_differ": sum(1 for replay in decided if replay.answer_differs),
         "escalation_rate": {
             "original": _escalation_rates(replay.original_steps for replay in decided),
@@ -264,6 +278,7 @@ def history_report(version: PolicyVersion, replays: Sequence[JobReplay], *, mode
                 "job": replay.job_id,
                 "original_tier": replay.original_tier,
                 "draft_tier": replay.draft_tier,
+                "draft_stop": None if replay.draft_stop is None else str(replay.draft_stop),
                 "answer_differs": replay.answer_differs,
                 "original_holds": list(replay.original_holds),
                 "draft_holds": list(replay.draft_holds),

@@ -7,9 +7,9 @@ from typing import Any
 
 from django import template
 
+from evaluation import selectors
 from evaluation.forms import HistoryReplayForm
 from evaluation.reports import headline
-from routing import selectors
 from routing.models import PolicyVersion
 from web.access import POLICY_ADMINS, can
 

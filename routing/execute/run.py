@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import ledger, payloads
+from routing.decide import cascade
 from routing.decide.confidence import ConfidenceScore
 from routing.decide.router import PlanStep
 from routing.execute import dispatch, facts, metrics
@@ -109,21 +110,20 @@ def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document)
 
 
 def _execute_plan(claim: Claim, job: Job, route: facts.RouteOutcome, document, catalog: facts.Catalog) -> None:
+    """The plan's cascade (routing.decide.cascade), answered by real calls, each step recorded as it is
+    decided: the step's row and events, and with the kept answer the job's outcome."""
     job.complexity = route.complexity
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
     progress = Progress()
     plan = route.plan
-    for index, plan_step in enumerate(plan.steps):
-        last = index == len(plan.steps) - 1
+
+    def answer_for_step(index: int, plan_step: PlanStep) -> cascade.Answered | cascade.Unavailable:
         candidates = [deployments[name] for name in plan_step.deployments if name in deployments]
         request = facts.provider_request(job, plan_step, plan, candidates)
         try:
             call = call_tier(plan_step.tier, candidates, request)
         except TierUnavailable as unavailable:
-            _record_unavailable(claim, job, index, plan_step, unavailable, last)
-            if last:
-                return
-            continue
+            return cascade.Unavailable(str(unavailable), unavailable)
         output = facts.output_of(call.response.completion)
         score, scoring_calls = score_step(
             job=job,
@@ -136,26 +136,49 @@ def _execute_plan(claim: Claim, job: Job, route: facts.RouteOutcome, document, c
             output=output,
         )
         step_cost = _cost(call) + sum((_cost(extra) for extra in scoring_calls), Decimal(0))
-        progress.total_cost += step_cost
-        cost_cap = facts.cost_cap(job)
-        # The job's cost cap ends the cascade where it is reached; governance sees the cost.
-        capped = cost_cap is not None and progress.total_cost >= cost_cap
-        accepted = last or capped or plan_step.accepts(score.score)
+        return cascade.Answered(score.score, step_cost, _LiveAnswer(call, score, output, step_cost))
+
+    def record(visit: cascade.Visit) -> None:
+        if not visit.answered:
+            _record_unavailable(claim, job, visit.index, visit.step, visit.result.failure, visit.last)
+            return
+        answer: _LiveAnswer = visit.result.answer
+        progress.total_cost = visit.total_cost
         outcome = None
-        if accepted:
+        if visit.accepted:
+            # Governance sees the cost, including a cascade the job's cost cap ended.
             outcome = govern(
                 job=job,
                 document=document,
-                output=output,
-                tier=plan_step.tier,
-                confidence=score.score,
+                output=answer.output,
+                tier=visit.step.tier,
+                confidence=answer.score.score,
                 total_cost=progress.total_cost,
             )
-        step = _record_step(claim, job, index, plan_step, call, score, output, step_cost, progress, outcome)
-        if accepted:
-            if outcome.status == JobStatus.COMPLETED and shadow_wanted(plan, plan_step.tier):
-                dispatch.send(dispatch.SHADOW_COMPARE, str(job.pk), step.pk)
-            return
+        step = _record_step(
+            claim,
+            job,
+            visit.index,
+            visit.step,
+            answer.call,
+            answer.score,
+            answer.output,
+            answer.cost,
+            progress,
+            outcome,
+        )
+        if outcome is not None and outcome.status == JobStatus.COMPLETED and shadow_wanted(plan, visit.step.tier):
+            dispatch.send(dispatch.SHADOW_COMPARE, str(job.pk), step.pk)
+
+    cascade.cascade_walk(plan.steps, answer_for_step, cost_cap_usd=facts.cost_cap(job), on_visit=record)
+
+
+@dataclass(frozen=True)
+class _LiveAnswer:
+    call: CallResult
+    score: ConfidenceScore
+    output: dict[str, Any]
+    cost: Decimal
 
 
 def _subject(job: Job, **extra: object) -> dict[str, object]:

@@ -1,2 +1,3 @@
-"""The web UI of routing: policies (history, editor, diff, thresholds, activation), the catalog, and
-applications with their keys and budgets. Access checks and shared UI pieces come from audit.ui."""
+"""Routing's pages: the dashboard, policies (history, editor, diff, thresholds, activation), the catalog,
+applications with their keys and budgets, and erasure. The shared UI kit (access, pagination, diffs,
+template tags, charts) is `web`."""

@@ -116,6 +116,13 @@ class StepOutputSerializer(serializers.Serializer):
         return released_step_error(step.job, step)
 
 
+class RequirementProgressSerializer(serializers.Serializer):
+    rule = serializers.CharField(help_text="The approval rule (empty for a request from before rules had ids).")
+    group = serializers.CharField(help_text="The role whose members may approve for it.")
+    approvers = serializers.IntegerField(help_text="Distinct approvers it needs.")
+    approvals = serializers.IntegerField(help_text="Approvals from its group that count now.")
+
+
 class ApprovalOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
@@ -139,7 +146,7 @@ class ApprovalOutputSerializer(serializers.Serializer):
     def get_approvals(self, request) -> int:
         return len(counted_approvers(request.job, request))
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(RequirementProgressSerializer(many=True))
     def get_requirements(self, request) -> list[dict[str, Any]]:
         return approval_progress(request.job, request)
 

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from routing import selectors
-from routing.api.admin import PLATFORM, TAGS, AdminView
+from routing.api.admin.base import PLATFORM, TAGS, AdminView
 from routing.api.errors import Problem, field_problem
 from routing.api.schema import problems
 from routing.api.serializers.common import StrictSerializer
