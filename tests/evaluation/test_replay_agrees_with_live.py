@@ -11,9 +11,8 @@ import pytest
 
 from evaluation.history_runs import history_run
 from routing.models import JobStatus, StepOutcome
-from tests.pipeline.conftest import workers  # noqa: F401 - the real Celery workers fixture
-from tests.pipeline.setup import governed
-from tests.pipeline.test_pipeline import finished
+from tests.support.governed import governed
+from tests.support.workers import finished
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.slow
 UNSURE = "[task:classification] [confidence:nano=0.5,mini=0.6,flagship=0.9] Which queue does this go to?"
 
 
-def test_replays_stop_where_the_job_cost_cap_stopped_the_live_cascade(model_server, workers):  # noqa: F811
+def test_replays_stop_where_the_job_cost_cap_stopped_the_live_cascade(model_server, workers):
     setup = governed(model_server.base_url)
     live_version = setup.policy.versions.get()
     workers.start()

@@ -14,12 +14,11 @@ from rest_framework.test import APIClient
 from audit.models import LedgerEvent
 from controlplane.roles import Role
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus
-from tests.api.conftest import client_with, key_for
-from tests.factories import UserFactory
-from tests.pipeline.conftest import model_server, workers  # noqa: F401  (fixtures)
-from tests.pipeline.setup import governed
-from tests.pipeline.test_pipeline import finished
-from tests.ui.builders import active_policy, held_job
+from tests.support.builders import active_policy, held_job
+from tests.support.factories import UserFactory
+from tests.support.governed import governed
+from tests.support.personas import client_with, key_for
+from tests.support.workers import finished
 
 # A value that appears nowhere but in the held answer.
 AMOUNT = 80417
@@ -366,7 +365,7 @@ def test_the_decision_and_its_ledger_event_are_written_in_one_transaction(live_d
 
 
 @pytest.mark.slow
-def test_an_application_never_approves_its_own_job_and_people_release_it(model_server, workers):  # noqa: F811
+def test_an_application_never_approves_its_own_job_and_people_release_it(model_server, workers):
     submitter, colleague = reviewer(), reviewer()
     setup = governed(model_server.base_url)
     app = client_with(key_for(setup.application, "jobs:write", "jobs:read", owner=submitter))
@@ -397,7 +396,7 @@ def test_the_review_operations_conform_to_the_schema_for_a_signed_in_reviewer(ve
     from django.middleware.csrf import _get_new_csrf_string
     from hypothesis import given
 
-    from tests.api.test_schema import CHECKS, EXAMPLES, wsgi_keeping_the_test_connection
+    from tests.support.schema import CHECKS, EXAMPLES, wsgi_keeping_the_test_connection
 
     job = held_refund(version, required=3)
     client.force_login(reviewer())

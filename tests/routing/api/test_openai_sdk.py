@@ -250,7 +250,7 @@ def test_fifty_concurrent_submissions_with_one_idempotency_key_make_one_job(arbi
 
 
 def test_chat_completions_conform_to_the_schema(arbiter, live_db, settings):
-    from tests.routing.api.test_schema import schemathesis_run
+    from tests.support.schema import schemathesis_run
 
     settings.ARBITER_RATE_LIMIT_PER_MINUTE = 0
     failures, ran = schemathesis_run({"openai_chat_completions"}, f"Bearer {arbiter.key}")
