@@ -1,18 +1,16 @@
 """Know before you ship: evaluate a routing policy offline on recorded outcomes, calibrate its escalation
 thresholds with a statistical guarantee (offline or from live labels), and replay past jobs under a draft.
 
-- `outcomes`: the recorded-outcomes file, the tier mapping, token counts and prices;
-- `responders`: one tier's answer to one item, through the local model server or in memory;
-- `simulate`: a policy run over the items with the live router and escalation rule, and the baselines;
-- `curve`: the cost/quality curve over the cascade's thresholds;
-- `calibrate`: Learn-then-Test threshold calibration (`binomial`: its exact p-values and bounds);
-  `per_rule`: the same, each rule on its own items;
-- `reliability`, `profile`: reliability diagrams and the workload profile;
-- `history`: routing-only replay of past jobs under a draft version; `reexecute`: full re-execution of
-  their stored inputs against the real deployments, within a cost cap;
-- `labels`: labels from live history (reviewer decisions, shadow comparisons), their reliability and
-  curve; `live_calibrate`: Learn-then-Test calibration from those labels;
+- `recorded/`: the recorded-outcomes file, the tier mapping, token counts and prices (`outcomes`); one
+  tier's answer to one item (`responders`); a policy run over the items with the live router and
+  escalation rule, and the baselines (`simulate`); the workload profile (`profile`); the converter for the
+  RouteLLM GSM8K responses (`gsm8k`);
+- `calibration/`: Learn-then-Test threshold calibration (`calibrate`; `binomial`: its exact p-values and
+  bounds; `per_rule`: each rule on its own items), the cost/quality curve (`curve`), reliability diagrams
+  (`reliability`), labels from live history and their calibration (`labels`, `live`);
+- `replay/`: routing-only replay of past jobs under a draft version (`routing_only`) and full
+  re-execution of their stored inputs against the real deployments, within a cost cap (`reexecute`);
 - `records`: the `Evaluation` rows, the calibrated draft version, the ledger events;
-- `services`, `history_services`: the runs the management commands (and the evaluation pages) call;
-- `gsm8k`: the converter for the RouteLLM GSM8K responses.
+- `offline_runs`, `history_runs`: the runs the management commands and the evaluation pages call, on
+  recorded outcomes and over past jobs; `queued_replays`: history replays started from the UI.
 """
