@@ -11,7 +11,7 @@ import pytest
 from sim_helpers import answer_of, ask, confidence_of, raw_request
 
 from modelserver import ModelServer
-from modelserver.markers import TASK_TYPES
+from routing.decide.tiers import TASK_TYPES
 
 
 def test_it_answers_with_usage_ids_and_a_request_id(sim_client: openai.OpenAI) -> None:

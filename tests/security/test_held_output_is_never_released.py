@@ -22,7 +22,7 @@ from review.services import (
 )
 from routing.execute.webhooks import webhook_payload
 from routing.models import ApprovalRequest, Job, JobStatus
-from routing.services.release import released_ledger_body
+from routing.release import released_ledger_body
 from tests.api.conftest import client_with, key_for
 from tests.api.live import live_arbiter
 from tests.api.test_webhooks import Receiver
