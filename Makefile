@@ -20,8 +20,10 @@ run: install  ## start everything on embedded defaults (Ctrl-C stops it)
 test: install  ## the whole test suite against real Postgres and Redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install  ## ruff, as configured in pyproject.toml
+lint: install  ## ruff, the import contracts (import-linter) and mypy, each as configured in pyproject.toml
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench-deps: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt

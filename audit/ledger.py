@@ -196,14 +196,14 @@ def _id_text(value: object, what: str) -> str:
 def validate_json(value: object, path: str) -> None:
     """Refuse anything whose JSON form is not exact and portable; `path` names the value in errors."""
     # Exact type checks: a str or int subclass (an enum, a lazy translation) could serialise differently.
-    kind = type(value)
-    if value is None or kind is bool or kind is int:
+    # `type(value) is ...` each time rather than once into a variable: it is what narrows `value` for mypy.
+    if value is None or type(value) is bool or type(value) is int:
         return
-    if kind is float:
+    if type(value) is float:
         if not math.isfinite(value):
             raise LedgerError(f"{path} is {value!r}: NaN and Infinity are not JSON; pass None or a string")
         return
-    if kind is str:
+    if type(value) is str:
         if "\x00" in value:
             raise LedgerError(f"{path} contains a NUL character, which Postgres JSON cannot store")
         try:
@@ -211,11 +211,11 @@ def validate_json(value: object, path: str) -> None:
         except UnicodeEncodeError:
             raise LedgerError(f"{path} is not valid Unicode (a lone surrogate)") from None
         return
-    if kind is list or kind is tuple:
+    if type(value) is list or type(value) is tuple:
         for index, item in enumerate(value):
             validate_json(item, f"{path}[{index}]")
         return
-    if kind is dict:
+    if type(value) is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise LedgerError(f"{path} has a non-string key {key!r}; JSON keys are strings")
@@ -223,7 +223,7 @@ def validate_json(value: object, path: str) -> None:
             validate_json(item, f"{path}[{key!r}]")
         return
     raise LedgerError(
-        f"{path} is a {kind.__name__}, which is not a JSON type: convert it yourself "
+        f"{path} is a {type(value).__name__}, which is not a JSON type: convert it yourself "
         "(Decimal -> str(amount), UUID -> str(id), datetime -> dt.isoformat())"
     )
 
@@ -232,5 +232,5 @@ def _seal_after_commit() -> None:
     from audit import sealer
 
     # One sealing attempt per transaction, however many events it writes.
-    if not any(func is sealer.seal_after_commit for _, func, _ in connection.run_on_commit):
+    if not any(entry[1] is sealer.seal_after_commit for entry in connection.run_on_commit):  # (sids, func, robust)
         transaction.on_commit(sealer.seal_after_commit, robust=True)

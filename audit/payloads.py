@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 
 from audit import ledger
 from audit.ledger import Actor, LedgerError, canonical_json, validate_json
@@ -63,7 +64,13 @@ def store(content: object, *, kind: str, subject: dict | None = None) -> str:
         text = canonical_json(redacted)
     data = text.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
-    parameters = {"digest": digest, "kind": kind, "content": text, "size": len(data), "redactions": redactions}
+    parameters: dict[str, str | int] = {
+        "digest": digest,
+        "kind": kind,
+        "content": text,
+        "size": len(data),
+        "redactions": redactions,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_STORE, {**parameters, **_NO_SUBJECT, **references})
     return digest
@@ -122,7 +129,7 @@ def expire(*, now: datetime | None = None, batch_size: int = 1000) -> int:
     return total
 
 
-def _erase(payloads, reason: str) -> list[str]:
+def _erase(payloads: QuerySet[Payload], reason: str) -> list[str]:
     digests = sorted(payloads.filter(erased_at__isnull=True).select_for_update().values_list("digest", flat=True))
     Payload.objects.filter(digest__in=digests).update(content="", erased_at=datetime.now(UTC), erasure_reason=reason)
     return digests

@@ -2,18 +2,17 @@
 thresholds with a statistical guarantee (offline or from live labels), and replay past jobs under a draft.
 Routing never imports this app; its rows (`Evaluation`, `HistoryReplayRun`) are routing's models.
 
-- `recorded/`: runs on a recorded-outcomes file — `outcomes` (the file, tier mapping, tokens, prices),
-  `responders` (one tier's answer to one item, through the local model server or in memory), `simulate`
-  (a policy over the items with the live router and escalation rule, and the baselines), `profile` (the
-  workload profile), `gsm8k` (the converter for the RouteLLM GSM8K responses);
-- `calibration/`: `calibrate` (Learn-then-Test; `binomial`: its exact p-values and bounds), `per_rule`
-  (each rule on its own items), `curve` (cost/quality over the thresholds), `reliability` (reliability
-  diagrams), `labels` (labels from live history: reviewer decisions, shadow comparisons) and `live`
-  (calibration from those labels);
-- `replay/`: past jobs under a draft — `routing_only` (no model called; recorded confidences and costs),
-  `reexecute` (stored inputs against the real deployments, within a cost cap), and the replays started
-  from the UI and run by a worker;
-- `offline_runs`, `history_runs`: the runs the management commands and the pages call; `records`: the
-  `Evaluation` rows, the calibrated draft version, the ledger events;
-- `views`, `forms`, `reports`, `templatetags/`: the evaluation pages and the version page's part.
+- `recorded/`: the recorded-outcomes file, the tier mapping, token counts and prices (`outcomes`); one
+  tier's answer to one item (`responders`); a policy run over the items with the live router and
+  escalation rule, and the baselines (`simulate`); the workload profile (`profile`); the converter for the
+  RouteLLM GSM8K responses (`gsm8k`);
+- `calibration/`: Learn-then-Test threshold calibration (`calibrate`; `binomial`: its exact p-values and
+  bounds; `per_rule`: each rule on its own items), the cost/quality curve (`curve`), reliability diagrams
+  (`reliability`), labels from live history and their calibration (`labels`, `live`);
+- `replay/`: routing-only replay of past jobs under a draft version (`routing_only`) and full
+  re-execution of their stored inputs against the real deployments, within a cost cap (`reexecute`);
+- `records`: the `Evaluation` rows, the calibrated draft version, the ledger events;
+- `offline_runs`, `history_runs`: the runs the management commands and the evaluation pages call, on
+  recorded outcomes and over past jobs; `queued_replays`: history replays started from the UI;
+- `views`, `forms`, `selectors`, `reports`, `templatetags/`: the evaluation pages and the version page's part.
 """

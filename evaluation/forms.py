@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from evaluation.offline_runs import history_cost_cap
+from evaluation.history_runs import history_cost_cap
 from evaluation.recorded.outcomes import EvaluationError
 from routing.models import Application, EvaluationKind, HistoryReplayMode
 

@@ -1,7 +1,7 @@
 """The evaluation runs the commands call: each reads its inputs, runs, and keeps an `Evaluation` row.
 
-Runs on recorded outcomes live here; runs over past jobs (`history_run`, `live_calibration_run`) in
-`evaluation.history_runs`, and are importable from here too."""
+Runs on recorded outcomes live here; runs over past jobs (`history_run`, `live_calibration_run`) live in
+`evaluation.history_runs`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from evaluation.calibration.calibrate import METHOD, Calibration, calibrate, che
 from evaluation.calibration.curve import offline_curve
 from evaluation.calibration.per_rule import PerRuleCalibration, calibrate_per_rule
 from evaluation.calibration.reliability import tier_reliability
-from evaluation.history_runs import HISTORY_MODES, history_cost_cap, history_run, live_calibration_run
 from evaluation.recorded.outcomes import (
     Outcomes,
     Price,
@@ -35,14 +34,10 @@ from evaluation.records import (
 from routing.models import Evaluation, EvaluationKind, PolicyVersion
 
 __all__ = [
-    "HISTORY_MODES",
     "EvaluationInputs",
     "calibration_run",
     "evaluation_inputs",
     "evaluation_run",
-    "history_cost_cap",
-    "history_run",
-    "live_calibration_run",
 ]
 
 HTTP_WORKERS = 4

@@ -19,13 +19,9 @@ from audit import ledger
 from audit.ledger import Actor
 from evaluation.calibration.calibrate import Calibration
 from evaluation.recorded.outcomes import EvaluationError
-from routing.decide.policy.document import (
-    InvalidPolicy,
-    PolicyDocument,
-    canonical_json,
-    load_policy,
-    policy_from_data,
-)
+from routing.decide.policy.document import PolicyDocument, load_policy, policy_from_data
+from routing.decide.policy.errors import InvalidPolicy
+from routing.decide.policy.source import canonical_json
 from routing.decide.thresholds import ThresholdRewriteError, rule_threshold_changes, thresholds_written
 from routing.models import Evaluation, EvaluationKind, Policy, PolicyVersion, PolicyVersionStatus
 from routing.services.policies import policy_create, policy_version_create

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from evaluation.replay.queued import REPLAY_HISTORY, history_replay_execute
+from evaluation.queued_replays import REPLAY_HISTORY, history_replay_execute
 
 
 # A full replay spends money, so not acks_late: a message redelivered after a crash must not start it

@@ -12,8 +12,8 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from evaluation import reports, selectors
 from evaluation.forms import EvaluationFilterForm, HistoryReplayForm
+from evaluation.queued_replays import history_replay_request, is_stale
 from evaluation.recorded.outcomes import EvaluationError
-from evaluation.replay.queued import history_replay_request, is_stale
 from routing.models import Evaluation, HistoryReplayRun, HistoryReplayStatus
 from routing.ui.policies import version_context, version_or_404
 from web import pagination

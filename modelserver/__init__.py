@@ -1,6 +1,7 @@
 """A local OpenAI-compatible model server (Chat Completions) for machines without internet.
 
-Standalone: it imports nothing from Django or the rest of Arbiter. Two modes:
+Standalone: it imports nothing from Django or the rest of Arbiter but the task types, from the pure
+``routing.decide.tiers`` (one vocabulary for the server and the router). Two modes:
 
 - **synthetic** (default): models ``sim-nano``, ``sim-mini``, ``sim-flagship``, and any
   ``sim-<tier>-<suffix>`` (``sim-nano-b``) that behaves like its tier but has its own fault knobs.

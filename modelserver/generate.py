@@ -11,9 +11,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from modelserver.completions import tokenize
-from modelserver.markers import TASK_TYPES, parse_markers
+from modelserver.markers import parse_markers
 from modelserver.protocol import canonical_messages, estimate_prompt_tokens
 from modelserver.synthetic import TIER_ORDER, TIERS, answer_text, outcome_for
+from routing.decide.tiers import TASK_TYPES
 
 _PROMPTS = {
     "classification": "Classify ticket #{n} as billing, technical, account, shipping, refund or other.",

@@ -14,18 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelserver.protocol import ApiError
-
-TASK_TYPES = (
-    "classification",
-    "extraction",
-    "ranking",
-    "search",
-    "code_review",
-    "coding",
-    "planning",
-    "reasoning",
-    "general",
-)
+from routing.decide.tiers import TASK_TYPES
 
 _TASK = re.compile(r"\[task:([^\]]*)\]")
 _DIFFICULTY = re.compile(r"\[difficulty:([^\]]*)\]")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from routing.execute.settled import job_settled_on_commit
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.models.approvals import ApprovalStatus, DecisionKind
 from routing.models.jobs import JobPurpose
+from routing.release import EXPIRY_REASON, OVERRIDDEN_REASON
 from routing.services.approvals import (
     approval_progress,
     counted_approvers,
@@ -33,7 +34,6 @@ from routing.services.approvals import (
     submitted,
 )
 from routing.services.jobs import dispatch_after_commit, job_submit
-from routing.services.release import EXPIRY_REASON, OVERRIDDEN_REASON
 
 
 class ReviewError(Exception):
@@ -80,7 +80,9 @@ def _check_reviewer(user: AbstractBaseUser, job: Job, request: ApprovalRequest) 
         raise NotEligible(f"only members of {groups} may decide this approval", code="not_in_group")
 
 
-def _record(request: ApprovalRequest, user, kind: str, reason: str, override: dict | None = None) -> ApprovalDecision:
+def _record(
+    request: ApprovalRequest, user: User, kind: str, reason: str, override: dict | None = None
+) -> ApprovalDecision:
     try:
         with transaction.atomic():
             return ApprovalDecision.objects.create(
@@ -93,7 +95,7 @@ def _record(request: ApprovalRequest, user, kind: str, reason: str, override: di
         ) from None
 
 
-def _event(kind: str, job: Job, request: ApprovalRequest, user, body: dict[str, Any]) -> None:
+def _event(kind: str, job: Job, request: ApprovalRequest, user: User, body: dict[str, Any]) -> None:
     ledger.append(
         f"approval.{kind}",
         actor=Actor.user(user.pk),
@@ -116,7 +118,7 @@ def _close(job: Job, request: ApprovalRequest, *, job_status: str, request_statu
         job_settled_on_commit(job, f"job.{job_status}")
 
 
-def approval_approve(*, job: Job, user, reason: str = "", expected_version: int | None = None) -> Job:
+def approval_approve(*, job: Job, user: User, reason: str = "", expected_version: int | None = None) -> Job:
     with transaction.atomic():
         locked, request = _locked_request(job, expected_version)
         _check_reviewer(user, locked, request)
@@ -124,7 +126,7 @@ def approval_approve(*, job: Job, user, reason: str = "", expected_version: int 
     return locked
 
 
-def _approve(job: Job, request: ApprovalRequest, user, reason: str) -> None:
+def _approve(job: Job, request: ApprovalRequest, user: User, reason: str) -> None:
     """One distinct person's approval, counted towards every requirement whose group they hold; the job
     completes once every requirement has as many eligible approvers as it needs."""
     _record(request, user, DecisionKind.APPROVE, reason)
@@ -163,7 +165,7 @@ def _approve(job: Job, request: ApprovalRequest, user, reason: str) -> None:
         job.save(update_fields=["version", "result"])
 
 
-def approval_reject(*, job: Job, user, reason: str, expected_version: int | None = None) -> Job:
+def approval_reject(*, job: Job, user: User, reason: str, expected_version: int | None = None) -> Job:
     if not reason.strip():
         raise ReviewError("a rejection needs a reason", code="reason_required")
     with transaction.atomic():
@@ -184,7 +186,7 @@ def approval_reject(*, job: Job, user, reason: str, expected_version: int | None
 def approval_override(
     *,
     job: Job,
-    user,
+    user: User,
     reason: str,
     output: dict[str, Any] | None = None,
     step_id: int | None = None,
@@ -249,12 +251,15 @@ def _governed_proposal(job: Job, output: dict | None, step_id: int | None) -> tu
     tier, confidence = job.final_tier, job.final_confidence
     if step_id is not None:
         step = Step.objects.filter(job=job, pk=step_id, output__isnull=False).first()
-        if step is None:
+        if step is None or step.output is None:
             raise ReviewError("that step does not belong to this job or has no output", code="unknown_step")
-        output, tier, confidence = step.output, step.tier, step.confidence
+        stored: dict[str, Any] = step.output  # the JSON object the pipeline stored
+        output, tier, confidence = stored, step.tier, step.confidence
         proposed = {"output": output, "step_index": step.index, "tier": step.tier, "overridden": True}
-    else:
+    elif output is not None:
         proposed = {"output": output, "overridden": True, "tier": (job.result or {}).get("tier")}
+    else:
+        raise ReviewError("give either an edited output or the step whose output to take")
     outcome = govern(
         job=job,
         document=document_for(job.policy_version),
@@ -303,7 +308,7 @@ def _proposal_request(job: Job, overridden: ApprovalRequest, holds: list[dict[st
     )
 
 
-def approval_escalate(*, job: Job, user, reason: str = "", expected_version: int | None = None) -> Job:
+def approval_escalate(*, job: Job, user: User, reason: str = "", expected_version: int | None = None) -> Job:
     """Re-run the job from the tier above the one that answered."""
     with transaction.atomic():
         locked, request = _locked_request(job, expected_version)
@@ -355,7 +360,7 @@ def approvals_expire_due(*, limit: int = 200) -> int:
     return expired
 
 
-def job_replay(*, job: Job, user, policy_version: PolicyVersion | None = None) -> Job:
+def job_replay(*, job: Job, user: User, policy_version: PolicyVersion | None = None) -> Job:
     """A new job linked to the original, under the same or another policy version; the original stays.
 
     A replay is an evaluation: whatever version it runs under (a draft without approval rules

@@ -104,7 +104,7 @@ class JobCompletion:
     policy_version_sha256: str
     steps: list[dict[str, Any]]  # attempt, index, outcome, model, prompt_tokens, completion_tokens
     decision_event_id: int | None  # the last route.decided event: the decision behind the answer
-    purpose: str  # read by the release gate (routing.services.release), like a Job's
+    purpose: str  # read by the release gate (routing.release), like a Job's
 
     @property
     def pk(self) -> uuid.UUID:

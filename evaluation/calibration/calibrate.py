@@ -81,7 +81,12 @@ class CascadeCase:
         object.__setattr__(self, "_gated", gated[:-1])
 
     def final_index(self, gates: Mapping[str, PlanStep]) -> int:
-        """Where the cascade stops when each tier's threshold is its gate's; the last step always answers."""
+        """Where the cascade stops when each tier's threshold is its gate's; the last step always answers.
+
+        The rule of the one cascade walk (routing.decide.cascade.cascade_walk) with no cost cap — an item
+        has none — as a loop of its own: the search runs it once per item per threshold setting, and
+        through the walk a calibration took about ten times as long. tests/evaluation/
+        test_calibration_agrees_with_walk.py checks over generated plans that both keep the same step."""
         for index, (step, confidence) in enumerate(self._gated):
             if gates.get(step.tier, step).accepts(confidence):
                 return index

@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from audit.models import LedgerEvent
 from evaluation.calibration.curve import Thresholds, sweep
 from evaluation.calibration.reliability import reliability
+from routing.decide import cascade
 from routing.decide.router import PlanStep
 from routing.decide.tiers import tier_rank
+from routing.execute.facts import cost_cap
 from routing.models import ApprovalDecision, Job, Step, StepOutcome
 from routing.models.approvals import ApprovalStatus, DecisionKind
 
@@ -171,45 +173,99 @@ def live_reliability(labels: LabelSet, *, bins: int = 10) -> dict[str, dict[str,
 
 @dataclass(frozen=True)
 class WalkStep:
+    """One answer of a labelled job, as the curve's walk reads it: a recorded step, or the shadow call."""
+
     tier: str
     confidence: float | None
-    threshold: float | None
-    cost_usd: float
+    threshold: float | None  # the one in force when it was scored (None for the shadow call)
+    cost_usd: Decimal
     label: bool | None
 
 
 @dataclass(frozen=True)
 class LabelledJob:
-    """A labelled past job as the curve walks it: its answered steps in plan order and, when the next tier
-    of its plan is the shadow tier, the shadow call as one more step (right by the shadow label's
-    definition: it is the answer the cheap one was compared with)."""
+    """A labelled past job as the curve walks it, by the walk a worker uses (routing.decide.cascade,
+    the job's cost cap included), over what the job recorded in its last attempt:
+
+    - a tier with a recorded answer answers with its recorded confidence and cost;
+    - a tier that failed in the job is unavailable: the walk moves on, as the worker's did;
+    - a tier the job never called is unknown, and so is a recorded answer without a confidence that the
+      walk would have to judge (a worker always records one): the outcome is then not known, never guessed;
+    - the job's cost cap (`cost_cap_usd`, from its constraints) ends the cascade where the recorded costs
+      reach it, keeping that step's answer, as it did live.
+
+    The shadow call: when the next tier of the plan after the answer that was kept is the shadow tier
+    and the label is a shadow label, the shadow answer is one more step (right by the shadow label's
+    definition: it is the answer the cheap one was compared with). It was never scored, so it has no
+    confidence to judge; but a shadow label defines right as "what the shadow tier says", so tiers above
+    it are beyond what the label can judge, and the walk over this job ends at the shadow tier: the plan
+    walked is cut after it, and its answer, the last, is final — kept whatever its confidence, as the
+    last step's answer always is. (`plan_tiers` stays the whole plan: it says which tiers escalate.)"""
 
     plan_tiers: tuple[str, ...]
-    steps: tuple[WalkStep, ...]
+    steps: tuple[WalkStep, ...]  # the last attempt's answered steps, in plan order
     original_cost: float
+    shadow: WalkStep | None = None
+    failed_tiers: frozenset[str] = frozenset()  # tiers that failed in the last attempt
+    cost_cap_usd: Decimal | None = None
+    _answers: dict[str, WalkStep] = field(init=False, repr=False, compare=False)
+    _own_gates: tuple[PlanStep, ...] = field(init=False, repr=False, compare=False)
 
-    def outcome(self, gates: dict[str, PlanStep]) -> tuple[bool, float] | None:
-        cost = 0.0
-        for step in self.steps:
-            cost += step.cost_usd
-            final = step.tier == self.plan_tiers[-1]
-            gate = gates.get(step.tier) or PlanStep(step.tier, (), step.threshold, "")
-            if final or step.confidence is None or gate.accepts(step.confidence):
-                return (step.label, cost) if step.label is not None else None
-        return None  # the walk reaches a tier the job never called
+    def __post_init__(self) -> None:
+        # What every walk over this job shares, worked out once: the curve walks it once per setting.
+        answers = {step.tier: step for step in self.steps}
+        tiers = self.plan_tiers
+        if self.shadow is not None:
+            answers[self.shadow.tier] = self.shadow
+            tiers = tiers[: tiers.index(self.shadow.tier) + 1]
+        own = tuple(PlanStep(tier, (), answers[tier].threshold if tier in answers else None, "") for tier in tiers)
+        object.__setattr__(self, "_answers", answers)
+        object.__setattr__(self, "_own_gates", own)
+
+    def walk(self, gates: Mapping[str, PlanStep]) -> cascade.Walk:
+        """The walk under `gates` (tier -> a step carrying its threshold); a tier without a gate keeps
+        the threshold recorded with its answer."""
+        plan = [gates.get(own.tier) or own for own in self._own_gates]
+        return cascade.cascade_walk(plan, self._recorded, cost_cap_usd=self.cost_cap_usd)
+
+    def _recorded(self, index: int, step: PlanStep) -> cascade.StepAnswer:
+        answer = self._answers.get(step.tier)
+        if answer is None:
+            if step.tier in self.failed_tiers:
+                return cascade.Unavailable(f"{step.tier} failed in the job")
+            return cascade.Unknown(f"{step.tier} was never called in the job")
+        if answer.confidence is None:
+            if index < len(self._own_gates) - 1:
+                return cascade.Unknown(f"{step.tier}'s answer has no recorded confidence")
+            # The last step's answer is final: the walk never reads its confidence (0.0, as a worker scores
+            # an answer it cannot score).
+            return cascade.Answered(0.0, answer.cost_usd, answer)
+        return cascade.Answered(answer.confidence, answer.cost_usd, answer)
+
+    def outcome(self, gates: Mapping[str, PlanStep]) -> tuple[bool, float] | None:
+        """(right, cost) of the answer the walk keeps, or None when that is not known: the walk reached
+        a tier the job never called, or kept an answer nobody labelled."""
+        walk = self.walk(gates)
+        final = walk.final
+        answer = final.result.answer if final is not None and isinstance(final.result, cascade.Answered) else None
+        if answer is None or answer.label is None:
+            return None
+        return answer.label, float(walk.total_cost)
 
 
 def labelled_jobs(jobs: Sequence[Job], labels: LabelSet) -> list[LabelledJob]:
     by_step = labels.by_step()
     walked = []
     for job in jobs:
+        recorded = list(job.steps.all())
         steps = sorted(
-            (step for step in job.steps.all() if step.outcome != StepOutcome.FAILED),
+            (step for step in recorded if step.outcome != StepOutcome.FAILED),
             key=lambda step: (step.attempt, step.index),
         )
         if not steps or not any(step.pk in by_step for step in steps):
             continue
-        last = [step for step in steps if step.attempt == steps[-1].attempt]
+        attempt = steps[-1].attempt
+        last = [step for step in steps if step.attempt == attempt]
         plan = tuple(entry["tier"] for entry in ((job.route or {}).get("plan") or {}).get("steps", []))
         if not plan:
             continue
@@ -218,26 +274,32 @@ def labelled_jobs(jobs: Sequence[Job], labels: LabelSet) -> list[LabelledJob]:
                 step.tier,
                 step.confidence,
                 step.threshold,
-                float(step.cost_usd),
+                step.cost_usd,
                 by_step[step.pk].correct if step.pk in by_step else None,
             )
             for step in last
         ]
         label = by_step.get(last[-1].pk)
         position = plan.index(last[-1].tier) if last[-1].tier in plan else -1
-        shadow_next = label is not None and 0 <= position < len(plan) - 1 and plan[position + 1] == label.shadow_tier
-        if shadow_next and label.source == SHADOW:
-            walk.append(WalkStep(label.shadow_tier, None, None, label.shadow_cost_usd, True))
-        walked.append(LabelledJob(plan, tuple(walk), math.fsum(float(step.cost_usd) for step in last)))
+        shadow = None
+        next_tier = plan[position + 1] if 0 <= position < len(plan) - 1 else None
+        if label is not None and label.source == SHADOW and label.shadow_tier and next_tier == label.shadow_tier:
+            shadow = WalkStep(label.shadow_tier, None, None, Decimal(str(label.shadow_cost_usd)), True)
+        failed = frozenset(
+            step.tier for step in recorded if step.outcome == StepOutcome.FAILED and step.attempt == attempt
+        )
+        original = math.fsum(float(step.cost_usd) for step in last)
+        walked.append(LabelledJob(plan, tuple(walk), original, shadow, failed, cost_cap(job)))
     return walked
 
 
 def history_curve(jobs: Sequence[Job], labels: LabelSet) -> list[dict[str, Any]]:
     """The curve from labelled past jobs. For each threshold setting, only the labelled jobs whose answer
-    under it is known from what they recorded count (`jobs` says how many): the walk must stop on a step
-    that ran and was labelled. `accuracy` is the share of those answers judged right — approved by a
-    reviewer, or (shadow) agreeing with the shadow tier, whose own answer counts as right;
-    `relative_cost` is what the walk pays over what the same jobs originally paid."""
+    under it is known from what they recorded count (`jobs` says how many): the walk (a worker's, each
+    job's cost cap included; see LabelledJob) must stop on a step that ran and was labelled. `accuracy` is
+    the share of those answers judged right — approved by a reviewer, or (shadow) agreeing with the shadow
+    tier, whose own answer counts as right; `relative_cost` is what the walk pays over what the same jobs
+    originally paid."""
     walked = labelled_jobs(jobs, labels)
     tiers = sorted(
         {tier for job in walked for tier in job.plan_tiers[:-1]}, key=lambda tier: tier_rank(tier) or 0

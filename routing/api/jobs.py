@@ -28,8 +28,8 @@ from routing.api.serializers.jobs import (
     LedgerEventOutputSerializer,
 )
 from routing.models import Application, Job
+from routing.release import released_ledger_body
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_cancel, job_submit
-from routing.services.release import released_ledger_body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")

@@ -49,9 +49,9 @@ from routing.execute.run import job_run
 from routing.execute.settled import job_settled_wait
 from routing.models import ApiKey, Application, Job, JobStatus
 from routing.models.jobs import TERMINAL_STATUSES
+from routing.release import is_released, released_result, released_status_reason
 from routing.selectors import JobCompletion
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
-from routing.services.release import is_released, released_result, released_status_reason
 
 MODEL_PREFIX = "arbiter/"
 TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"

@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from routing.decide.policy.conditions import UNKNOWN, Unreadable, show, tool_names
-from routing.decide.policy.document import DEFAULT_EXPIRES_AFTER_S, DEFAULT_GROUP, ApprovalRule, PolicyDocument
+from routing.decide.policy.document import PolicyDocument
+from routing.decide.policy.rules import DEFAULT_EXPIRES_AFTER_S, DEFAULT_GROUP, ApprovalRule
+from routing.decide.policy.values import UNKNOWN, Unreadable, show, tool_names
 from routing.decide.router import JobFacts
 
 INVALID_ARGUMENTS_RULE = "invalid-tool-arguments"

@@ -134,7 +134,7 @@ def cascade_walk(
             if last:
                 return Walk(tuple(visits), Stop.UNAVAILABLE, total, result.reason)
             continue
-        total += result.cost
+        total = _add(total, result.cost)
         stop = _stop(step, result.confidence, last, capped=cost_cap_usd is not None and total >= cost_cap_usd)
         visit = Visit(index, step, result, last, total, stop)
         visits.append(visit)
@@ -143,6 +143,16 @@ def cascade_walk(
         if stop is not None:
             return Walk(tuple(visits), stop, total)
     raise ValueError("a plan has at least one step")
+
+
+def _add(total: Cost, cost: Cost) -> Cost:
+    """One walk's costs come from one source: all Decimal (live, replays of recorded rows) or all float
+    (recorded outcomes). Adding one kind to the other would silently round, so it is refused."""
+    if isinstance(cost, Decimal) or isinstance(total, Decimal):
+        if isinstance(cost, float) or isinstance(total, float):
+            raise TypeError("a walk's costs are all Decimal or all float, not both")
+        return Decimal(total) + Decimal(cost)
+    return total + cost
 
 
 def _stop(step: PlanStep, confidence: float, last: bool, *, capped: bool) -> Stop | None:

@@ -96,8 +96,8 @@ def _get(obj: object, name: str) -> Any:
 
 
 def _first_choice(completion: object) -> Any:
-    choices = _get(completion, "choices") or ()
-    return choices[0] if len(choices) else None
+    choices = _get(completion, "choices")
+    return choices[0] if choices else None
 
 
 def _content(completion: object) -> str | None:

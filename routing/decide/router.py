@@ -26,15 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from routing.decide.confidence import REQUIRED_CAPABILITY
-from routing.decide.policy.conditions import MISSING, constraint_value, normalize, show, tool_names
-from routing.decide.policy.document import (
-    DeploymentConstraints,
-    Limits,
-    PolicyDocument,
-    PolicyError,
-    RouteRule,
-    format_path,
-)
+from routing.decide.policy.document import PolicyDocument
+from routing.decide.policy.errors import PolicyError, format_path
+from routing.decide.policy.rules import DeploymentConstraints, Limits, RouteRule
+from routing.decide.policy.values import MISSING, constraint_value, normalize, show, tool_names
 from routing.decide.tiers import tier_rank
 
 FIRST_MATCH_GOVERNS = "the first matching rule governs; later rules are not tried"

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import yaml
 
-from routing.decide.policy.document import load_policy, parse_source
+from routing.decide.policy.document import load_policy
+from routing.decide.policy.source import parse_source
 
 
 class ThresholdRewriteError(ValueError):
@@ -47,7 +48,7 @@ class _PolicyDumper(yaml.SafeDumper):
     indented under their key, and a rule's values on one line (`escalate_below: {nano: 0.8}`), so
     that a diff against the version it came from shows the change rather than a reformatting."""
 
-    def increase_indent(self, flow: bool = False, indentless: bool = False):
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         return super().increase_indent(flow, False)
 
 
@@ -78,8 +79,8 @@ def _styled(value: object, depth: int = 0) -> object:
     """Mark what goes on one line: anything inside a rule (depth 3: document, section, rule, value)
     and lists of plain values, when short enough."""
     if isinstance(value, dict):
-        items = {key: _styled(item, depth + 1) for key, item in value.items()}
-        return _FlowDict(items) if depth >= 3 and len(repr(value)) <= _ONE_LINE else items
+        entries = {key: _styled(item, depth + 1) for key, item in value.items()}
+        return _FlowDict(entries) if depth >= 3 and len(repr(value)) <= _ONE_LINE else entries
     if isinstance(value, list):
         items = [_styled(item, depth + 1) for item in value]
         plain = all(not isinstance(item, dict | list) for item in value)

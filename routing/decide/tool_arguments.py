@@ -28,6 +28,8 @@ def schema_problem(schema: object) -> str | None:
     """Why `schema` is not a valid JSON Schema (for the dialect it declares, else 2020-12), or None."""
     if not isinstance(schema, dict | bool):
         return "must be a JSON Schema object"
+    if isinstance(schema, bool):
+        return None  # `true` accepts every instance, `false` none: both are schemas of every dialect
     try:
         _validator_class(schema).check_schema(schema)
     except jsonschema.SchemaError as error:
@@ -124,7 +126,7 @@ def schema_location(schema_path: Iterable[object]) -> str:
     return "/".join(where) or "(root)"
 
 
-def _validator_class(schema: object) -> type[jsonschema.protocols.Validator]:
+def _validator_class(schema: Mapping[str, Any] | bool) -> type[jsonschema.protocols.Validator]:
     return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
 

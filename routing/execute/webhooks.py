@@ -31,7 +31,7 @@ from routing.execute.addresses import Target as CallbackTarget
 from routing.execute.addresses import UnsafeAddress as UnsafeCallbackUrl
 from routing.execute.addresses import url_target
 from routing.models import Job, WebhookDelivery
-from routing.services.release import is_application_job, released_output, released_status_reason, result_withheld
+from routing.release import is_application_job, released_output, released_status_reason, result_withheld
 
 EVENTS = (
     "job.completed",

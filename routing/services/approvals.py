@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
 from controlplane.roles import Role, has_role
-from routing.decide.policy.document import APPROVAL_GROUPS
+from routing.decide.policy.rules import APPROVAL_GROUPS
 from routing.models import ApprovalRequest, Job
 from routing.models.approvals import DecisionKind
 
@@ -19,17 +21,17 @@ def requirements(request: ApprovalRequest) -> list[dict[str, Any]]:
     ]
 
 
-def in_group(user, group: str) -> bool:
+def in_group(user: AbstractBaseUser | AnonymousUser, group: str) -> bool:
     """Whether the user holds `group`'s role now (an inactive account holds none). A group Arbiter has no
     role for makes nobody eligible: never a fallback to some other role."""
     return group in APPROVAL_GROUPS and has_role(user, Role(group))
 
 
-def submitted(user, job: Job) -> bool:
+def submitted(user: AbstractBaseUser | AnonymousUser, job: Job) -> bool:
     return job.submitted_by_id is not None and job.submitted_by_id == user.pk
 
 
-def may_decide(user, job: Job, request: ApprovalRequest) -> bool:
+def may_decide(user: AbstractBaseUser | AnonymousUser, job: Job, request: ApprovalRequest) -> bool:
     """Eligible for at least one of the request's requirements, and not the job's submitter."""
     return not submitted(user, job) and any(in_group(user, item["group"]) for item in requirements(request))
 

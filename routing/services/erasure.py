@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from django.db import models, transaction
 from django.db.models import Q, TextField
@@ -137,7 +138,7 @@ def erasure_apply(*, selection: ErasureSelection, actor: Actor, reason: str, ref
 
 
 def _job_erase(
-    job_id: str, selection: ErasureSelection, actor: Actor, reason: str, reference: str, recorded: str, now
+    job_id: str, selection: ErasureSelection, actor: Actor, reason: str, reference: str, recorded: str, now: datetime
 ) -> int | None:
     """Erase one job; how many of its payloads were erased, or None when it was gone or already erased
     (by a concurrent erasure since the selection was made)."""
@@ -173,7 +174,7 @@ def _job_erase(
     return count
 
 
-def _blank_job(job: Job, tombstone: dict, identifier: str, now) -> None:
+def _blank_job(job: Job, tombstone: dict, identifier: str, now: datetime) -> None:
     # `messages: []` keeps the request's shape for code that reads it (a replay of history reports an
     # erased input as unknown, never guesses); the result keeps its non-personal facts.
     kept = {key: job.result.get(key) for key in ("step_index", "tier", "overridden")} if job.result else {}
@@ -234,13 +235,12 @@ def _blank_around(job: Job, tombstone: dict, identifier: str) -> tuple[int, int]
 
 def _with_replays(job_ids: set[str]) -> tuple[str, ...]:
     """The jobs and, transitively, their replays (each holds a copy of its original's request)."""
-    selected, frontier = set(job_ids), set(job_ids)
+    selected = {UUID(job_id) for job_id in job_ids}
+    frontier = set(selected)
     while frontier:
-        frontier = {
-            str(pk) for pk in Job.objects.filter(replay_of_id__in=frontier).values_list("pk", flat=True)
-        } - selected
+        frontier = set(Job.objects.filter(replay_of_id__in=frontier).values_list("pk", flat=True)) - selected
         selected |= frontier
-    return tuple(sorted(selected))
+    return tuple(sorted(str(pk) for pk in selected))
 
 
 def _mentioning(identifier: str, application: Application | None) -> tuple[set[str], tuple[str, ...]]:

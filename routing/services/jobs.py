@@ -7,6 +7,7 @@ import hashlib
 import json
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -85,7 +86,7 @@ def job_submit(
     policy: str | None = None,
     policy_version: PolicyVersion | None = None,
     replay_of: Job | None = None,
-    submitted_by=None,
+    submitted_by: User | None = None,
     purpose: str = JobPurpose.APPLICATION,
     dispatch: bool = True,
 ) -> tuple[Job, bool]:
@@ -98,7 +99,7 @@ def job_submit(
     stale — the same recovery as a lost publish.
 
     `purpose=JobPurpose.EVALUATION` (a replay) makes a job the application can never read, list or be
-    told about (routing.services.release)."""
+    told about (routing.release)."""
     if replay_of is not None and replay_of.erased_at is not None:
         raise JobError("this job's content was erased; there is nothing left to replay")
     if task_type not in TASK_TYPES:

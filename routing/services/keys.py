@@ -8,7 +8,7 @@ import hmac
 import secrets
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,10 +42,11 @@ def _check_minting(
     *,
     application: Application,
     scopes: set[str],
-    created_by: AbstractBaseUser | None,
+    created_by: User | None,
     minted_with: ApiKey | None,
     expires_at: datetime | None,
-) -> None:
+) -> User:
+    """The key's owner, once every rule of minting holds; `KeyRefused` says which does not."""
     if created_by is None or not created_by.is_active:
         raise KeyRefused("a key acts for the person who mints it: it needs an active person as its owner")
     if scopes & set(ADMIN_SCOPES) and not may_administer(created_by):
@@ -54,7 +55,7 @@ def _check_minting(
             f"({', '.join(sorted(scopes & set(ADMIN_SCOPES)))}) can only be minted by and for a policy admin"
         )
     if minted_with is None or PLATFORM_ADMIN in minted_with.scopes:
-        return
+        return created_by
     if minted_with.application_id != application.pk:
         raise KeyRefused("a key can mint keys only for its own application")
     wider = sorted(scopes - set(minted_with.scopes))
@@ -68,13 +69,14 @@ def _check_minting(
             "a key cannot mint a key that outlives it: give an expiry no later than "
             f"{minted_with.expires_at:%Y-%m-%d %H:%M} UTC"
         )
+    return created_by
 
 
 def api_key_create(
     *,
     application: Application,
     scopes: list[str],
-    created_by: AbstractBaseUser | None,
+    created_by: User | None,
     actor: Actor | None = None,
     minted_with: ApiKey | None = None,
     name: str = "",
@@ -87,7 +89,7 @@ def api_key_create(
     unknown = sorted(set(scopes) - set(KEY_SCOPES))
     if unknown:
         raise InvalidScope(f"unknown scopes {unknown}; allowed: {KEY_SCOPES}")
-    _check_minting(
+    owner = _check_minting(
         application=application,
         scopes=set(scopes),
         created_by=created_by,
@@ -104,17 +106,17 @@ def api_key_create(
             secret_hash=_hash(secret),
             scopes=sorted(set(scopes)),
             expires_at=expires_at,
-            created_by=created_by,
+            created_by=owner,
         )
         ledger.append(
             "api_key.created",
-            actor=actor or Actor.user(created_by.pk),
+            actor=actor or Actor.user(owner.pk),
             subject={"application": application.pk},
             body={
                 "prefix": prefix,
                 "scopes": key.scopes,
                 "expires_at": expires_at.isoformat() if expires_at else None,
-                "owner": created_by.pk,
+                "owner": owner.pk,
                 "via_key": minted_with.prefix if minted_with else None,
             },
         )

@@ -8,13 +8,15 @@ nothing that was governed."""
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
-from routing.decide.policy.document import InvalidPolicy, PolicyDocument, load_policy
+from routing.decide.policy.document import PolicyDocument, load_policy
+from routing.decide.policy.errors import InvalidPolicy
 from routing.decide.router import validate_against_catalog
 from routing.execute.facts import deployment_info
 from routing.models import ModelDeployment, Policy, PolicyVersion, PolicyVersionStatus
@@ -51,7 +53,7 @@ def policy_version_create(
     *,
     policy: Policy,
     source: str,
-    author,
+    author: User | None,
     comment: str = "",
     parent: PolicyVersion | None = None,
     actor: Actor | None = None,
@@ -88,7 +90,7 @@ def policy_version_create(
     return version
 
 
-def policy_version_submit(*, version: PolicyVersion, user, via_key: str | None = None) -> PolicyVersion:
+def policy_version_submit(*, version: PolicyVersion, user: User, via_key: str | None = None) -> PolicyVersion:
     with transaction.atomic():
         locked = PolicyVersion.objects.select_for_update().get(pk=version.pk)
         resubmission = locked.status == PolicyVersionStatus.PENDING and not _submitted_by_a_person(locked)
@@ -106,7 +108,7 @@ def policy_version_submit(*, version: PolicyVersion, user, via_key: str | None =
     return locked
 
 
-def policy_version_activate(*, version: PolicyVersion, user, via_key: str | None = None) -> PolicyVersion:
+def policy_version_activate(*, version: PolicyVersion, user: User | None, via_key: str | None = None) -> PolicyVersion:
     """Make `version` the one new jobs run under: a submitted version, by a person other than its author
     and its submitter."""
     if user is None or not user.is_active:
@@ -149,7 +151,9 @@ def policy_version_bootstrap(*, version: PolicyVersion, actor: Actor) -> PolicyV
         return _activate(policy, locked, user=None, actor=actor, via_key=None)
 
 
-def _activate(policy: Policy, locked: PolicyVersion, *, user, actor: Actor, via_key: str | None) -> PolicyVersion:
+def _activate(
+    policy: Policy, locked: PolicyVersion, *, user: User | None, actor: Actor, via_key: str | None
+) -> PolicyVersion:
     previous = policy.versions.filter(status=PolicyVersionStatus.ACTIVE).first()
     if previous is not None:
         previous.status = PolicyVersionStatus.RETIRED
@@ -184,6 +188,6 @@ def _via(via_key: str | None) -> dict:
     return {"via_key": via_key} if via_key else {}
 
 
-def _actor(user) -> Actor:
+def _actor(user: User | None) -> Actor:
     # No user: a system act (the demo seed); callers acting for something else pass `actor`.
     return Actor.user(user.pk) if user is not None else Actor.system("policy-service")

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from routing import selectors
-from routing.decide.policy.document import InvalidPolicy, PolicyError
+from routing.decide.policy.errors import InvalidPolicy, PolicyError
 from routing.decide.thresholds import ThresholdRewriteError, thresholds_of, thresholds_rewritten
 from routing.models import Policy, PolicyVersion
 from routing.services.policies import (

@@ -19,7 +19,8 @@ from evaluation.recorded.responders import Answer, InMemoryResponder
 from evaluation.recorded.simulate import eval_catalog
 from evaluation.records import BUNDLED_POLICIES
 from modelserver.generate import generate_items
-from routing.decide.policy.document import canonical_json, load_policy
+from routing.decide.policy.document import load_policy
+from routing.decide.policy.source import canonical_json
 from routing.decide.router import PlanStep
 from routing.models import Evaluation, EvaluationKind, Policy, PolicyVersionStatus
 from tests.support.evaluations import DEFAULT_POLICY, GSM8K, GSM8K_TIERS, HAND_POLICY, SIM_TIERS, run_json, write_jsonl

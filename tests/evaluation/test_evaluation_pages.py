@@ -12,7 +12,8 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
-from evaluation.offline_runs import calibration_run, evaluation_inputs, evaluation_run, history_run
+from evaluation.history_runs import history_run
+from evaluation.offline_runs import calibration_run, evaluation_inputs, evaluation_run
 from modelserver.generate import generate_items
 from routing.models import Evaluation, EvaluationKind
 from tests.support.builders import catalog, replayable_history
@@ -222,7 +223,7 @@ def test_a_per_rule_calibration_shows_each_rules_thresholds_and_check(as_user, i
 
 
 def test_a_calibration_from_live_history_shows_its_certificates_and_labels(as_user, people, replayed):
-    from evaluation.offline_runs import live_calibration_run
+    from evaluation.history_runs import live_calibration_run
 
     history, _ = replayed
     version = history.policy_version.parent

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from audit import payloads
 from audit.ledger import Actor, canonical_json
 from audit.models import LedgerEvent
-from evaluation.offline_runs import history_run
+from evaluation.history_runs import history_run
 from evaluation.replay.reexecute import INPUT_ERASED, NOT_RUN, worst_case_usd
 from routing.models import Evaluation, Job, Step
 from routing.services.policies import policy_version_create

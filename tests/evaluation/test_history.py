@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from audit.ledger import Actor
-from evaluation.offline_runs import history_run
+from evaluation.history_runs import history_run
 from evaluation.recorded.outcomes import EvaluationError
 from routing.models import Evaluation, EvaluationKind, Step, StepOutcome
 from routing.services.policies import policy_create, policy_version_create

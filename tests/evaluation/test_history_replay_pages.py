@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.models import LedgerEvent
 from controlplane.roles import Role
-from evaluation.replay.queued import history_replay_execute
+from evaluation.queued_replays import history_replay_execute
 from routing.models import Evaluation, HistoryReplayRun, HistoryReplayStatus
 from routing.services.policies import policy_version_create
 from tests.support.builders import replayable_history

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 
 from audit.models import LedgerEvent
 from evaluation.calibration.live import labels_needed, lowest_certified
-from evaluation.offline_runs import history_run
+from evaluation.history_runs import history_run
 from routing.models import Evaluation, EvaluationKind, PolicyVersion
 from routing.models.approvals import ApprovalStatus, DecisionKind
 from routing.services.policies import policy_version_create

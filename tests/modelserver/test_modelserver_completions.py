@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from modelserver import ModelServer
-from modelserver.markers import TASK_TYPES
+from routing.decide.tiers import TASK_TYPES
 from tests.modelserver.sim_helpers import answer_of, ask, confidence_of, raw_request
 
 

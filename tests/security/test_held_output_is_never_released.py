@@ -22,7 +22,7 @@ from review.services import (
 )
 from routing.execute.webhooks import webhook_payload
 from routing.models import ApprovalRequest, Job, JobStatus
-from routing.services.release import released_ledger_body
+from routing.release import released_ledger_body
 from tests.support.builders import active_policy, held_job
 from tests.support.factories import UserFactory
 from tests.support.governed import governed

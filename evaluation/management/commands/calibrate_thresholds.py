@@ -9,8 +9,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from evaluation.history_runs import live_calibration_run
 from evaluation.management.commands._options import moment
-from evaluation.offline_runs import calibration_run, evaluation_inputs, live_calibration_run
+from evaluation.offline_runs import calibration_run, evaluation_inputs
 from evaluation.recorded.outcomes import EvaluationError
 from evaluation.records import version_by_id
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from evaluation.history_runs import history_run
 from evaluation.management.commands._options import moment
-from evaluation.offline_runs import history_run
 from evaluation.recorded.outcomes import EvaluationError
 from evaluation.records import version_by_id
 

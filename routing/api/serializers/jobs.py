@@ -20,8 +20,7 @@ from routing.api.serializers.common import (
 from routing.decide.tiers import TASK_TYPES, TIER_NAMES, tier_rank
 from routing.execute.webhooks import UnsafeCallbackUrl, callback_url_check
 from routing.models import Job, JobStatus
-from routing.services.approvals import approval_progress, counted_approvers, progress_satisfied
-from routing.services.release import (
+from routing.release import (
     WITHHELD_BY_STATUS,
     WITHHELD_EVALUATION,
     released_approval_reasons,
@@ -30,6 +29,7 @@ from routing.services.release import (
     released_step_error,
     result_withheld,
 )
+from routing.services.approvals import approval_progress, counted_approvers, progress_satisfied
 
 STATUSES = tuple(JobStatus.values)
 

@@ -156,3 +156,12 @@ def test_the_walk_imports_no_django():
         alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     }
     assert not any(name.split(".")[0] == "django" for name in imported if name)
+
+
+def test_float_costs_add_up_as_floats_and_a_mix_of_decimal_and_float_is_refused():
+    floats = {"nano": Answered(0.5, 0.25), "mini": Answered(0.5, 0.5), "flagship": Answered(0.5, 1.0)}
+    walk = cascade_walk(PLAN, lambda index, step: floats[step.tier], cost_cap_usd=None)
+    assert (walk.stop, walk.total_cost, type(walk.total_cost)) == (Stop.FINAL_STEP, 1.75, float)
+    mixed = {**floats, "mini": Answered(0.5, Decimal("0.5"))}
+    with pytest.raises(TypeError, match="all Decimal or all float"):
+        cascade_walk(PLAN, lambda index, step: mixed[step.tier], cost_cap_usd=None)

@@ -3,14 +3,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from routing.decide.policy.conditions import (
-    SCOPE_APPROVAL,
-    SCOPE_ROUTE,
-    ConditionError,
-    RuleMatcher,
-    Unreadable,
-    compile_when,
-)
+from routing.decide.policy.compiler import ConditionError, compile_when
+from routing.decide.policy.fields import SCOPE_APPROVAL, SCOPE_ROUTE
+from routing.decide.policy.matcher import RuleMatcher
+from routing.decide.policy.values import Unreadable
 from routing.decide.router import Constraints, JobFacts
 
 JOB = JobFacts(

@@ -12,7 +12,8 @@ from routing.decide.policy import (
     policy_from_data,
     policy_schema,
 )
-from routing.decide.policy.document import MAX_DOCUMENT_BYTES, parse_duration
+from routing.decide.policy.semantics import parse_duration
+from routing.decide.policy.source import MAX_DOCUMENT_BYTES
 
 # The example in DESIGN.md ("The policy document"), verbatim.
 DESIGN_EXAMPLE = """\

@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routing.decide.policy import canonical_json, policy_from_data
-from routing.decide.policy.conditions import SCOPE_ROUTE, RuleMatcher, compile_when
+from routing.decide.policy.compiler import compile_when
+from routing.decide.policy.fields import SCOPE_ROUTE
+from routing.decide.policy.matcher import RuleMatcher
 from routing.decide.router import Constraints, DeploymentInfo, JobFacts, PlanStep, route
 
 TIERS = ["nano", "mini", "flagship"]

@@ -9,7 +9,7 @@ from django.db import DatabaseError, transaction
 
 from audit.ledger import Actor
 from audit.selectors import events_list
-from routing.decide.policy.document import InvalidPolicy
+from routing.decide.policy.errors import InvalidPolicy
 from routing.models import PolicyVersion
 from routing.services.policies import (
     FourEyesRefused,

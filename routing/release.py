@@ -20,7 +20,8 @@ from routing.models import Job, JobStatus
 from routing.models.jobs import JobPurpose
 
 # Why the application cannot read a result yet (or ever), by job status.
-WITHHELD_BY_STATUS = {
+# Keyed by the status's value: a job's `status` is the plain string the database holds.
+WITHHELD_BY_STATUS: dict[str, str] = {
     JobStatus.QUEUED: "not_finished",
     JobStatus.RUNNING: "not_finished",
     JobStatus.AWAITING_APPROVAL: "awaiting_approval",
@@ -33,7 +34,7 @@ WITHHELD_BY_STATUS = {
 WITHHELD_EVALUATION = "evaluation"
 
 # What the application is told instead of a reason that may quote the answer.
-GENERIC_REASONS = {
+GENERIC_REASONS: dict[str, str] = {
     JobStatus.AWAITING_APPROVAL: "held for human approval by the policy's approval rules; "
     "the answer is not released until the required reviewers decide",
     JobStatus.BLOCKED: "a tool call in the answer is not allowed by the policy; the answer is never released",

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
-from evaluation.offline_runs import history_cost_cap, history_run
+from evaluation.history_runs import history_cost_cap, history_run
 from evaluation.recorded.outcomes import EvaluationError
 from routing.execute import dispatch
 from routing.models import HistoryReplayMode, HistoryReplayRun, HistoryReplayStatus, PolicyVersion
