@@ -7,8 +7,9 @@ escalate, govern, each fenced by attempt — rather than handing it to Celery an
 broker hop, no second process. If it dies half-way the job is recovered exactly as a worker's would be
 (the sweeper re-sends it once its dispatch or lease goes stale). With inline off, a worker runs it and
 the view waits. Either way the answer is a standard `chat.completion` built from the accepted step, the
-route in `x-arbiter-*` headers. `model` names a policy: `auto` is the default policy, `arbiter/<policy>`
-a named one.
+route in `x-arbiter-*` headers; with `stream: true` the same released answer as server-sent chunks
+(`routing.api.openai_stream`), a refusal still a JSON error before any byte. `model` names a policy:
+`auto` is the default policy, `arbiter/<policy>` a named one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 from django.conf import settings
+from django.http.response import HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -34,6 +37,7 @@ from routing import selectors
 from routing.api.base import ApiView
 from routing.api.errors import Problem
 from routing.api.jobs import idempotency_key_from
+from routing.api.openai_stream import EVENT_STREAM, EventStreamNegotiation, event_stream_response
 from routing.api.parsers import check_json_value
 from routing.api.ratelimit import SyncCallsExceeded, SyncCallsUnavailable, sync_call_slot
 from routing.api.schema import OpenAIErrorSerializer
@@ -281,7 +285,7 @@ def route_headers(job: JobCompletion) -> dict[str, str]:
 OPENAI_ERRORS = {
     code: OpenApiResponse(OpenAIErrorSerializer, description=description)
     for code, description in {
-        400: "Invalid request (OpenAI error object): a wrong field, `stream: true`, an unknown task type.",
+        400: "Invalid request (OpenAI error object): a wrong field, an unknown task type.",
         401: "No key, or an invalid, revoked or expired one.",
         403: "Missing scope, or the job was blocked (`tool_call_blocked`) or rejected (`job_rejected`).",
         404: "`model_not_found`: `model` is not `auto` or `arbiter/<policy>` of an existing policy.",
@@ -302,6 +306,7 @@ OPENAI_ERRORS = {
 
 class ChatCompletionsApi(ApiView):
     error_style = "openai"
+    content_negotiation_class = EventStreamNegotiation
     required_scopes = {"POST": "jobs:write"}
 
     @extend_schema(
@@ -312,7 +317,13 @@ class ChatCompletionsApi(ApiView):
             "policy (`auto` or `arbiter/<policy>`). Task type from `x-arbiter-task-type` or `metadata.task_type` "
             "(default `general`); labels from `x-arbiter-labels` (JSON) or `metadata.labels`. The request runs "
             "as a job through the governed pipeline; the answer carries the route in `x-arbiter-*` headers. "
-            "Sampling settings are accepted and ignored (the policy decides). No streaming."
+            "Sampling settings are accepted and ignored (the policy decides).\n\n"
+            "`stream: true` answers `text/event-stream`: `data: {chat.completion.chunk}` events (the role, the "
+            "content in word pieces, tool calls as id/name then argument pieces, a last chunk with "
+            "`finish_reason`; with `stream_options.include_usage` a usage chunk with empty `choices`), then "
+            "`data: [DONE]`. Governance comes first: the job runs to its accepted answer exactly as without "
+            "`stream` (same job, ledger events and headers), so the first byte waits for the whole governed job; "
+            "a held, blocked or failed job answers with its JSON error and status instead, before any byte."
         ),
         parameters=[
             OpenApiParameter("x-arbiter-task-type", str, OpenApiParameter.HEADER, enum=list(TASK_TYPES)),
@@ -336,20 +347,21 @@ class ChatCompletionsApi(ApiView):
                 },
             )
         ],
-        responses={200: ChatCompletionOutputSerializer, **OPENAI_ERRORS},
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                ChatCompletionOutputSerializer,
+                description="The released answer: a `chat.completion` (JSON), or with `stream: true` the same "
+                "answer as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.",
+            ),
+            (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR),
+            **OPENAI_ERRORS,
+        },
         tags=["openai"],
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponseBase:
         serializer = ChatCompletionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if data["stream"]:
-            raise openai_error(
-                "streaming is not supported: send `stream: false` (Arbiter answers once the governed job has finished)",
-                status_code=400,
-                code="stream_unsupported",
-                param="stream",
-            )
         policy = policy_for_model(data["model"])
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
         inline = settings.ARBITER_OPENAI_INLINE
@@ -369,7 +381,12 @@ class ChatCompletionsApi(ApiView):
                     job_run_inline(job)
             completion = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
         if not is_released(completion):
-            raise _refusal(completion)
+            raise _refusal(completion)  # held, blocked, failed: the JSON error, streamed or not
+        if data["stream"]:
+            include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+            return event_stream_response(
+                chat_completion(completion), include_usage=include_usage, headers=route_headers(completion)
+            )
         return Response(chat_completion(completion), headers=route_headers(completion))
 
     def _submit(self, request: Request, data: dict[str, Any], *, dispatch: bool, **facts: Any) -> tuple[Job, bool]:

@@ -232,14 +232,18 @@ def sdk(arbiter, live_db) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
 
 
-def test_the_openai_endpoint_answers_a_held_refund_with_409_and_no_output(sdk):
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_the_openai_endpoint_answers_a_held_refund_with_409_and_no_output(sdk, stream):
     with pytest.raises(openai.ConflictError) as raised:
-        sdk.chat.completions.create(
+        answer = sdk.chat.completions.create(
             model="auto",
             messages=[{"role": "user", "content": HELD_REFUND}],
             tools=REFUND_TOOL,
             extra_headers={"x-arbiter-task-type": "general"},
+            stream=stream,
         )
+        if stream:
+            list(answer)  # read to its end: nothing may have been streamed before the error
     assert raised.value.code == "approval_required"
     body = raised.value.response.text
     assert not mentions(body, AMOUNT) and "choices" not in body and "tool_calls" not in body
@@ -247,14 +251,18 @@ def test_the_openai_endpoint_answers_a_held_refund_with_409_and_no_output(sdk):
     assert job.status == JobStatus.AWAITING_APPROVAL and job.result["output"]["tool_calls"]  # held, not lost
 
 
-def test_the_openai_endpoint_answers_a_blocked_call_with_403_naming_nothing_of_the_answer(sdk):
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_the_openai_endpoint_answers_a_blocked_call_with_403_naming_nothing_of_the_answer(sdk, stream):
     with pytest.raises(openai.PermissionDeniedError) as raised:
-        sdk.chat.completions.create(
+        answer = sdk.chat.completions.create(
             model="auto",
             messages=[{"role": "user", "content": BLOCKED_CALL}],
             tools=REFUND_TOOL,
             extra_headers={"x-arbiter-task-type": "general"},
+            stream=stream,
         )
+        if stream:
+            list(answer)  # read to its end: nothing may have been streamed before the error
     assert raised.value.code == "tool_call_blocked"
     assert "not allowed by the policy" in raised.value.message
     assert "exfiltrate_secret_c4f9" not in raised.value.response.text

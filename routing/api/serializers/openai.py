@@ -30,6 +30,15 @@ class OpenAIMetadataField(serializers.DictField):
         return value
 
 
+class StreamOptionsSerializer(StrictSerializer):
+    include_usage = serializers.BooleanField(
+        required=False, default=False, help_text="One last chunk, with empty `choices`, carries the usage."
+    )
+    include_obfuscation = serializers.BooleanField(
+        required=False, help_text="Accepted and ignored: the answer is complete before the first byte."
+    )
+
+
 class ChatCompletionInputSerializer(StrictSerializer):
     model = serializers.CharField(
         max_length=200, help_text="`auto` (the default policy) or `arbiter/<policy>`: a policy, not a model."
@@ -39,8 +48,13 @@ class ChatCompletionInputSerializer(StrictSerializer):
     tool_choice = serializers.JSONField(required=False, help_text="Accepted for compatibility; the policy decides.")
     response_format = ResponseFormatSerializer(required=False)
     metadata = OpenAIMetadataField(required=False)
-    stream = serializers.BooleanField(required=False, default=False, help_text="Must be false: no streaming.")
-    stream_options = serializers.JSONField(required=False)
+    stream = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="`true`: the released answer as `text/event-stream` `chat.completion.chunk` events, once the "
+        "governed job has finished.",
+    )
+    stream_options = StreamOptionsSerializer(required=False, allow_null=True)
     n = serializers.IntegerField(required=False, min_value=1, max_value=1, help_text="Only 1.")
     user = serializers.CharField(required=False, max_length=256, allow_blank=True)
     # Sampling settings are accepted so that existing clients work, and ignored: the policy picks the tier

@@ -126,15 +126,6 @@ def test_a_blocked_tool_call_is_a_403_tool_call_blocked(sdk):
     assert "delete_everything" not in raised.value.response.text
 
 
-def test_streaming_is_refused_clearly(sdk, arbiter):
-    before = Job.objects.filter(application=arbiter.setup.application).count()
-    with pytest.raises(openai.BadRequestError) as raised:
-        sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], stream=True)
-    assert raised.value.code == "stream_unsupported"
-    assert raised.value.param == "stream"
-    assert Job.objects.filter(application=arbiter.setup.application).count() == before
-
-
 def test_an_unknown_model_is_404_model_not_found(sdk):
     with pytest.raises(openai.NotFoundError) as raised:
         sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
