@@ -191,6 +191,24 @@ def test_a_blocked_stream_is_the_sdks_403_and_never_names_the_tool(sdk):
     assert "delete_everything" not in raised.value.response.text
 
 
+def test_a_stream_whose_job_does_not_finish_in_time_is_the_sdks_504_before_any_chunk(sdk, arbiter):
+    from controlplane.celery import app as celery_app
+
+    received = []
+    celery_app.conf.task_default_queue = f"nobody-listens-{uuid.uuid4().hex[:8]}"
+    try:
+        with (
+            override_settings(ARBITER_OPENAI_WAIT_S=0.3, ARBITER_OPENAI_INLINE=False),
+            pytest.raises(openai.InternalServerError) as raised,
+        ):
+            received.extend(sdk.chat.completions.create(**request(f"{CONFIDENT} never picked up"), stream=True))
+    finally:
+        celery_app.conf.task_default_queue = arbiter.queue
+    assert received == []
+    assert raised.value.status_code == 504 and raised.value.code == "timeout"
+    assert raised.value.response.headers["x-arbiter-job-id"] == raised.value.body["job_id"]
+
+
 def test_a_streamed_job_writes_the_ledger_events_a_non_streamed_one_does(sdk):
     prompt = "[task:classification] [confidence:nano=0.3,mini=0.95] escalates once, streamed or not"
     raw = sdk.chat.completions.with_raw_response.create(**request(prompt), stream=True)
