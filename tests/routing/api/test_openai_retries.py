@@ -129,6 +129,22 @@ def test_a_timed_out_wait_retried_by_the_sdk_waits_for_the_same_job(arbiter, liv
     assert raised.value.body["job_id"] == str(job.pk)
 
 
+def test_a_client_timeout_retried_by_the_sdk_waits_for_the_same_job(arbiter, live_db, model_server):
+    nano = arbiter.setup.deployments["nano"].model
+    model_server.set_faults(nano, slow_ms=2000)
+    sent = Sent()
+    content = f"[task:classification] [confidence:nano=0.95] slower than the client waits {uuid.uuid4().hex}"
+    try:
+        raw = ask(sdk_with_default_retries(arbiter, sent, timeout=1.0), content)
+    finally:
+        model_server.reset_faults(nano)
+    assert sent.requests >= 2  # the first try timed out on the client's side; the SDK retried
+    job = jobs_asking(arbiter, content).get()
+    assert raw.headers["x-arbiter-job-id"] == str(job.pk)
+    assert raw.parse().choices[0].message.content
+    assert job.status == JobStatus.COMPLETED and job.attempt == 1 and job.steps.count() == 1
+
+
 def test_an_identical_call_after_the_window_is_a_new_job(arbiter, live_db):
     content = f"[task:classification] [confidence:nano=0.95] asked twice on purpose {uuid.uuid4().hex}"
     client = sdk_with_default_retries(arbiter, Sent())
