@@ -175,3 +175,30 @@ def test_with_the_window_off_every_call_is_a_job(arbiter, live_db):
     with override_settings(ARBITER_OPENAI_IMPLICIT_IDEMPOTENCY_S=0):
         ids = {ask(client, content).headers["x-arbiter-job-id"] for _ in range(2)}
     assert len(ids) == 2
+
+
+def test_the_async_sdk_too_makes_one_held_job_of_a_held_call(arbiter, live_db):
+    import asyncio
+
+    sent = Sent()
+
+    async def hook(request) -> None:
+        sent(request)
+
+    async def call() -> None:
+        http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [hook]})
+        url = f"{arbiter.url}/v1"
+        async with openai.AsyncOpenAI(base_url=url, api_key=arbiter.key, http_client=http_client) as sdk:
+            await sdk.chat.completions.create(
+                model="auto",
+                messages=[{"role": "user", "content": content}],
+                extra_headers={"x-arbiter-task-type": "classification"},
+            )
+
+    content = f"[task:classification] [confidence:nano=0.1,mini=0.2,flagship=0.3] async unsure {uuid.uuid4().hex}"
+    with pytest.raises(openai.ConflictError):
+        asyncio.run(call())
+    assert sent.requests == 1
+    job = jobs_asking(arbiter, content).get()
+    assert job.status == JobStatus.AWAITING_APPROVAL
+    assert ApprovalRequest.objects.filter(job=job).count() == 1
