@@ -353,6 +353,9 @@ ARBITER_OPENAI_WAIT_S = env_float("ARBITER_OPENAI_WAIT_S", 120.0, minimum=0.1)
 # The synchronous endpoint runs its job in the web process (same claim, fencing and ledger as a worker)
 # instead of handing it to Celery and waiting: the request thread waits for the job either way.
 ARBITER_OPENAI_INLINE = env_bool("ARBITER_OPENAI_INLINE", default=True)
+# A /v1/chat/completions request without Idempotency-Key repeating an identical one whose job still runs
+# or was answered less than this many seconds ago is the same call (an SDK's automatic retry); 0: off.
+ARBITER_OPENAI_IMPLICIT_IDEMPOTENCY_S = env_float("ARBITER_OPENAI_IMPLICIT_IDEMPOTENCY_S", 30.0, minimum=0.0)
 ARBITER_WEBHOOK_SECRET = env_str("ARBITER_WEBHOOK_SECRET") or (
     None if PRODUCTION else "dev-insecure-webhook-secret-never-use-in-production"
 )

@@ -121,6 +121,8 @@ RELEASABLE_BODY_KEYS = frozenset(
         "outcome", "rules", "required_approvers", "eligible_group", "expires_at", "on_expiry",
         "final_tier", "final_confidence", "approvals", "required", "requirements", "final", "to_tier", "by", "approval",
         "total_cost_usd", "steps", "from_status",
+        # job.failed: the provider's status when it refused the request itself (routing.execute.calls)
+        "upstream_status",
         # shadow comparisons
         "confidence", "shadow_tier", "shadow_deployment", "agreement", "shadow_cost_usd",
     }

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
+from audit.models import LedgerEvent
 from routing.models import (
     ApiKey,
     Application,
@@ -188,3 +189,12 @@ def api_key_list(*, application: Application) -> QuerySet[ApiKey]:
 
 def api_key_get(*, application: Application, prefix: str) -> ApiKey | None:
     return application.api_keys.select_related("created_by").filter(prefix=prefix).first()
+
+
+def job_upstream_refusal_status(job_id: uuid.UUID) -> int | None:
+    """The provider's status when a failed job's request was refused by the provider itself (a 400...:
+    routing.execute.calls.TierUnavailable.request_refused), from its `job.failed` event; else None."""
+    event = LedgerEvent.objects.filter(subject_job=str(job_id), event_type="job.failed").order_by("-id").first()
+    body = event.body if event is not None else None
+    status = body.get("upstream_status") if isinstance(body, dict) else None
+    return status if isinstance(status, int) else None

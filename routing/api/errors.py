@@ -164,6 +164,14 @@ def openai_body(exc: exceptions.APIException) -> dict[str, Any]:
     return {"error": error}
 
 
+# The OpenAI SDKs retry 408, 409, 429 and every 5xx unless told `x-should-retry: false`. Only these are
+# worth a retry: a rate limit or an unavailable limiter (with Retry-After), and a wait that timed out (the
+# retry finds the same job: routing.services.implicit_idempotency). A held (409), blocked or failed job,
+# a refused or invalid request answers the same again, and a retry would only add load.
+OPENAI_RETRYABLE = frozenset({429, 503, 504})
+SHOULD_RETRY_HEADER = "x-should-retry"
+
+
 def problem_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
     """DRF's exception handler: problem details, or OpenAI's error shape for views that speak it."""
     exc = _normalise(exc)
@@ -171,7 +179,10 @@ def problem_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Res
         return None  # a bug: let Django log it and answer 500
     view = context.get("view")
     if getattr(view, "error_style", "problem") == "openai":
-        return Response(openai_body(exc), status=exc.status_code, headers=_headers(exc))
+        headers = _headers(exc)
+        if exc.status_code not in OPENAI_RETRYABLE:
+            headers[SHOULD_RETRY_HEADER] = "false"
+        return Response(openai_body(exc), status=exc.status_code, headers=headers)
     response = Response(
         problem_body(exc), status=exc.status_code, headers=_headers(exc), content_type=PROBLEM_MEDIA_TYPE
     )

@@ -37,6 +37,8 @@ from routing import selectors
 from routing.api.base import ApiView
 from routing.api.errors import Problem
 from routing.api.jobs import idempotency_key_from
+from routing.api.openai_models import MODEL_PREFIX, model_entry
+from routing.api.openai_retries import implicit_window
 from routing.api.openai_stream import EVENT_STREAM, EventStreamNegotiation, event_stream_response
 from routing.api.parsers import check_json_value
 from routing.api.ratelimit import SyncCallsExceeded, SyncCallsUnavailable, sync_call_slot
@@ -57,7 +59,6 @@ from routing.release import is_released, released_result, released_status_reason
 from routing.selectors import JobCompletion
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
 
-MODEL_PREFIX = "arbiter/"
 TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"
 LABELS_HEADER = "HTTP_X_ARBITER_LABELS"
 SETTLED = TERMINAL_STATUSES | {JobStatus.AWAITING_APPROVAL}
@@ -215,6 +216,15 @@ def _refusal(job: JobCompletion) -> Problem:
             f"job {job.pk} was {job.status}: {released_status_reason(job)}",
             status_code=409 if job.status != JobStatus.REJECTED else 403,
             code=f"job_{job.status}",
+            job=job,
+        )
+    upstream = selectors.job_upstream_refusal_status(job.pk) if job.status == JobStatus.FAILED else None
+    if upstream is not None:
+        # The provider refused the request itself: the caller's to fix, so its 4xx and reason, not a 502.
+        return openai_error(
+            f"job {job.pk} failed: {released_status_reason(job)}",
+            status_code=upstream,
+            code="upstream_invalid_request",
             job=job,
         )
     return openai_error(
@@ -399,6 +409,7 @@ class ChatCompletionsApi(ApiView):
                 tools=data.get("tools"),
                 response_format=data.get("response_format"),
                 idempotency_key=idempotency_key_from(request),
+                implicit_idempotency=implicit_window(),
                 dispatch=dispatch,
                 **facts,
             )
@@ -432,18 +443,6 @@ class ModelsApi(ApiView):
     )
     def get(self, request: Request) -> Response:
         policies = list(selectors.policies_with_active_version())
-        models = [
-            {"id": "auto", "object": "model", "created": int(policy.created_at.timestamp()), "owned_by": "arbiter"}
-            for policy in policies
-            if policy.is_default
-        ]
-        models += [
-            {
-                "id": f"{MODEL_PREFIX}{policy.name}",
-                "object": "model",
-                "created": int(policy.created_at.timestamp()),
-                "owned_by": "arbiter",
-            }
-            for policy in policies
-        ]
+        models = [model_entry("auto", policy) for policy in policies if policy.is_default]
+        models += [model_entry(f"{MODEL_PREFIX}{policy.name}", policy) for policy in policies]
         return Response({"object": "list", "data": models})

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from routing.execute import latency
 from routing.execute.breaker import CircuitBreaker
-from routing.execute.providers import Endpoint, ProviderError, ProviderResponse, chat
+from routing.execute.providers import REQUEST_REFUSED, Endpoint, ProviderError, ProviderResponse, chat
 from routing.models import ModelDeployment
 
 
@@ -48,6 +48,16 @@ class TierUnavailable(Exception):
         super().__init__(f"tier {tier}: every deployment failed ({len(attempts)} attempts; last: {last})")
         self.tier = tier
         self.attempts = attempts
+
+    @property
+    def request_refused(self) -> CallAttempt | None:
+        """The last attempt when every deployment refused the request itself (a 400, 413, 422: the
+        caller's request is wrong, not the provider down), else None."""
+        if self.attempts and all(
+            attempt.outcome == "refused" and attempt.status in REQUEST_REFUSED for attempt in self.attempts
+        ):
+            return self.attempts[-1]
+        return None
 
 
 def endpoint_for(deployment: ModelDeployment) -> Endpoint:

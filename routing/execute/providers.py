@@ -219,6 +219,17 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
         return None
 
 
+# A provider's answer that the request itself is wrong (not the deployment's key, model name or health):
+# the caller's to fix, so it reaches the caller as the same 4xx (routing.api.openai).
+REQUEST_REFUSED = frozenset({400, 413, 422})
+
+
+def _provider_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    message = body.get("message") if isinstance(body, dict) else None
+    return (message if isinstance(message, str) and message else exc.message)[:500]
+
+
 def chat(endpoint: Endpoint, request: dict[str, Any], *, timeout_s: float | None = None) -> ProviderResponse:
     """One Chat Completions call, with provider faults classified for the retry loop."""
     api_key = _api_key(endpoint)
@@ -243,8 +254,11 @@ def chat(endpoint: Endpoint, request: dict[str, Any], *, timeout_s: float | None
                 status=exc.status_code,
             ) from None
         retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
+        message = str(exc)
+        if exc.status_code in REQUEST_REFUSED:
+            message = f"the provider refused the request ({exc.status_code}): {_provider_message(exc)}"
         raise ProviderError(
-            str(exc), retryable=retryable, status=exc.status_code, retry_after=_retry_after(exc)
+            message, retryable=retryable, status=exc.status_code, retry_after=_retry_after(exc)
         ) from exc
     except openai.APITimeoutError as exc:
         raise ProviderError(

@@ -321,10 +321,12 @@ def _observe(tier: str, deployment: str, step: Step) -> None:
 
 def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailable, last: bool) -> None:
     fields = {}
+    # The request itself refused by the provider (a 400...): the caller is told the provider's reason.
+    refused = unavailable.request_refused
     if last:
         fields = {
             "status": JobStatus.FAILED,
-            "status_reason": str(unavailable)[:2000],
+            "status_reason": (refused.error if refused else str(unavailable))[:2000],
             "finished_at": timezone.now(),
             "version": job.version + 1,
         }
@@ -356,7 +358,8 @@ def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailab
                 "job.failed",
                 actor=claim.actor,
                 subject=_subject(job),
-                body={"attempt": claim.attempt, "reason": str(unavailable)[:2000]},
+                body={"attempt": claim.attempt, "reason": str(unavailable)[:2000]}
+                | ({"upstream_status": refused.status} if refused else {}),
             )
     if last:
         metrics.JOBS_FINISHED.labels(JobStatus.FAILED, job.task_type).inc()

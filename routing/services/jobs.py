@@ -20,6 +20,7 @@ from routing.execute import dispatch
 from routing.execute.settled import job_settled_on_commit
 from routing.models import Application, Job, JobStatus, PolicyVersion
 from routing.models.jobs import TERMINAL_STATUSES, JobPurpose
+from routing.services.implicit_idempotency import ImplicitWindow, same_call
 
 
 class JobError(Exception):
@@ -83,6 +84,7 @@ def job_submit(
     metadata: dict[str, Any] | None = None,
     callback_url: str = "",
     idempotency_key: str | None = None,
+    implicit_idempotency: ImplicitWindow | None = None,
     policy: str | None = None,
     policy_version: PolicyVersion | None = None,
     replay_of: Job | None = None,
@@ -99,7 +101,10 @@ def job_submit(
     stale — the same recovery as a lost publish.
 
     `purpose=JobPurpose.EVALUATION` (a replay) makes a job the application can never read, list or be
-    told about (routing.release)."""
+    told about (routing.release).
+
+    `implicit_idempotency` (without `idempotency_key`): an identical request repeated within the window
+    is the same call — see routing.services.implicit_idempotency."""
     if replay_of is not None and replay_of.erased_at is not None:
         raise JobError("this job's content was erased; there is nothing left to replay")
     if task_type not in TASK_TYPES:
@@ -130,6 +135,10 @@ def job_submit(
         existing = Job.objects.filter(application=application, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _replayed(existing, fingerprint)
+    elif implicit_idempotency is not None:
+        existing, idempotency_key = same_call(application, fingerprint, implicit_idempotency)
+        if existing is not None:
+            return existing, False
     version = policy_version or policy_version_for(policy)
     # Labels and metadata are kept redacted: they are not sent to the model, so nothing needs them raw,
     # and they are copied into the ledger and replays. The fingerprint above stays the raw request's,
