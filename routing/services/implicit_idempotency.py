@@ -74,7 +74,12 @@ def same_call(
         if newest.idempotency_key == current_key:
             return newest, current_key
         answered = answered_at(newest)
-        cutoff = datetime.fromtimestamp(now, tz=UTC) - timedelta(seconds=window.window_s)
-        if answered is None or answered >= cutoff:
+        moment = datetime.fromtimestamp(now, tz=UTC)
+        if answered is None:
+            # Still running: a retry may be waiting for it, but only as far back as the endpoint waits
+            # (slots are window-sized, so their bounds alone would reach up to a window further).
+            if newest.created_at >= moment - timedelta(seconds=window.horizon_s + window.window_s):
+                return newest, current_key
+        elif answered >= moment - timedelta(seconds=window.window_s):
             return newest, current_key
     return None, current_key

@@ -211,9 +211,10 @@ def test_a_stream_whose_job_does_not_finish_in_time_is_the_sdks_504_before_any_c
 
 def test_a_streamed_job_writes_the_ledger_events_a_non_streamed_one_does(sdk):
     prompt = "[task:classification] [confidence:nano=0.3,mini=0.95] escalates once, streamed or not"
-    raw = sdk.chat.completions.with_raw_response.create(**request(prompt), stream=True)
+    # Two calls on purpose (distinct keys): identical requests close together are otherwise one call.
+    raw = sdk.chat.completions.with_raw_response.create(**request(prompt, key=f"s-{uuid.uuid4().hex}"), stream=True)
     list(raw.parse())
-    plain = sdk.chat.completions.with_raw_response.create(**request(prompt))
+    plain = sdk.chat.completions.with_raw_response.create(**request(prompt, key=f"p-{uuid.uuid4().hex}"))
     streamed_job, plain_job = raw.headers["x-arbiter-job-id"], plain.headers["x-arbiter-job-id"]
     assert streamed_job != plain_job
     escalated_once = [
