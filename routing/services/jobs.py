@@ -78,6 +78,7 @@ def job_submit(
     actor: Actor,
     tools: list[dict[str, Any]] | None = None,
     response_format: dict[str, Any] | None = None,
+    parameters: dict[str, Any] | None = None,
     labels: dict[str, Any] | None = None,
     constraints: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -99,7 +100,10 @@ def job_submit(
     stale — the same recovery as a lost publish.
 
     `purpose=JobPurpose.EVALUATION` (a replay) makes a job the application can never read, list or be
-    told about (routing.release)."""
+    told about (routing.release).
+
+    `parameters` are the caller's Chat Completions parameters (routing.decide.parameters), sent with
+    every call of the job as far as the answering deployment takes them."""
     if replay_of is not None and replay_of.erased_at is not None:
         raise JobError("this job's content was erased; there is nothing left to replay")
     if task_type not in TASK_TYPES:
@@ -116,6 +120,8 @@ def job_submit(
         request["tools"] = tools
     if response_format:
         request["response_format"] = response_format
+    if parameters:
+        request["parameters"] = parameters
     fields = {
         "task_type": task_type,
         "request": request,
