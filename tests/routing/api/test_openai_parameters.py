@@ -216,3 +216,24 @@ def test_a_tool_choice_through_parse_with_a_pydantic_tool(sdk):
     )
     call = completion.choices[0].message.tool_calls[0]
     assert isinstance(call.function.parsed_arguments, Ticket)
+
+
+def test_the_async_sdk_forces_a_tool_call_too(arbiter, live_db):
+    import asyncio
+
+    async def forced():
+        async with openai.AsyncOpenAI(
+            base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60
+        ) as client:
+            return await client.chat.completions.create(
+                model="auto",
+                messages=[{"role": "user", "content": PLAIN}],
+                tools=TOOLS,
+                tool_choice={"type": "function", "function": {"name": "lookup_order"}},
+                logprobs=True,
+                extra_headers={"x-arbiter-task-type": "general"},
+            )
+
+    completion = asyncio.run(forced())
+    assert called(completion) == ["lookup_order"]
+    assert completion.choices[0].logprobs.content
