@@ -99,11 +99,13 @@ def test_a_forced_tool_call_is_governed_like_any_other(sdk, arbiter):
     # The policy holds refunds over 100; forcing the call does not get around the approval rule.
     choice = {"type": "function", "function": {"name": "issue_refund"}}
     with pytest.raises(openai.ConflictError) as raised:
-        ask(sdk, PLAIN, tools=TOOLS, tool_choice=choice)
+        ask(sdk, PLAIN, tools=TOOLS, tool_choice=choice, logprobs=True)
     assert raised.value.code == "approval_required"
+    assert "logprobs" not in raised.value.response.text  # nor its tokens
     job = Job.objects.get(pk=raised.value.body["job_id"])
     assert job.status == JobStatus.AWAITING_APPROVAL
     assert job.result["output"]["tool_calls"][0]["arguments"]["amount"] >= 500
+    assert job.result["output"]["logprobs"]["content"]  # kept with the held answer, released only with it
     assert "issue_refund" not in raised.value.response.text  # the held answer is not released
     requested = LedgerEvent.objects.get(subject_job=str(job.pk), event_type="approval.requested")
     assert "refunds-over-100" in json.dumps(requested.body)
