@@ -247,12 +247,16 @@ def _broken(text: str) -> str:
 
 
 def _tool_call(request: ChatRequest, markers: Markers) -> ToolCall | None:
+    """`tool_choice` as OpenAI documents it: `none` never calls, `auto` calls when the prompt's marker
+    says so, `required` always calls (the marker's call, else the first tool), a named function always
+    calls that function (with the marker's arguments when the marker names it)."""
     if not request.tools or request.tool_choice == "none":
         return None
-    if markers.call:
+    forced = request.tool_choice
+    named = forced["function"]["name"] if isinstance(forced, dict) else None
+    if markers.call and named in (None, markers.call.name):
         # Deliberately not checked against the offered tools: Arbiter must catch an un-offered call.
         return ToolCall(markers.call.name, json.dumps(markers.call.arguments))
-    forced = request.tool_choice
     if forced == "required":
         forced = request.tools[0]
     if not isinstance(forced, dict):

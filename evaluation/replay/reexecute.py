@@ -179,7 +179,7 @@ def reexecute_job(
         worst = worst_case_usd(candidates, request, recorded_prompt)
         spend.reserve(worst)  # the replay's own cap, not the job's: raises CapReached before the call
         try:
-            call = call_tier(plan_step.tier, candidates, request)
+            call = call_tier(plan_step.tier, candidates, request, facts.caller_parameters(job))
         except TierUnavailable as unavailable:
             spend.failed_attempts += len(unavailable.attempts)
             return cascade.Unavailable(str(unavailable))

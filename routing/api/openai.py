@@ -49,6 +49,7 @@ from routing.api.serializers.openai import (
     ChatCompletionOutputSerializer,
     ModelListOutputSerializer,
 )
+from routing.decide import parameters as caller_parameters
 from routing.decide.tiers import TASK_TYPES
 from routing.execute import dispatch
 from routing.execute.run import job_run
@@ -63,6 +64,7 @@ TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"
 LABELS_HEADER = "HTTP_X_ARBITER_LABELS"
 SETTLED = TERMINAL_STATUSES | {JobStatus.AWAITING_APPROVAL}
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
+IGNORED_PARAMS_HEADER = "x-arbiter-ignored-params"
 
 logger = logging.getLogger(__name__)
 
@@ -271,13 +273,20 @@ def chat_completion(job: JobCompletion) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": output.get("logprobs"),
                 "finish_reason": finish_reason if finish_reason in FINISH_REASONS else "stop",
             }
         ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         "system_fingerprint": None,
     }
+
+
+def ignored_parameters(job: JobCompletion, policy_decided: list[str]) -> list[str]:
+    """The caller's parameters that did not shape the answer: decided by the policy, or not taken by the
+    deployment that answered (kept with the released result)."""
+    dropped = (released_result(job) or {}).get("ignored_parameters") or []
+    return sorted(set(policy_decided) | set(dropped))
 
 
 def route_headers(job: JobCompletion) -> dict[str, str]:
@@ -327,7 +336,9 @@ class ChatCompletionsApi(ApiView):
             "policy (`auto` or `arbiter/<policy>`). Task type from `x-arbiter-task-type` or `metadata.task_type` "
             "(default `general`); labels from `x-arbiter-labels` (JSON) or `metadata.labels`. The request runs "
             "as a job through the governed pipeline; the answer carries the route in `x-arbiter-*` headers. "
-            "Sampling settings are accepted and ignored (the policy decides).\n\n"
+            "Parameters (`tool_choice`, `logprobs`, `temperature`, ...) go to the deployment that answers as far as "
+            "its catalog entry takes them; the others, and those the policy decides (`store`), are named in "
+            "`x-arbiter-ignored-params`. `n` must be 1.\n\n"
             "`stream: true` answers `text/event-stream`: `data: {chat.completion.chunk}` events (the role, the "
             "content in word pieces, tool calls as id/name then argument pieces, a last chunk with "
             "`finish_reason`; with `stream_options.include_usage` a usage chunk with empty `choices`), then "
@@ -392,12 +403,14 @@ class ChatCompletionsApi(ApiView):
             completion = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
         if not is_released(completion):
             raise _refusal(completion)  # held, blocked, failed: the JSON error, streamed or not
+        headers = route_headers(completion)
+        ignored = ignored_parameters(completion, caller_parameters.policy_decided(data))
+        if ignored:
+            headers[IGNORED_PARAMS_HEADER] = ", ".join(ignored)
         if data["stream"]:
             include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-            return event_stream_response(
-                chat_completion(completion), include_usage=include_usage, headers=route_headers(completion)
-            )
-        return Response(chat_completion(completion), headers=route_headers(completion))
+            return event_stream_response(chat_completion(completion), include_usage=include_usage, headers=headers)
+        return Response(chat_completion(completion), headers=headers)
 
     def _submit(self, request: Request, data: dict[str, Any], *, dispatch: bool, **facts: Any) -> tuple[Job, bool]:
         try:
@@ -408,6 +421,7 @@ class ChatCompletionsApi(ApiView):
                 messages=data["messages"],
                 tools=data.get("tools"),
                 response_format=data.get("response_format"),
+                parameters=caller_parameters.caller_parameters(data),
                 idempotency_key=idempotency_key_from(request),
                 implicit_idempotency=implicit_window(),
                 dispatch=dispatch,

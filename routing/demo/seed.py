@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from audit.ledger import Actor
+from routing.decide.parameters import DEFAULT_SUPPORTED
 from routing.demo.jobs import pick_demo_job
 from routing.models import Application, ModelDeployment, Policy
 from routing.services.jobs import job_submit
@@ -19,6 +20,10 @@ from routing.services.policies import policy_create, policy_version_bootstrap, p
 SEED_ACTOR = Actor.system("seed")
 DEMO_APPLICATION = "demo-agents"
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default-policy.yaml")
+# The demo's flagship stands for a reasoning model: it takes no sampling settings (as OpenAI's reasoning
+# models refuse them), so a caller's `temperature` comes back named in x-arbiter-ignored-params.
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logit_bias")
+REASONING_MODEL_PARAMETERS = [name for name in DEFAULT_SUPPORTED if name not in SAMPLING]
 
 
 def demo_catalog() -> list[dict]:
@@ -59,6 +64,7 @@ def demo_catalog() -> list[dict]:
         },
         {
             "name": "flagship-local",
+            "parameters": REASONING_MODEL_PARAMETERS,
             "tier": "flagship",
             "model": "sim-flagship",
             "price_in": flagship_in,
@@ -66,6 +72,7 @@ def demo_catalog() -> list[dict]:
         },
         {
             "name": "flagship-eu",
+            "parameters": REASONING_MODEL_PARAMETERS,
             "tier": "flagship",
             "model": "sim-flagship-eu",
             "price_in": flagship_in,
@@ -89,6 +96,7 @@ def seed_catalog() -> None:
                 "price_out_per_mtok": entry["price_out"],
                 "region": entry.get("region", "us"),
                 "priority": entry.get("priority", 100),
+                "parameters": entry.get("parameters", list(DEFAULT_SUPPORTED)),
             },
         )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from routing.decide import parameters as caller_parameters
 from routing.execute import latency
 from routing.execute.breaker import CircuitBreaker
 from routing.execute.providers import REQUEST_REFUSED, Endpoint, ProviderError, ProviderResponse, chat
@@ -35,6 +36,7 @@ class CallResult:
     deployment: ModelDeployment
     response: ProviderResponse
     attempts: list[CallAttempt] = field(default_factory=list)
+    dropped: tuple[str, ...] = ()  # the caller's parameters this deployment does not take, so not sent
 
     def attempts_record(self) -> list[dict[str, Any]]:
         return [asdict(attempt) for attempt in self.attempts]
@@ -84,9 +86,16 @@ def _classify(error: ProviderError) -> str:
     return "error" if error.retryable else "refused"
 
 
-def call_tier(tier: str, deployments: Sequence[ModelDeployment], request: dict[str, Any]) -> CallResult:
+def call_tier(
+    tier: str,
+    deployments: Sequence[ModelDeployment],
+    request: dict[str, Any],
+    parameters: dict[str, Any] | None = None,
+) -> CallResult:
+    """`request` is Arbiter's own; the caller's `parameters` go to each deployment as far as it takes them."""
     attempts: list[CallAttempt] = []
     for deployment in deployments:
+        forwarded = caller_parameters.for_deployment(request, parameters or {}, deployment.parameters)
         breaker = CircuitBreaker(
             deployment.name,
             threshold=settings.ARBITER_BREAKER_THRESHOLD,
@@ -98,7 +107,7 @@ def call_tier(tier: str, deployments: Sequence[ModelDeployment], request: dict[s
                 attempts.append(CallAttempt(deployment.name, "breaker_open", error="circuit breaker open"))
                 break
             try:
-                response = chat(endpoint_for(deployment), request)
+                response = chat(endpoint_for(deployment), forwarded.request)
             except ProviderError as error:
                 outcome = _classify(error)
                 attempts.append(
@@ -122,5 +131,5 @@ def call_tier(tier: str, deployments: Sequence[ModelDeployment], request: dict[s
             attempts.append(
                 CallAttempt(deployment.name, "ok", 200, latency_ms=response.latency_ms, waited_s=waited)
             )
-            return CallResult(deployment=deployment, response=response, attempts=attempts)
+            return CallResult(deployment=deployment, response=response, attempts=attempts, dropped=forwarded.dropped)
     raise TierUnavailable(tier, attempts)

@@ -184,8 +184,15 @@ def cost_cap(job: Job) -> Decimal | None:
     return Decimal(str(cap)) if cap is not None else None
 
 
-def output_of(completion: Any) -> dict[str, Any]:
-    """The answer as data: content and tool calls (arguments parsed where they are JSON)."""
+def caller_parameters(job: Job) -> dict[str, Any]:
+    """The parameters the caller set on the job's request (routing.decide.parameters)."""
+    return job.request.get("parameters") or {}
+
+
+def output_of(completion: Any, *, logprobs: bool = False) -> dict[str, Any]:
+    """The answer as data: content and tool calls (arguments parsed where they are JSON), and the token
+    logprobs when the caller asked for them (they are the answer's text again, so they are released, or
+    withheld, with it)."""
     message = completion.choices[0].message
     tool_calls = []
     for call in message.tool_calls or []:
@@ -194,11 +201,15 @@ def output_of(completion: Any) -> dict[str, Any]:
         except ValueError:
             arguments = call.function.arguments
         tool_calls.append({"id": call.id, "name": call.function.name, "arguments": arguments})
-    return {
+    output = {
         "content": message.content,
         "tool_calls": tool_calls,
         "finish_reason": completion.choices[0].finish_reason,
     }
+    choice_logprobs = completion.choices[0].logprobs
+    if logprobs and choice_logprobs is not None:
+        output["logprobs"] = choice_logprobs.model_dump(mode="json", exclude_unset=True)
+    return output
 
 
 def tool_call_problems(job: Job, output: dict) -> list[str]:

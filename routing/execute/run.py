@@ -116,15 +116,16 @@ def _execute_plan(claim: Claim, job: Job, route: facts.RouteOutcome, document, c
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
     progress = Progress()
     plan = route.plan
+    parameters = facts.caller_parameters(job)
 
     def answer_for_step(index: int, plan_step: PlanStep) -> cascade.Answered | cascade.Unavailable:
         candidates = [deployments[name] for name in plan_step.deployments if name in deployments]
         request = facts.provider_request(job, plan_step, plan, candidates)
         try:
-            call = call_tier(plan_step.tier, candidates, request)
+            call = call_tier(plan_step.tier, candidates, request, parameters)
         except TierUnavailable as unavailable:
             return cascade.Unavailable(str(unavailable), unavailable)
-        output = facts.output_of(call.response.completion)
+        output = facts.output_of(call.response.completion, logprobs=bool(parameters.get("logprobs")))
         score, scoring_calls = score_step(
             job=job,
             plan=plan,
@@ -226,6 +227,8 @@ def _record_step(
     }
     if outcome is not None:
         job_fields.update(outcome.job_fields(output, index, plan_step.tier, score.score))
+        # Named back to the caller with the released answer (x-arbiter-ignored-params).
+        job_fields["result"]["ignored_parameters"] = list(call.dropped)
         job_fields["version"] = job.version + 1
     with fenced(claim, **job_fields):
         digest = payloads.store(output, kind="output", subject={"job": job.pk, "application": job.application_id})
@@ -267,6 +270,7 @@ def _record_step(
                     "latency_ms": step.latency_ms,
                     "output": digest,
                     "calls": call.attempts_record(),
+                    **({"parameters_dropped": list(call.dropped)} if call.dropped else {}),
                 },
             ),
             ledger.Entry(

@@ -75,7 +75,10 @@ def _score(method, job, plan, call, request, deployments, schema, extra) -> Conf
         return confidence.score("verifier", judged.response.completion)
     if method == "agreement":
         try:
-            second = call_tier(call.deployment.tier, [call.deployment], {**request, "seed": 1})
+            # The same request as the caller's (a forced tool_choice included), sampled with another seed.
+            asked = facts.caller_parameters(job) if job is not None else {}
+            parameters = {name: value for name, value in asked.items() if name != "seed"}
+            second = call_tier(call.deployment.tier, [call.deployment], {**request, "seed": 1}, parameters)
         except TierUnavailable as unavailable:
             return ConfidenceScore("agreement", None, False, {"reason": str(unavailable)})
         extra.append(second)

@@ -53,7 +53,8 @@ def shadow_compare(*, job_id: str, step_id: int) -> bool:
         request["tools"] = job.request["tools"]
     subject = {"job": job.pk, "application": job.application_id, "step": step.pk}
     try:
-        call = call_tier(shadow["tier"], deployments, request)
+        # The caller's parameters too (a forced tool_choice): the shadow answers the same request.
+        call = call_tier(shadow["tier"], deployments, request, job.request.get("parameters") or {})
     except TierUnavailable as unavailable:
         with transaction.atomic():
             ledger.append(

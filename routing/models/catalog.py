@@ -5,6 +5,13 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from routing.decide.parameters import DEFAULT_SUPPORTED
+
+
+def default_parameters() -> list[str]:
+    return list(DEFAULT_SUPPORTED)
+
+
 TIER_CHOICES = [("nano", "nano"), ("mini", "mini"), ("flagship", "flagship")]
 
 
@@ -29,6 +36,12 @@ class ModelDeployment(models.Model):
     supports_tools = models.BooleanField(default=True)
     supports_logprobs = models.BooleanField(default=True)
     supports_json_schema = models.BooleanField(default=True)
+    parameters = models.JSONField(
+        default=default_parameters,
+        blank=True,
+        help_text="The Chat Completions parameters this deployment takes (routing.decide.parameters); a caller's "
+        "other parameters are not sent to it, and the answer names them in x-arbiter-ignored-params.",
+    )
     enabled = models.BooleanField(default=True)
     priority = models.PositiveSmallIntegerField(
         default=100, help_text="Order among deployments of the same tier: lower is tried first."

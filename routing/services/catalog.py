@@ -26,6 +26,7 @@ DEPLOYMENT_FIELDS = (
     "supports_tools",
     "supports_logprobs",
     "supports_json_schema",
+    "parameters",
     "enabled",
     "priority",
     "timeout_s",

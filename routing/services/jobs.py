@@ -79,6 +79,7 @@ def job_submit(
     actor: Actor,
     tools: list[dict[str, Any]] | None = None,
     response_format: dict[str, Any] | None = None,
+    parameters: dict[str, Any] | None = None,
     labels: dict[str, Any] | None = None,
     constraints: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -104,7 +105,10 @@ def job_submit(
     told about (routing.release).
 
     `implicit_idempotency` (without `idempotency_key`): an identical request repeated within the window
-    is the same call — see routing.services.implicit_idempotency."""
+    is the same call — see routing.services.implicit_idempotency.
+
+    `parameters` are the caller's Chat Completions parameters (routing.decide.parameters), sent with
+    every call of the job as far as the answering deployment takes them."""
     if replay_of is not None and replay_of.erased_at is not None:
         raise JobError("this job's content was erased; there is nothing left to replay")
     if task_type not in TASK_TYPES:
@@ -121,6 +125,8 @@ def job_submit(
         request["tools"] = tools
     if response_format:
         request["response_format"] = response_format
+    if parameters:
+        request["parameters"] = parameters
     fields = {
         "task_type": task_type,
         "request": request,

@@ -7,6 +7,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from routing.api.serializers.common import StrictSerializer, choice_field
+from routing.decide.parameters import FORWARDABLE
 from routing.decide.tiers import TIER_NAMES
 
 
@@ -23,6 +24,9 @@ class DeploymentOutputSerializer(serializers.Serializer):
     supports_tools = serializers.BooleanField()
     supports_logprobs = serializers.BooleanField()
     supports_json_schema = serializers.BooleanField()
+    parameters = serializers.ListField(
+        child=serializers.CharField(), help_text="The Chat Completions parameters this deployment takes."
+    )
     enabled = serializers.BooleanField()
     priority = serializers.IntegerField()
     timeout_s = serializers.FloatField()
@@ -47,8 +51,19 @@ class DeploymentUpdateInputSerializer(StrictSerializer):
     supports_tools = serializers.BooleanField(required=False)
     supports_logprobs = serializers.BooleanField(required=False)
     supports_json_schema = serializers.BooleanField(required=False)
+    parameters = serializers.ListField(
+        child=choice_field(FORWARDABLE, "parameter"),
+        required=False,
+        max_length=len(FORWARDABLE),
+        help_text="The Chat Completions parameters this deployment takes; a caller's others are not sent to it "
+        "and are named in the answer's x-arbiter-ignored-params header. Default: all of them.",
+    )
     priority = serializers.IntegerField(min_value=0, max_value=32767, required=False)
     timeout_s = serializers.FloatField(min_value=0.1, max_value=3600, required=False)
+
+
+    def validate_parameters(self, value: list[str]) -> list[str]:
+        return [name for name in FORWARDABLE if name in value]  # one order, no repeats
 
 
 class DeploymentCreateInputSerializer(DeploymentUpdateInputSerializer):
