@@ -1,0 +1,280 @@
+"""The Responses API through the real `openai` SDK against a live Arbiter: each response is one governed
+job, its route in the headers, its output only what the release gate lets out."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from audit.models import LedgerEvent
+from routing.models import Job, JobStatus, StoredResponse
+from tests.support.factories import ApplicationFactory
+from tests.support.live import live_arbiter
+from tests.support.personas import key_for
+
+pytestmark = pytest.mark.slow
+
+REFUND_TOOL = {
+    "type": "function",
+    "name": "issue_refund",
+    "description": "Refund an order.",
+    "parameters": {"type": "object", "properties": {"amount": {"type": "number"}}},
+    "strict": False,
+}
+CONFIDENT = "[task:classification] [confidence:nano=0.95,mini=0.9,flagship=0.9]"
+REFUND = '[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {"amount": 50}]'
+
+
+@pytest.fixture(scope="module")
+def arbiter(django_db_setup, django_db_blocker, model_server):
+    with django_db_blocker.unblock():
+        yield from live_arbiter(model_server.base_url)
+
+
+@pytest.fixture
+def sdk(arbiter, live_db) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+
+
+def create(sdk: openai.OpenAI, *, task_type: str = "classification", **fields):
+    return sdk.responses.with_raw_response.create(
+        model="auto", extra_headers={"x-arbiter-task-type": task_type}, **fields
+    )
+
+
+def job_of(response) -> Job:
+    assert response.id.startswith("resp_")
+    return Job.objects.get(pk=response.id.removeprefix("resp_"))
+
+
+def events_of(job: Job) -> list[str]:
+    return list(LedgerEvent.objects.filter(subject_job=str(job.pk)).order_by("id").values_list("event_type", flat=True))
+
+
+@pytest.mark.django_db
+def test_responses_without_a_key_is_401_in_openai_form(client):
+    # Also the django_db test that makes pytest-django create the test database for this module.
+    response = client.post("/v1/responses", {"model": "auto", "input": "hi"}, content_type="application/json")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_string_input_is_one_governed_job_answered_as_a_response(sdk, arbiter):
+    raw = create(sdk, input=f"{CONFIDENT} Billing or tech?")
+    response = raw.parse()
+    assert response.object == "response" and response.status == "completed"
+    assert response.output_text
+    assert [item.type for item in response.output] == ["message"]
+    job = job_of(response)
+    assert job.application == arbiter.setup.application and job.status == JobStatus.COMPLETED
+    assert job.request["messages"] == [{"role": "user", "content": f"{CONFIDENT} Billing or tech?"}]
+    assert raw.headers["x-arbiter-job-id"] == str(job.pk)
+    assert raw.headers["x-arbiter-final-tier"] == "nano"
+    assert raw.headers["x-arbiter-policy-version"] == f"{arbiter.setup.policy.name}@v1"
+    decision = LedgerEvent.objects.get(pk=int(raw.headers["x-arbiter-decision-id"]))
+    assert decision.event_type == "route.decided" and decision.subject_job == str(job.pk)
+    assert events_of(job) == ["job.submitted", "route.decided", "model.called", "confidence.scored", "job.completed"]
+    step = job.steps.get()
+    assert response.usage.input_tokens == step.prompt_tokens
+    assert response.usage.total_tokens == step.prompt_tokens + step.completion_tokens
+    assert response.model == step.model
+
+
+def test_instructions_are_the_first_message_and_metadata_steers_the_job(sdk):
+    response = sdk.responses.create(
+        model="auto",
+        instructions="Answer with the queue's name only.",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": f"{CONFIDENT} Card charged twice"}]}],
+        metadata={"task_type": "classification", "labels": '{"team": "support"}', "ticket": "T-1"},
+    )
+    job = job_of(response)
+    assert job.request["messages"] == [
+        {"role": "system", "content": "Answer with the queue's name only."},
+        {"role": "user", "content": f"{CONFIDENT} Card charged twice"},
+    ]
+    assert job.task_type == "classification" and job.labels == {"team": "support"}
+    assert response.instructions == "Answer with the queue's name only."
+    assert response.metadata == {"ticket": "T-1"}
+
+
+def test_a_function_tool_call_and_its_output_make_a_round_trip(sdk, arbiter):
+    first_raw = create(sdk, task_type="general", input=f"{REFUND} refund please", tools=[REFUND_TOOL])
+    first = first_raw.parse()
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1
+    assert calls[0].name == "issue_refund"
+    assert json.loads(calls[0].arguments) == {"amount": 50}
+    first_job = job_of(first)
+    assert first_job.request["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "issue_refund",
+                "description": "Refund an order.",
+                "parameters": REFUND_TOOL["parameters"],
+                "strict": False,
+            },
+        }
+    ]
+    assert first.tools[0].name == "issue_refund"
+    # The client runs the tool and sends the whole conversation back, as the Agents SDK does.
+    second = sdk.responses.create(
+        model="auto",
+        extra_headers={"x-arbiter-task-type": "general"},
+        tools=[REFUND_TOOL],
+        input=[
+            {"role": "user", "content": f"{REFUND} refund please"},
+            *[item.model_dump(exclude_none=True) for item in first.output],
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": '{"refunded": 50}'},
+        ],
+    )
+    assert [item.type for item in second.output] == ["message"]
+    assert second.output_text
+    messages = job_of(second).request["messages"]
+    assert messages[1]["role"] == "assistant"
+    assert messages[1]["tool_calls"][0]["id"] == calls[0].call_id
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "issue_refund"
+    assert messages[2] == {"role": "tool", "tool_call_id": calls[0].call_id, "content": '{"refunded": 50}'}
+    assert job_of(second) != first_job
+
+
+def test_previous_response_id_prepends_its_conversation_and_answer_not_its_instructions(sdk):
+    first = sdk.responses.create(
+        model="auto",
+        instructions="Be terse.",
+        input=f"{CONFIDENT} My order is late",
+        extra_headers={"x-arbiter-task-type": "classification"},
+    )
+    second = sdk.responses.create(
+        model="auto",
+        previous_response_id=first.id,
+        input=f"{CONFIDENT} And where is it now?",
+        extra_headers={"x-arbiter-task-type": "classification"},
+    )
+    assert second.previous_response_id == first.id
+    assert second.instructions is None
+    assert job_of(second).request["messages"] == [
+        {"role": "user", "content": f"{CONFIDENT} My order is late"},
+        {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": f"{CONFIDENT} And where is it now?"},
+    ]
+    assert StoredResponse.objects.get(job=job_of(second)).previous_id == job_of(first).pk
+
+
+def test_a_stored_response_is_retrieved_and_an_unstored_one_is_not(sdk):
+    made = sdk.responses.create(model="auto", input=f"{CONFIDENT} keep me", metadata={"task_type": "classification"})
+    retrieved_raw = sdk.responses.with_raw_response.retrieve(made.id)
+    retrieved = retrieved_raw.parse()
+    assert retrieved.id == made.id and retrieved.status == "completed"
+    assert retrieved.output_text == made.output_text
+    assert retrieved.usage.total_tokens == made.usage.total_tokens
+    assert retrieved_raw.headers["x-arbiter-job-id"] == str(job_of(made).pk)
+    assert retrieved_raw.headers["x-arbiter-final-tier"] == "nano"
+
+    unstored = sdk.responses.create(
+        model="auto", input=f"{CONFIDENT} forget me", store=False, metadata={"task_type": "classification"}
+    )
+    assert unstored.store is False and unstored.output_text
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.retrieve(unstored.id)
+    assert raised.value.code == "response_not_found"
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.create(model="auto", input="go on", previous_response_id=unstored.id)
+    assert raised.value.param == "previous_response_id"
+
+
+def test_another_applications_response_is_404_to_read_or_to_continue(sdk, arbiter):
+    made = sdk.responses.create(model="auto", input=f"{CONFIDENT} mine", metadata={"task_type": "classification"})
+    other = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=key_for(ApplicationFactory(), "jobs:read", "jobs:write"),
+        max_retries=0,
+        timeout=60,
+    )
+    with pytest.raises(openai.NotFoundError) as raised:
+        other.responses.retrieve(made.id)
+    assert raised.value.code == "response_not_found"
+    before = Job.objects.count()
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="auto", input="go on", previous_response_id=made.id)
+    assert Job.objects.count() == before
+    # A chat completion's job is not a response either.
+    chat = sdk.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": f"{CONFIDENT} chat"}], metadata={"task_type": "general"}
+    )
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(f"resp_{chat.id.removeprefix('chatcmpl-')}")
+
+
+def test_a_held_job_is_the_same_409_and_its_response_shows_no_output_until_released(sdk, arbiter):
+    with pytest.raises(openai.ConflictError) as raised:
+        create(sdk, input="[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] Unsure")
+    assert raised.value.code == "approval_required"
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    assert job.status == JobStatus.AWAITING_APPROVAL and job.result  # there is an answer, withheld
+    assert raised.value.response.headers["x-arbiter-job-id"] == str(job.pk)
+    assert "x-arbiter-final-tier" not in raised.value.response.headers
+    held = sdk.responses.retrieve(f"resp_{job.pk.hex}")
+    assert held.status == "in_progress" and held.output == [] and held.usage is None
+    assert held.model_extra["arbiter"]["result_withheld"] == "awaiting_approval"
+    assert "approval.requested" in events_of(job)
+    # Nor can a conversation continue from it: the answer would reach the model and come back.
+    with pytest.raises(openai.ConflictError) as raised:
+        sdk.responses.create(model="auto", input="go on", previous_response_id=held.id)
+    assert raised.value.code == "previous_response_not_released"
+
+
+def test_a_blocked_tool_call_is_a_403_and_its_response_failed_without_the_call(sdk, arbiter):
+    with pytest.raises(openai.PermissionDeniedError) as raised:
+        create(
+            sdk,
+            task_type="general",
+            input="[task:general] [confidence:mini=0.9,flagship=0.9] [call:delete_everything {}] tidy up",
+            tools=[REFUND_TOOL],
+        )
+    assert raised.value.code == "tool_call_blocked"
+    assert "delete_everything" not in raised.value.response.text
+    job_id = raised.value.body["job_id"]
+    raw = sdk.responses.with_raw_response.retrieve(f"resp_{job_id.replace('-', '')}")
+    blocked = raw.parse()
+    assert blocked.status == "failed" and blocked.output == []
+    assert blocked.error.code == "tool_call_blocked"
+    assert "delete_everything" not in raw.http_response.text
+
+
+def test_unsupported_shapes_are_400s_that_name_the_field(sdk, arbiter):
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(model="auto", input="hi", tools=[{"type": "web_search"}])
+    assert raised.value.param == "tools"
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(
+            model="auto", input=[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]
+        )
+    assert raised.value.param == "input"
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(model="auto", input="hi", stream=True)
+    assert raised.value.code == "stream_unsupported"
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.create(model="gpt-4.1", input="hi")
+    assert raised.value.code == "model_not_found"
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before
+
+
+def test_text_format_json_schema_becomes_the_jobs_response_format(sdk):
+    schema = {"type": "object", "properties": {"queue": {"type": "string"}}, "required": ["queue"]}
+    response = sdk.responses.create(
+        model="auto",
+        input=f"{CONFIDENT} Which queue?",
+        text={"format": {"type": "json_schema", "name": "route", "schema": schema, "strict": True}},
+        metadata={"task_type": "classification"},
+    )
+    job = job_of(response)
+    assert job.request["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "route", "schema": schema, "strict": True},
+    }
+    assert response.text.format.type == "json_schema" and response.text.format.name == "route"
+    assert "queue" in json.loads(response.output_text)
