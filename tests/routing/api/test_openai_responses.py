@@ -278,3 +278,39 @@ def test_text_format_json_schema_becomes_the_jobs_response_format(sdk):
     }
     assert response.text.format.type == "json_schema" and response.text.format.name == "route"
     assert "queue" in json.loads(response.output_text)
+
+
+def test_the_openai_agents_sdk_runs_a_function_tool_on_its_default_responses_api(arbiter, live_db):
+    from agents import Agent, RunConfig, Runner, function_tool
+    from agents.models.openai_provider import OpenAIProvider
+
+    refunds: list[int] = []
+
+    @function_tool
+    def issue_refund(amount: int) -> str:
+        """Refund an order."""
+        refunds.append(amount)
+        return f"refunded {amount}"
+
+    client = openai.AsyncOpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+    agent = Agent(name="support", instructions="Help with refunds.", model="auto", tools=[issue_refund])
+    before = set(Job.objects.filter(application=arbiter.setup.application).values_list("pk", flat=True))
+    result = Runner.run_sync(
+        agent,
+        f"{REFUND} refund order 7",
+        # The provider is the SDK's own (Responses API by default); only its client points at Arbiter, and
+        # tracing, which would upload to OpenAI, is off.
+        run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True),
+    )
+    assert refunds == [50]
+    assert result.final_output
+    jobs = list(Job.objects.filter(application=arbiter.setup.application).exclude(pk__in=before).order_by("created_at"))
+    assert len(jobs) == 2  # one governed job per model call: the tool call, then the answer
+    assert all(job.status == JobStatus.COMPLETED for job in jobs)
+    assert all(StoredResponse.objects.filter(job=job).exists() for job in jobs)
+    assert jobs[0].request["messages"][0] == {"role": "system", "content": "Help with refunds."}
+    assert jobs[1].request["messages"][-1]["role"] == "tool"
+    assert jobs[1].request["messages"][-1]["content"] == "refunded 50"
+    assert [events_of(job)[0] for job in jobs] == ["job.submitted", "job.submitted"]
+    assert all("route.decided" in events_of(job) and events_of(job)[-1] == "job.completed" for job in jobs)
+    assert [response.response_id for response in result.raw_responses] == [f"resp_{job.pk.hex}" for job in jobs]
