@@ -16,9 +16,13 @@ application's, an unstored one, a chat completion's job are all 404.
 
 from __future__ import annotations
 
+import itertools
+import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -218,6 +222,45 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
     return body
 
 
+def response_events(body: dict[str, Any]) -> Iterator[bytes]:
+    """A finished Response as the Responses stream's documented event sequence (server-sent events): the
+    response created and in progress, each output item added, its text or arguments as one delta and done,
+    the item done, the response completed. Built from a released Response, so it streams nothing else."""
+    sequence = itertools.count()
+
+    def event(kind: str, **fields: Any) -> bytes:
+        data = json.dumps({"type": kind, "sequence_number": next(sequence), **fields}, separators=(",", ":"))
+        return f"event: {kind}\ndata: {data}\n\n".encode()
+
+    pending = {**body, "status": "in_progress", "output": [], "usage": None}
+    yield event("response.created", response=pending)
+    yield event("response.in_progress", response=pending)
+    for index, item in enumerate(body["output"]):
+        where = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "message":
+            yield event(
+                "response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []}
+            )
+            for part_index, part in enumerate(item["content"]):
+                at = {**where, "content_index": part_index}
+                yield event("response.content_part.added", **at, part={**part, "text": ""})
+                yield event("response.output_text.delta", **at, delta=part["text"], logprobs=[])
+                yield event("response.output_text.done", **at, text=part["text"], logprobs=[])
+                yield event("response.content_part.done", **at, part=part)
+        else:
+            yield event(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            yield event("response.function_call_arguments.delta", **where, delta=item["arguments"])
+            yield event(
+                "response.function_call_arguments.done", **where, name=item["name"], arguments=item["arguments"]
+            )
+        yield event("response.output_item.done", output_index=index, item=item)
+    yield event(f"response.{body['status']}", response=body)
+
+
 RESPONSE_ERRORS = {
     **OPENAI_ERRORS,
     404: OpenApiResponse(
@@ -248,7 +291,9 @@ class ResponsesApi(ChatCompletionsApi):
             "answer come first; its instructions do not carry over), `store` (default true), `metadata`. `model` "
             "names a policy (`auto` or `arbiter/<policy>`). The request runs as one job; the route is in "
             "`x-arbiter-*` headers, and a held or blocked job is the same error as a chat completion's. "
-            "`tool_choice` is recorded on the response; the policy decides the call. No streaming yet."
+            "`tool_choice` is recorded on the response; the policy decides the call. With `stream: true` the "
+            "governed answer is streamed as the documented event sequence once it is released; a held or blocked "
+            "job is the same JSON error, before any byte of a stream."
         ),
         parameters=[
             OpenApiParameter("x-arbiter-task-type", str, OpenApiParameter.HEADER, enum=list(TASK_TYPES)),
@@ -280,14 +325,6 @@ class ResponsesApi(ChatCompletionsApi):
         serializer = ResponseCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if data["stream"]:
-            raise openai_error(
-                "streaming is not supported yet: send `stream: false` (Arbiter answers once the governed job has "
-                "finished)",
-                status_code=400,
-                code="stream_unsupported",
-                param="stream",
-            )
         if data.get("background"):
             raise openai_error(
                 "background responses are not supported: the call waits for the governed job (a held one "
@@ -329,7 +366,16 @@ class ResponsesApi(ChatCompletionsApi):
         if not is_released(completion):
             raise _refusal(completion)
         stored = StoredResponse.objects.get(job=job)
-        return Response(response_object(stored, job, completion), headers=route_headers(completion))
+        body = response_object(stored, job, completion)
+        if data["stream"]:
+            # Only a released answer gets here: everything above has already refused a held one, before any
+            # byte of the stream.
+            return StreamingHttpResponse(
+                response_events(body),
+                content_type="text/event-stream",
+                headers={**route_headers(completion), "Cache-Control": "no-cache"},
+            )
+        return Response(body, headers=route_headers(completion))
 
 
 class ResponseApi(ApiView):

@@ -192,7 +192,9 @@ class ResponseCreateInputSerializer(StrictSerializer):
     previous_response_id = serializers.CharField(required=False, allow_null=True, max_length=64)
     store = serializers.BooleanField(required=False, allow_null=True, default=True)
     metadata = OpenAIMetadataField(required=False, allow_null=True)
-    stream = serializers.BooleanField(required=False, default=False, help_text="Must be false: no streaming yet.")
+    stream = serializers.BooleanField(
+        required=False, default=False, help_text="Server-sent events, once the governed answer is released."
+    )
     background = serializers.BooleanField(required=False, allow_null=True)
     include = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     user = serializers.CharField(required=False, max_length=256, allow_blank=True, allow_null=True)

@@ -254,9 +254,6 @@ def test_unsupported_shapes_are_400s_that_name_the_field(sdk, arbiter):
             model="auto", input=[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]
         )
     assert raised.value.param == "input"
-    with pytest.raises(openai.BadRequestError) as raised:
-        sdk.responses.create(model="auto", input="hi", stream=True)
-    assert raised.value.code == "stream_unsupported"
     with pytest.raises(openai.NotFoundError) as raised:
         sdk.responses.create(model="gpt-4.1", input="hi")
     assert raised.value.code == "model_not_found"
@@ -314,3 +311,89 @@ def test_the_openai_agents_sdk_runs_a_function_tool_on_its_default_responses_api
     assert [events_of(job)[0] for job in jobs] == ["job.submitted", "job.submitted"]
     assert all("route.decided" in events_of(job) and events_of(job)[-1] == "job.completed" for job in jobs)
     assert [response.response_id for response in result.raw_responses] == [f"resp_{job.pk.hex}" for job in jobs]
+
+
+def test_a_streamed_response_is_the_released_answer_as_the_documented_events(sdk, arbiter):
+    with sdk.responses.with_streaming_response.create(
+        model="auto",
+        input=f"{REFUND} refund please",
+        tools=[REFUND_TOOL],
+        stream=True,
+        extra_headers={"x-arbiter-task-type": "general"},
+    ) as raw:
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        assert raw.headers["x-arbiter-final-tier"]
+        events = list(raw.parse())
+    types = [event.type for event in events]
+    assert types == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    done = events[-1].response
+    job = job_of(done)
+    assert raw.headers["x-arbiter-job-id"] == str(job.pk)
+    assert events[4].delta == done.output[0].content[0].text
+    assert json.loads(events[9].delta) == {"amount": 50}
+    # The same governed answer as GET reads back: one job, its ledger complete.
+    assert sdk.responses.retrieve(done.id).output == done.output
+    assert events_of(job)[0] == "job.submitted" and events_of(job)[-1] == "job.completed"
+
+
+def test_a_held_streamed_response_is_the_json_409_before_any_event_and_one_job(sdk, arbiter):
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    with pytest.raises(openai.ConflictError) as raised:
+        sdk.responses.create(
+            model="auto",
+            input="[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] Unsure, streamed",
+            stream=True,
+            metadata={"task_type": "classification"},
+        )
+    assert raised.value.code == "approval_required"
+    assert raised.value.response.headers["content-type"].startswith("application/json")
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before + 1
+
+
+def test_the_agents_sdk_streams_a_run_with_a_function_tool(arbiter, live_db):
+    import asyncio
+
+    from agents import Agent, RunConfig, Runner, function_tool
+    from agents.models.openai_provider import OpenAIProvider
+
+    @function_tool
+    def issue_refund(amount: int) -> str:
+        """Refund an order."""
+        return f"refunded {amount}"
+
+    client = openai.AsyncOpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+    agent = Agent(name="support", instructions="Help with refunds.", model="auto", tools=[issue_refund])
+
+    async def run():
+        result = Runner.run_streamed(
+            agent,
+            f"{REFUND} refund order 8",
+            run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True),
+        )
+        kinds = [event.type async for event in result.stream_events()]
+        return result, kinds
+
+    result, kinds = asyncio.run(run())
+    assert result.final_output
+    assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+    outputs = [item for item in result.new_items if item.type == "tool_call_output_item"]
+    assert [item.output for item in outputs] == ["refunded 50"]
+    assert len(result.raw_responses) == 2
+    for response in result.raw_responses:
+        job = Job.objects.get(pk=response.response_id.removeprefix("resp_"))
+        assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
