@@ -226,6 +226,27 @@ def test_a_held_job_is_the_same_409_and_its_response_shows_no_output_until_relea
     assert raised.value.code == "previous_response_not_released"
 
 
+def test_once_a_reviewer_approves_the_held_response_reads_back_with_its_output_and_continues(sdk, arbiter):
+    from controlplane.roles import Role
+    from review.services import approval_approve
+    from tests.support.factories import UserFactory
+
+    with pytest.raises(openai.ConflictError) as raised:
+        create(sdk, input="[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] Unsure, then approved")
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    assert sdk.responses.retrieve(f"resp_{job.pk.hex}").output == []
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="fine")
+    raw = sdk.responses.with_raw_response.retrieve(f"resp_{job.pk.hex}")
+    released = raw.parse()
+    assert released.status == "completed" and released.output_text
+    assert raw.headers["x-arbiter-final-tier"] == "flagship"
+    assert released.model_extra["arbiter"]["result_withheld"] is None
+    continued = sdk.responses.create(
+        model="auto", previous_response_id=released.id, input=f"{CONFIDENT} thanks", metadata={"task_type": "general"}
+    )
+    assert job_of(continued).request["messages"][1] == {"role": "assistant", "content": released.output_text}
+
+
 def test_a_blocked_tool_call_is_a_403_and_its_response_failed_without_the_call(sdk, arbiter):
     with pytest.raises(openai.PermissionDeniedError) as raised:
         create(
