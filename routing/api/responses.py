@@ -56,7 +56,7 @@ from routing.release import is_released, released_status_reason, result_withheld
 from routing.selectors import JobCompletion
 
 # A Response's status for a job that has no released answer (yet, or ever).
-STATUS_BY_JOB_STATUS = {
+STATUS_BY_JOB_STATUS: dict[str, str] = {
     JobStatus.QUEUED: "queued",
     JobStatus.RUNNING: "in_progress",
     JobStatus.AWAITING_APPROVAL: "in_progress",
