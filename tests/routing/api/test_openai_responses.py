@@ -418,3 +418,22 @@ def test_the_agents_sdk_streams_a_run_with_a_function_tool(arbiter, live_db):
     for response in result.raw_responses:
         job = Job.objects.get(pk=response.response_id.removeprefix("resp_"))
         assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
+
+
+def test_erasing_a_response_erases_the_responses_that_continued_it(sdk, arbiter):
+    from audit.ledger import Actor
+    from routing.services.erasure import erasure_apply, erasure_select
+
+    ask = {"model": "auto", "metadata": {"task_type": "classification"}}
+    first = sdk.responses.create(**ask, input=f"{CONFIDENT} I am ada.lovelace@example.com")
+    second = sdk.responses.create(**ask, previous_response_id=first.id, input=f"{CONFIDENT} and my order?")
+    assert "ada.lovelace@example.com" in json.dumps(job_of(second).request)  # the conversation, copied
+    selection = erasure_select(job=job_of(first))
+    assert set(selection.job_ids) == {str(job_of(first).pk), str(job_of(second).pk)}
+    erasure_apply(selection=selection, actor=Actor.system("test"), reason="data_subject_request")
+    for made in (first, second):
+        assert "ada.lovelace" not in json.dumps(job_of(made).request)
+        assert sdk.responses.retrieve(made.id).output == []
+    with pytest.raises(openai.ConflictError) as raised:
+        sdk.responses.create(**ask, previous_response_id=first.id, input="go on")
+    assert raised.value.code == "previous_response_erased"
