@@ -437,3 +437,16 @@ def test_erasing_a_response_erases_the_responses_that_continued_it(sdk, arbiter)
     with pytest.raises(openai.ConflictError) as raised:
         sdk.responses.create(**ask, previous_response_id=first.id, input="go on")
     assert raised.value.code == "previous_response_erased"
+
+
+def test_an_idempotent_retry_is_the_same_response_and_one_job(sdk, arbiter):
+    fields = {"model": "auto", "input": f"{CONFIDENT} once only", "metadata": {"task_type": "classification"}}
+    key = {"Idempotency-Key": f"resp-{arbiter.queue}"}
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    first = sdk.responses.create(**fields, extra_headers=key)
+    again = sdk.responses.create(**fields, extra_headers=key)
+    assert again.id == first.id and again.output_text == first.output_text
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before + 1
+    with pytest.raises(openai.UnprocessableEntityError) as raised:
+        sdk.responses.create(**{**fields, "input": "another body"}, extra_headers=key)
+    assert raised.value.code == "idempotency_conflict"
