@@ -128,7 +128,6 @@ def continued_messages(application: Application, previous: StoredResponse) -> li
             status_code=409,
             code="previous_response_not_released",
             param="previous_response_id",
-            job=completion,
         )
     return [*job.request["messages"][previous.instruction_messages :], answer_message(completion)]
 
