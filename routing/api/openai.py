@@ -19,11 +19,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -385,22 +386,9 @@ class ChatCompletionsApi(ApiView):
         data = serializer.validated_data
         policy = policy_for_model(data["model"])
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
-        inline = settings.ARBITER_OPENAI_INLINE
-        with sync_slot_or_refusal(request.auth):
-            # Inline, the job's transactions commit back to back: seal the ledger once, after the last.
-            with sealing_deferred() if inline else nullcontext():
-                job, created = self._submit(
-                    request,
-                    data,
-                    dispatch=not inline,
-                    policy=policy,
-                    task_type=task_type,
-                    labels=labels,
-                    metadata=metadata,
-                )
-                if inline and created:
-                    job_run_inline(job)
-            completion = job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
+        _, completion = self.governed_answer(
+            request, data, policy=policy, task_type=task_type, labels=labels, metadata=metadata
+        )
         if not is_released(completion):
             raise _refusal(completion)  # held, blocked, failed: the JSON error, streamed or not
         headers = route_headers(completion)
@@ -411,6 +399,24 @@ class ChatCompletionsApi(ApiView):
             include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
             return event_stream_response(chat_completion(completion), include_usage=include_usage, headers=headers)
         return Response(chat_completion(completion), headers=headers)
+
+    def governed_answer(
+        self, request: Request, data: dict[str, Any], *, recorded: Callable[[Job], None] | None = None, **facts: Any
+    ) -> tuple[Job, JobCompletion]:
+        """Submit `data` (the chat shape: messages, tools, response_format) as one job, run it (inline or by
+        a worker) and wait until it settles; the Responses face shares it. `recorded(job)` runs in the
+        transaction that submits the job."""
+        inline = settings.ARBITER_OPENAI_INLINE
+        with sync_slot_or_refusal(request.auth):
+            # Inline, the job's transactions commit back to back: seal the ledger once, after the last.
+            with sealing_deferred() if inline else nullcontext():
+                with transaction.atomic() if recorded else nullcontext():
+                    job, created = self._submit(request, data, dispatch=not inline, **facts)
+                    if recorded:
+                        recorded(job)
+                if inline and created:
+                    job_run_inline(job)
+            return job, job_wait(application=self.application, job=job, timeout_s=settings.ARBITER_OPENAI_WAIT_S)
 
     def _submit(self, request: Request, data: dict[str, Any], *, dispatch: bool, **facts: Any) -> tuple[Job, bool]:
         try:

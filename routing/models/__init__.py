@@ -10,6 +10,7 @@ from routing.models.evaluations import (
 )
 from routing.models.jobs import Job, JobPurpose, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
+from routing.models.responses import StoredResponse
 from routing.models.webhooks import WebhookDelivery
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "PolicyVersionStatus",
     "Step",
     "StepOutcome",
+    "StoredResponse",
     "WebhookDelivery",
 ]

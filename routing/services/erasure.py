@@ -10,7 +10,8 @@ tiers, costs and statuses stay: they are the record, not the person.
 
 Each job is erased in its own transaction, with its `job.erased` event (reason, digests; never content),
 so a large erasure that stops half-way leaves every erased job consistent and can simply be run again.
-A replay copies its original's request: erasing a job erases its replays too. An unfinished job is
+A replay copies its original's request, and a response continued with `previous_response_id` copies
+the conversation it continues: erasing a job erases its replays and continuations too. An unfinished job is
 cancelled first, so that no worker writes an answer into it afterwards (writes are fenced by status).
 
 `erasure_select` is the preview (what would be erased); `erasure_apply` does it. The command, the admin
@@ -234,11 +235,13 @@ def _blank_around(job: Job, tombstone: dict, identifier: str) -> tuple[int, int]
 
 
 def _with_replays(job_ids: set[str]) -> tuple[str, ...]:
-    """The jobs and, transitively, their replays (each holds a copy of its original's request)."""
+    """The jobs and, transitively, their replays (each holds a copy of its original's request) and the
+    responses that continued them (`previous_response_id`: each holds its conversation and answer)."""
     selected = {UUID(job_id) for job_id in job_ids}
     frontier = set(selected)
     while frontier:
-        frontier = set(Job.objects.filter(replay_of_id__in=frontier).values_list("pk", flat=True)) - selected
+        copies = Job.objects.filter(Q(replay_of_id__in=frontier) | Q(stored_response__previous_id__in=frontier))
+        frontier = set(copies.values_list("pk", flat=True)) - selected
         selected |= frontier
     return tuple(sorted(str(pk) for pk in selected))
 

@@ -1,0 +1,410 @@
+"""The OpenAI Responses API: `POST /v1/responses` and `GET /v1/responses/{id}`.
+
+A response is one governed job, submitted and run exactly as a chat completion is (the same
+`governed_answer`: job_submit, the pipeline, the wait): the Responses input is translated into the chat
+request the pipeline understands (routing.api.serializers.responses), and the accepted answer back into a
+Response object — built from the chat completion the release gate lets out, so a held, blocked or
+rejected answer is never in it. A held job answers with the same error as a chat completion.
+
+The response's id is the job's (`resp_<job id in hex>`) and nothing of its content is stored twice: the
+conversation is the job's request, the answer its released result, and a `StoredResponse` row keeps only
+the call's shape (store, previous response, how many leading messages are instructions, tool_choice).
+`GET` of a stored response the application owns shows its status at any time and its output only once
+released (a held one is `in_progress` with no output, as the jobs API withholds the result); another
+application's, an unstored one, a chat completion's job are all 404.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from routing import selectors
+from routing.api.base import ApiView
+from routing.api.errors import Problem
+from routing.api.openai import (
+    MODEL_PREFIX,
+    OPENAI_ERRORS,
+    ChatCompletionsApi,
+    _refusal,
+    chat_completion,
+    openai_error,
+    policy_for_model,
+    route_headers,
+    routing_facts,
+)
+from routing.api.schema import OpenAIErrorSerializer
+from routing.api.serializers.responses import (
+    RESPONSE_ID,
+    ResponseCreateInputSerializer,
+    ResponseOutputSerializer,
+    responses_text,
+    responses_tools,
+)
+from routing.decide.tiers import TASK_TYPES
+from routing.models import Application, Job, JobStatus, StoredResponse
+from routing.models.jobs import JobPurpose
+from routing.release import is_released, released_status_reason, result_withheld
+from routing.selectors import JobCompletion
+
+# A Response's status for a job that has no released answer (yet, or ever).
+STATUS_BY_JOB_STATUS: dict[str, str] = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.RUNNING: "in_progress",
+    JobStatus.AWAITING_APPROVAL: "in_progress",
+    JobStatus.CANCELLED: "cancelled",
+}
+
+
+def response_id(job_id: uuid.UUID) -> str:
+    return f"resp_{job_id.hex}"
+
+
+def not_found(value: str, *, param: str | None = None) -> Problem:
+    return openai_error(
+        f"no response with id {value[:80]!r} (responses are kept only with `store: true`, for the application "
+        "that made them)",
+        status_code=404,
+        code="response_not_found",
+        param=param,
+    )
+
+
+def stored_response_for(application: Application, value: str, *, param: str | None = None) -> StoredResponse:
+    """The application's own stored response by its id, else 404 (never a hint whose it is)."""
+    match = RESPONSE_ID.fullmatch(value)
+    found = (
+        StoredResponse.objects.select_related("job")
+        .filter(
+            job_id=uuid.UUID(match.group(1)),
+            store=True,
+            job__application=application,
+            job__purpose=JobPurpose.APPLICATION,
+        )
+        .first()
+        if match
+        else None
+    )
+    if found is None:
+        raise not_found(value, param=param)
+    return found
+
+
+def answer_message(completion: JobCompletion) -> dict[str, Any]:
+    """The released answer as the assistant chat message a continuation is sent."""
+    message = chat_completion(completion)["choices"][0]["message"]
+    kept = {"role": "assistant", "content": message["content"]}
+    if message.get("tool_calls"):
+        kept["tool_calls"] = message["tool_calls"]
+    elif kept["content"] is None:
+        kept["content"] = ""
+    return kept
+
+
+def continued_messages(application: Application, previous: StoredResponse) -> list[dict[str, Any]]:
+    """The previous response's conversation (its instructions left out: they do not carry over) and its
+    released answer. An answer not released cannot be continued: nothing of it reaches the model either."""
+    job = previous.job
+    if job.erased_at is not None:
+        raise openai_error(
+            f"response {response_id(job.pk)} was erased; there is nothing left to continue",
+            status_code=409,
+            code="previous_response_erased",
+            param="previous_response_id",
+        )
+    completion = selectors.job_completion_for_application(application=application, job_id=job.pk)
+    if completion is None or not is_released(completion):
+        withheld = result_withheld(completion) if completion is not None else "not_found"
+        raise openai_error(
+            f"response {response_id(job.pk)} has no released answer to continue from ({withheld})",
+            status_code=409,
+            code="previous_response_not_released",
+            param="previous_response_id",
+        )
+    return [*job.request["messages"][previous.instruction_messages :], answer_message(completion)]
+
+
+def output_items(completion: JobCompletion) -> tuple[list[dict[str, Any]], dict[str, Any], str, str]:
+    """(output items, usage, model, finish reason) of a released answer, from its chat completion."""
+    chat = chat_completion(completion)
+    choice = chat["choices"][0]
+    message = choice["message"]
+    hexed = completion.id.hex
+    items: list[dict[str, Any]] = []
+    if message["content"]:
+        items.append(
+            {
+                "type": "message",
+                "id": f"msg_{hexed}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": message["content"], "annotations": [], "logprobs": []}],
+            }
+        )
+    for index, call in enumerate(message.get("tool_calls") or []):
+        items.append(
+            {
+                "type": "function_call",
+                "id": f"fc_{hexed}_{index}",
+                "status": "completed",
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+            }
+        )
+    usage = chat["usage"]
+    return (
+        items,
+        {
+            "input_tokens": usage["prompt_tokens"],
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": usage["completion_tokens"],
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage["total_tokens"],
+        },
+        chat["model"],
+        choice["finish_reason"],
+    )
+
+
+def response_object(stored: StoredResponse, job: Job, completion: JobCompletion) -> dict[str, Any]:
+    """The Response: its output only from a released answer (the release gate), else its status alone."""
+    messages = job.request.get("messages") or []
+    instructions = messages[0]["content"] if stored.instruction_messages and messages else None
+    body: dict[str, Any] = {
+        "id": response_id(job.pk),
+        "object": "response",
+        "created_at": int(completion.created_at.timestamp()),
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": instructions,
+        "model": f"{MODEL_PREFIX}{completion.policy_name}",
+        "output": [],
+        "parallel_tool_calls": True,
+        "previous_response_id": response_id(stored.previous_id) if stored.previous_id else None,
+        "reasoning": {"effort": None, "summary": None},
+        "store": stored.store,
+        "temperature": None,
+        "text": responses_text(job.request.get("response_format")),
+        "tool_choice": stored.tool_choice if stored.tool_choice is not None else "auto",
+        "tools": responses_tools(job.request.get("tools")),
+        "top_p": None,
+        "truncation": "disabled",
+        "usage": None,
+        "metadata": job.metadata,
+        "arbiter": {
+            "job_id": str(job.pk),
+            "job_url": f"/api/v1/jobs/{job.pk}",
+            "job_status": completion.status,
+            "result_withheld": result_withheld(completion),
+        },
+    }
+    if is_released(completion):
+        body["output"], body["usage"], body["model"], finish_reason = output_items(completion)
+        if finish_reason == "length":
+            body["status"] = "incomplete"
+            body["incomplete_details"] = {"reason": "max_output_tokens"}
+    elif completion.status in STATUS_BY_JOB_STATUS:
+        body["status"] = STATUS_BY_JOB_STATUS[completion.status]
+    else:
+        body["status"] = "failed"
+        body["error"] = {"code": _refusal(completion).problem_code, "message": released_status_reason(completion)}
+    return body
+
+
+def response_events(body: dict[str, Any]) -> Iterator[bytes]:
+    """A finished Response as the Responses stream's documented event sequence (server-sent events): the
+    response created and in progress, each output item added, its text or arguments as one delta and done,
+    the item done, the response completed. Built from a released Response, so it streams nothing else."""
+    sequence = itertools.count()
+
+    def event(kind: str, **fields: Any) -> bytes:
+        data = json.dumps({"type": kind, "sequence_number": next(sequence), **fields}, separators=(",", ":"))
+        return f"event: {kind}\ndata: {data}\n\n".encode()
+
+    pending = {**body, "status": "in_progress", "output": [], "usage": None}
+    yield event("response.created", response=pending)
+    yield event("response.in_progress", response=pending)
+    for index, item in enumerate(body["output"]):
+        where = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "message":
+            yield event(
+                "response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []}
+            )
+            for part_index, part in enumerate(item["content"]):
+                at = {**where, "content_index": part_index}
+                yield event("response.content_part.added", **at, part={**part, "text": ""})
+                yield event("response.output_text.delta", **at, delta=part["text"], logprobs=[])
+                yield event("response.output_text.done", **at, text=part["text"], logprobs=[])
+                yield event("response.content_part.done", **at, part=part)
+        else:
+            yield event(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            yield event("response.function_call_arguments.delta", **where, delta=item["arguments"])
+            yield event(
+                "response.function_call_arguments.done", **where, name=item["name"], arguments=item["arguments"]
+            )
+        yield event("response.output_item.done", output_index=index, item=item)
+    yield event(f"response.{body['status']}", response=body)
+
+
+RESPONSE_ERRORS = {
+    **OPENAI_ERRORS,
+    404: OpenApiResponse(
+        OpenAIErrorSerializer,
+        description="`model_not_found`, or `response_not_found`: `previous_response_id` names no stored response "
+        "of this application.",
+    ),
+    409: OpenApiResponse(
+        OpenAIErrorSerializer,
+        description="`approval_required`: the job is held for a human (GET the response later); or it expired or "
+        "was cancelled; or `previous_response_not_released` / `previous_response_erased`.",
+    ),
+}
+
+
+class ResponsesApi(ChatCompletionsApi):
+    """`POST /v1/responses`: one governed job, answered as a Response (shares the chat face's submit and wait)."""
+
+    required_scopes = {"POST": "jobs:write"}
+
+    @extend_schema(
+        operation_id="openai_responses_create",
+        summary="Responses (OpenAI-compatible)",
+        description=(
+            "The OpenAI Responses API over the governed pipeline: `input` (text, or message, `function_call` and "
+            "`function_call_output` items), `instructions`, function `tools`, `text.format` (json_schema), "
+            "`previous_response_id` (a stored response of this application: its conversation and released "
+            "answer come first; its instructions do not carry over), `store` (default true), `metadata`. `model` "
+            "names a policy (`auto` or `arbiter/<policy>`). The request runs as one job; the route is in "
+            "`x-arbiter-*` headers, and a held or blocked job is the same error as a chat completion's. "
+            "`tool_choice` goes to the deployment as on chat completions and is recorded on the response. "
+            "With `stream: true` the governed answer is streamed as the documented event sequence once it is "
+            "released; a held or blocked job is the same JSON error, before any byte of a stream."
+        ),
+        parameters=[
+            OpenApiParameter("x-arbiter-task-type", str, OpenApiParameter.HEADER, enum=list(TASK_TYPES)),
+            OpenApiParameter(
+                "x-arbiter-labels",
+                str,
+                OpenApiParameter.HEADER,
+                description='A JSON object of scalar labels, e.g. {"region": "eu"}.',
+            ),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+        ],
+        request=ResponseCreateInputSerializer,
+        examples=[
+            OpenApiExample(
+                "hello",
+                request_only=True,
+                value={
+                    "model": "auto",
+                    "instructions": "Answer with the queue's name.",
+                    "input": "Classify: 'card charged twice'",
+                    "metadata": {"task_type": "classification"},
+                },
+            )
+        ],
+        responses={200: ResponseOutputSerializer, **RESPONSE_ERRORS},
+        tags=["openai"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ResponseCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if data.get("background"):
+            raise openai_error(
+                "background responses are not supported: the call waits for the governed job (a held one "
+                "answers 409 and can be read back with GET /v1/responses/{id})",
+                status_code=400,
+                code="background_unsupported",
+                param="background",
+            )
+        policy = policy_for_model(data["model"])
+        task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
+        previous = (
+            stored_response_for(self.application, data["previous_response_id"], param="previous_response_id")
+            if data.get("previous_response_id")
+            else None
+        )
+        instructions = [{"role": "system", "content": data["instructions"]}] if data.get("instructions") else []
+        history = continued_messages(self.application, previous) if previous else []
+        chat = {
+            "messages": [*instructions, *history, *data["messages"]],
+            "tools": data["chat_tools"],
+            "response_format": data["response_format"],
+        }
+        choice = data.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
+            choice = {"type": "function", "function": {"name": choice["name"]}}  # the chat shape of a named call
+        if choice is not None:
+            chat["tool_choice"] = choice  # forwarded like chat's (routing.decide.parameters)
+        store = data["store"] is not False
+
+        def recorded(job: Job) -> None:
+            StoredResponse.objects.get_or_create(
+                job=job,
+                defaults={
+                    "store": store,
+                    "previous": previous,
+                    "instruction_messages": len(instructions),
+                    "tool_choice": data.get("tool_choice"),
+                },
+            )
+
+        job, completion = self.governed_answer(
+            request, chat, recorded=recorded, policy=policy, task_type=task_type, labels=labels, metadata=metadata
+        )
+        if not is_released(completion):
+            raise _refusal(completion)
+        stored = StoredResponse.objects.get(job=job)
+        body = response_object(stored, job, completion)
+        if data["stream"]:
+            # Only a released answer gets here: everything above has already refused a held one, before any
+            # byte of the stream.
+            return StreamingHttpResponse(
+                response_events(body),
+                content_type="text/event-stream",
+                headers={**route_headers(completion), "Cache-Control": "no-cache"},
+            )
+        return Response(body, headers=route_headers(completion))
+
+
+class ResponseApi(ApiView):
+    error_style = "openai"
+    required_scopes = {"GET": "jobs:read"}
+
+    @extend_schema(
+        operation_id="openai_responses_retrieve",
+        summary="A stored response (OpenAI-compatible)",
+        description=(
+            "A response this application made with `store: true`. Its status at any time; its output only once "
+            "the job's answer is released (a held one is `in_progress` with no output; a blocked or rejected one "
+            "`failed`). Another application's response, or one not stored, is 404."
+        ),
+        responses={
+            200: ResponseOutputSerializer,
+            **{code: OPENAI_ERRORS[code] for code in (401, 403, 405, 406, 429)},
+            404: RESPONSE_ERRORS[404],
+        },
+        tags=["openai"],
+    )
+    def get(self, request: Request, response_id: str) -> Response:
+        stored = stored_response_for(self.application, response_id)
+        completion = selectors.job_completion_for_application(application=self.application, job_id=stored.job_id)
+        if completion is None:
+            raise not_found(response_id)
+        headers = route_headers(completion) if is_released(completion) else {"x-arbiter-job-id": str(completion.id)}
+        return Response(response_object(stored, stored.job, completion), headers=headers)

@@ -1,0 +1,473 @@
+"""The Responses API through the real `openai` SDK against a live Arbiter: each response is one governed
+job, its route in the headers, its output only what the release gate lets out."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from audit.models import LedgerEvent
+from routing.models import Job, JobStatus, StoredResponse
+from tests.support.factories import ApplicationFactory
+from tests.support.live import live_arbiter
+from tests.support.personas import key_for
+
+pytestmark = pytest.mark.slow
+
+REFUND_TOOL = {
+    "type": "function",
+    "name": "issue_refund",
+    "description": "Refund an order.",
+    "parameters": {"type": "object", "properties": {"amount": {"type": "number"}}},
+    "strict": False,
+}
+CONFIDENT = "[task:classification] [confidence:nano=0.95,mini=0.9,flagship=0.9]"
+REFUND = '[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {"amount": 50}]'
+
+
+@pytest.fixture(scope="module")
+def arbiter(django_db_setup, django_db_blocker, model_server):
+    with django_db_blocker.unblock():
+        yield from live_arbiter(model_server.base_url)
+
+
+@pytest.fixture
+def sdk(arbiter, live_db) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+
+
+def create(sdk: openai.OpenAI, *, task_type: str = "classification", **fields):
+    return sdk.responses.with_raw_response.create(
+        model="auto", extra_headers={"x-arbiter-task-type": task_type}, **fields
+    )
+
+
+def job_of(response) -> Job:
+    assert response.id.startswith("resp_")
+    return Job.objects.get(pk=response.id.removeprefix("resp_"))
+
+
+def events_of(job: Job) -> list[str]:
+    return list(LedgerEvent.objects.filter(subject_job=str(job.pk)).order_by("id").values_list("event_type", flat=True))
+
+
+@pytest.mark.django_db
+def test_responses_without_a_key_is_401_in_openai_form(client):
+    # Also the django_db test that makes pytest-django create the test database for this module.
+    response = client.post("/v1/responses", {"model": "auto", "input": "hi"}, content_type="application/json")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_string_input_is_one_governed_job_answered_as_a_response(sdk, arbiter):
+    raw = create(sdk, input=f"{CONFIDENT} Billing or tech?")
+    response = raw.parse()
+    assert response.object == "response" and response.status == "completed"
+    assert response.output_text
+    assert [item.type for item in response.output] == ["message"]
+    job = job_of(response)
+    assert job.application == arbiter.setup.application and job.status == JobStatus.COMPLETED
+    assert job.request["messages"] == [{"role": "user", "content": f"{CONFIDENT} Billing or tech?"}]
+    assert raw.headers["x-arbiter-job-id"] == str(job.pk)
+    assert raw.headers["x-arbiter-final-tier"] == "nano"
+    assert raw.headers["x-arbiter-policy-version"] == f"{arbiter.setup.policy.name}@v1"
+    decision = LedgerEvent.objects.get(pk=int(raw.headers["x-arbiter-decision-id"]))
+    assert decision.event_type == "route.decided" and decision.subject_job == str(job.pk)
+    assert events_of(job) == ["job.submitted", "route.decided", "model.called", "confidence.scored", "job.completed"]
+    step = job.steps.get()
+    assert response.usage.input_tokens == step.prompt_tokens
+    assert response.usage.total_tokens == step.prompt_tokens + step.completion_tokens
+    assert response.model == step.model
+
+
+def test_instructions_are_the_first_message_and_metadata_steers_the_job(sdk):
+    response = sdk.responses.create(
+        model="auto",
+        instructions="Answer with the queue's name only.",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": f"{CONFIDENT} Card charged twice"}]}],
+        metadata={"task_type": "classification", "labels": '{"team": "support"}', "ticket": "T-1"},
+    )
+    job = job_of(response)
+    assert job.request["messages"] == [
+        {"role": "system", "content": "Answer with the queue's name only."},
+        {"role": "user", "content": f"{CONFIDENT} Card charged twice"},
+    ]
+    assert job.task_type == "classification" and job.labels == {"team": "support"}
+    assert response.instructions == "Answer with the queue's name only."
+    assert response.metadata == {"ticket": "T-1"}
+
+
+def test_a_function_tool_call_and_its_output_make_a_round_trip(sdk, arbiter):
+    first_raw = create(sdk, task_type="general", input=f"{REFUND} refund please", tools=[REFUND_TOOL])
+    first = first_raw.parse()
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1
+    assert calls[0].name == "issue_refund"
+    assert json.loads(calls[0].arguments) == {"amount": 50}
+    first_job = job_of(first)
+    assert first_job.request["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "issue_refund",
+                "description": "Refund an order.",
+                "parameters": REFUND_TOOL["parameters"],
+                "strict": False,
+            },
+        }
+    ]
+    assert first.tools[0].name == "issue_refund"
+    # The client runs the tool and sends the whole conversation back, as the Agents SDK does.
+    second = sdk.responses.create(
+        model="auto",
+        extra_headers={"x-arbiter-task-type": "general"},
+        tools=[REFUND_TOOL],
+        input=[
+            {"role": "user", "content": f"{REFUND} refund please"},
+            *[item.model_dump(exclude_none=True) for item in first.output],
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": '{"refunded": 50}'},
+        ],
+    )
+    assert [item.type for item in second.output] == ["message"]
+    assert second.output_text
+    messages = job_of(second).request["messages"]
+    assert messages[1]["role"] == "assistant"
+    assert messages[1]["tool_calls"][0]["id"] == calls[0].call_id
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "issue_refund"
+    assert messages[2] == {"role": "tool", "tool_call_id": calls[0].call_id, "content": '{"refunded": 50}'}
+    assert job_of(second) != first_job
+
+
+def test_previous_response_id_prepends_its_conversation_and_answer_not_its_instructions(sdk):
+    first = sdk.responses.create(
+        model="auto",
+        instructions="Be terse.",
+        input=f"{CONFIDENT} My order is late",
+        extra_headers={"x-arbiter-task-type": "classification"},
+    )
+    second = sdk.responses.create(
+        model="auto",
+        previous_response_id=first.id,
+        input=f"{CONFIDENT} And where is it now?",
+        extra_headers={"x-arbiter-task-type": "classification"},
+    )
+    assert second.previous_response_id == first.id
+    assert second.instructions is None
+    assert job_of(second).request["messages"] == [
+        {"role": "user", "content": f"{CONFIDENT} My order is late"},
+        {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": f"{CONFIDENT} And where is it now?"},
+    ]
+    assert StoredResponse.objects.get(job=job_of(second)).previous_id == job_of(first).pk
+
+
+def test_a_stored_response_is_retrieved_and_an_unstored_one_is_not(sdk):
+    made = sdk.responses.create(model="auto", input=f"{CONFIDENT} keep me", metadata={"task_type": "classification"})
+    retrieved_raw = sdk.responses.with_raw_response.retrieve(made.id)
+    retrieved = retrieved_raw.parse()
+    assert retrieved.id == made.id and retrieved.status == "completed"
+    assert retrieved.output_text == made.output_text
+    assert retrieved.usage.total_tokens == made.usage.total_tokens
+    assert retrieved_raw.headers["x-arbiter-job-id"] == str(job_of(made).pk)
+    assert retrieved_raw.headers["x-arbiter-final-tier"] == "nano"
+
+    unstored = sdk.responses.create(
+        model="auto", input=f"{CONFIDENT} forget me", store=False, metadata={"task_type": "classification"}
+    )
+    assert unstored.store is False and unstored.output_text
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.retrieve(unstored.id)
+    assert raised.value.code == "response_not_found"
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.create(model="auto", input="go on", previous_response_id=unstored.id)
+    assert raised.value.param == "previous_response_id"
+
+
+def test_another_applications_response_is_404_to_read_or_to_continue(sdk, arbiter):
+    made = sdk.responses.create(model="auto", input=f"{CONFIDENT} mine", metadata={"task_type": "classification"})
+    other = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=key_for(ApplicationFactory(), "jobs:read", "jobs:write"),
+        max_retries=0,
+        timeout=60,
+    )
+    with pytest.raises(openai.NotFoundError) as raised:
+        other.responses.retrieve(made.id)
+    assert raised.value.code == "response_not_found"
+    before = Job.objects.count()
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="auto", input="go on", previous_response_id=made.id)
+    assert Job.objects.count() == before
+    # A chat completion's job is not a response either.
+    chat = sdk.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": f"{CONFIDENT} chat"}], metadata={"task_type": "general"}
+    )
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(f"resp_{chat.id.removeprefix('chatcmpl-')}")
+
+
+def test_a_held_job_is_the_same_409_and_its_response_shows_no_output_until_released(sdk, arbiter):
+    with pytest.raises(openai.ConflictError) as raised:
+        create(sdk, input="[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] Unsure")
+    assert raised.value.code == "approval_required"
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    assert job.status == JobStatus.AWAITING_APPROVAL and job.result  # there is an answer, withheld
+    assert raised.value.response.headers["x-arbiter-job-id"] == str(job.pk)
+    assert "x-arbiter-final-tier" not in raised.value.response.headers
+    held = sdk.responses.retrieve(f"resp_{job.pk.hex}")
+    assert held.status == "in_progress" and held.output == [] and held.usage is None
+    assert held.model_extra["arbiter"]["result_withheld"] == "awaiting_approval"
+    assert "approval.requested" in events_of(job)
+    # Nor can a conversation continue from it: the answer would reach the model and come back.
+    with pytest.raises(openai.ConflictError) as raised:
+        sdk.responses.create(model="auto", input="go on", previous_response_id=held.id)
+    assert raised.value.code == "previous_response_not_released"
+
+
+def test_once_a_reviewer_approves_the_held_response_reads_back_with_its_output_and_continues(sdk, arbiter):
+    from controlplane.roles import Role
+    from review.services import approval_approve
+    from tests.support.factories import UserFactory
+
+    with pytest.raises(openai.ConflictError) as raised:
+        create(sdk, input="[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] Unsure, then approved")
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    assert sdk.responses.retrieve(f"resp_{job.pk.hex}").output == []
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="fine")
+    raw = sdk.responses.with_raw_response.retrieve(f"resp_{job.pk.hex}")
+    released = raw.parse()
+    assert released.status == "completed" and released.output_text
+    assert raw.headers["x-arbiter-final-tier"] == "flagship"
+    assert released.model_extra["arbiter"]["result_withheld"] is None
+    continued = sdk.responses.create(
+        model="auto", previous_response_id=released.id, input=f"{CONFIDENT} thanks", metadata={"task_type": "general"}
+    )
+    assert job_of(continued).request["messages"][1] == {"role": "assistant", "content": released.output_text}
+
+
+def test_a_blocked_tool_call_is_a_403_and_its_response_failed_without_the_call(sdk, arbiter):
+    with pytest.raises(openai.PermissionDeniedError) as raised:
+        create(
+            sdk,
+            task_type="general",
+            input="[task:general] [confidence:mini=0.9,flagship=0.9] [call:delete_everything {}] tidy up",
+            tools=[REFUND_TOOL],
+        )
+    assert raised.value.code == "tool_call_blocked"
+    assert "delete_everything" not in raised.value.response.text
+    job_id = raised.value.body["job_id"]
+    raw = sdk.responses.with_raw_response.retrieve(f"resp_{job_id.replace('-', '')}")
+    blocked = raw.parse()
+    assert blocked.status == "failed" and blocked.output == []
+    assert blocked.error.code == "tool_call_blocked"
+    assert "delete_everything" not in raw.http_response.text
+
+
+def test_unsupported_shapes_are_400s_that_name_the_field(sdk, arbiter):
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(model="auto", input="hi", tools=[{"type": "web_search"}])
+    assert raised.value.param == "tools"
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(
+            model="auto", input=[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]
+        )
+    assert raised.value.param == "input"
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.create(model="gpt-4.1", input="hi")
+    assert raised.value.code == "model_not_found"
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before
+
+
+def test_text_format_json_schema_becomes_the_jobs_response_format(sdk):
+    schema = {"type": "object", "properties": {"queue": {"type": "string"}}, "required": ["queue"]}
+    response = sdk.responses.create(
+        model="auto",
+        input=f"{CONFIDENT} Which queue?",
+        text={"format": {"type": "json_schema", "name": "route", "schema": schema, "strict": True}},
+        metadata={"task_type": "classification"},
+    )
+    job = job_of(response)
+    assert job.request["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "route", "schema": schema, "strict": True},
+    }
+    assert response.text.format.type == "json_schema" and response.text.format.name == "route"
+    assert "queue" in json.loads(response.output_text)
+
+
+def test_the_openai_agents_sdk_runs_a_function_tool_on_its_default_responses_api(arbiter, live_db):
+    from agents import Agent, RunConfig, Runner, function_tool
+    from agents.models.openai_provider import OpenAIProvider
+
+    refunds: list[int] = []
+
+    @function_tool
+    def issue_refund(amount: int) -> str:
+        """Refund an order."""
+        refunds.append(amount)
+        return f"refunded {amount}"
+
+    client = openai.AsyncOpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+    agent = Agent(name="support", instructions="Help with refunds.", model="auto", tools=[issue_refund])
+    before = set(Job.objects.filter(application=arbiter.setup.application).values_list("pk", flat=True))
+    result = Runner.run_sync(
+        agent,
+        f"{REFUND} refund order 7",
+        # The provider is the SDK's own (Responses API by default); only its client points at Arbiter, and
+        # tracing, which would upload to OpenAI, is off.
+        run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True),
+    )
+    assert refunds == [50]
+    assert result.final_output
+    jobs = list(Job.objects.filter(application=arbiter.setup.application).exclude(pk__in=before).order_by("created_at"))
+    assert len(jobs) == 2  # one governed job per model call: the tool call, then the answer
+    assert all(job.status == JobStatus.COMPLETED for job in jobs)
+    assert all(StoredResponse.objects.filter(job=job).exists() for job in jobs)
+    assert jobs[0].request["messages"][0] == {"role": "system", "content": "Help with refunds."}
+    assert jobs[1].request["messages"][-1]["role"] == "tool"
+    assert jobs[1].request["messages"][-1]["content"] == "refunded 50"
+    assert [events_of(job)[0] for job in jobs] == ["job.submitted", "job.submitted"]
+    assert all("route.decided" in events_of(job) and events_of(job)[-1] == "job.completed" for job in jobs)
+    assert [response.response_id for response in result.raw_responses] == [f"resp_{job.pk.hex}" for job in jobs]
+
+
+def test_a_streamed_response_is_the_released_answer_as_the_documented_events(sdk, arbiter):
+    with sdk.responses.with_streaming_response.create(
+        model="auto",
+        input=f"{REFUND} refund please",
+        tools=[REFUND_TOOL],
+        stream=True,
+        extra_headers={"x-arbiter-task-type": "general"},
+    ) as raw:
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        assert raw.headers["x-arbiter-final-tier"]
+        events = list(raw.parse())
+    types = [event.type for event in events]
+    assert types == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    done = events[-1].response
+    job = job_of(done)
+    assert raw.headers["x-arbiter-job-id"] == str(job.pk)
+    assert events[4].delta == done.output[0].content[0].text
+    assert json.loads(events[9].delta) == {"amount": 50}
+    # The same governed answer as GET reads back: one job, its ledger complete.
+    assert sdk.responses.retrieve(done.id).output == done.output
+    assert events_of(job)[0] == "job.submitted" and events_of(job)[-1] == "job.completed"
+
+
+def test_a_held_streamed_response_is_the_json_409_before_any_event_and_one_job(sdk, arbiter):
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    with pytest.raises(openai.ConflictError) as raised:
+        sdk.responses.create(
+            model="auto",
+            input="[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] Unsure, streamed",
+            stream=True,
+            metadata={"task_type": "classification"},
+        )
+    assert raised.value.code == "approval_required"
+    assert raised.value.response.headers["content-type"].startswith("application/json")
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before + 1
+
+
+def test_the_agents_sdk_streams_a_run_with_a_function_tool(arbiter, live_db):
+    import asyncio
+
+    from agents import Agent, RunConfig, Runner, function_tool
+    from agents.models.openai_provider import OpenAIProvider
+
+    @function_tool
+    def issue_refund(amount: int) -> str:
+        """Refund an order."""
+        return f"refunded {amount}"
+
+    client = openai.AsyncOpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+    agent = Agent(name="support", instructions="Help with refunds.", model="auto", tools=[issue_refund])
+
+    async def run():
+        result = Runner.run_streamed(
+            agent,
+            f"{REFUND} refund order 8",
+            run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True),
+        )
+        kinds = [event.type async for event in result.stream_events()]
+        return result, kinds
+
+    result, kinds = asyncio.run(run())
+    assert result.final_output
+    assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+    outputs = [item for item in result.new_items if item.type == "tool_call_output_item"]
+    assert [item.output for item in outputs] == ["refunded 50"]
+    assert len(result.raw_responses) == 2
+    for response in result.raw_responses:
+        job = Job.objects.get(pk=response.response_id.removeprefix("resp_"))
+        assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
+
+
+def test_erasing_a_response_erases_the_responses_that_continued_it(sdk, arbiter):
+    from audit.ledger import Actor
+    from routing.services.erasure import erasure_apply, erasure_select
+
+    ask = {"model": "auto", "metadata": {"task_type": "classification"}}
+    first = sdk.responses.create(**ask, input=f"{CONFIDENT} I am ada.lovelace@example.com")
+    second = sdk.responses.create(**ask, previous_response_id=first.id, input=f"{CONFIDENT} and my order?")
+    assert "ada.lovelace@example.com" in json.dumps(job_of(second).request)  # the conversation, copied
+    selection = erasure_select(job=job_of(first))
+    assert set(selection.job_ids) == {str(job_of(first).pk), str(job_of(second).pk)}
+    erasure_apply(selection=selection, actor=Actor.system("test"), reason="data_subject_request")
+    for made in (first, second):
+        assert "ada.lovelace" not in json.dumps(job_of(made).request)
+        assert sdk.responses.retrieve(made.id).output == []
+    with pytest.raises(openai.ConflictError) as raised:
+        sdk.responses.create(**ask, previous_response_id=first.id, input="go on")
+    assert raised.value.code == "previous_response_erased"
+
+
+def test_an_idempotent_retry_is_the_same_response_and_one_job(sdk, arbiter):
+    fields = {"model": "auto", "input": f"{CONFIDENT} once only", "metadata": {"task_type": "classification"}}
+    key = {"Idempotency-Key": f"resp-{arbiter.queue}"}
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    first = sdk.responses.create(**fields, extra_headers=key)
+    again = sdk.responses.create(**fields, extra_headers=key)
+    assert again.id == first.id and again.output_text == first.output_text
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before + 1
+    with pytest.raises(openai.UnprocessableEntityError) as raised:
+        sdk.responses.create(**{**fields, "input": "another body"}, extra_headers=key)
+    assert raised.value.code == "idempotency_conflict"
+
+
+def test_tool_choice_reaches_the_deployment_in_the_chat_shape(sdk, arbiter):
+    # The model would call the tool; `none` forbids it, as on chat completions.
+    refused = create(sdk, task_type="general", input=f"{REFUND} but do not", tools=[REFUND_TOOL], tool_choice="none")
+    answer = refused.parse()
+    assert [item.type for item in answer.output] == ["message"]
+    assert job_of(answer).request["parameters"]["tool_choice"] == "none"
+    # A named function travels in the chat shape ({type, function: {name}}) and is read back as given.
+    forced = create(
+        sdk,
+        task_type="general",
+        input=f"{REFUND} again",
+        tools=[REFUND_TOOL],
+        tool_choice={"type": "function", "name": "issue_refund"},
+    ).parse()
+    assert job_of(forced).request["parameters"]["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "issue_refund"},
+    }
+    assert [item.name for item in forced.output if item.type == "function_call"] == ["issue_refund"]
