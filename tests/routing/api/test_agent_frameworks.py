@@ -1,0 +1,215 @@
+"""Real third-party clients pointed at a live Arbiter: LangChain's `ChatOpenAI` and pydantic-ai. Each call
+is exactly one governed job with its ledger events, its route in the headers where the client shows them,
+and a held call under the client's default retry settings is one held job and one error, never the answer.
+
+litellm and instructor are not here: every release of them on the registry needs a `certifi` or `jiter`
+newer/older than requirements.lock pins for the `openai` SDK (see the issue #13 report)."""
+
+from __future__ import annotations
+
+import uuid
+
+import openai
+import pytest
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
+from pydantic_ai import Agent
+from pydantic_ai.exceptions import ModelHTTPError
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
+
+from audit.models import LedgerEvent
+from routing.models import ApprovalRequest, Job, JobStatus
+from tests.support.live import live_arbiter
+
+pytestmark = pytest.mark.slow
+
+CONFIDENT = "[task:general] [confidence:mini=0.9,flagship=0.9]"
+UNSURE = "[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4]"
+HEADERS = {"x-arbiter-task-type": "general"}
+
+
+class Ticket(BaseModel):
+    label: str
+    confidence: float
+
+
+@tool
+def lookup_order(order: str) -> str:
+    """Look an order up by its id."""
+    return order
+
+
+@pytest.fixture(scope="module")
+def arbiter(django_db_setup, django_db_blocker, model_server):
+    with django_db_blocker.unblock():
+        yield from live_arbiter(model_server.base_url)
+
+
+class Sent:
+    """Counts the HTTP requests a client sends (its retries included)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def __call__(self, request: object) -> None:
+        self.requests += 1
+
+
+@pytest.fixture
+def langchain(arbiter, live_db) -> ChatOpenAI:
+    return ChatOpenAI(
+        model="auto",
+        base_url=f"{arbiter.url}/v1",
+        api_key=arbiter.key,
+        default_headers=HEADERS,
+        include_response_headers=True,
+        max_retries=0,
+        timeout=60,
+    )
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex}"
+
+
+class NewJobs:
+    """The jobs of the application made since it was opened (the tests of a module run one at a time)."""
+
+    def __init__(self, arbiter) -> None:
+        self.application = arbiter.setup.application
+        self.before = set(Job.objects.filter(application=self.application).values_list("pk", flat=True))
+
+    def all(self) -> list[Job]:
+        return list(Job.objects.filter(application=self.application).exclude(pk__in=self.before))
+
+    def one(self) -> Job:
+        jobs = self.all()
+        assert len(jobs) == 1, f"expected exactly one job, got {len(jobs)}"
+        return jobs[0]
+
+
+def events_of(job: Job) -> list[str]:
+    return list(LedgerEvent.objects.filter(subject_job=str(job.pk)).order_by("id").values_list("event_type", flat=True))
+
+
+def assert_completed_and_routed(job: Job, headers: dict[str, str] | None, arbiter) -> None:
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    events = events_of(job)
+    assert events[:2] == ["job.submitted", "route.decided"] and events[-1] == "job.completed"
+    assert "model.called" in events
+    if headers is not None:
+        assert headers["x-arbiter-job-id"] == str(job.pk)
+        assert headers["x-arbiter-final-tier"] == job.final_tier
+        assert headers["x-arbiter-policy-version"] == f"{arbiter.setup.policy.name}@v1"
+        decision = LedgerEvent.objects.get(pk=int(headers["x-arbiter-decision-id"]))
+        assert decision.event_type == "route.decided" and decision.subject_job == str(job.pk)
+
+
+@pytest.mark.django_db
+def test_the_database_is_set_up():
+    pass  # the django_db test that makes pytest-django create the test database for this module
+
+
+# --- LangChain ChatOpenAI -------------------------------------------------------------------------------
+
+
+def test_langchain_invoke_is_one_governed_job_with_its_route_in_the_headers(langchain, arbiter):
+    jobs = NewJobs(arbiter)
+    message = langchain.invoke(unique(f"{CONFIDENT} Where is my parcel?"))
+    assert message.content
+    assert_completed_and_routed(jobs.one(), message.response_metadata["headers"], arbiter)
+
+
+def test_langchain_stream_yields_the_answer_in_chunks_of_one_job(langchain, arbiter):
+    jobs = NewJobs(arbiter)
+    chunks = list(langchain.stream(unique(f"{CONFIDENT} Where is my parcel?")))
+    assert len(chunks) > 1
+    text = "".join(chunk.content for chunk in chunks)
+    job = jobs.one()
+    headers = next(chunk.response_metadata["headers"] for chunk in chunks if "headers" in chunk.response_metadata)
+    assert_completed_and_routed(job, headers, arbiter)
+    assert text == job.result["output"]["content"]
+
+
+def test_langchain_bind_tools_gets_the_tool_call(langchain, arbiter):
+    jobs = NewJobs(arbiter)
+    message = langchain.bind_tools([lookup_order]).invoke(
+        unique(f'{CONFIDENT} [call:lookup_order {{"order": "A-1"}}] Where is my parcel?')
+    )
+    assert [(call["name"], call["args"]) for call in message.tool_calls] == [("lookup_order", {"order": "A-1"})]
+    assert_completed_and_routed(jobs.one(), message.response_metadata["headers"], arbiter)
+
+
+@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
+def test_langchain_with_structured_output_gives_a_pydantic_object(langchain, arbiter, method):
+    jobs = NewJobs(arbiter)
+    structured = langchain.with_structured_output(Ticket, method=method, include_raw=True)
+    result = structured.invoke(unique(f"{CONFIDENT} Classify: card charged twice"))
+    assert result["parsing_error"] is None
+    assert isinstance(result["parsed"], Ticket)
+    assert_completed_and_routed(jobs.one(), result["raw"].response_metadata["headers"], arbiter)
+
+
+def test_langchain_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
+    sent = Sent()
+    client = ChatOpenAI(
+        model="auto",
+        base_url=f"{arbiter.url}/v1",
+        api_key=arbiter.key,
+        default_headers={"x-arbiter-task-type": "classification"},
+        http_client=openai.DefaultHttpxClient(event_hooks={"request": [sent]}),
+    )  # max_retries left at its default
+    jobs = NewJobs(arbiter)
+    with pytest.raises(openai.ConflictError) as raised:
+        client.invoke(unique(f"{UNSURE} unsure"))
+    assert raised.value.code == "approval_required"
+    assert sent.requests == 1
+    job = jobs.one()
+    assert job.status == JobStatus.AWAITING_APPROVAL
+    assert ApprovalRequest.objects.filter(job=job).count() == 1
+    assert "approval.requested" in events_of(job)
+
+
+# --- pydantic-ai ----------------------------------------------------------------------------------------
+
+
+def pydantic_ai_agent(arbiter, *, task_type: str = "general", sent: Sent | None = None) -> Agent:
+    hooks = {"request": [_async_hook(sent)]} if sent else {}
+    client = openai.AsyncOpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=arbiter.key,
+        default_headers={"x-arbiter-task-type": task_type},
+        http_client=openai.DefaultAsyncHttpxClient(event_hooks=hooks),
+    )  # max_retries left at the SDK's default, as pydantic-ai leaves it
+    return Agent(OpenAIChatModel("auto", provider=OpenAIProvider(openai_client=client)), output_type=Ticket)
+
+
+def _async_hook(sent: Sent):
+    async def hook(request: object) -> None:
+        sent(request)
+
+    return hook
+
+
+def test_pydantic_ai_default_structured_output_is_one_governed_job(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    result = pydantic_ai_agent(arbiter).run_sync(unique(f"{CONFIDENT} Classify: card charged twice"))
+    assert isinstance(result.output, Ticket)
+    job = jobs.one()
+    assert_completed_and_routed(job, None, arbiter)  # pydantic-ai does not show response headers
+    assert job.result["output"]["tool_calls"][0]["name"] == "final_result"  # its default: a tool output
+
+
+def test_pydantic_ai_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
+    sent = Sent()
+    jobs = NewJobs(arbiter)
+    with pytest.raises(ModelHTTPError) as raised:
+        pydantic_ai_agent(arbiter, task_type="classification", sent=sent).run_sync(unique(f"{UNSURE} unsure"))
+    assert raised.value.status_code == 409
+    assert sent.requests == 1
+    job = jobs.one()
+    assert job.status == JobStatus.AWAITING_APPROVAL
+    assert ApprovalRequest.objects.filter(job=job).count() == 1
