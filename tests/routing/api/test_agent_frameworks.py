@@ -14,7 +14,7 @@ import pytest
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
-from pydantic_ai import Agent
+from pydantic_ai import Agent, NativeOutput
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
@@ -97,15 +97,21 @@ def events_of(job: Job) -> list[str]:
 def assert_completed_and_routed(job: Job, headers: dict[str, str] | None, arbiter) -> None:
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
-    events = events_of(job)
-    assert events[:2] == ["job.submitted", "route.decided"] and events[-1] == "job.completed"
-    assert "model.called" in events
+    assert events_of(job) == ["job.submitted", "route.decided", "model.called", "confidence.scored", "job.completed"]
     if headers is not None:
         assert headers["x-arbiter-job-id"] == str(job.pk)
         assert headers["x-arbiter-final-tier"] == job.final_tier
         assert headers["x-arbiter-policy-version"] == f"{arbiter.setup.policy.name}@v1"
         decision = LedgerEvent.objects.get(pk=int(headers["x-arbiter-decision-id"]))
         assert decision.event_type == "route.decided" and decision.subject_job == str(job.pk)
+
+
+def assert_held(job: Job) -> None:
+    assert job.status == JobStatus.AWAITING_APPROVAL
+    assert ApprovalRequest.objects.filter(job=job).count() == 1
+    events = events_of(job)
+    assert events[:2] == ["job.submitted", "route.decided"] and events[-1] == "approval.requested"
+    assert "job.completed" not in events
 
 
 @pytest.mark.django_db
@@ -168,15 +174,26 @@ def test_langchain_held_call_on_default_retries_is_one_held_job_and_one_error(ar
     assert raised.value.code == "approval_required"
     assert sent.requests == 1
     job = jobs.one()
-    assert job.status == JobStatus.AWAITING_APPROVAL
-    assert ApprovalRequest.objects.filter(job=job).count() == 1
-    assert "approval.requested" in events_of(job)
+    assert_held(job)
+    assert_held(job)
+
+
+def test_langchain_stream_of_a_held_call_raises_before_any_chunk(langchain, arbiter):
+    jobs = NewJobs(arbiter)
+    unsure = langchain.model_copy(update={"default_headers": {"x-arbiter-task-type": "classification"}})
+    chunks = []
+    with pytest.raises(openai.ConflictError) as raised:
+        for chunk in unsure.stream(unique(f"{UNSURE} unsure")):
+            chunks.append(chunk)
+    assert raised.value.code == "approval_required"
+    assert chunks == []  # not a byte of the held answer
+    assert_held(jobs.one())
 
 
 # --- pydantic-ai ----------------------------------------------------------------------------------------
 
 
-def pydantic_ai_agent(arbiter, *, task_type: str = "general", sent: Sent | None = None) -> Agent:
+def pydantic_ai_agent(arbiter, *, task_type: str = "general", sent: Sent | None = None, output_type=Ticket) -> Agent:
     hooks = {"request": [_async_hook(sent)]} if sent else {}
     client = openai.AsyncOpenAI(
         base_url=f"{arbiter.url}/v1",
@@ -184,7 +201,7 @@ def pydantic_ai_agent(arbiter, *, task_type: str = "general", sent: Sent | None 
         default_headers={"x-arbiter-task-type": task_type},
         http_client=openai.DefaultAsyncHttpxClient(event_hooks=hooks),
     )  # max_retries left at the SDK's default, as pydantic-ai leaves it
-    return Agent(OpenAIChatModel("auto", provider=OpenAIProvider(openai_client=client)), output_type=Ticket)
+    return Agent(OpenAIChatModel("auto", provider=OpenAIProvider(openai_client=client)), output_type=output_type)
 
 
 def _async_hook(sent: Sent):
@@ -203,6 +220,23 @@ def test_pydantic_ai_default_structured_output_is_one_governed_job(arbiter, live
     assert job.result["output"]["tool_calls"][0]["name"] == "final_result"  # its default: a tool output
 
 
+def test_pydantic_ai_native_output_is_a_json_schema_answer_of_one_job(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    agent = pydantic_ai_agent(arbiter, output_type=NativeOutput(Ticket))
+    result = agent.run_sync(unique(f"{CONFIDENT} Classify: card charged twice"))
+    assert isinstance(result.output, Ticket)
+    job = jobs.one()
+    assert_completed_and_routed(job, None, arbiter)
+    assert job.request["response_format"]["type"] == "json_schema"
+
+
+def test_pydantic_ai_streamed_structured_output_is_one_governed_job(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    streamed = pydantic_ai_agent(arbiter).run_stream_sync(unique(f"{CONFIDENT} Classify: card charged twice"))
+    assert isinstance(streamed.get_output(), Ticket)
+    assert_completed_and_routed(jobs.one(), None, arbiter)
+
+
 def test_pydantic_ai_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
     sent = Sent()
     jobs = NewJobs(arbiter)
@@ -211,5 +245,4 @@ def test_pydantic_ai_held_call_on_default_retries_is_one_held_job_and_one_error(
     assert raised.value.status_code == 409
     assert sent.requests == 1
     job = jobs.one()
-    assert job.status == JobStatus.AWAITING_APPROVAL
-    assert ApprovalRequest.objects.filter(job=job).count() == 1
+    assert_held(job)
