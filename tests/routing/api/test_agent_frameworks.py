@@ -1,14 +1,16 @@
-"""Real third-party clients pointed at a live Arbiter: LangChain's `ChatOpenAI` and pydantic-ai. Each call
-is exactly one governed job with its ledger events, its route in the headers where the client shows them,
-and a held call under the client's default retry settings is one held job and one error, never the answer.
+"""Real third-party clients pointed at a live Arbiter: LangChain's `ChatOpenAI`, pydantic-ai and litellm. Each call
+is exactly one governed job with its ledger events, its route in the headers where the client shows them, and a
+held call under the client's default retry settings is one held job and one error, never the answer.
 
-litellm and instructor are not here: every release of them on the registry needs a `certifi` or `jiter`
-newer/older than requirements.lock pins for the `openai` SDK (see the issue #13 report)."""
+instructor is not here: no release of it installs beside the pinned `openai` (1.15-1.17 need `jiter<0.15`,
+`openai` 3.54.0 needs `jiter>=0.16`). litellm is 1.80.0, an older release that takes both the pinned `openai`
+(1.100.0 and 1.106.12 want `openai<3`) and the pinned `certifi` (1.108.0, 1.109.3 and 1.110.2 want a newer one)."""
 
 from __future__ import annotations
 
 import uuid
 
+import litellm
 import openai
 import pytest
 from langchain_core.tools import tool
@@ -246,3 +248,73 @@ def test_pydantic_ai_held_call_on_default_retries_is_one_held_job_and_one_error(
     assert sent.requests == 1
     job = jobs.one()
     assert_held(job)
+
+
+# --- litellm (as a client) ------------------------------------------------------------------------------
+
+
+def litellm_call(arbiter, content: str, **options):
+    return litellm.completion(
+        model="openai/auto",
+        api_base=f"{arbiter.url}/v1",
+        api_key=arbiter.key,
+        messages=[{"role": "user", "content": content}],
+        **options,
+    )
+
+
+def litellm_route_headers(response) -> dict[str, str]:
+    """litellm hands the provider's response headers back prefixed with `llm_provider-`."""
+    headers = response._hidden_params["additional_headers"]
+    prefix = "llm_provider-"
+    return {name.removeprefix(prefix): value for name, value in headers.items() if name.startswith(prefix)}
+
+
+def test_litellm_completion_is_one_governed_job_with_its_route_in_the_headers(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    response = litellm_call(arbiter, unique(f"{CONFIDENT} Where is my parcel?"), extra_headers=HEADERS)
+    assert response.choices[0].message.content
+    job = jobs.one()
+    assert_completed_and_routed(job, litellm_route_headers(response), arbiter)
+    assert response.choices[0].message.content == job.result["output"]["content"]
+
+
+def test_litellm_stream_yields_the_answer_of_one_job(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    chunks = list(litellm_call(arbiter, unique(f"{CONFIDENT} Where is my parcel?"), extra_headers=HEADERS, stream=True))
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    job = jobs.one()
+    assert_completed_and_routed(job, None, arbiter)
+    assert text == job.result["output"]["content"]
+
+
+def test_litellm_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
+    sent = Sent()
+    client = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=arbiter.key,
+        http_client=openai.DefaultHttpxClient(event_hooks={"request": [sent]}),
+    )  # the SDK's default retries; litellm's own num_retries left at its default
+    jobs = NewJobs(arbiter)
+    with pytest.raises(litellm.exceptions.APIError) as raised:
+        litellm_call(
+            arbiter, unique(f"{UNSURE} unsure"), extra_headers={"x-arbiter-task-type": "classification"}, client=client
+        )
+    assert raised.value.status_code == 409
+    assert sent.requests == 1
+    job = jobs.one()
+    assert_held(job)
+    assert f"job {job.pk} is held for human approval" in str(raised.value)
+
+
+def test_litellm_stream_of_a_held_call_raises_before_any_chunk(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    chunks = []
+    with pytest.raises(litellm.exceptions.APIError) as raised:
+        for chunk in litellm_call(
+            arbiter, unique(f"{UNSURE} unsure"), extra_headers={"x-arbiter-task-type": "classification"}, stream=True
+        ):
+            chunks.append(chunk)
+    assert raised.value.status_code == 409
+    assert chunks == []
+    assert_held(jobs.one())
