@@ -8,6 +8,7 @@ instructor is not here: no release of it installs beside the pinned `openai` (1.
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import litellm
@@ -250,6 +251,15 @@ def test_pydantic_ai_held_call_on_default_retries_is_one_held_job_and_one_error(
     assert_held(job)
 
 
+def test_pydantic_ai_streamed_held_call_raises_before_any_output(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    agent = pydantic_ai_agent(arbiter, task_type="classification")
+    with pytest.raises(ModelHTTPError) as raised:
+        agent.run_stream_sync(unique(f"{UNSURE} unsure")).get_output()
+    assert raised.value.status_code == 409
+    assert_held(jobs.one())
+
+
 # --- litellm (as a client) ------------------------------------------------------------------------------
 
 
@@ -286,6 +296,18 @@ def test_litellm_stream_yields_the_answer_of_one_job(arbiter, live_db):
     job = jobs.one()
     assert_completed_and_routed(job, None, arbiter)
     assert text == job.result["output"]["content"]
+
+
+def test_litellm_tools_get_the_tool_call(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    tools = [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}]
+    content = unique(f'{CONFIDENT} [call:lookup_order {{"order": "A-1"}}] Where is my parcel?')
+    response = litellm_call(arbiter, content, extra_headers=HEADERS, tools=tools)
+    calls = response.choices[0].message.tool_calls
+    assert [(call.function.name, json.loads(call.function.arguments)) for call in calls] == [
+        ("lookup_order", {"order": "A-1"})
+    ]
+    assert_completed_and_routed(jobs.one(), litellm_route_headers(response), arbiter)
 
 
 def test_litellm_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
