@@ -93,3 +93,11 @@ def live_db(test_database, django_db_blocker):
     with django_db_blocker.unblock():
         yield
         connection.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last. Playwright's sync API (a session-scoped fixture of pytest-playwright) keeps an
+    asyncio event loop running in the main thread from the first browser test to the end of the session,
+    so any later `asyncio.run()` — the async SDK tests, the Agents SDK's `run_sync`, pydantic-ai — would fail
+    with "cannot be called from a running event loop". The sort is stable: every other order is kept."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
