@@ -324,6 +324,19 @@ OPENAI_ERRORS = {
 }
 
 
+# The request headers both OpenAI-compatible operations (chat completions, responses) take.
+ROUTING_HEADERS = [
+    OpenApiParameter("x-arbiter-task-type", str, OpenApiParameter.HEADER, enum=list(TASK_TYPES)),
+    OpenApiParameter(
+        "x-arbiter-labels",
+        str,
+        OpenApiParameter.HEADER,
+        description='A JSON object of scalar labels, e.g. {"region": "eu"}.',
+    ),
+    OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+]
+
+
 class ChatCompletionsApi(ApiView):
     error_style = "openai"
     content_negotiation_class = EventStreamNegotiation
@@ -347,16 +360,7 @@ class ChatCompletionsApi(ApiView):
             "`stream` (same job, ledger events and headers), so the first byte waits for the whole governed job; "
             "a held, blocked or failed job answers with its JSON error and status instead, before any byte."
         ),
-        parameters=[
-            OpenApiParameter("x-arbiter-task-type", str, OpenApiParameter.HEADER, enum=list(TASK_TYPES)),
-            OpenApiParameter(
-                "x-arbiter-labels",
-                str,
-                OpenApiParameter.HEADER,
-                description='A JSON object of scalar labels, e.g. {"region": "eu"}.',
-            ),
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
-        ],
+        parameters=ROUTING_HEADERS,
         request=ChatCompletionInputSerializer,
         examples=[
             OpenApiExample(

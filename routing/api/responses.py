@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -33,6 +33,7 @@ from routing.api.errors import Problem
 from routing.api.openai import (
     MODEL_PREFIX,
     OPENAI_ERRORS,
+    ROUTING_HEADERS,
     ChatCompletionsApi,
     _refusal,
     chat_completion,
@@ -49,7 +50,6 @@ from routing.api.serializers.responses import (
     responses_text,
     responses_tools,
 )
-from routing.decide.tiers import TASK_TYPES
 from routing.models import Application, Job, JobStatus, StoredResponse
 from routing.models.jobs import JobPurpose
 from routing.release import is_released, released_status_reason, result_withheld
@@ -294,16 +294,7 @@ class ResponsesApi(ChatCompletionsApi):
             "With `stream: true` the governed answer is streamed as the documented event sequence once it is "
             "released; a held or blocked job is the same JSON error, before any byte of a stream."
         ),
-        parameters=[
-            OpenApiParameter("x-arbiter-task-type", str, OpenApiParameter.HEADER, enum=list(TASK_TYPES)),
-            OpenApiParameter(
-                "x-arbiter-labels",
-                str,
-                OpenApiParameter.HEADER,
-                description='A JSON object of scalar labels, e.g. {"region": "eu"}.',
-            ),
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
-        ],
+        parameters=ROUTING_HEADERS,
         request=ResponseCreateInputSerializer,
         examples=[
             OpenApiExample(
