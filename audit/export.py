@@ -82,7 +82,7 @@ def export_pack(
         with verify.one_snapshot():
             selection, params = _selection(since, until, subjects)
             first, last, count = _bounds(selection, params)
-            if not count:
+            if not count or first is None or last is None:
                 raise LedgerError("no sealed event matches these filters: there is nothing to prove")
             checkpoint = checkpoints.covering_checkpoint(last)
             if checkpoint is None:
@@ -127,13 +127,14 @@ def neutralise_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def _selection(since: datetime | None, until: datetime | None, subjects: dict[str, str]) -> tuple[str, list]:
+def _selection(since: datetime | None, until: datetime | None, subjects: dict[str, str]) -> tuple[str, list[object]]:
     """SQL conditions on (s seal, e event) for the pack's events."""
     if not subjects:
         head = sealer.chain_head()
         first, last = verify.resolve_window(since, until, head.seq if head else 0)
         return "s.seq BETWEEN %s AND %s", [first, last]
-    conditions, params = [], []
+    conditions: list[str] = []
+    params: list[object] = []
     for key, value in subjects.items():
         conditions.append(f"e.subject_{key} = %s")
         params.append(value)

@@ -166,7 +166,7 @@ def url_target(
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
         raise UnsafeAddress(f"the host {parts.hostname!r} does not resolve ({error})") from None
-    addresses = tuple(dict.fromkeys(info[4][0] for info in infos))
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise UnsafeAddress(f"the host {parts.hostname!r} does not resolve")
     for text in addresses:

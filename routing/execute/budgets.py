@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Sum
@@ -34,7 +35,7 @@ class BudgetState:
         }
 
 
-def month_start():
+def month_start() -> datetime:
     return timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -51,7 +52,7 @@ def month_spend(application: Application) -> Decimal:
     key = f"arbiter:spend:{application.pk}:{start:%Y%m}"
     cached = get_redis().get(key)
     if cached is not None:
-        return Decimal(cached.decode())
+        return Decimal(cached.decode() if isinstance(cached, bytes) else cached)
     spend = Step.objects.filter(job__application=application, created_at__gte=start).aggregate(
         total=Sum("cost_usd")
     )["total"] or Decimal(0)

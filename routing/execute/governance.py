@@ -6,6 +6,7 @@ the transaction that also records the accepted step, so a job's last step and it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -21,7 +22,7 @@ from routing.execute.fencing import Claim
 from routing.execute.settled import job_settled_on_commit
 from routing.models import ApprovalRequest, Job, JobStatus
 
-WEBHOOK_EVENTS = {
+WEBHOOK_EVENTS: dict[str, str] = {
     JobStatus.COMPLETED: "job.completed",
     JobStatus.BLOCKED: "job.blocked",
     JobStatus.AWAITING_APPROVAL: "job.approval_required",
@@ -89,7 +90,7 @@ class GovernanceOutcome:
         return [ledger.Entry("job.completed", claim.actor, subject, body)]
 
 
-def requirements_of(holds: list[dict[str, Any]], *, keep: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def requirements_of(holds: list[dict[str, Any]], *, keep: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """One requirement per rule (and group) holding the answer, each kept whole: a second rule's group is
     as binding as the first's. `keep` (an overridden request's requirements) is merged in; a rule met
     twice needs the larger number of approvers, never fewer."""

@@ -73,14 +73,14 @@ class StateCollector:
             "Spend this calendar month per application",
             labels=["application"],
         )
-        rows = (
+        spent = (
             Step.objects.filter(created_at__gte=month_start)
             .values("job__application__slug")
             .annotate(total=Sum("cost_usd"))
             .order_by()
         )
-        for row in rows:
-            spend.add_metric([row["job__application__slug"]], float(row["total"] or 0))
+        for application in spent:
+            spend.add_metric([application["job__application__slug"]], float(application["total"] or 0))
         yield spend
 
 

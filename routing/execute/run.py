@@ -19,7 +19,8 @@ from django.utils import timezone
 from audit import ledger, payloads
 from routing.decide import cascade
 from routing.decide.confidence import ConfidenceScore
-from routing.decide.router import PlanStep
+from routing.decide.policy.document import PolicyDocument
+from routing.decide.router import Plan, PlanStep
 from routing.execute import dispatch, facts, metrics
 from routing.execute.calls import CallResult, TierUnavailable, call_tier
 from routing.execute.classifier import classify
@@ -64,16 +65,16 @@ def job_run(*, job_id: str, worker: str, job: Job | None = None) -> bool:
     if route.plan is None:
         return True
     try:
-        _execute_plan(claim, job, route, document, catalog)
+        _execute_plan(claim, job, route.plan, route.complexity, document, catalog)
     except StaleAttempt:
         logger.info("job %s attempt %s superseded; stopping", claim.job_id, claim.attempt)
     return True
 
 
-def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document) -> Claim | None:
+def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document: PolicyDocument) -> Claim | None:
     """Claim the job and record its route, in one transaction."""
     with transaction.atomic():
-        attempt = job_claim_update(job_id=job.pk, worker=worker, route=route.record, complexity=route.complexity)
+        attempt = job_claim_update(job_id=str(job.pk), worker=worker, route=route.record, complexity=route.complexity)
         if attempt is None:
             return None
         claim = Claim(job_id=str(job.pk), attempt=attempt, worker=worker)
@@ -109,13 +110,14 @@ def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document)
     return claim
 
 
-def _execute_plan(claim: Claim, job: Job, route: facts.RouteOutcome, document, catalog: facts.Catalog) -> None:
+def _execute_plan(
+    claim: Claim, job: Job, plan: Plan, complexity: float, document: PolicyDocument, catalog: facts.Catalog
+) -> None:
     """The plan's cascade (routing.decide.cascade), answered by real calls, each step recorded as it is
     decided: the step's row and events, and with the kept answer the job's outcome."""
-    job.complexity = route.complexity
+    job.complexity = complexity
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
     progress = Progress()
-    plan = route.plan
     parameters = facts.caller_parameters(job)
 
     def answer_for_step(index: int, plan_step: PlanStep) -> cascade.Answered | cascade.Unavailable:
@@ -137,14 +139,15 @@ def _execute_plan(claim: Claim, job: Job, route: facts.RouteOutcome, document, c
             output=output,
         )
         step_cost = _cost(call) + sum((_cost(extra) for extra in scoring_calls), Decimal(0))
+        assert score.score is not None  # score_step scores an answer it cannot judge as 0.0
         return cascade.Answered(score.score, step_cost, _LiveAnswer(call, score, output, step_cost))
 
     def record(visit: cascade.Visit) -> None:
-        if not visit.answered:
+        if isinstance(visit.result, cascade.Unavailable):
             _record_unavailable(claim, job, visit.index, visit.step, visit.result.failure, visit.last)
             return
         answer: _LiveAnswer = visit.result.answer
-        progress.total_cost = visit.total_cost
+        progress.total_cost = Decimal(visit.total_cost)  # every live cost is a Decimal: the walk keeps its type
         outcome = None
         if visit.accepted:
             # Governance sees the cost, including a cascade the job's cost cap ended.
@@ -323,8 +326,10 @@ def _observe(tier: str, deployment: str, step: Step) -> None:
         metrics.ESCALATIONS.labels(tier).inc()
 
 
-def _record_unavailable(claim, job, index, plan_step, unavailable: TierUnavailable, last: bool) -> None:
-    fields = {}
+def _record_unavailable(
+    claim: Claim, job: Job, index: int, plan_step: PlanStep, unavailable: TierUnavailable, last: bool
+) -> None:
+    fields: dict[str, Any] = {}
     # The request itself refused by the provider (a 400...): the caller is told the provider's reason.
     refused = unavailable.request_refused
     if last:

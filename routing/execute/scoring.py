@@ -23,7 +23,7 @@ def invalid_answer(step: PlanStep, problems: list[str]) -> ConfidenceScore:
 
 def score_step(
     *,
-    job: Job,
+    job: Job | None,
     plan: Plan,
     step: PlanStep,
     call: CallResult,
@@ -56,13 +56,23 @@ def score_step(
     return result, extra
 
 
-def _score(method, job, plan, call, request, deployments, schema, extra) -> ConfidenceScore:
+def _score(
+    method: str,
+    job: Job | None,
+    plan: Plan,
+    call: CallResult,
+    request: dict[str, Any],
+    deployments: dict[str, ModelDeployment],
+    schema: Any,
+    extra: list[CallResult],
+) -> ConfidenceScore:
     completion = call.response.completion
     if method == "verifier":
         if plan.verifier is None:
             return ConfidenceScore("verifier", None, False, {"reason": "the policy names no verifier tier"})
+        asked = (job.request if job is not None else request)["messages"]
         judge_request = {
-            "messages": confidence.verifier_prompt(job.request["messages"], completion.choices[0].message.content),
+            "messages": confidence.verifier_prompt(asked, completion.choices[0].message.content),
             "logprobs": True,
             "top_logprobs": 2,
         }

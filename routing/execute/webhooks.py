@@ -121,12 +121,13 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, address: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, context=ssl.create_default_context(), **kwargs)
+        self._tls = ssl.create_default_context()
+        super().__init__(*args, context=self._tls, **kwargs)
         self._address = address
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # certificate checked for host
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)  # certificate checked for host
 
 
 def _post(target: CallbackTarget, body: bytes, headers: dict[str, str], timeout: float) -> int:
