@@ -5,13 +5,15 @@ the decision the policy requires has been taken by the distinct eligible people 
 decides their own job; every state change writes its ledger event; the chain verifies.
 
 A hypothesis state machine drives random sequences of what applications, reviewers and admins do —
-submit (jobs API and OpenAI endpoint), approve, reject, override, escalate, replay under the active
-version or a draft, cancel, let a deadline pass, edit the policy — by random personas, one of whom is
-the person who minted the application's key (and so submitted its jobs) and is a reviewer and an admin
-too. After every step it reads every job as the application would (job detail, list, events, and
-the webhook body it would be sent) and checks the invariant against the approval decisions in the
-database. Jobs run in this process against the real local model server, through the same code a
-worker runs (claim, route, call, score, escalate, govern), so a sequence of steps takes seconds.
+submit (jobs API, chat completions and the Responses API, streamed or not), retry a call as an SDK
+does, continue a response from a previous one, approve, reject, override, escalate, replay under the
+active version or a draft, cancel, let a deadline pass, edit the policy — by random personas, one of
+whom is the person who minted the application's key (and so submitted its jobs) and is a reviewer and
+an admin too. After every step it reads every job as the application would (job detail, list, events,
+the webhook body it would be sent, and each response through `GET /v1/responses/{id}`) and checks the
+invariant against the approval decisions in the database. Jobs run in this process against the real
+local model server, through the same code a worker runs (claim, route, call, score, escalate, govern),
+so a sequence of steps takes seconds.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ ANSWERS = {
     # passes every rule: the application reads it at once
     "small_refund": _answer(SURE, "issue_refund", {"amount": 7}),
 }
+RESPONSES_REFUND_TOOL = [{"type": "function", **REFUND_TOOL[0]["function"]}]
 # A draft without a single approval rule: replaying a held job under it must still release nothing.
 NO_APPROVALS = POLICY.split("approvals:")[0]
 STRICTER = POLICY.replace("approvers: 2", "approvers: 3")
@@ -124,6 +127,8 @@ class GovernanceMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.jobs: list[str] = []
+        self.responses: list[str] = []  # the jobs made through the Responses API
+        self.calls: list[tuple[str, dict]] = []  # the OpenAI-shaped requests sent, for an SDK's retries
         # Per job: (status, version) and its number of ledger events when last looked at.
         self.ledgered: dict[str, tuple[tuple[str, int], int]] = {}
 
@@ -166,26 +171,78 @@ class GovernanceMachine(RuleBasedStateMachine):
         self.jobs.append(job_id)
         run(job_id)
 
-    @rule(answer=st.sampled_from(sorted(ANSWERS)))
-    def submit_over_the_openai_endpoint(self, answer: str) -> None:
-        response = self.world.client.post(
+    @rule(answer=st.sampled_from(sorted(ANSWERS)), stream=st.booleans())
+    def submit_over_the_openai_endpoint(self, answer: str, stream: bool) -> None:
+        self._call_openai(
             "/v1/chat/completions",
             {
                 "model": f"arbiter/{self.world.setup.policy.name}",
                 "messages": [{"role": "user", "content": ANSWERS[answer]}],
                 "tools": REFUND_TOOL,
+                "stream": stream,
             },
-            format="json",
         )
+
+    @rule(answer=st.sampled_from(sorted(ANSWERS)), stream=st.booleans())
+    def submit_over_the_responses_api(self, answer: str, stream: bool) -> None:
+        self._call_openai(
+            "/v1/responses",
+            {
+                "model": f"arbiter/{self.world.setup.policy.name}",
+                "input": ANSWERS[answer],
+                "tools": RESPONSES_REFUND_TOOL,
+                "stream": stream,
+            },
+        )
+
+    @precondition(lambda self: self.calls)
+    @rule(pick=PICK)
+    def an_sdk_retries_a_call(self, pick: int) -> None:
+        """The same request again, as an SDK's automatic retry sends it (no idempotency key): the implicit
+        key finds the first try's job, whose answer is still released only by the decision."""
+        path, body = self.calls[pick % len(self.calls)]
+        self._call_openai(path, body, record=False)
+
+    @precondition(lambda self: self.responses)
+    @rule(pick=PICK, answer=st.sampled_from(sorted(ANSWERS)))
+    def continue_a_response(self, pick: int, answer: str) -> None:
+        """`previous_response_id` puts the previous answer in front of the model: an answer not released
+        must not travel that way either, nor make a job."""
+        previous = Job.objects.get(pk=self.responses[pick % len(self.responses)])
+        before = Job.objects.count()
+        body = {
+            "model": f"arbiter/{self.world.setup.policy.name}",
+            "previous_response_id": f"resp_{previous.pk.hex}",
+            "input": ANSWERS[answer],
+            "tools": RESPONSES_REFUND_TOOL,
+        }
+        if _released(previous):
+            self._call_openai("/v1/responses", body)
+            return
+        response = self.world.client.post("/v1/responses", body, format="json")
+        assert response.status_code >= 400, "a conversation continued from an answer nobody released"
+        assert not any(leak in _body(response) for leak in LEAKS), _body(response)
+        assert Job.objects.count() == before, "continuing an unreleased answer made a job"
+
+    def _call_openai(self, path: str, body: dict, *, record: bool = True) -> None:
+        response = self.world.client.post(path, body, format="json")
+        content = _body(response)
         job_id = response.headers.get("x-arbiter-job-id")
-        assert job_id, (response.status_code, response.content)
-        self.jobs.append(job_id)
+        assert job_id, (response.status_code, content)
+        if record:
+            self.calls.append((path, body))
+        if job_id not in self.jobs:
+            self.jobs.append(job_id)
+            if path == "/v1/responses":
+                self.responses.append(job_id)
         if response.status_code == 200:
-            assert _released(Job.objects.get(pk=job_id)), "the endpoint answered with an unreleased output"
+            assert _released(Job.objects.get(pk=job_id)), f"{path} answered with an unreleased output"
         else:
-            # Held or blocked: the answer says so and carries nothing of the model's output.
-            assert response.status_code in (403, 409), response.content
-            assert not any(leak in response.content.decode() for leak in LEAKS), response.content
+            # Held, blocked, or (a retry) rejected or cancelled since: the answer says so and carries
+            # nothing of the model's output, and no stream was started.
+            assert 400 <= response.status_code < 500, content
+            assert response.headers["Content-Type"].startswith("application/json"), response.headers
+            assert not any(leak in content for leak in LEAKS), content
 
     @precondition(lambda self: self.jobs)
     @rule(pick=PICK)
@@ -311,6 +368,19 @@ class GovernanceMachine(RuleBasedStateMachine):
                     assert not any(leak in body for leak in LEAKS), f"{job.status} job {job_id}: {path} leaks {body}"
 
     @invariant()
+    def a_held_or_blocked_response_reads_back_without_its_output(self) -> None:
+        for job_id in self.responses:
+            job = Job.objects.get(pk=job_id)
+            response = self.world.client.get(f"/v1/responses/resp_{job.pk.hex}")
+            assert response.status_code == 200, response.content
+            read = response.json()
+            if _released(job):
+                assert read["status"] == "completed" and read["output"], read
+            else:
+                assert read["output"] == [] and read["usage"] is None, f"{job.status} response {job_id}: {read}"
+                assert not any(leak in response.content.decode() for leak in LEAKS), response.content
+
+    @invariant()
     def the_application_lists_only_its_own_answers(self) -> None:
         if not self.jobs:
             return
@@ -381,6 +451,13 @@ def _released(job: Job) -> bool:
         and sum(1 for person in deciders if has_role(person, Role(item["group"]))) >= item["approvers"]
         for item in requirements
     )
+
+
+def _body(response) -> str:
+    """What the application received, a stream read to its end."""
+    if getattr(response, "streaming", False):
+        return b"".join(response.streaming_content).decode()
+    return response.content.decode()
 
 
 def _webhook(job: Job) -> dict:
