@@ -34,6 +34,14 @@ PEER_FIGURES = {
     "c1_added_p99_ms": ("added latency p99, concurrency 1", "ms"),
     "c16_added_p50_ms": ("added latency p50, concurrency 16", "ms"),
     "c16_added_p99_ms": ("added latency p99, concurrency 16", "ms"),
+    "stream_c1_added_ttfb_p50_ms": ("streamed: added time to first byte p50, concurrency 1", "ms"),
+    "stream_c1_added_ttfb_p99_ms": ("streamed: added time to first byte p99, concurrency 1", "ms"),
+    "stream_c16_added_ttfb_p50_ms": ("streamed: added time to first byte p50, concurrency 16", "ms"),
+    "stream_c16_added_ttfb_p99_ms": ("streamed: added time to first byte p99, concurrency 16", "ms"),
+    "stream_c1_added_p50_ms": ("streamed: added latency to the last byte p50, concurrency 1", "ms"),
+    "stream_c1_added_p99_ms": ("streamed: added latency to the last byte p99, concurrency 1", "ms"),
+    "stream_c16_added_p50_ms": ("streamed: added latency to the last byte p50, concurrency 16", "ms"),
+    "stream_c16_added_p99_ms": ("streamed: added latency to the last byte p99, concurrency 16", "ms"),
     "cpu_ms_per_request": ("CPU per request, system under test", "ms"),
     "escalation_penalty_p50_ms": ("escalation penalty p50 (LiteLLM: fallback on error)", "ms"),
     "escalation_penalty_p99_ms": ("escalation penalty p99 (LiteLLM: fallback on error)", "ms"),
@@ -129,6 +137,7 @@ def _peer_rows(peer: dict) -> list[tuple[str, ...]]:
     if direct:
         baseline = f"{_spread(direct.get('c1_p50_ms'), 'ms')} / {_spread(direct.get('c1_p99_ms'), 'ms')}"
         rows.append(("direct to the model server p50 / p99, concurrency 1 (baseline)", baseline, "", "", ""))
+    rows += _streamed_rows(systems, peer.get("setup", {}).get("streamed", {}))
     setup = peer.get("setup", {})
     if setup:
         version = setup.get("litellm", {}).get("version")
@@ -141,6 +150,32 @@ def _peer_rows(peer: dict) -> list[tuple[str, ...]]:
                 "",
             )
         )
+    return rows
+
+
+def _streamed_rows(systems: dict, setup: dict) -> list[tuple[str, ...]]:
+    """The streamed phase's absolute p50s: first byte / first content / last byte, at concurrency 1 and 16,
+    and the fewest chunks a request got (each system really streamed)."""
+    rows: list[tuple[str, ...]] = []
+
+    def triple(name: str, level: str) -> str:
+        figures = systems.get(name, {})
+        values = [(figures.get(f"stream_{level}_{stat}") or {}).get("median")
+                  for stat in ("ttfb_p50_ms", "first_content_p50_ms", "p50_ms")]
+        text = " / ".join("—" if value is None else f"{value:,.1f}" for value in values)
+        return f"{text} ms, ≥ {figures.get(f'stream_{level}_chunks_min', '—')} chunks"
+
+    pace = setup.get("model_server_token_ms")
+    for level, label in (("c1", "concurrency 1"), ("c16", "concurrency 16")):
+        if "stream_c1_p50_ms" not in systems.get("arbiter", {}):
+            break
+        peers = "; ".join(f"{PEER_NAMES.get(name, name)} {triple(name, level)}"
+                          for name in ("litellm-proxy", "litellm-router") if name in systems)
+        rows.append((f"streamed p50 first byte / first content / last byte, {label}: arbiter (direct)",
+                     f"{triple('arbiter', level)} (direct {triple('direct', level)})", "", peers, ""))
+    if rows:
+        rows.append((f"streamed: model server paced at {pace} ms per token (the same for non-streamed calls "
+                     "in this phase); first byte = first chunk with a role or content", "", "", "", ""))
     return rows
 
 

@@ -25,6 +25,10 @@ every other token ``0.0``, so ``exp(sum(token logprobs))`` returns the confidenc
 A tool-call answer carries a short content ("Calling <name>.") so its confidence is readable too.
 A recorded response without a confidence is served with ``logprobs: null``.
 
+``stream: true`` answers the same completion as server-sent events, one content chunk per token (with
+``stream_options.include_usage`` a usage chunk); the ``token_ms`` fault knob paces generation, streamed or
+not. See ``streaming``.
+
 Usage::
 
     from modelserver import ModelServer

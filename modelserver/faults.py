@@ -1,4 +1,5 @@
-"""Fault knobs per model id: errors, rate limits, slowness and hangs, changeable while serving.
+"""Fault knobs per model id: errors, rate limits, slowness, hangs and generation pace (``token_ms``, see
+``streaming``), changeable while serving.
 
 Knobs are keyed by the full model id (``sim-nano-b`` apart from ``sim-nano``) so a same-tier fallback
 deployment can stay healthy while its primary fails. ``"*"`` sets every model at once.
@@ -21,6 +22,7 @@ class Faults:
     retry_after: float = 1.0
     slow_ms: int = 0
     hang: bool = False
+    token_ms: int = 0
 
 
 def _rate(value: Any) -> float:
@@ -53,6 +55,7 @@ KNOBS = {
     "retry_after": _seconds,
     "slow_ms": _milliseconds,
     "hang": _flag,
+    "token_ms": _milliseconds,
 }
 
 

@@ -29,6 +29,7 @@ from modelserver.completions import Reply, completion_body
 from modelserver.faults import WILDCARD, FaultBoard, FaultKnobError
 from modelserver.protocol import ApiError, ChatRequest, model_not_found, parse_chat_request
 from modelserver.stats import CLIENT_CLOSED, RequestStats
+from modelserver.streaming import completion_chunks, event, generated_pieces, http_chunk
 
 HANG_LIMIT_S = 300.0
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -61,7 +62,8 @@ class _ClientGone(Exception):
     """The client hung up while its request was held; there is no one left to answer."""
 
 
-Response = tuple[int, dict[str, Any], dict[str, str]]
+# A None payload: the handler has written the response itself (a stream).
+Response = tuple[int, dict[str, Any] | None, dict[str, str]]
 
 
 def _json_body(raw: bytes) -> Any:
@@ -104,7 +106,8 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             error = ApiError(500, "The model server failed on this request.", error_type="server_error")
             status, payload, headers = 500, error.body(), {}
-        self._write(status, payload, headers)
+        if payload is not None:
+            self._write(status, payload, headers)
 
     def _route(self, path: str) -> Callable[[bytes], Response]:
         routes: dict[str, dict[str, Callable[[bytes], Response]]] = {
@@ -187,8 +190,16 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             reply = self.app.backend.reply(request)
             if reply.latency_s > 0:
                 self.app.stopping.wait(reply.latency_s)
+            body = completion_body(request, reply, fingerprint=self.app.fingerprint)
+            token_s = self.app.faults.get(request.model).token_ms / 1000
+            if request.stream:
+                self._stream(body, include_usage=request.include_usage, token_s=token_s)
+                status = 200
+                return 200, None, {}
+            if token_s:
+                self.app.stopping.wait(token_s * generated_pieces(body))
             status = 200
-            return 200, completion_body(request, reply, fingerprint=self.app.fingerprint), {}
+            return 200, body, {}
         except ApiError as exc:
             status = exc.status
             raise
@@ -197,6 +208,35 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             raise
         finally:
             self.app.stats.record(model, status)
+
+    def _stream(self, body: dict[str, Any], *, include_usage: bool, token_s: float) -> None:
+        """``body`` as server-sent events over chunked transfer encoding (the connection stays open), each
+        generated chunk after ``token_s``. A client that leaves mid-stream ends it (counted as 499)."""
+        head = "\r\n".join(
+            [
+                "HTTP/1.1 200 OK",
+                f"Server: {self.server_version}",
+                "Content-Type: text/event-stream; charset=utf-8",
+                "Cache-Control: no-cache",
+                "Transfer-Encoding: chunked",
+                f"x-request-id: req_{secrets.token_hex(16)}",
+            ]
+        ).encode("latin-1") + b"\r\n\r\n"
+        pending = head
+        try:
+            for generated, chunk in completion_chunks(body, include_usage=include_usage):
+                if generated and token_s:
+                    if pending:
+                        self.wfile.write(pending)
+                        pending = b""
+                    self.app.stopping.wait(token_s)
+                pending += http_chunk(event(chunk))
+            self.wfile.write(pending + http_chunk(event(None)) + http_chunk(b""))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            raise _ClientGone from None
+        if self.app.log_requests:
+            self.log_request(200)
 
     def _apply_faults(self, model: str) -> None:
         faults = self.app.faults.get(model)

@@ -60,6 +60,8 @@ class ChatRequest:
     response_format: dict[str, Any] | None
     seed: int | None
     max_tokens: int | None
+    stream: bool = False
+    include_usage: bool = False
 
     @property
     def text(self) -> str:
@@ -95,8 +97,12 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if messages is None:
         raise _missing("messages")
     _check_messages(messages)
-    if body.get("stream"):
-        raise _invalid("stream", "Streaming is not supported by this model server; send 'stream': false.")
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise _invalid("stream", "'stream' must be a boolean.")
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not (stream and isinstance(stream_options, dict)):
+        raise _invalid("stream_options", "'stream_options' must be an object, and only with 'stream': true.")
     if body.get("n", 1) != 1:
         raise _invalid("n", f"Only n=1 is supported, got {body.get('n')!r}.")
     tools = body.get("tools")
@@ -129,6 +135,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
         response_format=_response_format(body.get("response_format")),
         seed=_optional_int(body, "seed", low=-(2**63), high=2**63 - 1),
         max_tokens=max_tokens,
+        stream=stream,
+        include_usage=bool((stream_options or {}).get("include_usage")),
     )
 
 

@@ -115,7 +115,7 @@ class ModelServer:
         self._httpd.server_close()
 
     def set_faults(self, model: str, **knobs: Any) -> None:
-        """Change knobs: ``error_rate``, ``rate_limit_rate``, ``retry_after``, ``slow_ms``, ``hang``."""
+        """Change knobs: ``error_rate``, ``rate_limit_rate``, ``retry_after``, ``slow_ms``, ``hang``, ``token_ms``."""
         self.app.faults.set(model, **knobs)
 
     def reset_faults(self, model: str = "*") -> None:

@@ -1,5 +1,7 @@
 """Arbiter side by side with LiteLLM: per-request overhead, CPU per request, saturation throughput, the
-escalation penalty and the logging tax, all against the local model server (synthetic, zero latency).
+escalation penalty and the logging tax, all against the local model server (synthetic, zero latency); and
+streamed calls, time to first byte and to the last byte, with the model server paced at STREAM_TOKEN_MS per
+token for that phase.
 
 Systems, each reached with the same prompts:
 - direct: the `openai` SDK straight to the model server (the baseline every "added" figure subtracts);

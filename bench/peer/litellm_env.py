@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.peer.load import PROMPT, REQUEST_TIMEOUT_S, closed_loop
+from bench.peer.load import PROMPT, REQUEST_TIMEOUT_S, STREAM_OPTIONS, closed_loop, consume_stream
 from bench.peer.processes import pinned, stop_process
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -108,11 +108,15 @@ def router_driver(config_path: str) -> None:
           flush=True)
     for line in sys.stdin:
         command = json.loads(line)
-        model, marker = command["model"], command["marker"]
+        model, marker, stream = command["model"], command["marker"], command.get("stream", False)
 
-        def call(number: int, model: str = model, marker: str = marker) -> None:
-            content = f"{marker} {PROMPT.format(n=number)}"
-            router.completion(model=model, messages=[{"role": "user", "content": content}])
+        def call(number: int, model: str = model, marker: str = marker, stream: bool = stream) -> dict | None:
+            messages = [{"role": "user", "content": f"{marker} {PROMPT.format(n=number)}"}]
+            if stream:
+                return consume_stream(router.completion(model=model, messages=messages, stream=True,
+                                                        stream_options=STREAM_OPTIONS))
+            router.completion(model=model, messages=messages)
+            return None
 
         cpu = time.process_time()
         result = closed_loop(call, requests=command["requests"], concurrency=command["concurrency"],
@@ -154,9 +158,10 @@ class RouterProcess:
             raise RuntimeError("the LiteLLM Router driver did not start")
         self.version = json.loads(ready[0]).get("litellm")
 
-    def run(self, *, model: str, marker: str, requests: int, concurrency: int, time_limit: float) -> dict:
+    def run(self, *, model: str, marker: str, requests: int, concurrency: int, time_limit: float,
+            stream: bool = False) -> dict:
         command = {"model": model, "marker": marker, "requests": requests, "concurrency": concurrency,
-                   "time_limit": time_limit}
+                   "time_limit": time_limit, "stream": stream}
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
         answer: list[str] = []

@@ -6,19 +6,50 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 ONE_HOP = "[task:classification] [confidence:nano=0.95]"
 ESCALATING = "[task:classification] [confidence:nano=0.3,mini=0.95]"
 PROMPT = "Classify support ticket {n}: my card was charged twice for the same order, please help."
 REQUEST_TIMEOUT_S = 30.0
 OPEN_LOOP_CONNECTIONS = 256
+# The model server's generation pace during the streamed phase (its `token_ms` fault knob): every content token
+# of the answer takes this long, streamed or not (~50 tokens/s, a small hosted model's pace).
+STREAM_TOKEN_MS = 20
+STREAM_OPTIONS = {"include_usage": True}
 
 
-def closed_loop(call: Callable[[int], None], *, requests: int, concurrency: int, time_limit: float) -> dict:
+def consume_stream(chunks: Iterable[Any]) -> dict:
+    """Read a stream of `chat.completion.chunk` objects (the openai SDK's, or LiteLLM's) to its end.
+    `first_byte_s`: `time.perf_counter()` when the first chunk carrying a role or non-empty content was
+    yielded (what "time to first byte" means in this bench: the SDK's first parsed chunk an application can
+    act on, after the response headers and that chunk's SSE event arrived); `first_content_s`: the first
+    non-empty content; `last_byte_s`: the stream's end ([DONE] read); `chunks`: how many were yielded;
+    `usage`: whether a usage chunk came."""
+    first_byte = first_content = None
+    count, usage = 0, False
+    for chunk in chunks:
+        count += 1
+        usage = usage or getattr(chunk, "usage", None) is not None
+        choices = getattr(chunk, "choices", None) or []
+        delta = getattr(choices[0], "delta", None) if choices else None
+        content = getattr(delta, "content", None) if delta is not None else None
+        if first_byte is None and (content or getattr(delta, "role", None)):
+            first_byte = time.perf_counter()
+        if first_content is None and content:
+            first_content = time.perf_counter()
+    return {"first_byte_s": first_byte, "first_content_s": first_content, "last_byte_s": time.perf_counter(),
+            "chunks": count, "usage": usage}
+
+
+def closed_loop(call: Callable[[int], dict | None], *, requests: int, concurrency: int, time_limit: float) -> dict:
     """`requests` calls from `concurrency` threads, each starting when its previous call returned.
-    Stops early at `time_limit` seconds. Latencies (ms) of the successful calls; errors counted."""
+    Stops early at `time_limit` seconds. Latencies (ms) of the successful calls; errors counted.
+    A call that returns `consume_stream`'s dict was a stream: its time to first byte and to first content
+    are kept too (ms from the call's start), with its chunk count; a stream without a first chunk is an error."""
     latencies: list[float] = []
+    streamed: dict[str, list] = {"ttfb_ms": [], "first_content_ms": [], "chunks": [], "usage": []}
     errors: list[str] = []
     counter = iter(range(requests))
     lock = threading.Lock()
@@ -32,7 +63,9 @@ def closed_loop(call: Callable[[int], None], *, requests: int, concurrency: int,
                 return
             started = time.perf_counter()
             try:
-                call(number)
+                outcome = call(number)
+                if outcome is not None and outcome["first_byte_s"] is None:
+                    raise ValueError(f"a stream of {outcome['chunks']} chunk(s) without a role or content")
             except Exception as error:  # any failure is a failed request, counted
                 with lock:
                     errors.append(f"{type(error).__name__}: {str(error)[:160]}")
@@ -40,6 +73,12 @@ def closed_loop(call: Callable[[int], None], *, requests: int, concurrency: int,
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
                 latencies.append(elapsed)
+                if outcome is not None:
+                    streamed["ttfb_ms"].append((outcome["first_byte_s"] - started) * 1000)
+                    content = outcome["first_content_s"]
+                    streamed["first_content_ms"].append((content - started) * 1000 if content else None)
+                    streamed["chunks"].append(outcome["chunks"])
+                    streamed["usage"].append(outcome["usage"])
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     started = time.perf_counter()
@@ -56,6 +95,7 @@ def closed_loop(call: Callable[[int], None], *, requests: int, concurrency: int,
         "elapsed_s": elapsed,
         "per_s": len(latencies) / elapsed if elapsed else 0.0,
         "latencies_ms": latencies,
+        **({"stream": streamed} if streamed["chunks"] else {}),
     }
 
 

@@ -16,9 +16,40 @@ def _median_spread(values: list[float | None]) -> dict:
 
 
 def _ratio(ours: float | None, theirs: float | None) -> float | None:
-    if ours is None or theirs is None or theirs == 0:
+    """None where a ratio means nothing: a missing figure, or a peer's added figure at or below zero (noise
+    in a short run can make a peer's p99 over direct negative)."""
+    if ours is None or theirs is None or theirs <= 0:
         return None
     return round(ours / theirs, 2)
+
+
+# Streamed figures subtracted from direct's: time to first byte and to the last byte, p50 and p99.
+STREAM_ADDED = ("ttfb_p50_ms", "ttfb_p99_ms", "p50_ms", "p99_ms")
+
+
+def _streamed(name: str, rounds: list[dict[str, dict]]) -> dict:
+    """`stream_<level>_<stat>` medians over rounds (p50/p99 are to the last byte), the fewest chunks any
+    request got, and `stream_<level>_added_<stat>` = system - direct per round, then the median."""
+    per_round = [entry[name]["stream"] for entry in rounds if "stream" in entry.get(name, {})]
+    figures: dict[str, Any] = {}
+    if not per_round:
+        return figures
+    for level in ("c1", "c16"):
+        for stat in (*STREAM_ADDED, "first_content_p50_ms", "per_s"):
+            figures[f"stream_{level}_{stat}"] = _median_spread([r[level].get(stat) for r in per_round])
+        figures[f"stream_{level}_errors"] = sum(r[level]["errors"] for r in per_round)
+        figures[f"stream_{level}_chunks_min"] = min((r[level].get("chunks_min", 0) for r in per_round), default=0)
+        figures[f"stream_{level}_without_usage"] = sum(r[level].get("without_usage", 0) for r in per_round)
+        if name == "direct":
+            continue
+        for stat in STREAM_ADDED:
+            added = [
+                entry[name]["stream"][level][stat] - entry["direct"]["stream"][level][stat]
+                for entry in rounds
+                if "stream" in entry.get(name, {}) and "stream" in entry.get("direct", {})
+            ]
+            figures[f"stream_{level}_added_{stat}"] = _median_spread(added)
+    return figures
 
 
 def aggregate(rounds: list[dict[str, dict]], saturations: dict[str, dict]) -> dict:
@@ -43,6 +74,7 @@ def aggregate(rounds: list[dict[str, dict]], saturations: dict[str, dict]) -> di
                         if name in entry and "direct" in entry
                     ]
                     figures[f"{level}_added_{stat}"] = _median_spread(added)
+        figures.update(_streamed(name, rounds))
         if all("escalation" in r for r in per_round) and per_round:
             for stat in ("penalty_p50_ms", "penalty_p99_ms"):
                 figures[f"escalation_{stat}"] = _median_spread([r["escalation"][stat] for r in per_round])
@@ -60,6 +92,7 @@ def aggregate(rounds: list[dict[str, dict]], saturations: dict[str, dict]) -> di
         if peer not in systems or "arbiter" not in systems:
             continue
         keys = [f"{level}_added_{stat}" for level in ("c1", "c16") for stat in ("p50_ms", "p99_ms")]
+        keys += [f"stream_{level}_added_{stat}" for level in ("c1", "c16") for stat in STREAM_ADDED]
         keys += ["cpu_ms_per_request", "escalation_penalty_p50_ms", "escalation_penalty_p99_ms", "saturation_per_s"]
         ratios[peer] = {
             key: {"arbiter": median("arbiter", key), "peer": median(peer, key),

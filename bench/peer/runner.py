@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,11 @@ from bench.peer.load import (
     ONE_HOP,
     PROMPT,
     REQUEST_TIMEOUT_S,
+    STREAM_OPTIONS,
+    STREAM_TOKEN_MS,
     HttpTarget,
     closed_loop,
+    consume_stream,
     percentile,
     saturation,
 )
@@ -58,8 +62,9 @@ class System:
 
     def __init__(self, name: str, *, base_url: str | None, model: str, headers: dict[str, str] | None = None,
                  meter: CpuMeter | None = None, router: RouterProcess | None = None,
-                 escalation_model: str | None = None, escalation_marker: str = ONE_HOP) -> None:
+                 escalation_model: str | None = None, escalation_marker: str = ONE_HOP, streams: bool = True) -> None:
         self.name = name
+        self.streams = streams
         self.base_url = base_url
         self.model = model
         self.headers = headers or {}
@@ -77,19 +82,21 @@ class System:
                                         max_retries=0, timeout=REQUEST_TIMEOUT_S)
 
     def load(self, *, requests: int, concurrency: int, marker: str = ONE_HOP, model: str | None = None,
-             time_limit: float = 120) -> dict:
+             time_limit: float = 120, stream: bool = False) -> dict:
         model = model or self.model
         if self.router is not None:
             return self.router.run(model=model, marker=marker, requests=requests, concurrency=concurrency,
-                                   time_limit=time_limit)
+                                   time_limit=time_limit, stream=stream)
         offset = int(time.time() * 1000) % 10**9  # distinct prompts across rounds
 
-        def call(number: int) -> None:
-            self.client.chat.completions.create(
+        def call(number: int) -> dict | None:
+            answer = self.client.chat.completions.create(
                 model=model,
                 messages=[{"role": "user", "content": f"{marker} {PROMPT.format(n=offset + number)}"}],
                 extra_headers=self.headers,
+                **({"stream": True, "stream_options": STREAM_OPTIONS} if stream else {}),
             )
+            return consume_stream(answer) if stream else None
 
         cpu = time.process_time()
         result = closed_loop(call, requests=requests, concurrency=concurrency, time_limit=time_limit)
@@ -111,11 +118,35 @@ def _summary(result: dict) -> dict:
         per_s=round(result["per_s"], 1),
         elapsed_s=round(result["elapsed_s"], 2),
     )
+    stream = result.pop("stream", None)
+    if stream:  # p50_ms / p99_ms above are to the last byte
+        content = [value for value in stream["first_content_ms"] if value is not None]
+        result.update(
+            ttfb_p50_ms=round(percentile(stream["ttfb_ms"], 0.5), 2),
+            ttfb_p99_ms=round(percentile(stream["ttfb_ms"], 0.99), 2),
+            first_content_p50_ms=round(percentile(content, 0.5), 2),
+            chunks_min=min(stream["chunks"]),
+            chunks_median=percentile(stream["chunks"], 0.5),
+            without_usage=sum(not seen for seen in stream["usage"]),
+        )
     return result
 
 
-def measure_round(system: System, plan: dict, samples: dict) -> dict:
-    """Concurrency 1 and 16 (with CPU of the system under test over both), and the escalation pair."""
+def measure_streamed(system: System, plan: dict, pace: Callable[[int], None]) -> dict:
+    """The same prompt streamed at concurrency 1 and 16, the model server generating at STREAM_TOKEN_MS per
+    token for the phase (and back to zero after it, for the other phases)."""
+    pace(STREAM_TOKEN_MS)
+    try:
+        one = system.load(requests=plan["c1"], concurrency=1, stream=True)
+        sixteen = system.load(requests=plan["c16"], concurrency=16, stream=True)
+    finally:
+        pace(0)
+    return {"c1": _summary(one), "c16": _summary(sixteen)}
+
+
+def measure_round(system: System, plan: dict, samples: dict, pace: Callable[[int], None]) -> dict:
+    """Concurrency 1 and 16 (with CPU of the system under test over both), the escalation pair, then the
+    streamed phase."""
     before = system.meter.read() if system.meter else None
     opened = datetime.now(UTC)
     one = system.load(requests=plan["c1"], concurrency=1)
@@ -144,6 +175,8 @@ def measure_round(system: System, plan: dict, samples: dict) -> dict:
         figures["escalation"] = {"base": _summary(base), "escalated": _summary(hop)}
         figures["escalation"]["penalty_p50_ms"] = round(hop["p50_ms"] - base["p50_ms"], 2)
         figures["escalation"]["penalty_p99_ms"] = round(hop["p99_ms"] - base["p99_ms"], 2)
+    if system.streams:
+        figures["stream"] = measure_streamed(system, plan, pace)
     return figures
 
 
@@ -204,19 +237,29 @@ def run(quick: bool = False) -> dict:
                    meter=CpuMeter(arbiters[0].pids(), DATABASE), escalation_marker=ESCALATING),
             System("arbiter-noledger", base_url=arbiters[1].base_url, model="auto",
                    headers={**task_type, "x-bench-key": keys["arbiter-noledger"]},
-                   meter=CpuMeter(arbiters[1].pids(), DATABASE)),
+                   meter=CpuMeter(arbiters[1].pids(), DATABASE), streams=False),
             System("litellm-proxy", base_url=f"http://127.0.0.1:{proxy_port}/v1", model="bench-nano",
                    meter=CpuMeter([proxy.pid]), escalation_model="bench-fail"),
             System("litellm-router", base_url=None, model="bench-nano", router=router, escalation_model="bench-fail"),
         ]
+        def pace(token_ms: int) -> None:
+            _admin(model_url, {"model": "*", "token_ms": token_ms})
+
         checks = _sanity(systems)
+        pace(STREAM_TOKEN_MS)
+        try:
+            checks["streamed"] = _stream_sanity(systems)
+        finally:
+            pace(0)
         for system in systems:  # warm-up: connections, imports, caches, the first jobs
             system.load(requests=8, concurrency=4)
+            if system.streams:
+                system.load(requests=4, concurrency=2, stream=True)
         samples: dict[str, dict[str, list[float]]] = {}
         rounds = []
         for number in range(plan["rounds"]):
             order = systems[number % len(systems):] + systems[: number % len(systems)]
-            rounds.append({system.name: measure_round(system, plan, samples) for system in order})
+            rounds.append({system.name: measure_round(system, plan, samples, pace) for system in order})
         interim = aggregate(rounds, {})
         saturations = {}
         for system in systems:
@@ -247,6 +290,13 @@ def run(quick: bool = False) -> dict:
             "litellm": {"version": router.version, "proxy": "uvicorn, 1 worker, no database"},
             "open_loop_client": "raw HTTP/1.1 keep-alive (asyncio), latency from each request's due time",
             "closed_loop_client": "openai SDK (sync), one thread per concurrent request",
+            "streamed": {
+                "systems": [system.name for system in systems if system.streams],
+                "model_server_token_ms": STREAM_TOKEN_MS,
+                "request": "stream=True, stream_options={'include_usage': True}, the same prompt",
+                "ttfb": "call start -> first chunk the SDK yields with a role or non-empty content",
+                "total": "call start -> the stream's end ([DONE] read)",
+            },
             "loadavg_at_end": [round(x, 2) for x in load],
             "cpus": os.cpu_count(),
             "elapsed_s": round(time.perf_counter() - started, 1),
@@ -317,4 +367,34 @@ def _sanity(systems: list[System]) -> dict:
             model = system.client.chat.completions.create(
                 model="bench-fail", messages=[{"role": "user", "content": f"{ONE_HOP} {PROMPT.format(n=-3)}"}]).model
             checks[f"{system.name} fallback"] = {"model": model}
+    return checks
+
+
+def _stream_sanity(systems: list[System]) -> dict:
+    """One streamed request per streaming system, checked: an event stream of more than one chunk with a
+    usage chunk; Arbiter's routed at nano in one hop (its route headers come with the stream's headers)."""
+    checks: dict[str, Any] = {}
+    for system in systems:
+        if not system.streams:
+            continue
+        if system.client is None:  # the in-process Router: its own driver, same checks on the chunks
+            result = system.load(requests=1, concurrency=1, stream=True)
+            stream = result.get("stream") or {}
+            checks[system.name] = {"chunks": (stream.get("chunks") or [0])[0],
+                                   "usage": (stream.get("usage") or [False])[0],
+                                   "errors": result["errors"], "first_error": result["first_error"]}
+        else:
+            raw = system.client.chat.completions.with_raw_response.create(
+                model=system.model, messages=[{"role": "user", "content": f"{ONE_HOP} {PROMPT.format(n=-4)}"}],
+                extra_headers=system.headers, stream=True, stream_options=STREAM_OPTIONS)
+            outcome = consume_stream(raw.parse())
+            checks[system.name] = {"content_type": raw.headers.get("content-type"), "chunks": outcome["chunks"],
+                                   "usage": outcome["usage"], "tier": raw.headers.get("x-arbiter-final-tier"),
+                                   "escalations": raw.headers.get("x-arbiter-escalations")}
+            if not (raw.headers.get("content-type") or "").startswith("text/event-stream"):
+                raise RuntimeError(f"{system.name} did not answer an event stream: {checks[system.name]}")
+        if checks[system.name]["chunks"] <= 1:
+            raise RuntimeError(f"{system.name} did not stream (one chunk or none): {checks[system.name]}")
+        if system.name == "arbiter" and checks[system.name]["tier"] != "nano":
+            raise RuntimeError(f"Arbiter did not route the stream as the bench expects: {checks[system.name]}")
     return checks
