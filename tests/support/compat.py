@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-# client key → (the row's name in the table, the distribution whose installed version the row shows)
-CLIENTS: dict[str, tuple[str, str]] = {
-    "openai": ("openai SDK (`OpenAI`, `AsyncOpenAI`)", "openai"),
-    "agents": ("OpenAI Agents SDK (`Runner`, its default Responses API)", "openai-agents"),
-    "langchain": ("LangChain `ChatOpenAI`", "langchain-openai"),
-    "pydantic-ai": ("pydantic-ai (`OpenAIChatModel`)", "pydantic-ai-slim"),
-    "litellm": ("litellm (`litellm.completion(model=\"openai/auto\", api_base=…)`)", "litellm"),
-    "instructor": ("instructor", "instructor"),
+# client key → (the row's name, the distribution whose installed version the row shows, what of it is used)
+CLIENTS: dict[str, tuple[str, str, str]] = {
+    "openai": ("openai SDK", "openai", "`OpenAI`, `AsyncOpenAI`"),
+    "agents": ("OpenAI Agents SDK", "openai-agents", "`Runner` on its default Responses API"),
+    "langchain": ("LangChain `ChatOpenAI`", "langchain-openai", ""),
+    "pydantic-ai": ("pydantic-ai", "pydantic-ai-slim", "`OpenAIChatModel`"),
+    "litellm": ("litellm", "litellm", '`litellm.completion(model="openai/auto", api_base=…)`'),
+    "instructor": ("instructor", "instructor", ""),
 }
 
 # feature → its column heading, in the table's order

@@ -4,6 +4,7 @@ TRUNCATE, so nothing is flushed): every module makes its own application and pol
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -61,10 +62,8 @@ class ClosingWSGIServer(ThreadedWSGIServer):
     def end_open_requests(self, *, wait_s: float = 10.0) -> None:
         with self.requests_changed:
             for request in self.open_requests:
-                try:
+                with contextlib.suppress(OSError):  # already closed by the client
                     request.shutdown(socket.SHUT_RDWR)  # the thread reads EOF and finishes its request
-                except OSError:
-                    pass
             self.requests_changed.wait_for(lambda: not self.open_requests, timeout=wait_s)
 
 

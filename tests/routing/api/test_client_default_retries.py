@@ -72,18 +72,26 @@ def test_the_database_is_set_up():
 # (the answer, or each streamed piece) — so a test sees that nothing did when the call raises.
 
 
-def openai_chat(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
-    sdk = openai.OpenAI(
+def openai_sdk(arbiter: LiveArbiter, sent: Sent) -> openai.OpenAI:
+    return openai.OpenAI(
         base_url=f"{arbiter.url}/v1", api_key=arbiter.key, default_headers=TASK, http_client=sent.sync_http_client()
+    )  # max_retries (2) and timeout left at the SDK's defaults
+
+
+def async_openai_sdk(arbiter: LiveArbiter, sent: Sent) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=f"{arbiter.url}/v1", api_key=arbiter.key, default_headers=TASK, http_client=sent.async_http_client()
     )
+
+
+def openai_chat(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
+    sdk = openai_sdk(arbiter, sent)
     completion = sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": content}])
     received.append(completion.choices[0].message.content)
 
 
 def openai_chat_stream(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
-    sdk = openai.OpenAI(
-        base_url=f"{arbiter.url}/v1", api_key=arbiter.key, default_headers=TASK, http_client=sent.sync_http_client()
-    )
+    sdk = openai_sdk(arbiter, sent)
     for chunk in sdk.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": content}], stream=True
     ):
@@ -92,9 +100,7 @@ def openai_chat_stream(arbiter: LiveArbiter, sent: Sent, content: str, received:
 
 def openai_async_chat(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
     async def call() -> None:
-        async with openai.AsyncOpenAI(
-            base_url=f"{arbiter.url}/v1", api_key=arbiter.key, default_headers=TASK, http_client=sent.async_http_client()
-        ) as sdk:
+        async with async_openai_sdk(arbiter, sent) as sdk:
             completion = await sdk.chat.completions.create(
                 model="auto", messages=[{"role": "user", "content": content}]
             )
@@ -105,9 +111,7 @@ def openai_async_chat(arbiter: LiveArbiter, sent: Sent, content: str, received: 
 
 def openai_async_chat_stream(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
     async def call() -> None:
-        async with openai.AsyncOpenAI(
-            base_url=f"{arbiter.url}/v1", api_key=arbiter.key, default_headers=TASK, http_client=sent.async_http_client()
-        ) as sdk:
+        async with async_openai_sdk(arbiter, sent) as sdk:
             stream = await sdk.chat.completions.create(
                 model="auto", messages=[{"role": "user", "content": content}], stream=True
             )
@@ -118,16 +122,12 @@ def openai_async_chat_stream(arbiter: LiveArbiter, sent: Sent, content: str, rec
 
 
 def openai_responses(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
-    sdk = openai.OpenAI(
-        base_url=f"{arbiter.url}/v1", api_key=arbiter.key, default_headers=TASK, http_client=sent.sync_http_client()
-    )
+    sdk = openai_sdk(arbiter, sent)
     received.append(sdk.responses.create(model="auto", input=content).output_text)
 
 
 def openai_responses_stream(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
-    sdk = openai.OpenAI(
-        base_url=f"{arbiter.url}/v1", api_key=arbiter.key, default_headers=TASK, http_client=sent.sync_http_client()
-    )
+    sdk = openai_sdk(arbiter, sent)
     for event in sdk.responses.create(model="auto", input=content, stream=True):
         received.append(event)
 
@@ -144,16 +144,10 @@ def agents_default_client() -> Iterator[None]:
     _openai_shared.set_default_openai_client(previous)  # type: ignore[arg-type]
 
 
-def agents_client(arbiter: LiveArbiter, sent: Sent) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=f"{arbiter.url}/v1", api_key=arbiter.key, default_headers=TASK, http_client=sent.async_http_client()
-    )
-
-
 def agents_run_sync(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
     from agents import Agent, Runner, set_default_openai_client
 
-    set_default_openai_client(agents_client(arbiter, sent), use_for_tracing=False)
+    set_default_openai_client(async_openai_sdk(arbiter, sent), use_for_tracing=False)
     agent = Agent(name="support", instructions="Answer the customer.", model="auto")
     received.append(Runner.run_sync(agent, content).final_output)
 
@@ -161,7 +155,7 @@ def agents_run_sync(arbiter: LiveArbiter, sent: Sent, content: str, received: li
 def agents_run_streamed(arbiter: LiveArbiter, sent: Sent, content: str, received: list) -> None:
     from agents import Agent, Runner, set_default_openai_client
 
-    set_default_openai_client(agents_client(arbiter, sent), use_for_tracing=False)
+    set_default_openai_client(async_openai_sdk(arbiter, sent), use_for_tracing=False)
     agent = Agent(name="support", instructions="Answer the customer.", model="auto")
 
     async def run() -> None:
@@ -263,30 +257,33 @@ class Shape:
     name: str
     call: Callable[[LiveArbiter, Sent, str, list], None]
     client: str
-    held: str  # how the compatibility table says the held call ends
+    held: str  # how the compatibility table says a held call of this shape ends
 
 
+SAME = "`AsyncOpenAI` and `responses.create` the same"
 SHAPES = [
     Shape("openai-chat", openai_chat, "openai", "`openai.ConflictError`, one request"),
-    Shape("openai-chat-stream", openai_chat_stream, "openai", "streamed: the 409 before any chunk"),
-    Shape("openai-async-chat", openai_async_chat, "openai", "`AsyncOpenAI` too"),
-    Shape("openai-async-chat-stream", openai_async_chat_stream, "openai", "`AsyncOpenAI` streamed too"),
-    Shape("openai-responses", openai_responses, "openai", "`responses.create` (and streamed) too"),
-    Shape("openai-responses-stream", openai_responses_stream, "openai", "`responses.create` (and streamed) too"),
-    Shape("agents-run-sync", agents_run_sync, "agents", "`Runner.run_sync` raises `openai.ConflictError`, one request"),
-    Shape("agents-run-streamed", agents_run_streamed, "agents", "`run_streamed` before any event"),
+    Shape("openai-chat-stream", openai_chat_stream, "openai", "streamed: before any chunk"),
+    Shape("openai-async-chat", openai_async_chat, "openai", SAME),
+    Shape("openai-async-chat-stream", openai_async_chat_stream, "openai", SAME),
+    Shape("openai-responses", openai_responses, "openai", SAME),
+    Shape("openai-responses-stream", openai_responses_stream, "openai", SAME),
+    Shape("agents-run-sync", agents_run_sync, "agents", "`openai.ConflictError` from `run_sync`, one request"),
+    Shape("agents-run-streamed", agents_run_streamed, "agents", "`run_streamed`: before any event"),
     Shape("langchain-invoke", langchain_invoke, "langchain", "`openai.ConflictError`, one request"),
-    Shape("langchain-stream", langchain_stream, "langchain", "`stream` raises before any chunk"),
+    Shape("langchain-stream", langchain_stream, "langchain", "`stream`: before any chunk"),
     Shape("pydantic-ai-run-sync", pydantic_ai_run_sync, "pydantic-ai", "`ModelHTTPError` 409, one request"),
-    Shape("pydantic-ai-run-stream", pydantic_ai_run_stream, "pydantic-ai", "`run_stream_sync` before any output"),
+    Shape("pydantic-ai-run-stream", pydantic_ai_run_stream, "pydantic-ai", "`run_stream_sync`: before any output"),
     Shape("litellm-completion", litellm_completion, "litellm", "`APIError` 409, one request"),
-    Shape("litellm-stream", litellm_stream, "litellm", "`stream=True` before any chunk"),
+    Shape("litellm-stream", litellm_stream, "litellm", "`stream=True`: before any chunk"),
 ]
 
 
-def each_shape(*, marked: bool = False) -> list:
+def each_shape(how: str | None = None) -> list:
+    """Every shape as a parameter, marked as a proof of its client's held-call cell (`how` None: the shape's
+    own text)."""
     return [
-        pytest.param(shape, id=shape.name, marks=[compat(shape.client, "held call", shape.held)] if marked else [])
+        pytest.param(shape, id=shape.name, marks=compat(shape.client, "held call", how or shape.held))
         for shape in SHAPES
     ]
 
@@ -307,7 +304,7 @@ def run(arbiter, live_db, litellm_session, agents_default_client):
     return run
 
 
-@pytest.mark.parametrize("shape", each_shape(marked=True))
+@pytest.mark.parametrize("shape", each_shape())
 def test_a_held_call_is_one_held_job_one_request_and_one_error(run, shape):
     error, received, requests, made = run(shape, f"{UNSURE} unsure {uuid.uuid4().hex}")
     assert status_of(error) == 409
@@ -318,7 +315,7 @@ def test_a_held_call_is_one_held_job_one_request_and_one_error(run, shape):
     assert str(made[0].pk) in str(error) or str(made[0].pk) in str(getattr(error, "body", ""))
 
 
-@pytest.mark.parametrize("shape", each_shape())
+@pytest.mark.parametrize("shape", each_shape("a failed call: one failed job, one request"))
 def test_a_call_every_deployment_fails_is_one_failed_job_and_one_request(run, shape, model_server):
     model_server.set_faults("*", error_rate=1.0)
     try:
@@ -332,7 +329,7 @@ def test_a_call_every_deployment_fails_is_one_failed_job_and_one_request(run, sh
     assert [job.status for job in made] == [JobStatus.FAILED]
 
 
-@pytest.mark.parametrize("shape", each_shape())
+@pytest.mark.parametrize("shape", each_shape("a 504 retried twice: the same job"))
 def test_a_504_the_client_retries_finds_the_same_job_every_time(run, shape, arbiter):
     from controlplane.celery import app as celery_app
 
@@ -348,4 +345,3 @@ def test_a_504_the_client_retries_finds_the_same_job_every_time(run, shape, arbi
     assert received == []
     assert requests == 3  # the first try and the client's two default retries
     assert [job.status for job in made] == [JobStatus.QUEUED]
-
