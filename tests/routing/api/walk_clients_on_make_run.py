@@ -299,7 +299,13 @@ def langchain_structured(method: str | None) -> None:
         .with_structured_output(Ticket, include_raw=True, **options)
         .invoke(f"{SURE} Classify: card charged twice")
     )
-    check(f"{call.name}: a Ticket", isinstance(result["parsed"], Ticket), result.get("parsing_error"))
+    if method == "json_mode":
+        # json_mode names no schema (a real model reads it from the prompt); the local model answers a JSON
+        # object of its own, so what this shows is that a JSON object comes back through Arbiter.
+        answer = json.loads(result["raw"].content)
+        check(f"{call.name}: a JSON object", isinstance(answer, dict), result["raw"].content)
+    else:
+        check(f"{call.name}: a Ticket", isinstance(result["parsed"], Ticket), result.get("parsing_error"))
     call.completed(headers=result["raw"].response_metadata["headers"])
 
 
