@@ -430,6 +430,31 @@ def test_the_agents_sdk_streams_a_run_with_a_function_tool(arbiter, live_db):
         assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
 
 
+
+@compat("agents", "structured output", "`output_type=` a pydantic model (`text.format` json_schema)")
+def test_the_agents_sdk_gives_an_output_type_from_one_json_schema_job(arbiter, live_db):
+    from agents import Agent, RunConfig, Runner
+    from agents.models.openai_provider import OpenAIProvider
+    from pydantic import BaseModel
+
+    class Route(BaseModel):
+        queue: str
+        urgent: bool
+
+    client = openai.AsyncOpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+    agent = Agent(name="triage", instructions="Route the ticket.", model="auto", output_type=Route)
+    result = Runner.run_sync(
+        agent,
+        f"{CONFIDENT} card charged twice",
+        run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True),
+    )
+    assert isinstance(result.final_output, Route)
+    [response] = result.raw_responses
+    job = Job.objects.get(pk=response.response_id.removeprefix("resp_"))
+    assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
+    assert job.request["response_format"]["type"] == "json_schema"
+    assert job.request["response_format"]["json_schema"]["schema"]["required"] == ["queue", "urgent"]
+
 def test_erasing_a_response_erases_the_responses_that_continued_it(sdk, arbiter):
     from audit.ledger import Actor
     from routing.services.erasure import erasure_apply, erasure_select
