@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint bench bench-deps bench-quick services stop-services reset-data lock clean
+.PHONY: install run test compat-table lint bench bench-deps bench-quick services stop-services reset-data lock clean
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit("arbiter: Python 3.11 or newer is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -19,6 +19,9 @@ run: install  ## start everything on embedded defaults (Ctrl-C stops it)
 
 test: install  ## the whole test suite against real Postgres and Redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+compat-table: install  ## run the real-client tests; write README's compatibility table from those that pass
+	$(BIN)/python -m tests.support.compat_table $(PYTEST_ARGS)
 
 lint: install  ## ruff, the import contracts (import-linter) and mypy, each as configured in pyproject.toml
 	$(BIN)/ruff check .

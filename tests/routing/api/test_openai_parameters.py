@@ -16,6 +16,7 @@ from audit.models import LedgerEvent
 from routing.decide.parameters import DEFAULT_SUPPORTED
 from routing.execute import facts
 from routing.models import Job, JobStatus
+from tests.support.compat import compat
 from tests.support.live import live_arbiter
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,7 @@ def test_the_database_is_set_up():
     pass  # the django_db test that makes pytest-django create the test database for this module
 
 
+@compat("openai", "tools", "each `tool_choice`")
 def test_tool_choice_none_yields_no_tool_call_even_when_the_model_would_call(sdk):
     completion = ask(sdk, MARKED, tools=TOOLS, tool_choice="none").parse()
     assert called(completion) == []
@@ -74,11 +76,13 @@ def test_tool_choice_none_yields_no_tool_call_even_when_the_model_would_call(sdk
     assert completion.choices[0].message.content
 
 
+@compat("openai", "tools", "each `tool_choice`")
 def test_tool_choice_auto_leaves_it_to_the_model(sdk):
     assert called(ask(sdk, MARKED, tools=TOOLS, tool_choice="auto").parse()) == ["lookup_order"]
     assert called(ask(sdk, PLAIN, tools=TOOLS, tool_choice="auto").parse()) == []
 
 
+@compat("openai", "tools", "each `tool_choice`")
 def test_tool_choice_required_yields_a_tool_call(sdk):
     raw = ask(sdk, PLAIN, tools=[LOOKUP], tool_choice="required")
     completion = raw.parse()
@@ -89,6 +93,7 @@ def test_tool_choice_required_yields_a_tool_call(sdk):
     assert job.status == JobStatus.COMPLETED
 
 
+@compat("openai", "tools", "each `tool_choice`")
 def test_tool_choice_naming_a_function_calls_that_function(sdk):
     choice = {"type": "function", "function": {"name": "lookup_order"}}
     completion = ask(sdk, PLAIN, tools=TOOLS, tool_choice=choice, parallel_tool_calls=False).parse()
@@ -194,6 +199,7 @@ class Ticket(BaseModel):
     confidence: float
 
 
+@compat("openai", "structured output", "`chat.completions.parse`")
 def test_structured_outputs_through_parse_give_a_pydantic_object(sdk):
     completion = sdk.chat.completions.parse(
         model="auto",
@@ -206,6 +212,7 @@ def test_structured_outputs_through_parse_give_a_pydantic_object(sdk):
     assert json.loads(completion.choices[0].message.content) == ticket.model_dump()
 
 
+@compat("openai", "structured output", "`pydantic_function_tool`")
 def test_a_tool_choice_through_parse_with_a_pydantic_tool(sdk):
     # instructor's and LangChain's function-calling structured output: a strict tool, forced by name.
     tool = openai.pydantic_function_tool(Ticket)

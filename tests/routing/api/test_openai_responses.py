@@ -10,6 +10,7 @@ import pytest
 
 from audit.models import LedgerEvent
 from routing.models import Job, JobStatus, StoredResponse
+from tests.support.compat import compat
 from tests.support.factories import ApplicationFactory
 from tests.support.live import live_arbiter
 from tests.support.personas import key_for
@@ -61,6 +62,8 @@ def test_responses_without_a_key_is_401_in_openai_form(client):
     assert response.json()["error"]["code"] == "invalid_api_key"
 
 
+@compat("openai", "call", "`responses.create`")
+@compat("openai", "route headers", "on `responses` too")
 def test_a_string_input_is_one_governed_job_answered_as_a_response(sdk, arbiter):
     raw = create(sdk, input=f"{CONFIDENT} Billing or tech?")
     response = raw.parse()
@@ -99,6 +102,7 @@ def test_instructions_are_the_first_message_and_metadata_steers_the_job(sdk):
     assert response.metadata == {"ticket": "T-1"}
 
 
+@compat("openai", "tools", "Responses `function_call_output` round trip")
 def test_a_function_tool_call_and_its_output_make_a_round_trip(sdk, arbiter):
     first_raw = create(sdk, task_type="general", input=f"{REFUND} refund please", tools=[REFUND_TOOL])
     first = first_raw.parse()
@@ -281,6 +285,7 @@ def test_unsupported_shapes_are_400s_that_name_the_field(sdk, arbiter):
     assert Job.objects.filter(application=arbiter.setup.application).count() == before
 
 
+@compat("openai", "structured output", "Responses `text.format` json_schema")
 def test_text_format_json_schema_becomes_the_jobs_response_format(sdk):
     schema = {"type": "object", "properties": {"queue": {"type": "string"}}, "required": ["queue"]}
     response = sdk.responses.create(
@@ -298,6 +303,8 @@ def test_text_format_json_schema_becomes_the_jobs_response_format(sdk):
     assert "queue" in json.loads(response.output_text)
 
 
+@compat("agents", "call", "`Runner.run_sync`")
+@compat("agents", "tools", "`function_tool`")
 def test_the_openai_agents_sdk_runs_a_function_tool_on_its_default_responses_api(arbiter, live_db):
     from agents import Agent, RunConfig, Runner, function_tool
     from agents.models.openai_provider import OpenAIProvider
@@ -334,6 +341,7 @@ def test_the_openai_agents_sdk_runs_a_function_tool_on_its_default_responses_api
     assert [response.response_id for response in result.raw_responses] == [f"resp_{job.pk.hex}" for job in jobs]
 
 
+@compat("openai", "stream", "`responses.create(stream=True)`")
 def test_a_streamed_response_is_the_released_answer_as_the_documented_events(sdk, arbiter):
     with sdk.responses.with_streaming_response.create(
         model="auto",
@@ -386,6 +394,8 @@ def test_a_held_streamed_response_is_the_json_409_before_any_event_and_one_job(s
     assert Job.objects.filter(application=arbiter.setup.application).count() == before + 1
 
 
+@compat("agents", "stream", "`Runner.run_streamed`")
+@compat("agents", "tools", "`function_tool`, streamed")
 def test_the_agents_sdk_streams_a_run_with_a_function_tool(arbiter, live_db):
     import asyncio
 
@@ -419,6 +429,31 @@ def test_the_agents_sdk_streams_a_run_with_a_function_tool(arbiter, live_db):
         job = Job.objects.get(pk=response.response_id.removeprefix("resp_"))
         assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
 
+
+
+@compat("agents", "structured output", "`output_type=` a pydantic model (`text.format` json_schema)")
+def test_the_agents_sdk_gives_an_output_type_from_one_json_schema_job(arbiter, live_db):
+    from agents import Agent, RunConfig, Runner
+    from agents.models.openai_provider import OpenAIProvider
+    from pydantic import BaseModel
+
+    class Route(BaseModel):
+        queue: str
+        urgent: bool
+
+    client = openai.AsyncOpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+    agent = Agent(name="triage", instructions="Route the ticket.", model="auto", output_type=Route)
+    result = Runner.run_sync(
+        agent,
+        f"{CONFIDENT} card charged twice",
+        run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True),
+    )
+    assert isinstance(result.final_output, Route)
+    [response] = result.raw_responses
+    job = Job.objects.get(pk=response.response_id.removeprefix("resp_"))
+    assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
+    assert job.request["response_format"]["type"] == "json_schema"
+    assert job.request["response_format"]["json_schema"]["schema"]["required"] == ["queue", "urgent"]
 
 def test_erasing_a_response_erases_the_responses_that_continued_it(sdk, arbiter):
     from audit.ledger import Actor
