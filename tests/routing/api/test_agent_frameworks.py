@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import uuid
 
+import instructor
 import litellm
 import openai
 import pytest
+from instructor.core.exceptions import InstructorRetryException
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
@@ -38,6 +40,14 @@ class Ticket(BaseModel):
     confidence: float
 
 
+class Answer(BaseModel):
+    """The JSON object the model server answers in JSON mode (`response_format: json_object`), where the
+    fields are asked for in the prompt rather than by a schema."""
+
+    answer: str
+    confidence: float
+
+
 @tool
 def lookup_order(order: str) -> str:
     """Look an order up by its id."""
@@ -58,6 +68,16 @@ class Sent:
 
     def __call__(self, request: object) -> None:
         self.requests += 1
+
+
+class Heard:
+    """The headers of the last HTTP response a client received (for clients that do not hand them back)."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+
+    def __call__(self, response) -> None:
+        self.headers = dict(response.headers)
 
 
 @pytest.fixture
@@ -143,6 +163,17 @@ def test_langchain_stream_yields_the_answer_in_chunks_of_one_job(langchain, arbi
     assert text == job.result["output"]["content"]
 
 
+def test_langchain_stream_usage_is_the_token_count_of_the_job(langchain, arbiter):
+    # LangChain asks for usage in a stream only of OpenAI itself unless told (`stream_usage`).
+    jobs = NewJobs(arbiter)
+    chunks = list(langchain.stream(unique(f"{CONFIDENT} Where is my parcel?"), stream_usage=True))
+    usage = [chunk.usage_metadata for chunk in chunks if chunk.usage_metadata]
+    steps = list(jobs.one().steps.all())
+    assert [(each["input_tokens"], each["output_tokens"]) for each in usage] == [
+        (sum(step.prompt_tokens for step in steps), sum(step.completion_tokens for step in steps))
+    ]
+
+
 def test_langchain_bind_tools_gets_the_tool_call(langchain, arbiter):
     jobs = NewJobs(arbiter)
     message = langchain.bind_tools([lookup_order]).invoke(
@@ -152,14 +183,46 @@ def test_langchain_bind_tools_gets_the_tool_call(langchain, arbiter):
     assert_completed_and_routed(jobs.one(), message.response_metadata["headers"], arbiter)
 
 
-@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
-def test_langchain_with_structured_output_gives_a_pydantic_object(langchain, arbiter, method):
+@pytest.mark.parametrize(
+    ("method", "schema", "asks_for"),
+    [
+        ("function_calling", Ticket, {"tool_choice": {"type": "function", "function": {"name": "Ticket"}}}),
+        ("json_schema", Ticket, {"response_format": "json_schema"}),
+        ("json_mode", Answer, {"response_format": "json_object"}),
+    ],
+)
+def test_langchain_with_structured_output_gives_a_pydantic_object(langchain, arbiter, method, schema, asks_for):
     jobs = NewJobs(arbiter)
-    structured = langchain.with_structured_output(Ticket, method=method, include_raw=True)
-    result = structured.invoke(unique(f"{CONFIDENT} Classify: card charged twice"))
+    structured = langchain.with_structured_output(schema, method=method, include_raw=True)
+    result = structured.invoke(unique(f"{CONFIDENT} Classify: card charged twice. Answer in JSON."))
     assert result["parsing_error"] is None
-    assert isinstance(result["parsed"], Ticket)
-    assert_completed_and_routed(jobs.one(), result["raw"].response_metadata["headers"], arbiter)
+    assert isinstance(result["parsed"], schema)
+    job = jobs.one()
+    assert_completed_and_routed(job, result["raw"].response_metadata["headers"], arbiter)
+    if "tool_choice" in asks_for:  # the forced call LangChain relies on, forwarded and answered
+        assert job.request["parameters"]["tool_choice"] == asks_for["tool_choice"]
+        assert job.result["output"]["tool_calls"][0]["name"] == "Ticket"
+    else:
+        assert job.request["response_format"]["type"] == asks_for["response_format"]
+
+
+def test_langchain_on_the_responses_api_is_one_governed_job_with_its_route_in_the_headers(arbiter, live_db):
+    client = ChatOpenAI(
+        model="auto",
+        base_url=f"{arbiter.url}/v1",
+        api_key=arbiter.key,
+        default_headers=HEADERS,
+        include_response_headers=True,
+        use_responses_api=True,
+        max_retries=0,
+        timeout=60,
+    )
+    jobs = NewJobs(arbiter)
+    message = client.invoke(unique(f"{CONFIDENT} Where is my parcel?"))
+    job = jobs.one()
+    assert message.response_metadata["id"] == f"resp_{job.pk.hex}"
+    assert_completed_and_routed(job, message.response_metadata["headers"], arbiter)
+    assert message.text == job.result["output"]["content"]
 
 
 def test_langchain_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
@@ -339,4 +402,83 @@ def test_litellm_stream_of_a_held_call_raises_before_any_chunk(arbiter, live_db)
             chunks.append(chunk)
     assert raised.value.status_code == 409
     assert chunks == []
+    assert_held(jobs.one())
+
+
+# --- instructor -----------------------------------------------------------------------------------------
+
+
+def instructor_client(
+    arbiter, *, task_type: str = "general", sent: Sent | None = None, heard: Heard | None = None
+) -> instructor.Instructor:
+    hooks = {"request": [sent] if sent else [], "response": [heard] if heard else []}
+    client = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=arbiter.key,
+        default_headers={"x-arbiter-task-type": task_type},
+        http_client=openai.DefaultHttpxClient(event_hooks=hooks),
+    )  # the SDK's default retries
+    return instructor.from_openai(client)  # its default mode, TOOLS: tool_choice names the response model
+
+
+def classify(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": unique(f"{text} Classify: card charged twice")}]
+
+
+def test_instructor_default_mode_forces_its_function_and_returns_the_model_of_one_job(arbiter, live_db):
+    heard = Heard()
+    jobs = NewJobs(arbiter)
+    ticket, completion = instructor_client(arbiter, heard=heard).create_with_completion(
+        model="auto", response_model=Ticket, messages=classify(CONFIDENT)
+    )  # instructor's own max_retries (3) left at its default
+    assert isinstance(ticket, Ticket)
+    job = jobs.one()
+    assert_completed_and_routed(job, heard.headers, arbiter)
+    assert job.request["parameters"]["tool_choice"] == {"type": "function", "function": {"name": "Ticket"}}
+    call = job.result["output"]["tool_calls"][0]
+    assert call["name"] == "Ticket"
+    assert Ticket.model_validate(call["arguments"]).model_dump() == ticket.model_dump()
+    assert json.loads(completion.choices[0].message.tool_calls[0].function.arguments) == call["arguments"]
+
+
+def test_instructor_create_partial_streams_the_model_of_one_job(arbiter, live_db):
+    heard = Heard()
+    jobs = NewJobs(arbiter)
+    partials = list(
+        instructor_client(arbiter, heard=heard).create_partial(
+            model="auto", response_model=Ticket, messages=classify(CONFIDENT)
+        )
+    )
+    assert len(partials) > 1 and partials[0].model_dump() != partials[-1].model_dump()  # incomplete ones first
+    job = jobs.one()
+    assert_completed_and_routed(job, heard.headers, arbiter)
+    assert heard.headers["content-type"].startswith("text/event-stream")
+    answered = Ticket.model_validate(job.result["output"]["tool_calls"][0]["arguments"])
+    assert partials[-1].model_dump() == answered.model_dump()  # parsed by jiter's partial mode as it arrived
+
+
+def test_instructor_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
+    sent = Sent()
+    jobs = NewJobs(arbiter)
+    client = instructor_client(arbiter, task_type="classification", sent=sent)
+    with pytest.raises(InstructorRetryException) as raised:
+        client.create(model="auto", response_model=Ticket, messages=classify(UNSURE))
+    held = raised.value.__cause__
+    assert isinstance(held, openai.ConflictError) and held.code == "approval_required"
+    assert raised.value.n_attempts == 1  # instructor re-asks only on a parse error
+    assert sent.requests == 1
+    job = jobs.one()
+    assert_held(job)
+    assert f"job {job.pk} is held for human approval" in str(raised.value)
+
+
+def test_instructor_create_partial_of_a_held_call_raises_before_any_partial(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    client = instructor_client(arbiter, task_type="classification")
+    partials = []
+    with pytest.raises(InstructorRetryException) as raised:
+        for partial in client.create_partial(model="auto", response_model=Ticket, messages=classify(UNSURE)):
+            partials.append(partial)
+    assert isinstance(raised.value.__cause__, openai.ConflictError)
+    assert partials == []
     assert_held(jobs.one())
