@@ -1,10 +1,12 @@
-"""Real third-party clients pointed at a live Arbiter: LangChain's `ChatOpenAI`, pydantic-ai and litellm. Each call
-is exactly one governed job with its ledger events, its route in the headers where the client shows them, and a
-held call under the client's default retry settings is one held job and one error, never the answer.
+"""Real third-party clients pointed at a live Arbiter: LangChain's `ChatOpenAI` (langchain-openai 1.8.1),
+pydantic-ai 2.78.0, litellm 1.110.2 and instructor 1.17.0, over openai 3.63.0, the releases issue #13 was measured
+with. Each call is exactly one governed job with its ledger events, its route in the headers where the client shows
+them (instructor does not: an httpx response hook reads them), and a held call under the client's default retry
+settings is one held job and one error, never the answer.
 
-instructor is not here: no release of it installs beside the pinned `openai` (1.15-1.17 need `jiter<0.15`,
-`openai` 3.54.0 needs `jiter>=0.16`). litellm is 1.80.0, an older release that takes both the pinned `openai`
-(1.100.0 and 1.106.12 want `openai<3`) and the pinned `certifi` (1.108.0, 1.109.3 and 1.110.2 want a newer one)."""
+instructor 1.17.0 declares `jiter<0.15` while openai 3.63.0 needs `jiter>=0.16`; it is installed the way its users
+run it beside a current openai, with --no-deps (requirements-nodeps.lock), and its partial streaming runs on jiter
+0.19 here. The OpenAI Agents SDK (openai-agents 0.24.0) is tested in test_openai_responses.py."""
 
 from __future__ import annotations
 
