@@ -208,23 +208,23 @@ def test_langchain_with_structured_output_gives_a_pydantic_object(langchain, arb
         assert job.request["response_format"]["type"] == asks_for["response_format"]
 
 
-def test_langchain_on_the_responses_api_is_one_governed_job_with_its_route_in_the_headers(arbiter, live_db):
-    client = ChatOpenAI(
-        model="auto",
-        base_url=f"{arbiter.url}/v1",
-        api_key=arbiter.key,
-        default_headers=HEADERS,
-        include_response_headers=True,
-        use_responses_api=True,
-        max_retries=0,
-        timeout=60,
-    )
+def test_langchain_on_the_responses_api_is_one_governed_job_with_its_route_in_the_headers(langchain, arbiter):
+    responses = langchain.model_copy(update={"use_responses_api": True})
     jobs = NewJobs(arbiter)
-    message = client.invoke(unique(f"{CONFIDENT} Where is my parcel?"))
+    message = responses.invoke(unique(f"{CONFIDENT} Where is my parcel?"))
     job = jobs.one()
     assert message.response_metadata["id"] == f"resp_{job.pk.hex}"
     assert_completed_and_routed(job, message.response_metadata["headers"], arbiter)
     assert message.text == job.result["output"]["content"]
+
+
+def test_langchain_stream_on_the_responses_api_yields_the_answer_of_one_job(langchain, arbiter):
+    jobs = NewJobs(arbiter)
+    responses = langchain.model_copy(update={"use_responses_api": True, "include_response_headers": False})
+    chunks = list(responses.stream(unique(f"{CONFIDENT} Where is my parcel?")))  # (LangChain shows no headers here)
+    job = jobs.one()
+    assert_completed_and_routed(job, None, arbiter)
+    assert "".join(chunk.text for chunk in chunks) == job.result["output"]["content"]
 
 
 def test_langchain_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
