@@ -31,12 +31,14 @@ from routing import selectors
 from routing.api.base import ApiView
 from routing.api.errors import Problem
 from routing.api.openai import (
+    IGNORED_PARAMS_HEADER,
     MODEL_PREFIX,
     OPENAI_ERRORS,
     ROUTING_HEADERS,
     ChatCompletionsApi,
     _refusal,
     chat_completion,
+    ignored_parameters,
     openai_error,
     policy_for_model,
     route_headers,
@@ -50,6 +52,7 @@ from routing.api.serializers.responses import (
     responses_text,
     responses_tools,
 )
+from routing.decide.parameters import responses_name
 from routing.models import Application, Job, JobStatus, StoredResponse
 from routing.models.jobs import JobPurpose
 from routing.release import is_released, released_status_reason, result_withheld
@@ -146,7 +149,15 @@ def output_items(completion: JobCompletion) -> tuple[list[dict[str, Any]], dict[
                 "id": f"msg_{hexed}",
                 "status": "completed",
                 "role": "assistant",
-                "content": [{"type": "output_text", "text": message["content"], "annotations": [], "logprobs": []}],
+                "content": [
+                    {
+                        "type": "output_text",
+                        "text": message["content"],
+                        "annotations": [],
+                        # Only when the caller asked (`include`): the policy's own are never shown.
+                        "logprobs": (choice.get("logprobs") or {}).get("content") or [],
+                    }
+                ],
             }
         )
     for index, call in enumerate(message.get("tool_calls") or []):
@@ -179,6 +190,7 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
     """The Response: its output only from a released answer (the release gate), else its status alone."""
     messages = job.request.get("messages") or []
     instructions = messages[0]["content"] if stored.instruction_messages and messages else None
+    asked = job.request.get("parameters") or {}
     body: dict[str, Any] = {
         "id": response_id(job.pk),
         "object": "response",
@@ -189,15 +201,21 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
         "instructions": instructions,
         "model": f"{MODEL_PREFIX}{completion.policy_name}",
         "output": [],
-        "parallel_tool_calls": True,
+        "max_output_tokens": asked.get("max_completion_tokens"),
+        "parallel_tool_calls": asked.get("parallel_tool_calls", True),
         "previous_response_id": response_id(stored.previous_id) if stored.previous_id else None,
-        "reasoning": {"effort": None, "summary": None},
+        "reasoning": {"effort": asked.get("reasoning_effort"), "summary": None},
         "store": stored.store,
-        "temperature": None,
+        "temperature": asked.get("temperature"),
         "text": responses_text(job.request.get("response_format")),
         "tool_choice": stored.tool_choice if stored.tool_choice is not None else "auto",
         "tools": responses_tools(job.request.get("tools")),
-        "top_p": None,
+        "top_p": asked.get("top_p"),
+        "top_logprobs": asked.get("top_logprobs"),
+        "service_tier": asked.get("service_tier"),
+        "prompt_cache_key": asked.get("prompt_cache_key"),
+        "safety_identifier": asked.get("safety_identifier"),
+        "user": asked.get("user"),
         "truncation": "disabled",
         "usage": None,
         "metadata": job.metadata,
@@ -290,7 +308,9 @@ class ResponsesApi(ChatCompletionsApi):
             "answer come first; its instructions do not carry over), `store` (default true), `metadata`. `model` "
             "names a policy (`auto` or `arbiter/<policy>`). The request runs as one job; the route is in "
             "`x-arbiter-*` headers, and a held or blocked job is the same error as a chat completion's. "
-            "`tool_choice` goes to the deployment as on chat completions and is recorded on the response. "
+            "The model parameters (`tool_choice`, `parallel_tool_calls`, `max_output_tokens`, `temperature`, `top_p`, "
+            "`reasoning.effort`, ...) go to the deployment as a chat completion's do (`x-arbiter-ignored-params` names "
+            "what it does not take). "
             "With `stream: true` the governed answer is streamed as the documented event sequence once it is "
             "released; a held or blocked job is the same JSON error, before any byte of a stream."
         ),
@@ -336,12 +356,8 @@ class ResponsesApi(ChatCompletionsApi):
             "messages": [*instructions, *history, *data["messages"]],
             "tools": data["chat_tools"],
             "response_format": data["response_format"],
+            **data["chat_parameters"],  # forwarded as a chat completion's are (routing.decide.parameters)
         }
-        choice = data.get("tool_choice")
-        if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
-            choice = {"type": "function", "function": {"name": choice["name"]}}  # the chat shape of a named call
-        if choice is not None:
-            chat["tool_choice"] = choice  # forwarded like chat's (routing.decide.parameters)
         store = data["store"] is not False
 
         def recorded(job: Job) -> None:
@@ -362,15 +378,19 @@ class ResponsesApi(ChatCompletionsApi):
             raise _refusal(completion)
         stored = StoredResponse.objects.get(job=job)
         body = response_object(stored, job, completion)
+        headers = route_headers(completion)
+        ignored = [responses_name(name) for name in ignored_parameters(completion, data["parameters_not_sent"])]
+        if ignored:
+            headers[IGNORED_PARAMS_HEADER] = ", ".join(sorted(ignored))
         if data["stream"]:
             # Only a released answer gets here: everything above has already refused a held one, before any
             # byte of the stream.
             return StreamingHttpResponse(
                 response_events(body),
                 content_type="text/event-stream",
-                headers={**route_headers(completion), "Cache-Control": "no-cache"},
+                headers={**headers, "Cache-Control": "no-cache"},
             )
-        return Response(body, headers=route_headers(completion))
+        return Response(body, headers=headers)
 
 
 class ResponseApi(ApiView):

@@ -6,17 +6,14 @@ structured outputs through `parse` work."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import openai
 import pytest
 from pydantic import BaseModel
 
 from audit.models import LedgerEvent
-from routing.decide.parameters import DEFAULT_SUPPORTED
-from routing.execute import facts
 from routing.models import Job, JobStatus
-from tests.support.live import live_arbiter
+from tests.support.live import deployment_without, live_arbiter
 
 pytestmark = pytest.mark.slow
 
@@ -155,19 +152,6 @@ def test_what_the_policy_decides_is_named_in_a_header(sdk):
     raw = ask(sdk, PLAIN, store=True)
     assert raw.parse().choices[0].message.content
     assert raw.headers["x-arbiter-ignored-params"] == "store"
-
-
-@contextmanager
-def deployment_without(deployment, *names: str):
-    deployment.parameters = [name for name in DEFAULT_SUPPORTED if name not in names]
-    deployment.save(update_fields=["parameters"])
-    facts.catalog_forget()
-    try:
-        yield
-    finally:
-        deployment.parameters = list(DEFAULT_SUPPORTED)
-        deployment.save(update_fields=["parameters"])
-        facts.catalog_forget()
 
 
 def test_a_parameter_the_deployment_does_not_take_is_not_sent_and_is_named(sdk, arbiter):

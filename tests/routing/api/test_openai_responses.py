@@ -11,7 +11,7 @@ import pytest
 from audit.models import LedgerEvent
 from routing.models import Job, JobStatus, StoredResponse
 from tests.support.factories import ApplicationFactory
-from tests.support.live import live_arbiter
+from tests.support.live import deployment_without, live_arbiter
 from tests.support.personas import key_for
 
 pytestmark = pytest.mark.slow
@@ -452,22 +452,139 @@ def test_an_idempotent_retry_is_the_same_response_and_one_job(sdk, arbiter):
     assert raised.value.code == "idempotency_conflict"
 
 
-def test_tool_choice_reaches_the_deployment_in_the_chat_shape(sdk, arbiter):
-    # The model would call the tool; `none` forbids it, as on chat completions.
-    refused = create(sdk, task_type="general", input=f"{REFUND} but do not", tools=[REFUND_TOOL], tool_choice="none")
-    answer = refused.parse()
-    assert [item.type for item in answer.output] == ["message"]
-    assert job_of(answer).request["parameters"]["tool_choice"] == "none"
-    # A named function travels in the chat shape ({type, function: {name}}) and is read back as given.
+PLAIN = "[task:general] [confidence:mini=0.9,flagship=0.9] Where is my parcel?"
+
+
+def function_calls(response) -> list[str]:
+    return [item.name for item in response.output if item.type == "function_call"]
+
+
+def test_tool_choice_is_forwarded_in_the_chat_shape_and_does_what_openai_documents(sdk):
+    lookup = {**REFUND_TOOL, "name": "lookup_order", "description": "Find an order."}
+    tools = [lookup, REFUND_TOOL]
+    # `none`: the model would call the tool (the marker says so) and does not.
+    refused = create(sdk, task_type="general", input=f"{REFUND} but do not", tools=tools, tool_choice="none").parse()
+    assert [item.type for item in refused.output] == ["message"] and refused.output_text
+    assert job_of(refused).request["parameters"]["tool_choice"] == "none"
+    assert refused.tool_choice == "none"
+    # `auto` leaves it to the model: nothing in the prompt asks for a call.
+    assert function_calls(create(sdk, task_type="general", input=PLAIN, tools=tools).parse()) == []
+    # `required`: a call although nothing asks for one.
+    required = create(sdk, task_type="general", input=PLAIN, tools=[lookup], tool_choice="required").parse()
+    assert function_calls(required) == ["lookup_order"]
+    # A named function, in the Responses shape: that function, sent in the chat shape, read back as given.
     forced = create(
         sdk,
         task_type="general",
-        input=f"{REFUND} again",
-        tools=[REFUND_TOOL],
-        tool_choice={"type": "function", "name": "issue_refund"},
+        input=PLAIN,
+        tools=tools,
+        tool_choice={"type": "function", "name": "lookup_order"},
+        parallel_tool_calls=False,
     ).parse()
-    assert job_of(forced).request["parameters"]["tool_choice"] == {
-        "type": "function",
-        "function": {"name": "issue_refund"},
+    assert function_calls(forced) == ["lookup_order"]
+    assert job_of(forced).request["parameters"] == {
+        "tool_choice": {"type": "function", "function": {"name": "lookup_order"}},
+        "parallel_tool_calls": False,
     }
-    assert [item.name for item in forced.output if item.type == "function_call"] == ["issue_refund"]
+    assert forced.tool_choice.type == "function" and forced.tool_choice.name == "lookup_order"
+    assert forced.parallel_tool_calls is False
+
+
+def test_a_named_tool_choice_forcing_a_held_call_is_held_like_any_other(sdk, arbiter):
+    # The policy holds refunds over 100: a strict minimum of 500 makes the forced call one of them.
+    refund = {
+        **REFUND_TOOL,
+        "parameters": {
+            "type": "object",
+            "properties": {"amount": {"type": "integer", "minimum": 500}},
+            "required": ["amount"],
+        },
+    }
+    with pytest.raises(openai.ConflictError) as raised:
+        create(
+            sdk,
+            task_type="general",
+            input=PLAIN,
+            tools=[refund],
+            tool_choice={"type": "function", "name": "issue_refund"},
+        )
+    assert raised.value.code == "approval_required"
+    assert "issue_refund" not in raised.value.response.text
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    assert job.status == JobStatus.AWAITING_APPROVAL and job.result["output"]["tool_calls"][0]["name"] == "issue_refund"
+
+
+def test_a_tool_choice_the_tools_do_not_offer_is_a_400_as_on_chat_completions(sdk, arbiter):
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(
+            model="auto", input=PLAIN, tools=[REFUND_TOOL], tool_choice={"type": "function", "name": "lookup_order"}
+        )
+    assert raised.value.param == "tool_choice" and "not among the tools" in raised.value.message
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(model="auto", input=PLAIN, tool_choice="required")
+    assert "only allowed when tools are given" in raised.value.message
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(model="auto", input=PLAIN, reasoning={"effort": "enormous"})
+    assert raised.value.param == "reasoning.effort"
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before
+
+
+def test_the_model_parameters_are_forwarded_under_their_chat_names(sdk):
+    raw = create(
+        sdk,
+        task_type="general",
+        input=PLAIN,
+        temperature=0.2,
+        top_p=0.9,
+        reasoning={"effort": "low"},
+        service_tier="auto",
+        prompt_cache_key="tenant-7",
+        safety_identifier="user-hash-1",
+        user="someone",
+        text={"verbosity": "low"},
+        metadata={"ticket": "T-2"},
+    )
+    response = raw.parse()
+    assert response.output_text
+    assert "x-arbiter-ignored-params" not in raw.headers  # the deployment takes every one of them
+    assert job_of(response).request["parameters"] == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "reasoning_effort": "low",
+        "verbosity": "low",
+        "service_tier": "auto",
+        "prompt_cache_key": "tenant-7",
+        "safety_identifier": "user-hash-1",
+        "user": "someone",
+    }
+    assert (response.temperature, response.top_p, response.reasoning.effort) == (0.2, 0.9, "low")
+    assert response.metadata == {"ticket": "T-2"} and job_of(response).metadata == {"ticket": "T-2"}
+
+
+def test_max_output_tokens_reaches_the_model_and_an_answer_cut_short_is_incomplete(sdk):
+    response = create(sdk, task_type="general", input=PLAIN, max_output_tokens=2).parse()
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.max_output_tokens == 2
+    assert response.usage.output_tokens <= 2
+    assert job_of(response).request["parameters"] == {"max_completion_tokens": 2}
+
+
+def test_logprobs_come_back_when_include_asks_for_them(sdk):
+    asked = create(sdk, task_type="general", input=PLAIN, include=["message.output_text.logprobs"], top_logprobs=2)
+    text = asked.parse().output[0].content[0]
+    assert "".join(token.token for token in text.logprobs) == text.text
+    assert all(len(token.top_logprobs) == 2 for token in text.logprobs)
+    # The policy asks for logprobs itself (to score confidence); a caller who did not ask gets none.
+    assert create(sdk, task_type="general", input=PLAIN).parse().output[0].content[0].logprobs == []
+
+
+def test_what_the_deployment_does_not_take_is_named_by_its_responses_name(sdk, arbiter):
+    with deployment_without(arbiter.setup.deployments["mini"], "temperature", "max_completion_tokens"):
+        raw = create(sdk, task_type="general", input=PLAIN, temperature=0.3, max_output_tokens=500, max_tool_calls=3)
+    assert raw.parse().output_text
+    assert raw.headers["x-arbiter-final-tier"] == "mini"
+    assert raw.headers["x-arbiter-ignored-params"] == "max_output_tokens, max_tool_calls, temperature"
+    called = LedgerEvent.objects.get(subject_job=raw.headers["x-arbiter-job-id"], event_type="model.called")
+    assert called.body["parameters_dropped"] == ["max_completion_tokens", "temperature"]
