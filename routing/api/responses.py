@@ -16,13 +16,9 @@ application's, an unstored one, a chat completion's job are all 404.
 
 from __future__ import annotations
 
-import itertools
-import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -44,6 +40,7 @@ from routing.api.openai import (
     route_headers,
     routing_facts,
 )
+from routing.api.responses_stream import response_event_stream
 from routing.api.schema import OpenAIErrorSerializer
 from routing.api.serializers.responses import (
     RESPONSE_ID,
@@ -239,45 +236,6 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
     return body
 
 
-def response_events(body: dict[str, Any]) -> Iterator[bytes]:
-    """A finished Response as the Responses stream's documented event sequence (server-sent events): the
-    response created and in progress, each output item added, its text or arguments as one delta and done,
-    the item done, the response completed. Built from a released Response, so it streams nothing else."""
-    sequence = itertools.count()
-
-    def event(kind: str, **fields: Any) -> bytes:
-        data = json.dumps({"type": kind, "sequence_number": next(sequence), **fields}, separators=(",", ":"))
-        return f"event: {kind}\ndata: {data}\n\n".encode()
-
-    pending = {**body, "status": "in_progress", "output": [], "usage": None}
-    yield event("response.created", response=pending)
-    yield event("response.in_progress", response=pending)
-    for index, item in enumerate(body["output"]):
-        where = {"item_id": item["id"], "output_index": index}
-        if item["type"] == "message":
-            yield event(
-                "response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []}
-            )
-            for part_index, part in enumerate(item["content"]):
-                at = {**where, "content_index": part_index}
-                yield event("response.content_part.added", **at, part={**part, "text": ""})
-                yield event("response.output_text.delta", **at, delta=part["text"], logprobs=[])
-                yield event("response.output_text.done", **at, text=part["text"], logprobs=[])
-                yield event("response.content_part.done", **at, part=part)
-        else:
-            yield event(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "status": "in_progress", "arguments": ""},
-            )
-            yield event("response.function_call_arguments.delta", **where, delta=item["arguments"])
-            yield event(
-                "response.function_call_arguments.done", **where, name=item["name"], arguments=item["arguments"]
-            )
-        yield event("response.output_item.done", output_index=index, item=item)
-    yield event(f"response.{body['status']}", response=body)
-
-
 RESPONSE_ERRORS = {
     **OPENAI_ERRORS,
     404: OpenApiResponse(
@@ -385,11 +343,7 @@ class ResponsesApi(ChatCompletionsApi):
         if data["stream"]:
             # Only a released answer gets here: everything above has already refused a held one, before any
             # byte of the stream.
-            return StreamingHttpResponse(
-                response_events(body),
-                content_type="text/event-stream",
-                headers={**headers, "Cache-Control": "no-cache"},
-            )
+            return response_event_stream(body, headers=headers)
         return Response(body, headers=headers)
 
 
