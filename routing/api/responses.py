@@ -1,4 +1,5 @@
-"""The OpenAI Responses API: `POST /v1/responses` and `GET /v1/responses/{id}`.
+"""The OpenAI Responses API: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}` (the input
+items are listed by routing.api.responses_items, the stream written by routing.api.responses_stream).
 
 A response is one governed job, submitted and run exactly as a chat completion is (the same
 `governed_answer`: job_submit, the pipeline, the wait): the Responses input is translated into the chat
@@ -11,7 +12,9 @@ conversation is the job's request, the answer its released result, and a `Stored
 the call's shape (store, previous response, how many leading messages are instructions, tool_choice).
 `GET` of a stored response the application owns shows its status at any time and its output only once
 released (a held one is `in_progress` with no output, as the jobs API withholds the result); another
-application's, an unstored one, a chat completion's job are all 404.
+application's, an unstored or deleted one, a chat completion's job are all 404; an erased one is a 410
+naming erasure, never a half-empty response. `DELETE` removes the application's handle, not the record
+(routing.services.responses).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.ledger import Actor
 from routing import selectors
 from routing.api.base import ApiView
 from routing.api.errors import Problem
@@ -45,6 +49,7 @@ from routing.api.schema import OpenAIErrorSerializer
 from routing.api.serializers.responses import (
     RESPONSE_ID,
     ResponseCreateInputSerializer,
+    ResponseDeletedSerializer,
     ResponseOutputSerializer,
     responses_text,
     responses_tools,
@@ -54,6 +59,7 @@ from routing.models import Application, Job, JobStatus, StoredResponse
 from routing.models.jobs import JobPurpose
 from routing.release import is_released, released_status_reason, result_withheld
 from routing.selectors import JobCompletion
+from routing.services.responses import stored_response_delete
 
 # A Response's status for a job that has no released answer (yet, or ever).
 STATUS_BY_JOB_STATUS: dict[str, str] = {
@@ -79,13 +85,15 @@ def not_found(value: str, *, param: str | None = None) -> Problem:
 
 
 def stored_response_for(application: Application, value: str, *, param: str | None = None) -> StoredResponse:
-    """The application's own stored response by its id, else 404 (never a hint whose it is)."""
+    """The application's own stored response by its id, else 404 (never a hint whose it is): not stored,
+    deleted, another application's and a chat completion's job are all the same 404."""
     match = RESPONSE_ID.fullmatch(value)
     found = (
         StoredResponse.objects.select_related("job")
         .filter(
             job_id=uuid.UUID(match.group(1)),
             store=True,
+            deleted_at=None,
             job__application=application,
             job__purpose=JobPurpose.APPLICATION,
         )
@@ -96,6 +104,22 @@ def stored_response_for(application: Application, value: str, *, param: str | No
     if found is None:
         raise not_found(value, param=param)
     return found
+
+
+def unerased(stored: StoredResponse, *, param: str | None = None) -> StoredResponse:
+    """The stored response, unless its job was erased: then a 410 naming erasure (its conversation and
+    answer are gone; the job's record of what happened stays)."""
+    erased_at = stored.job.erased_at
+    if erased_at is None:
+        return stored
+    continuing = param == "previous_response_id"
+    raise openai_error(
+        f"response {response_id(stored.job_id)} was erased on {erased_at:%Y-%m-%d}"
+        + ("; there is nothing left to continue" if continuing else "; its input and output are gone"),
+        status_code=410,
+        code="previous_response_erased" if continuing else "response_erased",
+        param=param,
+    )
 
 
 def answer_message(completion: JobCompletion) -> dict[str, Any]:
@@ -112,14 +136,7 @@ def answer_message(completion: JobCompletion) -> dict[str, Any]:
 def continued_messages(application: Application, previous: StoredResponse) -> list[dict[str, Any]]:
     """The previous response's conversation (its instructions left out: they do not carry over) and its
     released answer. An answer not released cannot be continued: nothing of it reaches the model either."""
-    job = previous.job
-    if job.erased_at is not None:
-        raise openai_error(
-            f"response {response_id(job.pk)} was erased; there is nothing left to continue",
-            status_code=409,
-            code="previous_response_erased",
-            param="previous_response_id",
-        )
+    job = unerased(previous, param="previous_response_id").job
     completion = selectors.job_completion_for_application(application=application, job_id=job.pk)
     if completion is None or not is_released(completion):
         withheld = result_withheld(completion) if completion is not None else "not_found"
@@ -246,7 +263,12 @@ RESPONSE_ERRORS = {
     409: OpenApiResponse(
         OpenAIErrorSerializer,
         description="`approval_required`: the job is held for a human (GET the response later); or it expired or "
-        "was cancelled; or `previous_response_not_released` / `previous_response_erased`.",
+        "was cancelled; or `previous_response_not_released`.",
+    ),
+    410: OpenApiResponse(
+        OpenAIErrorSerializer,
+        description="`response_erased` (or `previous_response_erased`): the response's job was erased "
+        "(a data-protection erasure); its input and output are gone.",
     ),
 }
 
@@ -325,6 +347,7 @@ class ResponsesApi(ChatCompletionsApi):
                     "store": store,
                     "previous": previous,
                     "instruction_messages": len(instructions),
+                    "history_messages": len(history),
                     "tool_choice": data.get("tool_choice"),
                 },
             )
@@ -349,7 +372,7 @@ class ResponsesApi(ChatCompletionsApi):
 
 class ResponseApi(ApiView):
     error_style = "openai"
-    required_scopes = {"GET": "jobs:read"}
+    required_scopes = {"GET": "jobs:read", "DELETE": "jobs:write"}
 
     @extend_schema(
         operation_id="openai_responses_retrieve",
@@ -357,19 +380,42 @@ class ResponseApi(ApiView):
         description=(
             "A response this application made with `store: true`. Its status at any time; its output only once "
             "the job's answer is released (a held one is `in_progress` with no output; a blocked or rejected one "
-            "`failed`). Another application's response, or one not stored, is 404."
+            "`failed`). Another application's response, one not stored or deleted, is 404; an erased one 410."
         ),
         responses={
             200: ResponseOutputSerializer,
             **{code: OPENAI_ERRORS[code] for code in (401, 403, 405, 406, 429)},
             404: RESPONSE_ERRORS[404],
+            410: RESPONSE_ERRORS[410],
         },
         tags=["openai"],
     )
     def get(self, request: Request, response_id: str) -> Response:
-        stored = stored_response_for(self.application, response_id)
+        stored = unerased(stored_response_for(self.application, response_id))
         completion = selectors.job_completion_for_application(application=self.application, job_id=stored.job_id)
         if completion is None:
             raise not_found(response_id)
         headers = route_headers(completion) if is_released(completion) else {"x-arbiter-job-id": str(completion.id)}
         return Response(response_object(stored, stored.job, completion), headers=headers)
+
+    @extend_schema(
+        operation_id="openai_responses_delete",
+        summary="Delete a stored response (OpenAI-compatible)",
+        description=(
+            "Removes this application's handle on the response: it can no longer be read back, listed or "
+            "continued with `previous_response_id`. The job and its ledger are the record and stay (a "
+            "`response.deleted` event is added); a held job stays held for its reviewers. Another "
+            "application's response, one not stored or already deleted, is 404."
+        ),
+        responses={
+            200: ResponseDeletedSerializer,
+            **{code: OPENAI_ERRORS[code] for code in (401, 403, 405, 406, 429)},
+            404: RESPONSE_ERRORS[404],
+        },
+        tags=["openai"],
+    )
+    def delete(self, request: Request, response_id: str) -> Response:
+        stored = stored_response_for(self.application, response_id)
+        if not stored_response_delete(stored=stored, actor=Actor.application(self.application.pk)):
+            raise not_found(response_id)
+        return Response({"id": response_id, "object": "response", "deleted": True})

@@ -347,3 +347,41 @@ class ResponseOutputSerializer(serializers.Serializer):
     usage = ResponseUsageSerializer(allow_null=True)
     metadata = serializers.DictField(child=serializers.CharField())
     arbiter = ResponseArbiterSerializer()
+
+
+class ResponseDeletedSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="response")
+    deleted = serializers.BooleanField()
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "A `message` item (`role`, `content`: input_text parts, or output_text parts for an "
+        "assistant), a `function_call` item (`call_id`, `name`, `arguments`) or a `function_call_output` item "
+        "(`call_id`, `output`).",
+        "properties": {
+            "type": {"type": "string", "enum": ["message", "function_call", "function_call_output"]},
+            "id": {"type": "string"},
+            "status": {"type": "string"},
+            "role": {"type": "string"},
+            "content": {"type": "array", "items": {"type": "object"}},
+            "call_id": {"type": "string"},
+            "name": {"type": "string"},
+            "arguments": {"type": "string"},
+            "output": {"type": "string"},
+        },
+        "required": ["type", "id", "status"],
+    }
+)
+class InputItemField(serializers.JSONField):
+    pass
+
+
+class InputItemListSerializer(serializers.Serializer):
+    object = serializers.CharField(default="list")
+    data = serializers.ListField(child=InputItemField())
+    first_id = serializers.CharField(allow_null=True)
+    last_id = serializers.CharField(allow_null=True)
+    has_more = serializers.BooleanField()

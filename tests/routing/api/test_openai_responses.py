@@ -447,10 +447,16 @@ def test_erasing_a_response_erases_the_responses_that_continued_it(sdk, arbiter)
     erasure_apply(selection=selection, actor=Actor.system("test"), reason="data_subject_request")
     for made in (first, second):
         assert "ada.lovelace" not in json.dumps(job_of(made).request)
-        assert sdk.responses.retrieve(made.id).output == []
-    with pytest.raises(openai.ConflictError) as raised:
+        # A clear 410 naming erasure, not a half-empty response, whichever way the application reads it.
+        for read in (sdk.responses.retrieve, sdk.responses.input_items.list):
+            with pytest.raises(openai.APIStatusError) as raised:
+                read(made.id)
+            assert raised.value.status_code == 410 and raised.value.code == "response_erased"
+            assert "was erased" in raised.value.message and "ada" not in raised.value.response.text
+    with pytest.raises(openai.APIStatusError) as raised:
         sdk.responses.create(**ask, previous_response_id=first.id, input="go on")
-    assert raised.value.code == "previous_response_erased"
+    assert raised.value.status_code == 410 and raised.value.code == "previous_response_erased"
+    assert raised.value.param == "previous_response_id"
 
 
 def test_an_idempotent_retry_is_the_same_response_and_one_job(sdk, arbiter):
@@ -602,3 +608,136 @@ def test_what_the_deployment_does_not_take_is_named_by_its_responses_name(sdk, a
     assert raw.headers["x-arbiter-ignored-params"] == "max_output_tokens, max_tool_calls, temperature"
     called = LedgerEvent.objects.get(subject_job=raw.headers["x-arbiter-job-id"], event_type="model.called")
     assert called.body["parameters_dropped"] == ["max_completion_tokens", "temperature"]
+
+
+def test_input_items_are_the_calls_own_input_newest_first_with_a_cursor(sdk, arbiter):
+    first = sdk.responses.create(
+        model="auto",
+        instructions="Be terse.",
+        input=f"{REFUND} refund please",
+        tools=[REFUND_TOOL],
+        metadata={"task_type": "general"},
+    )
+    call = next(item for item in first.output if item.type == "function_call")
+    second = sdk.responses.create(
+        model="auto",
+        previous_response_id=first.id,
+        tools=[REFUND_TOOL],
+        input=[
+            {"type": "function_call_output", "call_id": call.call_id, "output": '{"refunded": 50}'},
+            {"role": "user", "content": [{"type": "input_text", "text": f"{CONFIDENT} and a receipt?"}]},
+        ],
+        metadata={"task_type": "general"},
+    )
+    # The first call's input: one message, not its instructions.
+    (only,) = sdk.responses.input_items.list(first.id).data
+    assert (only.type, only.role, only.content[0].text) == ("message", "user", f"{REFUND} refund please")
+    # The continuation's own input, newest first: not the conversation it continued (that is the first's).
+    page = sdk.responses.input_items.list(second.id)
+    assert [item.type for item in page.data] == ["message", "function_call_output"]
+    assert page.data[0].content[0].text == f"{CONFIDENT} and a receipt?"
+    assert (page.data[1].call_id, page.data[1].output) == (call.call_id, '{"refunded": 50}')
+    assert page.has_more is False
+    assert [item.id for item in sdk.responses.input_items.list(second.id, order="asc").data] == [
+        item.id for item in reversed(page.data)
+    ]
+    # The SDK's auto-paging walks the cursor one item at a time and finds the same items.
+    walked = sdk.responses.input_items.list(second.id, limit=1)
+    assert walked.has_more is True and len(walked.data) == 1
+    assert [item.id for item in walked] == [item.id for item in page.data]
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.input_items.list(second.id, after="msg_unknown")
+    assert raised.value.param == "after"
+    with pytest.raises(openai.BadRequestError):
+        sdk.responses.input_items.list(second.id, limit=101)
+
+
+def test_a_held_responses_input_items_are_its_input_and_nothing_of_the_held_answer(sdk, arbiter):
+    refund = {
+        **REFUND_TOOL,
+        "parameters": {
+            "type": "object",
+            "properties": {"amount": {"type": "integer", "minimum": 500}},
+            "required": ["amount"],
+        },
+    }
+    with pytest.raises(openai.ConflictError) as raised:
+        create(sdk, task_type="general", input=PLAIN, tools=[refund], tool_choice="required")
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    assert job.status == JobStatus.AWAITING_APPROVAL
+    raw = sdk.responses.input_items.with_raw_response.list(f"resp_{job.pk.hex}")
+    assert [item.content[0].text for item in raw.parse().data] == [PLAIN]
+    assert "issue_refund" not in raw.http_response.text and "amount" not in raw.http_response.text
+
+
+def test_another_applications_deleted_or_unstored_responses_input_items_are_404(sdk, arbiter):
+    made = sdk.responses.create(model="auto", input=f"{CONFIDENT} mine", metadata={"task_type": "classification"})
+    other = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=key_for(ApplicationFactory(), "jobs:read", "jobs:write"),
+        max_retries=0,
+        timeout=60,
+    )
+    with pytest.raises(openai.NotFoundError) as raised:
+        other.responses.input_items.list(made.id)
+    assert raised.value.code == "response_not_found"
+    unstored = sdk.responses.create(
+        model="auto", input=f"{CONFIDENT} not kept", store=False, metadata={"task_type": "classification"}
+    )
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.input_items.list(unstored.id)
+    sdk.responses.delete(made.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.input_items.list(made.id)
+
+
+def test_deleting_a_response_removes_the_handle_and_keeps_the_record(sdk, arbiter):
+    made = sdk.responses.create(model="auto", input=f"{CONFIDENT} delete me", metadata={"task_type": "classification"})
+    job = job_of(made)
+    other = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=key_for(ApplicationFactory(), "jobs:read", "jobs:write"),
+        max_retries=0,
+        timeout=60,
+    )
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(made.id)
+    assert "response.deleted" not in events_of(job)
+    raw = sdk.responses.with_raw_response.delete(made.id)
+    assert raw.http_response.json() == {"id": made.id, "object": "response", "deleted": True}
+    # The handle is gone: not read back, not listed, not continued, not deleted twice.
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.retrieve(made.id)
+    assert raised.value.code == "response_not_found"
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.create(model="auto", input="go on", previous_response_id=made.id)
+    assert raised.value.param == "previous_response_id"
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.delete(made.id)
+    # The record stays: the job, its answer, its ledger, with one event for the delete.
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED and job.result["output"]["content"] == made.output_text
+    assert events_of(job)[-2:] == ["job.completed", "response.deleted"]
+    deleted = LedgerEvent.objects.get(subject_job=str(job.pk), event_type="response.deleted")
+    assert deleted.actor_kind == "application" and deleted.body == {"response": made.id}
+    assert StoredResponse.objects.get(job=job).deleted_at is not None
+
+
+def test_deleting_a_held_response_says_nothing_of_its_answer_and_the_job_stays_held(sdk, arbiter):
+    from controlplane.roles import Role
+    from review.services import approval_approve
+    from tests.support.factories import UserFactory
+
+    with pytest.raises(openai.ConflictError) as raised:
+        create(sdk, input="[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] Unsure, deleted")
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    held_id = f"resp_{job.pk.hex}"
+    raw = sdk.responses.with_raw_response.delete(held_id)
+    assert raw.http_response.json() == {"id": held_id, "object": "response", "deleted": True}
+    assert not {"x-arbiter-final-tier", "x-arbiter-decision-id"} & set(raw.headers)
+    job.refresh_from_db()
+    assert job.status == JobStatus.AWAITING_APPROVAL  # the reviewers still decide it
+    # Released later, it is still not readable through the deleted handle (the jobs API has it).
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="fine")
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(held_id)
