@@ -291,7 +291,8 @@ def checked_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> Any:
 class ModelParametersSerializer(StrictSerializer):
     """The Chat Completions parameters a caller may set (routing.decide.parameters): sent to the deployment
     that answers as far as its catalog entry takes them; what it does not take is named back. The chat
-    completion and the jobs API take them from here; the Responses API's are translated into them."""
+    completion and the jobs API take them from here; the Responses API's are translated into them. Each
+    checks `tool_choice` against its own `tools` (`checked_tool_choice`)."""
 
     tool_choice = serializers.JSONField(
         required=False,
@@ -335,8 +336,3 @@ class ModelParametersSerializer(StrictSerializer):
         if isinstance(value, list) and len(value) <= 4 and all(isinstance(item, str) for item in value):
             return value
         raise serializers.ValidationError("a string or a list of up to 4 strings")
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("tool_choice") is not None:
-            attrs["tool_choice"] = checked_tool_choice(attrs["tool_choice"], attrs.get("tools"))
-        return attrs

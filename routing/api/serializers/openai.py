@@ -12,6 +12,7 @@ from routing.api.serializers.common import (
     ResponseFormatSerializer,
     StrictSerializer,
     ToolSerializer,
+    checked_tool_choice,
 )
 
 
@@ -68,6 +69,11 @@ class ChatCompletionInputSerializer(ModelParametersSerializer):
                 "approval rules judged and the ledger records; send n separate requests instead"
             )
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("tool_choice") is not None:
+            attrs["tool_choice"] = checked_tool_choice(attrs["tool_choice"], attrs.get("tools"))
+        return attrs
 
 
 class ToolCallFunctionOutputSerializer(serializers.Serializer):
