@@ -5,11 +5,12 @@ the decision the policy requires has been taken by the distinct eligible people 
 decides their own job; every state change writes its ledger event; the chain verifies.
 
 A hypothesis state machine drives random sequences of what applications, reviewers and admins do —
-submit (jobs API and OpenAI endpoint), approve, reject, override, escalate, replay under the active
+submit (jobs API, chat completions, the Responses API, streamed or not, continuing a response or
+deleting one), approve, reject, override, escalate, replay under the active
 version or a draft, cancel, let a deadline pass, edit the policy — by random personas, one of whom is
 the person who minted the application's key (and so submitted its jobs) and is a reviewer and an admin
-too. After every step it reads every job as the application would (job detail, list, events, and
-the webhook body it would be sent) and checks the invariant against the approval decisions in the
+too. After every step it reads every job as the application would (job detail, list, events, the
+webhook body it would be sent, and the stored response) and checks the invariant against the approval decisions in the
 database. Jobs run in this process against the real local model server, through the same code a
 worker runs (claim, route, call, score, escalate, govern), so a sequence of steps takes seconds.
 """
@@ -43,7 +44,7 @@ from review.services import (
 )
 from routing.execute.run import job_run
 from routing.execute.webhooks import webhook_payload
-from routing.models import ApprovalDecision, Job, JobPurpose, JobStatus
+from routing.models import ApprovalDecision, Job, JobPurpose, JobStatus, StoredResponse
 from routing.models.approvals import ApprovalStatus
 from routing.services.keys import api_key_create
 from routing.services.policies import (
@@ -97,6 +98,7 @@ ANSWERS = {
     # passes every rule: the application reads it at once
     "small_refund": _answer(SURE, "issue_refund", {"amount": 7}),
 }
+RESPONSES_REFUND_TOOL = [{"type": "function", **REFUND_TOOL[0]["function"]}]
 # A draft without a single approval rule: replaying a held job under it must still release nothing.
 NO_APPROVALS = POLICY.split("approvals:")[0]
 STRICTER = POLICY.replace("approvers: 2", "approvers: 3")
@@ -186,6 +188,33 @@ class GovernanceMachine(RuleBasedStateMachine):
             # Held or blocked: the answer says so and carries nothing of the model's output.
             assert response.status_code in (403, 409), response.content
             assert not any(leak in response.content.decode() for leak in LEAKS), response.content
+
+    @rule(answer=st.sampled_from(sorted(ANSWERS)), stream=st.booleans())
+    def submit_over_the_responses_api(self, answer: str, stream: bool) -> None:
+        self._respond({"input": ANSWERS[answer], "stream": stream})
+
+    @precondition(lambda self: self.jobs)
+    @rule(pick=PICK, answer=st.sampled_from(sorted(ANSWERS)))
+    def continue_a_response(self, pick: int, answer: str) -> None:
+        previous = self._response(pick)
+        if previous is None:
+            return
+        released = _released(previous.job)
+        outcome = self._respond({"input": ANSWERS[answer], "previous_response_id": f"resp_{previous.job_id.hex}"})
+        if not released:
+            # Continuing would send the held answer to the model and back: refused, and no job made.
+            assert outcome.status_code in (404, 409, 410), outcome.content
+            assert outcome.json()["error"]["code"] != "approval_required", outcome.content
+
+    @precondition(lambda self: self.jobs)
+    @rule(pick=PICK)
+    def delete_a_response(self, pick: int) -> None:
+        stored = self._response(pick)
+        if stored is None:
+            return
+        response = self.world.client.delete(f"/v1/responses/resp_{stored.job_id.hex}")
+        assert response.status_code == 200, response.content
+        assert response.json() == {"id": f"resp_{stored.job_id.hex}", "object": "response", "deleted": True}
 
     @precondition(lambda self: self.jobs)
     @rule(pick=PICK)
@@ -311,6 +340,18 @@ class GovernanceMachine(RuleBasedStateMachine):
                     assert not any(leak in body for leak in LEAKS), f"{job.status} job {job_id}: {path} leaks {body}"
 
     @invariant()
+    def a_stored_response_shows_no_held_or_blocked_answer(self) -> None:
+        for stored in StoredResponse.objects.filter(job__in=self.jobs).select_related("job"):
+            read = self.world.client.get(f"/v1/responses/resp_{stored.job_id.hex}")
+            if stored.deleted_at is not None:
+                assert read.status_code == 404, read.content
+                continue
+            assert read.status_code == 200, read.content
+            if not _released(stored.job):
+                assert read.json()["output"] == [], f"{stored.job.status} response shows its output"
+                assert not any(leak in read.content.decode() for leak in LEAKS), read.content
+
+    @invariant()
     def the_application_lists_only_its_own_answers(self) -> None:
         if not self.jobs:
             return
@@ -346,6 +387,34 @@ class GovernanceMachine(RuleBasedStateMachine):
             self.ledgered[job_id] = ((job.status, job.version), count)
             report = verify_events_for(job_id=job_id)
             assert not report.problems, report.problems
+
+    def _respond(self, fields: dict):
+        """POST /v1/responses; a new job is tracked, and an answer that is not an error must be released."""
+        response = self.world.client.post(
+            "/v1/responses",
+            {"model": f"arbiter/{self.world.setup.policy.name}", "tools": RESPONSES_REFUND_TOOL, **fields},
+            format="json",
+        )
+        job_id = response.headers.get("x-arbiter-job-id")
+        content = b"".join(response.streaming_content) if response.streaming else response.content
+        if job_id and job_id not in self.jobs:
+            self.jobs.append(job_id)
+        if response.status_code == 200:
+            assert _released(Job.objects.get(pk=job_id)), "the Responses API answered with an unreleased output"
+        else:
+            # Held, blocked or refused: a JSON error before any byte of a stream, nothing of the output.
+            assert response.status_code in (403, 404, 409, 410), content
+            assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+            assert not any(leak in content.decode() for leak in LEAKS), content
+        return response
+
+    def _response(self, pick: int) -> StoredResponse | None:
+        stored = list(
+            StoredResponse.objects.filter(job__in=self.jobs, deleted_at=None)
+            .select_related("job")
+            .order_by("created_at")
+        )
+        return stored[pick % len(stored)] if stored else None
 
     def _held(self, pick: int) -> Job | None:
         # `pick` is drawn whatever the database holds, so a replayed example draws the same data.
