@@ -9,7 +9,9 @@ rejected answer is never in it. A held job answers with the same error as a chat
 
 The response's id is the job's (`resp_<job id in hex>`) and nothing of its content is stored twice: the
 conversation is the job's request, the answer its released result, and a `StoredResponse` row keeps only
-the call's shape (store, previous response, how many leading messages are instructions, tool_choice).
+the call's shape (store, previous response, how many leading messages are instructions and how many
+the continued conversation, tool_choice, when it was deleted). The model parameters are the job's, under
+their chat names (routing.decide.parameters), and read back under the Responses ones.
 `GET` of a stored response the application owns shows its status at any time and its output only once
 released (a held one is `in_progress` with no output, as the jobs API withholds the result); another
 application's, an unstored or deleted one, a chat completion's job are all 404; an erased one is a 410
@@ -221,7 +223,7 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
         "reasoning": {"effort": asked.get("reasoning_effort"), "summary": None},
         "store": stored.store,
         "temperature": asked.get("temperature"),
-        "text": responses_text(job.request.get("response_format")),
+        "text": responses_text(job.request.get("response_format"), verbosity=asked.get("verbosity")),
         "tool_choice": stored.tool_choice if stored.tool_choice is not None else "auto",
         "tools": responses_tools(job.request.get("tools")),
         "top_p": asked.get("top_p"),

@@ -150,12 +150,14 @@ def chat_response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": schema}
 
 
-def responses_text(response_format: dict[str, Any] | None) -> dict[str, Any]:
+def responses_text(response_format: dict[str, Any] | None, *, verbosity: str | None = None) -> dict[str, Any]:
     if not response_format:
-        return {"format": {"type": "text"}}
-    if response_format["type"] != "json_schema":
-        return {"format": {"type": response_format["type"]}}
-    return {"format": {"type": "json_schema", **response_format["json_schema"]}}
+        form = {"type": "text"}
+    elif response_format["type"] != "json_schema":
+        form = {"type": response_format["type"]}
+    else:
+        form = {"type": "json_schema", **response_format["json_schema"]}
+    return {"format": form, **({"verbosity": verbosity} if verbosity else {})}
 
 
 def chat_parameters(attrs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -339,6 +341,10 @@ class ResponseOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
     output = serializers.ListField(child=OutputItemField(), help_text="Empty until the answer is released.")
     parallel_tool_calls = serializers.BooleanField()
+    max_output_tokens = serializers.IntegerField(allow_null=True)
+    temperature = serializers.FloatField(allow_null=True)
+    top_p = serializers.FloatField(allow_null=True)
+    reasoning = serializers.JSONField(help_text="`effort` as asked; `summary` is always null.")
     previous_response_id = serializers.CharField(allow_null=True)
     store = serializers.BooleanField()
     text = serializers.JSONField()

@@ -579,6 +579,7 @@ def test_the_model_parameters_are_forwarded_under_their_chat_names(sdk):
         "user": "someone",
     }
     assert (response.temperature, response.top_p, response.reasoning.effort) == (0.2, 0.9, "low")
+    assert response.text.verbosity == "low"
     assert response.metadata == {"ticket": "T-2"} and job_of(response).metadata == {"ticket": "T-2"}
 
 
