@@ -61,6 +61,27 @@ def test_responses_without_a_key_is_401_in_openai_form(client):
     assert response.json()["error"]["code"] == "invalid_api_key"
 
 
+@pytest.mark.django_db
+def test_delete_needs_the_write_scope_and_other_methods_are_405_in_openai_form(client):
+    application = ApplicationFactory()
+    reader = {"HTTP_AUTHORIZATION": f"Bearer {key_for(application, 'jobs:read')}"}
+    writer = {"HTTP_AUTHORIZATION": f"Bearer {key_for(application, 'jobs:read', 'jobs:write')}"}
+    some_id = f"resp_{'ab' * 16}"
+    refused = client.delete(f"/v1/responses/{some_id}", **reader)
+    assert refused.status_code == 403 and "error" in refused.json()
+    assert client.delete(f"/v1/responses/{some_id}", **writer).json()["error"]["code"] == "response_not_found"
+    assert client.get(f"/v1/responses/{some_id}/input_items", **reader).status_code == 404
+    for method, path in [
+        ("put", some_id),
+        ("post", some_id),
+        ("post", f"{some_id}/input_items"),
+        ("delete", f"{some_id}/input_items"),
+    ]:
+        response = getattr(client, method)(f"/v1/responses/{path}", **writer)
+        assert response.status_code == 405, (method, path)
+        assert "error" in response.json()
+
+
 def test_a_string_input_is_one_governed_job_answered_as_a_response(sdk, arbiter):
     raw = create(sdk, input=f"{CONFIDENT} Billing or tech?")
     response = raw.parse()
