@@ -10,6 +10,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.core.handlers.wsgi import WSGIHandler
@@ -17,7 +18,9 @@ from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.db import connection
 from django.test import override_settings
 
-from routing.models import Policy
+from routing.decide.parameters import DEFAULT_SUPPORTED
+from routing.execute import facts
+from routing.models import ModelDeployment, Policy
 from tests.support.governed import Governed, governed
 from tests.support.personas import key_for
 from tests.support.workers import Workers, database_url_for_workers
@@ -127,3 +130,17 @@ def live_arbiter(model_server_url: str, *, worker_count: int = 1) -> Iterator[Li
         pool.stop()
         celery_app.conf.task_default_queue = previous_queue
         connection.close()
+
+
+@contextmanager
+def deployment_without(deployment: ModelDeployment, *names: str) -> Iterator[None]:
+    """The deployment's catalog entry without `names` for the block (the catalog cache forgotten both ways)."""
+    deployment.parameters = [name for name in DEFAULT_SUPPORTED if name not in names]
+    deployment.save(update_fields=["parameters"])
+    facts.catalog_forget()
+    try:
+        yield
+    finally:
+        deployment.parameters = list(DEFAULT_SUPPORTED)
+        deployment.save(update_fields=["parameters"])
+        facts.catalog_forget()
