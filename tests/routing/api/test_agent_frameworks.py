@@ -397,7 +397,7 @@ def test_litellm_tools_get_the_tool_call(arbiter, live_db):
     assert_completed_and_routed(jobs.one(), litellm_route_headers(response), arbiter)
 
 
-@compat("litellm", "held call", "`APIError` 409 naming the job, one request")
+@compat("litellm", "held call", "`APIError` 409, one request")
 def test_litellm_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
     sent = Sent()
     client = openai.OpenAI(
