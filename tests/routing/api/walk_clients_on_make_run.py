@@ -5,11 +5,12 @@
 
 The openai SDK (chat, streamed and not, sync and async; the Responses API, streamed and not), the OpenAI
 Agents SDK (`Runner.run_sync` and `run_streamed` with a function tool, on its default Responses API),
-LangChain `ChatOpenAI` (invoke, stream, bind_tools, with_structured_output), litellm (completion, streamed
-and not) and pydantic-ai (run_sync, run_stream), each built as its documentation builds it: nothing about
-retries or timeouts changed. Every call is tagged with a label of its own (`x-arbiter-labels`), so the
-REST jobs API shows exactly the jobs it made beside the demo's trickle: one per model call, completed,
-the one the route headers name where the client shows them; a held call is one held job and one error.
+LangChain `ChatOpenAI` (invoke, stream, bind_tools, with_structured_output), litellm (completion, streamed and
+not), pydantic-ai (run_sync, run_stream) and instructor (create, create_partial), each built as its
+documentation builds it: nothing about retries or timeouts changed. Every call is tagged with a label of its
+own (`x-arbiter-labels`), so the REST jobs API shows exactly the jobs it made beside the demo's trickle: one
+per model call, completed, the one the route headers name where the client shows them; a held call is one held
+job and one error.
 
 Not a test module (pytest does not collect it): it adds jobs, some held, to the demo. Prints PASS/FAIL per
 check and exits 1 on any failure.
@@ -26,9 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2 as httpx
+import instructor
 import litellm
 import openai
 from agents import Agent, Runner, function_tool, set_default_openai_client, set_tracing_disabled
+from instructor.core.exceptions import InstructorRetryException
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
@@ -409,6 +412,49 @@ def pydantic_ai_held(stream: bool) -> None:
     call.held(error, sent.requests, received)
 
 
+# --- instructor ---------------------------------------------------------------------------------------------
+
+
+def instructor_client(call: Call, sent: Sent | None = None) -> instructor.Instructor:
+    # Its default mode, TOOLS (tool_choice names the response model), over the SDK's default retries.
+    return instructor.from_openai(openai_sdk(call, sent))
+
+
+def instructor_create() -> None:
+    call = Call("instructor create (Mode.TOOLS)")
+    ticket = instructor_client(call).create(
+        model="auto", response_model=Ticket, messages=[{"role": "user", "content": f"{SURE} card charged twice"}]
+    )
+    check(f"{call.name}: a Ticket", isinstance(ticket, Ticket), ticket)
+    call.completed()
+
+
+def instructor_create_partial() -> None:
+    call = Call("instructor create_partial")
+    partials = list(
+        instructor_client(call).create_partial(
+            model="auto", response_model=Ticket, messages=[{"role": "user", "content": f"{SURE} charged twice"}]
+        )
+    )
+    check(f"{call.name}: the last partial is whole", bool(partials) and partials[-1].label is not None, partials)
+    call.completed()
+
+
+def instructor_held(stream: bool) -> None:
+    call = Call(f"instructor held call{' create_partial' if stream else ''}")
+    sent, received, error = Sent(), [], None
+    client = instructor_client(call, sent)
+    messages = [{"role": "user", "content": f"{UNSURE} unsure"}]
+    try:
+        if stream:
+            received.extend(client.create_partial(model="auto", response_model=Ticket, messages=messages))
+        else:
+            received.append(client.create(model="auto", response_model=Ticket, messages=messages))
+    except InstructorRetryException as raised:
+        error = raised.__cause__  # the SDK's ConflictError: instructor re-asks only on a parse error
+    call.held(error, sent.requests, received)
+
+
 WALK = [
     ("openai chat", openai_chat),
     ("openai chat stream", openai_chat_stream),
@@ -436,6 +482,10 @@ WALK = [
     ("pydantic-ai run_stream", pydantic_ai_run_stream),
     ("pydantic-ai held", lambda: pydantic_ai_held(stream=False)),
     ("pydantic-ai held streamed", lambda: pydantic_ai_held(stream=True)),
+    ("instructor create", instructor_create),
+    ("instructor create_partial", instructor_create_partial),
+    ("instructor held", lambda: instructor_held(stream=False)),
+    ("instructor held create_partial", lambda: instructor_held(stream=True)),
 ]
 
 if __name__ == "__main__":
