@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from audit import ledger, payloads
@@ -36,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Progress:
-    """What this attempt has spent so far."""
+    """What the job has spent so far: the cost and tokens of every attempt (a killed attempt's calls were
+    paid for too), the steps and escalations of this one."""
 
     total_cost: Decimal = Decimal(0)
     total_tokens: int = 0
@@ -117,7 +119,8 @@ def _execute_plan(
     decided: the step's row and events, and with the kept answer the job's outcome."""
     job.complexity = complexity
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
-    progress = Progress()
+    progress = _spent_before(job, claim.attempt)
+    spent_before = progress.total_cost
     parameters = facts.caller_parameters(job)
 
     def answer_for_step(index: int, plan_step: PlanStep) -> cascade.Answered | cascade.Unavailable:
@@ -147,7 +150,8 @@ def _execute_plan(
             _record_unavailable(claim, job, visit.index, visit.step, visit.result.failure, visit.last)
             return
         answer: _LiveAnswer = visit.result.answer
-        progress.total_cost = Decimal(visit.total_cost)  # every live cost is a Decimal: the walk keeps its type
+        # Every live cost is a Decimal (the walk keeps its type); earlier attempts' spend comes first.
+        progress.total_cost = spent_before + Decimal(visit.total_cost)
         outcome = None
         if visit.accepted:
             # Governance sees the cost, including a cascade the job's cost cap ended.
@@ -175,6 +179,16 @@ def _execute_plan(
             dispatch.send(dispatch.SHADOW_COMPARE, str(job.pk), step.pk)
 
     cascade.cascade_walk(plan.steps, answer_for_step, cost_cap_usd=facts.cost_cap(job), on_visit=record)
+
+
+def _spent_before(job: Job, attempt: int) -> Progress:
+    """The cost and tokens of the job's earlier attempts (none for a first attempt: no query)."""
+    if attempt <= 1:
+        return Progress()
+    earlier = Step.objects.filter(job_id=job.pk, attempt__lt=attempt).aggregate(
+        cost=Sum("cost_usd"), tokens=Sum(F("prompt_tokens") + F("completion_tokens"))
+    )
+    return Progress(total_cost=earlier["cost"] or Decimal(0), total_tokens=earlier["tokens"] or 0)
 
 
 @dataclass(frozen=True)

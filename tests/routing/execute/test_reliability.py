@@ -77,3 +77,32 @@ def test_a_poison_job_ends_failed_after_the_attempt_cap(model_server, workers):
     assert "gave up after 3 attempts" in job.status_reason
     assert event_types(job)[-1] == "job.failed"
     assert job.steps.count() == 0
+
+
+def test_a_killed_attempts_paid_calls_count_in_the_jobs_totals(model_server, workers, settings):
+    settings.ARBITER_DISPATCH_STALE_S = 0
+    setup = governed(model_server.base_url)
+    mini_model = setup.deployments["mini"].model
+    model_server.set_faults(mini_model, slow_ms=5000)
+    doomed = workers.start(ARBITER_LEASE_S="3")[0]
+    # nano answers (a paid call, recorded as its step) and is escalated; the worker dies during mini's call.
+    job = setup.submit("[task:classification] [confidence:nano=0.2,mini=0.95] killed after paying nano")
+    wait_for(lambda: Job.objects.get(pk=job.pk).steps.exists(), message="attempt 1's nano step")
+    time.sleep(0.5)  # mini's call is in flight
+    workers.stop(doomed, sig=signal.SIGKILL)
+    model_server.reset_faults(mini_model)
+
+    workers.start(ARBITER_LEASE_S="3")
+    time.sleep(3.2)  # the dead worker's lease runs out
+    assert jobs_redispatch_stale() >= 1
+    job = finished(job)
+
+    assert job.status == JobStatus.COMPLETED and job.attempt == 2
+    steps = list(job.steps.order_by("attempt", "index"))
+    assert [(step.attempt, step.index) for step in steps] == [(1, 0), (2, 0), (2, 1)]
+    assert all(step.cost_usd > 0 for step in steps)
+    # The job's totals (what budgets, the UI and the webhook read) are every attempt's, not the last one's.
+    assert job.total_cost_usd == sum(step.cost_usd for step in steps)
+    assert job.total_tokens == sum(step.prompt_tokens + step.completion_tokens for step in steps)
+    completed = next(event.body for event in events(job) if event.event_type == "job.completed")
+    assert completed["total_cost_usd"] == str(job.total_cost_usd)
