@@ -253,6 +253,14 @@ ARBITER_MAX_RETRY_AFTER_S = env_float("ARBITER_MAX_RETRY_AFTER_S", 30.0, minimum
 ARBITER_TRIES_PER_DEPLOYMENT = env_int("ARBITER_TRIES_PER_DEPLOYMENT", 3, minimum=1, maximum=10)
 ARBITER_BREAKER_THRESHOLD = env_int("ARBITER_BREAKER_THRESHOLD", 5, minimum=1)
 ARBITER_BREAKER_COOLDOWN_S = env_float("ARBITER_BREAKER_COOLDOWN_S", 30.0, minimum=0.1)
+# Failures are counted within this window, re-armed by each one. It must outlast a provider timeout, or
+# a deployment that hangs (one failure per timeout) never reaches the threshold and never opens.
+ARBITER_BREAKER_WINDOW_S = env_int("ARBITER_BREAKER_WINDOW_S", max(30, int(PROVIDER_TIMEOUT_S * 3)), minimum=1)
+if ARBITER_BREAKER_WINDOW_S <= PROVIDER_TIMEOUT_S:
+    raise ConfigError(
+        f"ARBITER_BREAKER_WINDOW_S={ARBITER_BREAKER_WINDOW_S} must be longer than ARBITER_PROVIDER_TIMEOUT_S="
+        f"{PROVIDER_TIMEOUT_S:g}: a provider that hangs fails once per timeout and would never open its breaker"
+    )
 ARBITER_LEASE_S = env_int("ARBITER_LEASE_S", int(PROVIDER_TIMEOUT_S * 2 + 30), minimum=1)
 ARBITER_MAX_ATTEMPTS = env_int("ARBITER_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
 ARBITER_DISPATCH_STALE_S = env_int("ARBITER_DISPATCH_STALE_S", 30, minimum=1)

@@ -100,6 +100,7 @@ def call_tier(
             deployment.name,
             threshold=settings.ARBITER_BREAKER_THRESHOLD,
             cooldown_s=settings.ARBITER_BREAKER_COOLDOWN_S,
+            window_s=settings.ARBITER_BREAKER_WINDOW_S,
         )
         waited = 0.0
         for try_number in range(settings.ARBITER_TRIES_PER_DEPLOYMENT):

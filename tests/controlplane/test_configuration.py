@@ -45,6 +45,10 @@ def test_it_refuses_a_bad_boolean_and_integer(monkeypatch):
         ({"DATABASE_URL": "mysql://root@localhost/arbiter"}, "DATABASE_URL must be a postgres:// URL"),
         ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
         ({"CELERY_BROKER_URL": "kafka://localhost"}, "CELERY_BROKER_URL must be"),
+        (
+            {"ARBITER_PROVIDER_TIMEOUT_S": "30", "ARBITER_BREAKER_WINDOW_S": "30"},
+            "ARBITER_BREAKER_WINDOW_S=30 must be longer than ARBITER_PROVIDER_TIMEOUT_S=30",
+        ),
         ({**PRODUCTION, "SECRET_KEY": ""}, "SECRET_KEY is required"),
         ({**PRODUCTION, "DATABASE_URL": ""}, "DATABASE_URL is required"),
     ],
