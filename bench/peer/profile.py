@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.peer.arbiter import DATABASE, Arbiter, arbiter_setup
 from bench.peer.load import ONE_HOP, PROMPT, closed_loop, percentile
-from bench.peer.processes import CpuMeter, pin_running, split_cores, stop_process, wait_http
+from bench.peer.processes import CpuMeter, pin_running, split_cores, wait_http
 
 # (stage, a substring of a frame "function (file)"): the innermost match on a stack names the stage.
 STAGES = [
@@ -50,7 +50,7 @@ STAGES = [
 ]
 # What the leaf frame was doing, by a substring of it (first match wins); anything else is Python running.
 WAITS = [
-    ("waiting on Postgres", ("psycopg/waiting.py", "psycopg/connection.py", "psycopg/cursor.py", "wait_c")),
+    ("in a libpq call or waiting on Postgres", ("psycopg/", "wait_c")),
     ("waiting on Redis", ("redis/connection.py", "redis/_parsers", "kombu/")),
     ("waiting on the model server", ("http/client.py", "httpcore/", "httpx/", "ssl.py", "socket.py")),
     ("idle in a lock or queue", ("threading.py", "queue.py")),
@@ -130,7 +130,10 @@ def _short(frame: str) -> str:
 
 
 def record(py_spy: str, pid: int, out: Path, run) -> tuple[str, dict]:
-    """py-spy over `pid` and its children while `run()` runs: (raw collapsed stacks, run's result)."""
+    """py-spy over `pid` and its children while `run()` runs: (raw collapsed stacks, run's result).
+    Without `py_spy`, just the run (for timings without the sampler)."""
+    if not py_spy:
+        return "", run()
     spy = subprocess.Popen(
         [py_spy, "record", "--pid", str(pid), "--subprocesses", "--idle", "--nonblocking", "--rate", "250",
          "--format", "raw", "--nolineno", "--output", str(out)],
@@ -225,7 +228,7 @@ def main() -> None:
     from bench.support import free_port, start_modelserver
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--py-spy", default="/tmp/prof-venv/bin/py-spy")
+    parser.add_argument("--py-spy", default="/tmp/prof-venv/bin/py-spy", help="empty: no profile, timings only")
     parser.add_argument("--requests", type=int, default=300, help="per phase at concurrency 16 (a fifth at 1)")
     parser.add_argument("--out", default="/tmp/arbiter-profile")
     parser.add_argument("--only", default="", help="comma-separated phase names to run (chat-c1, chat-c16, ...)")
@@ -272,14 +275,15 @@ def main() -> None:
                 phases[f"{name} ({path})"] = {"profile": classify(raw), "result": result,
                                               "cpu_ms": own * 1000 / done, "db_cpu_ms": database * 1000 / done}
                 time.sleep(2 if label == "jobs" else 0)  # let the worker drain the queued jobs
-        trips = round_trips(arbiter, key)
+        trips = round_trips(arbiter, key) if options.py_spy else {}
         text = report(phases, trips, load)
         (out / "report.md").write_text(text)
         print(text)
     finally:
         if arbiter:
             arbiter.stop()
-        stop_process(modelserver)
+        modelserver.terminate()
+        modelserver.wait(timeout=10)
 
 
 if __name__ == "__main__":
