@@ -164,6 +164,9 @@ def round_trips(arbiter: Arbiter, key: str, repeats: int = 5) -> dict:
 
     def counted(self, command, check_health=True):
         redis_calls["n"] += 1
+        packed = b"".join(command) if isinstance(command, list) else command
+        names = [part for part in packed.split(b"\r\n")[2::2] if part.isalpha() and part.isupper()]
+        redis_calls["+".join(name.decode() for name in names[:3]) or "?"] += 1
         return original(self, command, check_health)
 
     redis.connection.AbstractConnection.send_packed_command = counted
@@ -171,7 +174,7 @@ def round_trips(arbiter: Arbiter, key: str, repeats: int = 5) -> dict:
     figures = {}
     try:
         for path in ("/v1/chat/completions", "/api/v1/jobs"):
-            sql, sends, shapes = [], [], Counter()
+            sql, sends, shapes, commands = [], [], Counter(), Counter()
             for number in range(repeats + 1):
                 redis_calls.clear()
                 with CaptureQueriesContext(connection) as captured:
@@ -183,8 +186,9 @@ def round_trips(arbiter: Arbiter, key: str, repeats: int = 5) -> dict:
                     if number == 1:
                         for query in captured.captured_queries:
                             shapes[_statement_shape(query["sql"])] += 1
+                        commands.update({name: n for name, n in redis_calls.items() if name != "n"})
             figures[path] = {"sql_median": percentile(sql, 0.5), "redis_median": percentile(sends, 0.5),
-                             "sql_by_kind": dict(shapes.most_common())}
+                             "sql_by_kind": dict(shapes.most_common()), "redis_by_command": dict(commands)}
     finally:
         redis.connection.AbstractConnection.send_packed_command = original
     return figures
@@ -220,6 +224,8 @@ def report(phases: dict, trips: dict, load: tuple[float, float, float]) -> str:
                      f"{figures['redis_median']} Redis round trips")
         lines.append("")
         lines.append(", ".join(f"{kind} x{n}" for kind, n in figures["sql_by_kind"].items()))
+        lines.append("")
+        lines.append("Redis: " + ", ".join(f"{name} x{n}" for name, n in figures["redis_by_command"].items()))
         lines.append("")
     return "\n".join(lines)
 
