@@ -2,14 +2,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
+LOCKS := requirements.lock requirements-nodeps.lock
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint bench bench-deps bench-quick services stop-services reset-data lock clean
+.PHONY: install run test compat-table lint bench bench-deps bench-quick services stop-services reset-data lock clean
 
-$(STAMP): requirements.lock
+$(STAMP): $(LOCKS)
 	@$(PYTHON) -c 'import sys; sys.exit("arbiter: Python 3.11 or newer is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.lock
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -19,6 +21,9 @@ run: install  ## start everything on embedded defaults (Ctrl-C stops it)
 
 test: install  ## the whole test suite against real Postgres and Redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+compat-table: install  ## run the real-client tests; write README's compatibility table from those that pass
+	$(BIN)/python -m tests.support.compat_table $(PYTEST_ARGS)
 
 lint: install  ## ruff, the import contracts (import-linter) and mypy, each as configured in pyproject.toml
 	$(BIN)/ruff check .
@@ -43,10 +48,13 @@ stop-services: install
 reset-data: install  ## stop the embedded services and delete .data/
 	$(BIN)/python -m controlplane.embedded reset
 
-lock:  ## re-pin requirements.lock from pyproject.toml (needs the registry)
+lock:  ## re-pin requirements.lock from pyproject.toml (needs the registry); requirements-nodeps.lock is pinned by hand
 	rm -rf /tmp/arbiter-lock && $(PYTHON) -m venv /tmp/arbiter-lock
 	/tmp/arbiter-lock/bin/pip install --quiet '.[test]'
-	/tmp/arbiter-lock/bin/pip freeze --exclude arbiter > requirements.lock
+	/tmp/arbiter-lock/bin/pip freeze --exclude arbiter | LC_ALL=C sort > requirements.lock
+	/tmp/arbiter-lock/bin/pip install --quiet --no-deps -r requirements-nodeps.lock
+	@# The only broken requirement allowed is the one requirements-nodeps.lock explains: instructor's jiter bound.
+	! /tmp/arbiter-lock/bin/pip check | grep -Ev '^(instructor [^ ]+ has requirement jiter|No broken requirements)'
 
 clean:
 	rm -rf $(VENV)

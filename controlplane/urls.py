@@ -29,3 +29,7 @@ urlpatterns = [
     path("", include("evaluation.urls")),
     path("", include("audit.urls")),
 ]
+
+# What escaped every view and middleware: an outage is a 503 with Retry-After, and `/api/` and `/v1/`
+# answer in the error shape their clients parse (named by string: the URLconf includes the apps the same way).
+handler500 = "routing.api.errors.server_error"

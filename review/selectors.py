@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
 
 from django.db.models import Prefetch, QuerySet
 
@@ -65,15 +67,23 @@ def held_approvals(filters: QueueFilters, *, now: datetime) -> QuerySet[Approval
     )
 
 
-def with_decisions(requests: list[ApprovalRequest]) -> list[ApprovalRequest]:
-    """Attach each request's decisions (one query for a page of requests)."""
+@dataclass(frozen=True)
+class QueueRow:
+    """A held job's row in the queue: its approval request and how far each requirement has got."""
+
+    approval: ApprovalRequest
+    progress: list[dict[str, Any]]
+
+
+def with_decisions(requests: list[ApprovalRequest]) -> list[QueueRow]:
+    """Each request with its progress, from its decisions (one query for a page of requests)."""
     decisions: dict[int, list[ApprovalDecision]] = {}
     for decision in ApprovalDecision.objects.filter(request__in=requests).select_related("actor"):
         decisions.setdefault(decision.request_id, []).append(decision)
-    for request in requests:
-        request.decision_list = decisions.get(request.pk, [])
-        request.progress = approval_progress(request.job, request, decisions=request.decision_list)
-    return requests
+    return [
+        QueueRow(request, approval_progress(request.job, request, decisions=decisions.get(request.pk, [])))
+        for request in requests
+    ]
 
 
 def held_count(filters: QueueFilters, *, now: datetime, cap: int = 10_000) -> tuple[int, bool]:
@@ -82,7 +92,7 @@ def held_count(filters: QueueFilters, *, now: datetime, cap: int = 10_000) -> tu
     return min(count, cap), count > cap
 
 
-def job_story(job_id: object) -> Job | None:
+def job_story(job_id: UUID | str) -> Job | None:
     decisions = ApprovalDecision.objects.select_related("actor").order_by("created_at", "id")
     requests = ApprovalRequest.objects.prefetch_related(Prefetch("decisions", queryset=decisions)).order_by(
         "created_at", "id"

@@ -17,6 +17,10 @@ from controlplane import embedded
 # once, so a session-scoped fixture is one for the whole run, never one per folder.
 pytest_plugins = ["tests.support.workers", "tests.support.personas", "tests.support.browser"]
 
+# litellm fetches its model price map from the internet when first used, retrying with back-off before it
+# falls back to the copy it ships; the tests (and a machine without that network) use the shipped copy.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 # Property tests: random examples locally (`dev`, finds new cases), the same examples on every CI run
 # (`ci`, derandomised, so a failure there is reproducible and never a coin toss). A test's own
 # @settings still overrides what it names (e.g. its max_examples).

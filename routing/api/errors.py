@@ -7,13 +7,21 @@ field written as a path into the request (`messages[0].role`, `constraints.min_t
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
+from django import db
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template import loader
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:arbiter:problem:"
@@ -67,6 +75,41 @@ class PayloadTooLarge(Problem):
         )
 
 
+# What the request needs and cannot reach: an outage, not a bug in the request or in Arbiter. Each is
+# answered 503 with Retry-After (the OpenAI SDKs retry it; a retry without an Idempotency-Key finds the
+# job a first try made: routing.services.implicit_idempotency), never Django's HTML 500.
+OUTAGES: dict[type[BaseException], str] = {
+    db.OperationalError: "the database",
+    db.InterfaceError: "the database",
+    redis.exceptions.ConnectionError: "Redis",
+    redis.exceptions.TimeoutError: "Redis",
+    kombu.exceptions.OperationalError: "the message broker",
+}
+OUTAGE_RETRY_AFTER_S = 5
+
+
+def outage_of(exc: BaseException | None) -> str | None:
+    """What is down, when `exc` is an outage (in its chain, as kombu and Django wrap the driver's error)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        for kind, what in OUTAGES.items():
+            if isinstance(exc, kind):
+                return what
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+class ServiceUnavailable(Problem):
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} cannot be reached just now; try again in {OUTAGE_RETRY_AFTER_S} s (a retry with the same "
+            "Idempotency-Key, or the same request without one, finds any job this request made)",
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            code="service_unavailable",
+            headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)},
+        )
+
+
 def field_problem(field: str | None, message: str, *, status_code: int = 400, code: str = "invalid") -> Problem:
     return Problem(message, status_code=status_code, code=code, errors=[{"field": field, "message": message}])
 
@@ -95,6 +138,10 @@ def flatten_errors(detail: Any, path: str = "") -> list[dict[str, Any]]:
 
 
 def _normalise(exc: Exception) -> Exception:
+    what = outage_of(exc)
+    if what is not None:
+        logger.warning("503: %s is unavailable: %r", what, exc)
+        return ServiceUnavailable(what)
     if isinstance(exc, Http404):
         return exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
@@ -187,3 +234,26 @@ def problem_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Res
         problem_body(exc), status=exc.status_code, headers=_headers(exc), content_type=PROBLEM_MEDIA_TYPE
     )
     return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """The root URLconf's handler500, for what escaped every view and middleware: an outage answers 503
+    with Retry-After; on `/api/` and `/v1/` always in the error shape the client parses, never HTML."""
+    what = outage_of(sys.exc_info()[1])
+    problem: exceptions.APIException = (
+        ServiceUnavailable(what) if what else exceptions.APIException("Internal server error")
+    )
+    headers = _headers(problem)
+    if request.path.startswith("/v1/"):
+        return JsonResponse(openai_body(problem), status=problem.status_code, headers=headers)
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            problem_body(problem), status=problem.status_code, headers=headers, content_type=PROBLEM_MEDIA_TYPE
+        )
+    # A page: standalone HTML, which needs neither the database nor a signed-in user to render.
+    template = "503.html" if what else "500.html"
+    return HttpResponse(
+        loader.render_to_string(template, {"what": what, "retry_after": OUTAGE_RETRY_AFTER_S}),
+        status=problem.status_code,
+        headers=headers,
+    )

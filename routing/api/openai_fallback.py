@@ -23,8 +23,8 @@ class UnknownPathApi(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         raise Problem(
             f"no such endpoint: {request.method} {request.path[:200]}; the OpenAI-compatible endpoints are "
-            "POST /v1/chat/completions, POST /v1/responses, GET /v1/responses/{id}, GET /v1/models and "
-            "GET /v1/models/{model}",
+            "POST /v1/chat/completions, POST /v1/responses, GET and DELETE /v1/responses/{id}, "
+            "GET /v1/responses/{id}/input_items, GET /v1/models and GET /v1/models/{model}",
             status_code=404,
             code="unknown_url",
         )

@@ -78,18 +78,19 @@ def server_sent_events(chunks: Iterator[dict[str, Any]]) -> Iterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+def event_stream(events: Iterator[bytes], *, headers: dict[str, str]) -> StreamingHttpResponse:
+    """`events` (server-sent events, already encoded) as a `text/event-stream` response carrying `headers`."""
+    response = StreamingHttpResponse(events, content_type=f"{EVENT_STREAM}; charset=utf-8", headers=headers)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a buffering proxy in front must pass the events on as they come
+    return response
+
+
 def event_stream_response(
     completion: dict[str, Any], *, include_usage: bool, headers: dict[str, str]
 ) -> StreamingHttpResponse:
     """The released `completion` as a `text/event-stream` response carrying `headers` (the route)."""
-    response = StreamingHttpResponse(
-        server_sent_events(completion_chunks(completion, include_usage=include_usage)),
-        content_type=f"{EVENT_STREAM}; charset=utf-8",
-        headers=headers,
-    )
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # a buffering proxy in front must pass the events on as they come
-    return response
+    return event_stream(server_sent_events(completion_chunks(completion, include_usage=include_usage)), headers=headers)
 
 
 class EventStreamNegotiation(DefaultContentNegotiation):

@@ -1,4 +1,5 @@
-"""The OpenAI Responses API: `POST /v1/responses` and `GET /v1/responses/{id}`.
+"""The OpenAI Responses API: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}` (the input
+items are listed by routing.api.responses_items, the stream written by routing.api.responses_stream).
 
 A response is one governed job, submitted and run exactly as a chat completion is (the same
 `governed_answer`: job_submit, the pipeline, the wait): the Responses input is translated into the chat
@@ -8,52 +9,59 @@ rejected answer is never in it. A held job answers with the same error as a chat
 
 The response's id is the job's (`resp_<job id in hex>`) and nothing of its content is stored twice: the
 conversation is the job's request, the answer its released result, and a `StoredResponse` row keeps only
-the call's shape (store, previous response, how many leading messages are instructions, tool_choice).
+the call's shape (store, previous response, how many leading messages are instructions and how many
+the continued conversation, tool_choice, when it was deleted). The model parameters are the job's, under
+their chat names (routing.decide.parameters), and read back under the Responses ones.
 `GET` of a stored response the application owns shows its status at any time and its output only once
 released (a held one is `in_progress` with no output, as the jobs API withholds the result); another
-application's, an unstored one, a chat completion's job are all 404.
+application's, an unstored or deleted one, a chat completion's job are all 404; an erased one is a 410
+naming erasure, never a half-empty response. `DELETE` removes the application's handle, not the record
+(routing.services.responses).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.ledger import Actor
 from routing import selectors
 from routing.api.base import ApiView
 from routing.api.errors import Problem
 from routing.api.openai import (
+    IGNORED_PARAMS_HEADER,
     MODEL_PREFIX,
     OPENAI_ERRORS,
     ROUTING_HEADERS,
     ChatCompletionsApi,
     _refusal,
     chat_completion,
+    ignored_parameters,
     openai_error,
     policy_for_model,
     route_headers,
     routing_facts,
 )
+from routing.api.responses_stream import response_event_stream
 from routing.api.schema import OpenAIErrorSerializer
 from routing.api.serializers.responses import (
     RESPONSE_ID,
     ResponseCreateInputSerializer,
+    ResponseDeletedSerializer,
     ResponseOutputSerializer,
     responses_text,
     responses_tools,
 )
+from routing.decide.parameters import responses_name
 from routing.models import Application, Job, JobStatus, StoredResponse
 from routing.models.jobs import JobPurpose
 from routing.release import is_released, released_status_reason, result_withheld
 from routing.selectors import JobCompletion
+from routing.services.responses import stored_response_delete
 
 # A Response's status for a job that has no released answer (yet, or ever).
 STATUS_BY_JOB_STATUS: dict[str, str] = {
@@ -79,13 +87,15 @@ def not_found(value: str, *, param: str | None = None) -> Problem:
 
 
 def stored_response_for(application: Application, value: str, *, param: str | None = None) -> StoredResponse:
-    """The application's own stored response by its id, else 404 (never a hint whose it is)."""
+    """The application's own stored response by its id, else 404 (never a hint whose it is): not stored,
+    deleted, another application's and a chat completion's job are all the same 404."""
     match = RESPONSE_ID.fullmatch(value)
     found = (
         StoredResponse.objects.select_related("job")
         .filter(
             job_id=uuid.UUID(match.group(1)),
             store=True,
+            deleted_at=None,
             job__application=application,
             job__purpose=JobPurpose.APPLICATION,
         )
@@ -96,6 +106,22 @@ def stored_response_for(application: Application, value: str, *, param: str | No
     if found is None:
         raise not_found(value, param=param)
     return found
+
+
+def unerased(stored: StoredResponse, *, param: str | None = None) -> StoredResponse:
+    """The stored response, unless its job was erased: then a 410 naming erasure (its conversation and
+    answer are gone; the job's record of what happened stays)."""
+    erased_at = stored.job.erased_at
+    if erased_at is None:
+        return stored
+    continuing = param == "previous_response_id"
+    raise openai_error(
+        f"response {response_id(stored.job_id)} was erased on {erased_at:%Y-%m-%d}"
+        + ("; there is nothing left to continue" if continuing else "; its input and output are gone"),
+        status_code=410,
+        code="previous_response_erased" if continuing else "response_erased",
+        param=param,
+    )
 
 
 def answer_message(completion: JobCompletion) -> dict[str, Any]:
@@ -112,14 +138,7 @@ def answer_message(completion: JobCompletion) -> dict[str, Any]:
 def continued_messages(application: Application, previous: StoredResponse) -> list[dict[str, Any]]:
     """The previous response's conversation (its instructions left out: they do not carry over) and its
     released answer. An answer not released cannot be continued: nothing of it reaches the model either."""
-    job = previous.job
-    if job.erased_at is not None:
-        raise openai_error(
-            f"response {response_id(job.pk)} was erased; there is nothing left to continue",
-            status_code=409,
-            code="previous_response_erased",
-            param="previous_response_id",
-        )
+    job = unerased(previous, param="previous_response_id").job
     completion = selectors.job_completion_for_application(application=application, job_id=job.pk)
     if completion is None or not is_released(completion):
         withheld = result_withheld(completion) if completion is not None else "not_found"
@@ -146,7 +165,15 @@ def output_items(completion: JobCompletion) -> tuple[list[dict[str, Any]], dict[
                 "id": f"msg_{hexed}",
                 "status": "completed",
                 "role": "assistant",
-                "content": [{"type": "output_text", "text": message["content"], "annotations": [], "logprobs": []}],
+                "content": [
+                    {
+                        "type": "output_text",
+                        "text": message["content"],
+                        "annotations": [],
+                        # Only when the caller asked (`include`): the policy's own are never shown.
+                        "logprobs": (choice.get("logprobs") or {}).get("content") or [],
+                    }
+                ],
             }
         )
     for index, call in enumerate(message.get("tool_calls") or []):
@@ -179,6 +206,7 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
     """The Response: its output only from a released answer (the release gate), else its status alone."""
     messages = job.request.get("messages") or []
     instructions = messages[0]["content"] if stored.instruction_messages and messages else None
+    asked = job.request.get("parameters") or {}
     body: dict[str, Any] = {
         "id": response_id(job.pk),
         "object": "response",
@@ -189,15 +217,21 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
         "instructions": instructions,
         "model": f"{MODEL_PREFIX}{completion.policy_name}",
         "output": [],
-        "parallel_tool_calls": True,
+        "max_output_tokens": asked.get("max_completion_tokens"),
+        "parallel_tool_calls": asked.get("parallel_tool_calls", True),
         "previous_response_id": response_id(stored.previous_id) if stored.previous_id else None,
-        "reasoning": {"effort": None, "summary": None},
+        "reasoning": {"effort": asked.get("reasoning_effort"), "summary": None},
         "store": stored.store,
-        "temperature": None,
-        "text": responses_text(job.request.get("response_format")),
+        "temperature": asked.get("temperature"),
+        "text": responses_text(job.request.get("response_format"), verbosity=asked.get("verbosity")),
         "tool_choice": stored.tool_choice if stored.tool_choice is not None else "auto",
         "tools": responses_tools(job.request.get("tools")),
-        "top_p": None,
+        "top_p": asked.get("top_p"),
+        "top_logprobs": asked.get("top_logprobs"),
+        "service_tier": asked.get("service_tier"),
+        "prompt_cache_key": asked.get("prompt_cache_key"),
+        "safety_identifier": asked.get("safety_identifier"),
+        "user": asked.get("user"),
         "truncation": "disabled",
         "usage": None,
         "metadata": job.metadata,
@@ -221,45 +255,6 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
     return body
 
 
-def response_events(body: dict[str, Any]) -> Iterator[bytes]:
-    """A finished Response as the Responses stream's documented event sequence (server-sent events): the
-    response created and in progress, each output item added, its text or arguments as one delta and done,
-    the item done, the response completed. Built from a released Response, so it streams nothing else."""
-    sequence = itertools.count()
-
-    def event(kind: str, **fields: Any) -> bytes:
-        data = json.dumps({"type": kind, "sequence_number": next(sequence), **fields}, separators=(",", ":"))
-        return f"event: {kind}\ndata: {data}\n\n".encode()
-
-    pending = {**body, "status": "in_progress", "output": [], "usage": None}
-    yield event("response.created", response=pending)
-    yield event("response.in_progress", response=pending)
-    for index, item in enumerate(body["output"]):
-        where = {"item_id": item["id"], "output_index": index}
-        if item["type"] == "message":
-            yield event(
-                "response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []}
-            )
-            for part_index, part in enumerate(item["content"]):
-                at = {**where, "content_index": part_index}
-                yield event("response.content_part.added", **at, part={**part, "text": ""})
-                yield event("response.output_text.delta", **at, delta=part["text"], logprobs=[])
-                yield event("response.output_text.done", **at, text=part["text"], logprobs=[])
-                yield event("response.content_part.done", **at, part=part)
-        else:
-            yield event(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "status": "in_progress", "arguments": ""},
-            )
-            yield event("response.function_call_arguments.delta", **where, delta=item["arguments"])
-            yield event(
-                "response.function_call_arguments.done", **where, name=item["name"], arguments=item["arguments"]
-            )
-        yield event("response.output_item.done", output_index=index, item=item)
-    yield event(f"response.{body['status']}", response=body)
-
-
 RESPONSE_ERRORS = {
     **OPENAI_ERRORS,
     404: OpenApiResponse(
@@ -270,7 +265,12 @@ RESPONSE_ERRORS = {
     409: OpenApiResponse(
         OpenAIErrorSerializer,
         description="`approval_required`: the job is held for a human (GET the response later); or it expired or "
-        "was cancelled; or `previous_response_not_released` / `previous_response_erased`.",
+        "was cancelled; or `previous_response_not_released`.",
+    ),
+    410: OpenApiResponse(
+        OpenAIErrorSerializer,
+        description="`response_erased` (or `previous_response_erased`): the response's job was erased "
+        "(a data-protection erasure); its input and output are gone.",
     ),
 }
 
@@ -290,7 +290,9 @@ class ResponsesApi(ChatCompletionsApi):
             "answer come first; its instructions do not carry over), `store` (default true), `metadata`. `model` "
             "names a policy (`auto` or `arbiter/<policy>`). The request runs as one job; the route is in "
             "`x-arbiter-*` headers, and a held or blocked job is the same error as a chat completion's. "
-            "`tool_choice` goes to the deployment as on chat completions and is recorded on the response. "
+            "The model parameters (`tool_choice`, `parallel_tool_calls`, `max_output_tokens`, `temperature`, `top_p`, "
+            "`reasoning.effort`, ...) go to the deployment as a chat completion's do (`x-arbiter-ignored-params` names "
+            "what it does not take). "
             "With `stream: true` the governed answer is streamed as the documented event sequence once it is "
             "released; a held or blocked job is the same JSON error, before any byte of a stream."
         ),
@@ -336,12 +338,8 @@ class ResponsesApi(ChatCompletionsApi):
             "messages": [*instructions, *history, *data["messages"]],
             "tools": data["chat_tools"],
             "response_format": data["response_format"],
+            **data["chat_parameters"],  # forwarded as a chat completion's are (routing.decide.parameters)
         }
-        choice = data.get("tool_choice")
-        if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
-            choice = {"type": "function", "function": {"name": choice["name"]}}  # the chat shape of a named call
-        if choice is not None:
-            chat["tool_choice"] = choice  # forwarded like chat's (routing.decide.parameters)
         store = data["store"] is not False
 
         def recorded(job: Job) -> None:
@@ -351,6 +349,7 @@ class ResponsesApi(ChatCompletionsApi):
                     "store": store,
                     "previous": previous,
                     "instruction_messages": len(instructions),
+                    "history_messages": len(history),
                     "tool_choice": data.get("tool_choice"),
                 },
             )
@@ -362,20 +361,20 @@ class ResponsesApi(ChatCompletionsApi):
             raise _refusal(completion)
         stored = StoredResponse.objects.get(job=job)
         body = response_object(stored, job, completion)
+        headers = route_headers(completion)
+        ignored = [responses_name(name) for name in ignored_parameters(completion, data["parameters_not_sent"])]
+        if ignored:
+            headers[IGNORED_PARAMS_HEADER] = ", ".join(sorted(ignored))
         if data["stream"]:
             # Only a released answer gets here: everything above has already refused a held one, before any
             # byte of the stream.
-            return StreamingHttpResponse(
-                response_events(body),
-                content_type="text/event-stream",
-                headers={**route_headers(completion), "Cache-Control": "no-cache"},
-            )
-        return Response(body, headers=route_headers(completion))
+            return response_event_stream(body, headers=headers)
+        return Response(body, headers=headers)
 
 
 class ResponseApi(ApiView):
     error_style = "openai"
-    required_scopes = {"GET": "jobs:read"}
+    required_scopes = {"GET": "jobs:read", "DELETE": "jobs:write"}
 
     @extend_schema(
         operation_id="openai_responses_retrieve",
@@ -383,19 +382,42 @@ class ResponseApi(ApiView):
         description=(
             "A response this application made with `store: true`. Its status at any time; its output only once "
             "the job's answer is released (a held one is `in_progress` with no output; a blocked or rejected one "
-            "`failed`). Another application's response, or one not stored, is 404."
+            "`failed`). Another application's response, one not stored or deleted, is 404; an erased one 410."
         ),
         responses={
             200: ResponseOutputSerializer,
             **{code: OPENAI_ERRORS[code] for code in (401, 403, 405, 406, 429)},
             404: RESPONSE_ERRORS[404],
+            410: RESPONSE_ERRORS[410],
         },
         tags=["openai"],
     )
     def get(self, request: Request, response_id: str) -> Response:
-        stored = stored_response_for(self.application, response_id)
+        stored = unerased(stored_response_for(self.application, response_id))
         completion = selectors.job_completion_for_application(application=self.application, job_id=stored.job_id)
         if completion is None:
             raise not_found(response_id)
         headers = route_headers(completion) if is_released(completion) else {"x-arbiter-job-id": str(completion.id)}
         return Response(response_object(stored, stored.job, completion), headers=headers)
+
+    @extend_schema(
+        operation_id="openai_responses_delete",
+        summary="Delete a stored response (OpenAI-compatible)",
+        description=(
+            "Removes this application's handle on the response: it can no longer be read back, listed or "
+            "continued with `previous_response_id`. The job and its ledger are the record and stay (a "
+            "`response.deleted` event is added); a held job stays held for its reviewers. Another "
+            "application's response, one not stored or already deleted, is 404."
+        ),
+        responses={
+            200: ResponseDeletedSerializer,
+            **{code: OPENAI_ERRORS[code] for code in (401, 403, 405, 406, 429)},
+            404: RESPONSE_ERRORS[404],
+        },
+        tags=["openai"],
+    )
+    def delete(self, request: Request, response_id: str) -> Response:
+        stored = stored_response_for(self.application, response_id)
+        if not stored_response_delete(stored=stored, actor=Actor.application(self.application.pk)):
+            raise not_found(response_id)
+        return Response({"id": response_id, "object": "response", "deleted": True})

@@ -7,6 +7,11 @@ caller (`x-arbiter-ignored-params`). Arbiter's own settings come first: the poli
 caller's `max_tokens`/`max_completion_tokens`, and the policy's own `logprobs` (for confidence) stays on.
 
 What the policy decides instead of the caller (`POLICY_DECIDED`) is accepted, never sent, and named too.
+
+The Responses API sets the same parameters under a few other names and shapes (`max_output_tokens`,
+`reasoning.effort`, a named `tool_choice` without its `function` wrapper): `from_responses` gives the
+Chat Completions parameters of a Responses request, so one job carries one vocabulary, and
+`responses_name` names a parameter back to a Responses caller.
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ DEFAULT_SUPPORTED: tuple[str, ...] = FORWARDABLE
 # Accepted from a caller and never sent: Arbiter, not the caller, asks a provider to store a completion.
 POLICY_DECIDED: tuple[str, ...] = ("store",)
 OUTPUT_LIMITS = ("max_completion_tokens", "max_tokens")
+# Responses parameters sent under the Chat Completions name; the others share their name.
+RESPONSES_RENAMED: dict[str, str] = {
+    "max_output_tokens": "max_completion_tokens",
+    "reasoning.effort": "reasoning_effort",
+    "text.verbosity": "verbosity",
+}
+# Responses parameters no deployment is sent: a chat request has no place for them.
+RESPONSES_NOT_SENT: tuple[str, ...] = ("max_tool_calls", "reasoning.summary")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +115,31 @@ def for_deployment(request: dict[str, Any], parameters: dict[str, Any], supporte
     if "parallel_tool_calls" in sent and not sent.get("tools"):
         del sent["parallel_tool_calls"]
     return Forwarded(sent, tuple(dropped))
+
+
+def responses_tool_choice(choice: Any) -> Any:
+    """A Responses `tool_choice` in the chat shape: a named function is `{type, function: {name}}`."""
+    if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
+        return {"type": "function", "function": {"name": choice["name"]}}
+    return choice
+
+
+def from_responses(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(the Chat Completions parameters of a Responses request's `values`, the Responses parameters it set
+    that no deployment is sent). `values` is the request with `reasoning` and `text` as objects."""
+    flat = dict(values)
+    for group in ("reasoning", "text"):
+        for name, value in (values.get(group) or {}).items():
+            flat[f"{group}.{name}"] = value
+    chat = {RESPONSES_RENAMED.get(name, name): value for name, value in flat.items()}
+    if chat.get("tool_choice") is not None:
+        chat["tool_choice"] = responses_tool_choice(chat["tool_choice"])
+    # Responses asks for logprobs by naming them in `include`; `top_logprobs` alone gets none, as there.
+    chat["logprobs"] = "message.output_text.logprobs" in (values.get("include") or []) or None
+    not_sent = [name for name in RESPONSES_NOT_SENT if flat.get(name) is not None]
+    return caller_parameters(chat), not_sent
+
+
+def responses_name(name: str) -> str:
+    """A Chat Completions parameter's name as a Responses caller set it."""
+    return next((given for given, chat in RESPONSES_RENAMED.items() if chat == name), name)

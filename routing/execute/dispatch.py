@@ -20,5 +20,10 @@ def send(task: str, *args: object) -> None:
 
 
 def send_on_commit(task: str, *args: object) -> None:
-    """Queue `task` once the current transaction commits, and never if it rolls back."""
-    transaction.on_commit(lambda: send(task, *args))
+    """Queue `task` once the current transaction commits, and never if it rolls back.
+
+    The commit is what counts: when the broker cannot take the message the failure is logged and the
+    caller goes on as if it had been sent, since what was committed must not be answered as an error.
+    A job left undispatched is sent again by the sweeper (`routing.execute.sweeper`: its dispatch goes
+    stale); a webhook is lost (there is no outbox yet)."""
+    transaction.on_commit(lambda: send(task, *args), robust=True)

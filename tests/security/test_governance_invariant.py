@@ -6,7 +6,7 @@ decides their own job; every state change writes its ledger event; the chain ver
 
 A hypothesis state machine drives random sequences of what applications, reviewers and admins do —
 submit (jobs API, chat completions and the Responses API, streamed or not), retry a call as an SDK
-does, continue a response from a previous one, approve, reject, override, escalate, replay under the
+does, continue a response from a previous one or delete one, approve, reject, override, escalate, replay under the
 active version or a draft, cancel, let a deadline pass, edit the policy — by random personas, one of
 whom is the person who minted the application's key (and so submitted its jobs) and is a reviewer and
 an admin too. After every step it reads every job as the application would (job detail, list, events,
@@ -45,7 +45,7 @@ from review.services import (
 )
 from routing.execute.run import job_run
 from routing.execute.webhooks import webhook_payload
-from routing.models import ApprovalDecision, Job, JobPurpose, JobStatus
+from routing.models import ApprovalDecision, Job, JobPurpose, JobStatus, StoredResponse
 from routing.models.approvals import ApprovalStatus
 from routing.services.keys import api_key_create
 from routing.services.policies import (
@@ -208,7 +208,10 @@ class GovernanceMachine(RuleBasedStateMachine):
     def continue_a_response(self, pick: int, answer: str) -> None:
         """`previous_response_id` puts the previous answer in front of the model: an answer not released
         must not travel that way either, nor make a job."""
-        previous = Job.objects.get(pk=self.responses[pick % len(self.responses)])
+        stored = self._stored(pick)
+        if stored is None:
+            return
+        previous = stored.job
         before = Job.objects.count()
         body = {
             "model": f"arbiter/{self.world.setup.policy.name}",
@@ -223,6 +226,27 @@ class GovernanceMachine(RuleBasedStateMachine):
         assert response.status_code >= 400, "a conversation continued from an answer nobody released"
         assert not any(leak in _body(response) for leak in LEAKS), _body(response)
         assert Job.objects.count() == before, "continuing an unreleased answer made a job"
+
+    @precondition(lambda self: self.responses)
+    @rule(pick=PICK)
+    def delete_a_response(self, pick: int) -> None:
+        """The application's handle goes; the job, its answer and its ledger stay (held ones stay held)."""
+        stored = self._stored(pick)
+        if stored is None:
+            return
+        response = self.world.client.delete(f"/v1/responses/resp_{stored.job_id.hex}")
+        assert response.status_code == 200, response.content
+        assert response.json() == {"id": f"resp_{stored.job_id.hex}", "object": "response", "deleted": True}
+
+    def _stored(self, pick: int) -> StoredResponse | None:
+        """One of the responses the application has not deleted (`pick` is drawn whatever the database holds,
+        so a replayed example draws the same data)."""
+        stored = list(
+            StoredResponse.objects.filter(job__in=self.responses, deleted_at=None)
+            .select_related("job")
+            .order_by("created_at")
+        )
+        return stored[pick % len(stored)] if stored else None
 
     def _call_openai(self, path: str, body: dict, *, record: bool = True) -> None:
         response = self.world.client.post(path, body, format="json")
@@ -369,9 +393,12 @@ class GovernanceMachine(RuleBasedStateMachine):
 
     @invariant()
     def a_held_or_blocked_response_reads_back_without_its_output(self) -> None:
-        for job_id in self.responses:
-            job = Job.objects.get(pk=job_id)
+        for stored in StoredResponse.objects.filter(job__in=self.responses).select_related("job"):
+            job, job_id = stored.job, stored.job_id
             response = self.world.client.get(f"/v1/responses/resp_{job.pk.hex}")
+            if stored.deleted_at is not None:
+                assert response.status_code == 404, response.content
+                continue
             assert response.status_code == 200, response.content
             read = response.json()
             if _released(job):

@@ -267,3 +267,72 @@ class MetadataField(serializers.JSONField):
         if json_size(data) > MAX_JSON_BYTES:
             raise serializers.ValidationError(f"metadata is larger than {MAX_JSON_BYTES} bytes")
         return data
+
+
+def checked_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> Any:
+    """A chat `tool_choice` checked against the chat `tools` it chooses among: one of `none`, `auto`,
+    `required`, or a function that is offered, as `{type: function, function: {name}}`."""
+    offered = {tool["function"]["name"] for tool in tools or []}
+    if not offered:
+        raise serializers.ValidationError({"tool_choice": "tool_choice is only allowed when tools are given"})
+    if choice in ("none", "auto", "required"):
+        return choice
+    function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str):
+        raise serializers.ValidationError(
+            {"tool_choice": '`none`, `auto`, `required` or {"type": "function", "function": {"name": ...}}'}
+        )
+    if name not in offered:
+        raise serializers.ValidationError({"tool_choice": f"the function {name!r} is not among the tools"})
+    return {"type": "function", "function": {"name": name}}
+
+
+class ModelParametersSerializer(StrictSerializer):
+    """The Chat Completions parameters a caller may set (routing.decide.parameters): sent to the deployment
+    that answers as far as its catalog entry takes them; what it does not take is named back. The chat
+    completion and the jobs API take them from here; the Responses API's are translated into them. Each
+    checks `tool_choice` against its own `tools` (`checked_tool_choice`)."""
+
+    tool_choice = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="`none`, `auto`, `required` or `{type: function, function: {name}}`, as OpenAI documents. A "
+        "forced call is governed like any other (approval rules, blocks).",
+    )
+    user = serializers.CharField(required=False, allow_null=True, max_length=256, allow_blank=True)
+    temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
+    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+    max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+    presence_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
+    frequency_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
+    seed = serializers.IntegerField(required=False, allow_null=True, min_value=-(2**63), max_value=2**63 - 1)
+    stop = serializers.JSONField(required=False, allow_null=True, help_text="A string or up to 4 strings.")
+    logprobs = serializers.BooleanField(required=False, allow_null=True)
+    top_logprobs = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=20)
+    parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
+    logit_bias = serializers.DictField(
+        child=serializers.IntegerField(min_value=-100, max_value=100), required=False, allow_null=True
+    )
+    reasoning_effort = serializers.ChoiceField(
+        choices=["none", "minimal", "low", "medium", "high", "xhigh"], required=False, allow_null=True
+    )
+    verbosity = serializers.ChoiceField(choices=["low", "medium", "high"], required=False, allow_null=True)
+    service_tier = serializers.ChoiceField(
+        choices=["auto", "default", "flex", "scale", "priority"], required=False, allow_null=True
+    )
+    prompt_cache_key = serializers.CharField(required=False, allow_null=True, max_length=256)
+    safety_identifier = serializers.CharField(required=False, allow_null=True, max_length=256)
+
+    def validate_logit_bias(self, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value and (len(value) > 300 or not all(key.isdigit() for key in value)):
+            raise serializers.ValidationError("at most 300 token ids (as strings) mapped to -100..100")
+        return value
+
+    def validate_stop(self, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and len(value) <= 4 and all(isinstance(item, str) for item in value):
+            return value
+        raise serializers.ValidationError("a string or a list of up to 4 strings")

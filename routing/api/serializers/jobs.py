@@ -12,11 +12,14 @@ from routing.api.serializers.common import (
     LabelsField,
     MessageSerializer,
     MetadataField,
+    ModelParametersSerializer,
     ResponseFormatSerializer,
     StrictSerializer,
     ToolSerializer,
+    checked_tool_choice,
     choice_field,
 )
+from routing.decide.parameters import caller_parameters
 from routing.decide.tiers import TASK_TYPES, TIER_NAMES, tier_rank
 from routing.execute.webhooks import UnsafeCallbackUrl, callback_url_check
 from routing.models import Job, JobStatus
@@ -67,6 +70,13 @@ class JobSubmitInputSerializer(StrictSerializer):
     policy = serializers.SlugField(
         required=False, max_length=80, help_text="The policy to route under; the default policy when omitted."
     )
+    parameters = ModelParametersSerializer(
+        required=False,
+        help_text="Model parameters, named and checked as on chat completions (`tool_choice`, `temperature`, "
+        "`max_completion_tokens`, `reasoning_effort`, ...): sent, on every step of the cascade, to the deployment "
+        "that answers as far as its catalog entry takes them; the released result's `ignored_parameters` names "
+        "those it did not take. A forced tool call is governed like any other.",
+    )
 
     def validate_callback_url(self, value: str) -> str:
         if value:
@@ -82,6 +92,17 @@ class JobSubmitInputSerializer(StrictSerializer):
         if duplicates:
             raise serializers.ValidationError(f"tool names must be unique; repeated: {', '.join(duplicates)}")
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        parameters = caller_parameters(attrs.pop("parameters", None) or {})
+        if parameters.get("tool_choice") is not None:
+            try:
+                parameters["tool_choice"] = checked_tool_choice(parameters["tool_choice"], attrs.get("tools"))
+            except serializers.ValidationError as error:
+                raise serializers.ValidationError({"parameters": error.detail}) from None
+        if parameters:
+            attrs["parameters"] = parameters
+        return attrs
 
 
 class JobListFilterSerializer(StrictSerializer):

@@ -8,9 +8,11 @@ from rest_framework import serializers
 
 from routing.api.serializers.common import (
     MessageSerializer,
+    ModelParametersSerializer,
     ResponseFormatSerializer,
     StrictSerializer,
     ToolSerializer,
+    checked_tool_choice,
 )
 
 
@@ -39,18 +41,12 @@ class StreamOptionsSerializer(StrictSerializer):
     )
 
 
-class ChatCompletionInputSerializer(StrictSerializer):
+class ChatCompletionInputSerializer(ModelParametersSerializer):
     model = serializers.CharField(
         max_length=200, help_text="`auto` (the default policy) or `arbiter/<policy>`: a policy, not a model."
     )
     messages = MessageSerializer(many=True, allow_empty=False, max_length=500)
     tools = ToolSerializer(many=True, required=False, max_length=128)
-    tool_choice = serializers.JSONField(
-        required=False,
-        allow_null=True,
-        help_text="`none`, `auto`, `required` or `{type: function, function: {name}}`, as OpenAI documents. A "
-        "forced call is governed like any other (approval rules, blocks).",
-    )
     response_format = ResponseFormatSerializer(required=False)
     metadata = OpenAIMetadataField(required=False)
     stream = serializers.BooleanField(
@@ -62,31 +58,6 @@ class ChatCompletionInputSerializer(StrictSerializer):
     stream_options = StreamOptionsSerializer(required=False, allow_null=True)
     n = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text="Only 1 (see the error).")
     user = serializers.CharField(required=False, max_length=256, allow_blank=True)
-    # Sent to the deployment that answers, as far as its catalog entry says it takes them
-    # (routing.decide.parameters); what it does not take is named in `x-arbiter-ignored-params`.
-    temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
-    top_p = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
-    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
-    max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
-    presence_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
-    frequency_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
-    seed = serializers.IntegerField(required=False, allow_null=True, min_value=-(2**63), max_value=2**63 - 1)
-    stop = serializers.JSONField(required=False, allow_null=True, help_text="A string or up to 4 strings.")
-    logprobs = serializers.BooleanField(required=False, allow_null=True)
-    top_logprobs = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=20)
-    parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
-    logit_bias = serializers.DictField(
-        child=serializers.IntegerField(min_value=-100, max_value=100), required=False, allow_null=True
-    )
-    reasoning_effort = serializers.ChoiceField(
-        choices=["none", "minimal", "low", "medium", "high", "xhigh"], required=False, allow_null=True
-    )
-    verbosity = serializers.ChoiceField(choices=["low", "medium", "high"], required=False, allow_null=True)
-    service_tier = serializers.ChoiceField(
-        choices=["auto", "default", "flex", "scale", "priority"], required=False, allow_null=True
-    )
-    prompt_cache_key = serializers.CharField(required=False, allow_null=True, max_length=256)
-    safety_identifier = serializers.CharField(required=False, allow_null=True, max_length=256)
     store = serializers.BooleanField(
         required=False, allow_null=True, help_text="Accepted, never sent: Arbiter decides what a provider stores."
     )
@@ -99,36 +70,9 @@ class ChatCompletionInputSerializer(StrictSerializer):
             )
         return value
 
-    def validate_logit_bias(self, value: dict[str, int] | None) -> dict[str, int] | None:
-        if value and (len(value) > 300 or not all(key.isdigit() for key in value)):
-            raise serializers.ValidationError("at most 300 token ids (as strings) mapped to -100..100")
-        return value
-
-    def validate_stop(self, value: Any) -> Any:
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, list) and len(value) <= 4 and all(isinstance(item, str) for item in value):
-            return value
-        raise serializers.ValidationError("a string or a list of up to 4 strings")
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        choice = attrs.get("tool_choice")
-        if choice is None:
-            return attrs
-        offered = {tool["function"]["name"] for tool in attrs.get("tools") or []}
-        if not offered:
-            raise serializers.ValidationError({"tool_choice": "tool_choice is only allowed when tools are given"})
-        if choice in ("none", "auto", "required"):
-            return attrs
-        function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
-        name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(name, str):
-            raise serializers.ValidationError(
-                {"tool_choice": "`none`, `auto`, `required` or {\"type\": \"function\", \"function\": {\"name\": ...}}"}
-            )
-        if name not in offered:
-            raise serializers.ValidationError({"tool_choice": f"the function {name!r} is not among the tools"})
-        attrs["tool_choice"] = {"type": "function", "function": {"name": name}}
+        if attrs.get("tool_choice") is not None:
+            attrs["tool_choice"] = checked_tool_choice(attrs["tool_choice"], attrs.get("tools"))
         return attrs
 
 

@@ -17,16 +17,21 @@ from rest_framework import serializers
 
 from routing.api.serializers.common import (
     MessageSerializer,
+    ModelParametersSerializer,
     ResponseFormatSerializer,
     StrictSerializer,
     ToolSerializer,
+    checked_tool_choice,
 )
 from routing.api.serializers.openai import OpenAIMetadataField
+from routing.decide.parameters import from_responses as parameters_from_responses
+from routing.decide.parameters import responses_name
 
 RESPONSE_ID = re.compile(r"resp_([0-9a-f]{32})")
 MESSAGE_ROLES = ("user", "system", "developer", "assistant")
 TEXT_PARTS = ("input_text", "output_text", "text")
 TOOL_CHOICES = ("auto", "none", "required")
+REASONING_FIELDS = {"effort", "summary", "generate_summary"}
 # Item types a client sends back from an earlier output that carry nothing the model needs again.
 SKIPPED_ITEMS = ("reasoning",)
 
@@ -145,12 +150,28 @@ def chat_response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": schema}
 
 
-def responses_text(response_format: dict[str, Any] | None) -> dict[str, Any]:
+def responses_text(response_format: dict[str, Any] | None, *, verbosity: str | None = None) -> dict[str, Any]:
     if not response_format:
-        return {"format": {"type": "text"}}
-    if response_format["type"] != "json_schema":
-        return {"format": {"type": response_format["type"]}}
-    return {"format": {"type": "json_schema", **response_format["json_schema"]}}
+        form = {"type": "text"}
+    elif response_format["type"] != "json_schema":
+        form = {"type": response_format["type"]}
+    else:
+        form = {"type": "json_schema", **response_format["json_schema"]}
+    return {"format": form, **({"verbosity": verbosity} if verbosity else {})}
+
+
+def chat_parameters(attrs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The request's Chat Completions parameters, checked as a chat completion's are (the names in an
+    error are the caller's), and the Responses parameters no deployment is sent."""
+    parameters, not_sent = parameters_from_responses(attrs)
+    choice = parameters.pop("tool_choice", None)
+    checked = ModelParametersSerializer(data=parameters)
+    if not checked.is_valid():
+        raise serializers.ValidationError({responses_name(name): error for name, error in checked.errors.items()})
+    parameters = dict(checked.validated_data)
+    if choice is not None:
+        parameters["tool_choice"] = checked_tool_choice(choice, attrs.get("chat_tools"))
+    return parameters, not_sent
 
 
 def _checked(serializer: serializers.Serializer, field: str) -> Any:
@@ -198,18 +219,23 @@ class ResponseCreateInputSerializer(StrictSerializer):
     background = serializers.BooleanField(required=False, allow_null=True)
     include = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     user = serializers.CharField(required=False, max_length=256, allow_blank=True, allow_null=True)
-    # Accepted so that existing clients work, and ignored: the policy picks the tier and the deployment.
+    # Sent to the deployment that answers under their Chat Completions names (routing.decide.parameters),
+    # as far as its catalog entry takes them; what it does not take is named in `x-arbiter-ignored-params`.
     temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
     top_p = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
     max_output_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
     parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
-    truncation = serializers.CharField(required=False, allow_null=True)
-    reasoning = serializers.JSONField(required=False)
+    truncation = serializers.ChoiceField(choices=["auto", "disabled"], required=False, allow_null=True)
+    reasoning = serializers.JSONField(
+        required=False, allow_null=True, help_text="`effort` is sent as `reasoning_effort`; `summary` is not sent."
+    )
     service_tier = serializers.CharField(required=False, allow_null=True)
     prompt_cache_key = serializers.CharField(required=False, allow_null=True, max_length=256)
     safety_identifier = serializers.CharField(required=False, allow_null=True, max_length=256)
     top_logprobs = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=20)
-    max_tool_calls = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    max_tool_calls = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="Accepted, not sent: one call is one model turn."
+    )
 
     def validate_previous_response_id(self, value: str | None) -> str | None:
         if value is not None and not RESPONSE_ID.fullmatch(value):
@@ -222,6 +248,11 @@ class ResponseCreateInputSerializer(StrictSerializer):
         if isinstance(value, dict) and value.get("type") == "function" and isinstance(value.get("name"), str):
             return value
         raise serializers.ValidationError('one of "auto", "none", "required", or {"type": "function", "name": ...}')
+
+    def validate_reasoning(self, value: Any) -> Any:
+        if value is not None and not (isinstance(value, dict) and set(value) <= REASONING_FIELDS):
+            raise serializers.ValidationError(f"an object with {', '.join(sorted(REASONING_FIELDS))}")
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Adds the chat shape the job is submitted with: `messages`, `chat_tools`, `response_format`."""
@@ -245,6 +276,7 @@ class ResponseCreateInputSerializer(StrictSerializer):
         attrs["response_format"] = (
             _checked(ResponseFormatSerializer(data=response_format), "text") if response_format else None
         )
+        attrs["chat_parameters"], attrs["parameters_not_sent"] = chat_parameters(attrs)
         return attrs
 
 
@@ -309,6 +341,10 @@ class ResponseOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
     output = serializers.ListField(child=OutputItemField(), help_text="Empty until the answer is released.")
     parallel_tool_calls = serializers.BooleanField()
+    max_output_tokens = serializers.IntegerField(allow_null=True)
+    temperature = serializers.FloatField(allow_null=True)
+    top_p = serializers.FloatField(allow_null=True)
+    reasoning = serializers.JSONField(help_text="`effort` as asked; `summary` is always null.")
     previous_response_id = serializers.CharField(allow_null=True)
     store = serializers.BooleanField()
     text = serializers.JSONField()
@@ -317,3 +353,41 @@ class ResponseOutputSerializer(serializers.Serializer):
     usage = ResponseUsageSerializer(allow_null=True)
     metadata = serializers.DictField(child=serializers.CharField())
     arbiter = ResponseArbiterSerializer()
+
+
+class ResponseDeletedSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="response")
+    deleted = serializers.BooleanField()
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "A `message` item (`role`, `content`: input_text parts, or output_text parts for an "
+        "assistant), a `function_call` item (`call_id`, `name`, `arguments`) or a `function_call_output` item "
+        "(`call_id`, `output`).",
+        "properties": {
+            "type": {"type": "string", "enum": ["message", "function_call", "function_call_output"]},
+            "id": {"type": "string"},
+            "status": {"type": "string"},
+            "role": {"type": "string"},
+            "content": {"type": "array", "items": {"type": "object"}},
+            "call_id": {"type": "string"},
+            "name": {"type": "string"},
+            "arguments": {"type": "string"},
+            "output": {"type": "string"},
+        },
+        "required": ["type", "id", "status"],
+    }
+)
+class InputItemField(serializers.JSONField):
+    pass
+
+
+class InputItemListSerializer(serializers.Serializer):
+    object = serializers.CharField(default="list")
+    data = serializers.ListField(child=InputItemField())
+    first_id = serializers.CharField(allow_null=True)
+    last_id = serializers.CharField(allow_null=True)
+    has_more = serializers.BooleanField()

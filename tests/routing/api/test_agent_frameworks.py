@@ -1,19 +1,23 @@
-"""Real third-party clients pointed at a live Arbiter: LangChain's `ChatOpenAI`, pydantic-ai and litellm. Each call
-is exactly one governed job with its ledger events, its route in the headers where the client shows them, and a
-held call under the client's default retry settings is one held job and one error, never the answer.
+"""Real third-party clients pointed at a live Arbiter: LangChain's `ChatOpenAI` (langchain-openai 1.8.1),
+pydantic-ai 2.78.0, litellm 1.110.2 and instructor 1.17.0, over openai 3.63.0, the releases issue #13 was measured
+with. Each call is exactly one governed job with its ledger events, its route in the headers where the client shows
+them (instructor does not: an httpx response hook reads them), and a held call under the client's default retry
+settings is one held job and one error, never the answer.
 
-instructor is not here: no release of it installs beside the pinned `openai` (1.15-1.17 need `jiter<0.15`,
-`openai` 3.54.0 needs `jiter>=0.16`). litellm is 1.80.0, an older release that takes both the pinned `openai`
-(1.100.0 and 1.106.12 want `openai<3`) and the pinned `certifi` (1.108.0, 1.109.3 and 1.110.2 want a newer one)."""
+instructor 1.17.0 declares `jiter<0.15` while openai 3.63.0 needs `jiter>=0.16`; it is installed the way its users
+run it beside a current openai, with --no-deps (requirements-nodeps.lock), and its partial streaming runs on jiter
+0.19 here. The OpenAI Agents SDK (openai-agents 0.24.0) is tested in test_openai_responses.py."""
 
 from __future__ import annotations
 
 import json
 import uuid
 
+import instructor
 import litellm
 import openai
 import pytest
+from instructor.core.exceptions import InstructorRetryException
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
@@ -24,6 +28,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 
 from audit.models import LedgerEvent
 from routing.models import ApprovalRequest, Job, JobStatus
+from tests.support.compat import compat
 from tests.support.live import live_arbiter
 
 pytestmark = pytest.mark.slow
@@ -35,6 +40,14 @@ HEADERS = {"x-arbiter-task-type": "general"}
 
 class Ticket(BaseModel):
     label: str
+    confidence: float
+
+
+class Answer(BaseModel):
+    """The JSON object the model server answers in JSON mode (`response_format: json_object`), where the
+    fields are asked for in the prompt rather than by a schema."""
+
+    answer: str
     confidence: float
 
 
@@ -58,6 +71,16 @@ class Sent:
 
     def __call__(self, request: object) -> None:
         self.requests += 1
+
+
+class Heard:
+    """The headers of the last HTTP response a client received (for clients that do not hand them back)."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+
+    def __call__(self, response) -> None:
+        self.headers = dict(response.headers)
 
 
 @pytest.fixture
@@ -125,6 +148,8 @@ def test_the_database_is_set_up():
 # --- LangChain ChatOpenAI -------------------------------------------------------------------------------
 
 
+@compat("langchain", "call", "`invoke`")
+@compat("langchain", "route headers", "`include_response_headers=True`")
 def test_langchain_invoke_is_one_governed_job_with_its_route_in_the_headers(langchain, arbiter):
     jobs = NewJobs(arbiter)
     message = langchain.invoke(unique(f"{CONFIDENT} Where is my parcel?"))
@@ -132,6 +157,7 @@ def test_langchain_invoke_is_one_governed_job_with_its_route_in_the_headers(lang
     assert_completed_and_routed(jobs.one(), message.response_metadata["headers"], arbiter)
 
 
+@compat("langchain", "stream", "`stream`")
 def test_langchain_stream_yields_the_answer_in_chunks_of_one_job(langchain, arbiter):
     jobs = NewJobs(arbiter)
     chunks = list(langchain.stream(unique(f"{CONFIDENT} Where is my parcel?")))
@@ -143,6 +169,19 @@ def test_langchain_stream_yields_the_answer_in_chunks_of_one_job(langchain, arbi
     assert text == job.result["output"]["content"]
 
 
+@compat("langchain", "stream", "`stream_usage=True`")
+def test_langchain_stream_usage_is_the_token_count_of_the_job(langchain, arbiter):
+    # LangChain asks for usage in a stream only of OpenAI itself unless told (`stream_usage`).
+    jobs = NewJobs(arbiter)
+    chunks = list(langchain.stream(unique(f"{CONFIDENT} Where is my parcel?"), stream_usage=True))
+    usage = [chunk.usage_metadata for chunk in chunks if chunk.usage_metadata]
+    steps = list(jobs.one().steps.all())
+    assert [(each["input_tokens"], each["output_tokens"]) for each in usage] == [
+        (sum(step.prompt_tokens for step in steps), sum(step.completion_tokens for step in steps))
+    ]
+
+
+@compat("langchain", "tools", "`bind_tools`")
 def test_langchain_bind_tools_gets_the_tool_call(langchain, arbiter):
     jobs = NewJobs(arbiter)
     message = langchain.bind_tools([lookup_order]).invoke(
@@ -152,16 +191,53 @@ def test_langchain_bind_tools_gets_the_tool_call(langchain, arbiter):
     assert_completed_and_routed(jobs.one(), message.response_metadata["headers"], arbiter)
 
 
-@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
-def test_langchain_with_structured_output_gives_a_pydantic_object(langchain, arbiter, method):
+@pytest.mark.parametrize(
+    ("method", "schema", "asks_for"),
+    [
+        ("function_calling", Ticket, {"tool_choice": {"type": "function", "function": {"name": "Ticket"}}}),
+        ("json_schema", Ticket, {"response_format": "json_schema"}),
+        ("json_mode", Answer, {"response_format": "json_object"}),
+    ],
+)
+@compat("langchain", "structured output", "`with_structured_output`: `function_calling`, `json_schema`, `json_mode`")
+def test_langchain_with_structured_output_gives_a_pydantic_object(langchain, arbiter, method, schema, asks_for):
     jobs = NewJobs(arbiter)
-    structured = langchain.with_structured_output(Ticket, method=method, include_raw=True)
-    result = structured.invoke(unique(f"{CONFIDENT} Classify: card charged twice"))
+    structured = langchain.with_structured_output(schema, method=method, include_raw=True)
+    result = structured.invoke(unique(f"{CONFIDENT} Classify: card charged twice. Answer in JSON."))
     assert result["parsing_error"] is None
-    assert isinstance(result["parsed"], Ticket)
-    assert_completed_and_routed(jobs.one(), result["raw"].response_metadata["headers"], arbiter)
+    assert isinstance(result["parsed"], schema)
+    job = jobs.one()
+    assert_completed_and_routed(job, result["raw"].response_metadata["headers"], arbiter)
+    if "tool_choice" in asks_for:  # the forced call LangChain relies on, forwarded and answered
+        assert job.request["parameters"]["tool_choice"] == asks_for["tool_choice"]
+        assert job.result["output"]["tool_calls"][0]["name"] == "Ticket"
+    else:
+        assert job.request["response_format"]["type"] == asks_for["response_format"]
 
 
+@compat("langchain", "call", "`use_responses_api=True`")
+@compat("langchain", "route headers", "on the Responses API too")
+def test_langchain_on_the_responses_api_is_one_governed_job_with_its_route_in_the_headers(langchain, arbiter):
+    responses = langchain.model_copy(update={"use_responses_api": True})
+    jobs = NewJobs(arbiter)
+    message = responses.invoke(unique(f"{CONFIDENT} Where is my parcel?"))
+    job = jobs.one()
+    assert message.response_metadata["id"] == f"resp_{job.pk.hex}"
+    assert_completed_and_routed(job, message.response_metadata["headers"], arbiter)
+    assert message.text == job.result["output"]["content"]
+
+
+@compat("langchain", "stream", "`use_responses_api=True`")
+def test_langchain_stream_on_the_responses_api_yields_the_answer_of_one_job(langchain, arbiter):
+    jobs = NewJobs(arbiter)
+    responses = langchain.model_copy(update={"use_responses_api": True, "include_response_headers": False})
+    chunks = list(responses.stream(unique(f"{CONFIDENT} Where is my parcel?")))  # (LangChain shows no headers here)
+    job = jobs.one()
+    assert_completed_and_routed(job, None, arbiter)
+    assert "".join(chunk.text for chunk in chunks) == job.result["output"]["content"]
+
+
+@compat("langchain", "held call", "`openai.ConflictError`, one request")
 def test_langchain_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
     sent = Sent()
     client = ChatOpenAI(
@@ -181,6 +257,7 @@ def test_langchain_held_call_on_default_retries_is_one_held_job_and_one_error(ar
     assert_held(job)
 
 
+@compat("langchain", "held call", "`stream`: before any chunk")
 def test_langchain_stream_of_a_held_call_raises_before_any_chunk(langchain, arbiter):
     jobs = NewJobs(arbiter)
     unsure = langchain.model_copy(update={"default_headers": {"x-arbiter-task-type": "classification"}})
@@ -214,6 +291,8 @@ def _async_hook(sent: Sent):
     return hook
 
 
+@compat("pydantic-ai", "call", "`run_sync`")
+@compat("pydantic-ai", "structured output", "default (tool output)")
 def test_pydantic_ai_default_structured_output_is_one_governed_job(arbiter, live_db):
     jobs = NewJobs(arbiter)
     result = pydantic_ai_agent(arbiter).run_sync(unique(f"{CONFIDENT} Classify: card charged twice"))
@@ -223,6 +302,7 @@ def test_pydantic_ai_default_structured_output_is_one_governed_job(arbiter, live
     assert job.result["output"]["tool_calls"][0]["name"] == "final_result"  # its default: a tool output
 
 
+@compat("pydantic-ai", "structured output", "`NativeOutput`")
 def test_pydantic_ai_native_output_is_a_json_schema_answer_of_one_job(arbiter, live_db):
     jobs = NewJobs(arbiter)
     agent = pydantic_ai_agent(arbiter, output_type=NativeOutput(Ticket))
@@ -233,6 +313,7 @@ def test_pydantic_ai_native_output_is_a_json_schema_answer_of_one_job(arbiter, l
     assert job.request["response_format"]["type"] == "json_schema"
 
 
+@compat("pydantic-ai", "stream", "`run_stream_sync`")
 def test_pydantic_ai_streamed_structured_output_is_one_governed_job(arbiter, live_db):
     jobs = NewJobs(arbiter)
     streamed = pydantic_ai_agent(arbiter).run_stream_sync(unique(f"{CONFIDENT} Classify: card charged twice"))
@@ -240,6 +321,7 @@ def test_pydantic_ai_streamed_structured_output_is_one_governed_job(arbiter, liv
     assert_completed_and_routed(jobs.one(), None, arbiter)
 
 
+@compat("pydantic-ai", "held call", "`ModelHTTPError` 409, one request")
 def test_pydantic_ai_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
     sent = Sent()
     jobs = NewJobs(arbiter)
@@ -251,6 +333,7 @@ def test_pydantic_ai_held_call_on_default_retries_is_one_held_job_and_one_error(
     assert_held(job)
 
 
+@compat("pydantic-ai", "held call", "`run_stream_sync`: before any output")
 def test_pydantic_ai_streamed_held_call_raises_before_any_output(arbiter, live_db):
     jobs = NewJobs(arbiter)
     agent = pydantic_ai_agent(arbiter, task_type="classification")
@@ -280,6 +363,8 @@ def litellm_route_headers(response) -> dict[str, str]:
     return {name.removeprefix(prefix): value for name, value in headers.items() if name.startswith(prefix)}
 
 
+@compat("litellm", "call", "`completion`")
+@compat("litellm", "route headers", '`_hidden_params["additional_headers"]`, prefixed `llm_provider-`')
 def test_litellm_completion_is_one_governed_job_with_its_route_in_the_headers(arbiter, live_db):
     jobs = NewJobs(arbiter)
     response = litellm_call(arbiter, unique(f"{CONFIDENT} Where is my parcel?"), extra_headers=HEADERS)
@@ -289,6 +374,7 @@ def test_litellm_completion_is_one_governed_job_with_its_route_in_the_headers(ar
     assert response.choices[0].message.content == job.result["output"]["content"]
 
 
+@compat("litellm", "stream", "`stream=True`")
 def test_litellm_stream_yields_the_answer_of_one_job(arbiter, live_db):
     jobs = NewJobs(arbiter)
     chunks = list(litellm_call(arbiter, unique(f"{CONFIDENT} Where is my parcel?"), extra_headers=HEADERS, stream=True))
@@ -298,6 +384,7 @@ def test_litellm_stream_yields_the_answer_of_one_job(arbiter, live_db):
     assert text == job.result["output"]["content"]
 
 
+@compat("litellm", "tools", "`tools=`")
 def test_litellm_tools_get_the_tool_call(arbiter, live_db):
     jobs = NewJobs(arbiter)
     tools = [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}]
@@ -310,6 +397,7 @@ def test_litellm_tools_get_the_tool_call(arbiter, live_db):
     assert_completed_and_routed(jobs.one(), litellm_route_headers(response), arbiter)
 
 
+@compat("litellm", "held call", "`APIError` 409, one request")
 def test_litellm_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
     sent = Sent()
     client = openai.OpenAI(
@@ -329,6 +417,7 @@ def test_litellm_held_call_on_default_retries_is_one_held_job_and_one_error(arbi
     assert f"job {job.pk} is held for human approval" in str(raised.value)
 
 
+@compat("litellm", "held call", "`stream=True`: before any chunk")
 def test_litellm_stream_of_a_held_call_raises_before_any_chunk(arbiter, live_db):
     jobs = NewJobs(arbiter)
     chunks = []
@@ -339,4 +428,89 @@ def test_litellm_stream_of_a_held_call_raises_before_any_chunk(arbiter, live_db)
             chunks.append(chunk)
     assert raised.value.status_code == 409
     assert chunks == []
+    assert_held(jobs.one())
+
+
+# --- instructor -----------------------------------------------------------------------------------------
+
+
+def instructor_client(
+    arbiter, *, task_type: str = "general", sent: Sent | None = None, heard: Heard | None = None
+) -> instructor.Instructor:
+    hooks = {"request": [sent] if sent else [], "response": [heard] if heard else []}
+    client = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=arbiter.key,
+        default_headers={"x-arbiter-task-type": task_type},
+        http_client=openai.DefaultHttpxClient(event_hooks=hooks),
+    )  # the SDK's default retries
+    return instructor.from_openai(client)  # its default mode, TOOLS: tool_choice names the response model
+
+
+def classify(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": unique(f"{text} Classify: card charged twice")}]
+
+
+@compat("instructor", "call", "`create`, `create_with_completion` (default `Mode.TOOLS`)")
+@compat("instructor", "structured output", "the response model, through a forced call (`tool_choice` naming it)")
+@compat("instructor", "route headers", "not shown by the client (an httpx response hook reads them)")
+def test_instructor_default_mode_forces_its_function_and_returns_the_model_of_one_job(arbiter, live_db):
+    heard = Heard()
+    jobs = NewJobs(arbiter)
+    ticket, completion = instructor_client(arbiter, heard=heard).create_with_completion(
+        model="auto", response_model=Ticket, messages=classify(CONFIDENT)
+    )  # instructor's own max_retries (3) left at its default
+    assert isinstance(ticket, Ticket)
+    job = jobs.one()
+    assert_completed_and_routed(job, heard.headers, arbiter)
+    assert job.request["parameters"]["tool_choice"] == {"type": "function", "function": {"name": "Ticket"}}
+    call = job.result["output"]["tool_calls"][0]
+    assert call["name"] == "Ticket"
+    assert Ticket.model_validate(call["arguments"]).model_dump() == ticket.model_dump()
+    assert json.loads(completion.choices[0].message.tool_calls[0].function.arguments) == call["arguments"]
+
+
+@compat("instructor", "stream", "`create_partial`")
+def test_instructor_create_partial_streams_the_model_of_one_job(arbiter, live_db):
+    heard = Heard()
+    jobs = NewJobs(arbiter)
+    partials = list(
+        instructor_client(arbiter, heard=heard).create_partial(
+            model="auto", response_model=Ticket, messages=classify(CONFIDENT)
+        )
+    )
+    assert len(partials) > 1 and partials[0].model_dump() != partials[-1].model_dump()  # incomplete ones first
+    job = jobs.one()
+    assert_completed_and_routed(job, heard.headers, arbiter)
+    assert heard.headers["content-type"].startswith("text/event-stream")
+    answered = Ticket.model_validate(job.result["output"]["tool_calls"][0]["arguments"])
+    assert partials[-1].model_dump() == answered.model_dump()  # parsed by jiter's partial mode as it arrived
+
+
+@compat("instructor", "held call", "`InstructorRetryException` from the 409, one request, one attempt")
+def test_instructor_held_call_on_default_retries_is_one_held_job_and_one_error(arbiter, live_db):
+    sent = Sent()
+    jobs = NewJobs(arbiter)
+    client = instructor_client(arbiter, task_type="classification", sent=sent)
+    with pytest.raises(InstructorRetryException) as raised:
+        client.create(model="auto", response_model=Ticket, messages=classify(UNSURE))
+    held = raised.value.__cause__
+    assert isinstance(held, openai.ConflictError) and held.code == "approval_required"
+    assert raised.value.n_attempts == 1  # instructor re-asks only on a parse error
+    assert sent.requests == 1
+    job = jobs.one()
+    assert_held(job)
+    assert f"job {job.pk} is held for human approval" in str(raised.value)
+
+
+@compat("instructor", "held call", "`create_partial`: before any partial")
+def test_instructor_create_partial_of_a_held_call_raises_before_any_partial(arbiter, live_db):
+    jobs = NewJobs(arbiter)
+    client = instructor_client(arbiter, task_type="classification")
+    partials = []
+    with pytest.raises(InstructorRetryException) as raised:
+        for partial in client.create_partial(model="auto", response_model=Ticket, messages=classify(UNSURE)):
+            partials.append(partial)
+    assert isinstance(raised.value.__cause__, openai.ConflictError)
+    assert partials == []
     assert_held(jobs.one())

@@ -1,22 +1,22 @@
 """The Chat Completions parameter surface through the real openai SDK against a live Arbiter: each
 `tool_choice` does what OpenAI documents (and a forced call is governed like any), logprobs come back,
 what did not shape the answer is named in `x-arbiter-ignored-params`, `n > 1` is refused by name, and
-structured outputs through `parse` work."""
+structured outputs through `parse` work. The jobs API takes the same parameters, checked by the same code."""
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import openai
 import pytest
 from pydantic import BaseModel
 
 from audit.models import LedgerEvent
-from routing.decide.parameters import DEFAULT_SUPPORTED
-from routing.execute import facts
 from routing.models import Job, JobStatus
-from tests.support.live import live_arbiter
+from tests.support.compat import compat
+from tests.support.live import deployment_without, live_arbiter
+from tests.support.personas import client_with
+from tests.support.workers import finished
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +67,7 @@ def test_the_database_is_set_up():
     pass  # the django_db test that makes pytest-django create the test database for this module
 
 
+@compat("openai", "tools", "each `tool_choice`")
 def test_tool_choice_none_yields_no_tool_call_even_when_the_model_would_call(sdk):
     completion = ask(sdk, MARKED, tools=TOOLS, tool_choice="none").parse()
     assert called(completion) == []
@@ -74,11 +75,13 @@ def test_tool_choice_none_yields_no_tool_call_even_when_the_model_would_call(sdk
     assert completion.choices[0].message.content
 
 
+@compat("openai", "tools", "each `tool_choice`")
 def test_tool_choice_auto_leaves_it_to_the_model(sdk):
     assert called(ask(sdk, MARKED, tools=TOOLS, tool_choice="auto").parse()) == ["lookup_order"]
     assert called(ask(sdk, PLAIN, tools=TOOLS, tool_choice="auto").parse()) == []
 
 
+@compat("openai", "tools", "each `tool_choice`")
 def test_tool_choice_required_yields_a_tool_call(sdk):
     raw = ask(sdk, PLAIN, tools=[LOOKUP], tool_choice="required")
     completion = raw.parse()
@@ -89,6 +92,7 @@ def test_tool_choice_required_yields_a_tool_call(sdk):
     assert job.status == JobStatus.COMPLETED
 
 
+@compat("openai", "tools", "each `tool_choice`")
 def test_tool_choice_naming_a_function_calls_that_function(sdk):
     choice = {"type": "function", "function": {"name": "lookup_order"}}
     completion = ask(sdk, PLAIN, tools=TOOLS, tool_choice=choice, parallel_tool_calls=False).parse()
@@ -157,19 +161,6 @@ def test_what_the_policy_decides_is_named_in_a_header(sdk):
     assert raw.headers["x-arbiter-ignored-params"] == "store"
 
 
-@contextmanager
-def deployment_without(deployment, *names: str):
-    deployment.parameters = [name for name in DEFAULT_SUPPORTED if name not in names]
-    deployment.save(update_fields=["parameters"])
-    facts.catalog_forget()
-    try:
-        yield
-    finally:
-        deployment.parameters = list(DEFAULT_SUPPORTED)
-        deployment.save(update_fields=["parameters"])
-        facts.catalog_forget()
-
-
 def test_a_parameter_the_deployment_does_not_take_is_not_sent_and_is_named(sdk, arbiter):
     with deployment_without(arbiter.setup.deployments["mini"], "temperature", "logit_bias"):
         raw = ask(sdk, PLAIN, temperature=0.3, seed=3, logit_bias={"50256": -100}, store=False)
@@ -194,6 +185,7 @@ class Ticket(BaseModel):
     confidence: float
 
 
+@compat("openai", "structured output", "`chat.completions.parse`")
 def test_structured_outputs_through_parse_give_a_pydantic_object(sdk):
     completion = sdk.chat.completions.parse(
         model="auto",
@@ -206,6 +198,7 @@ def test_structured_outputs_through_parse_give_a_pydantic_object(sdk):
     assert json.loads(completion.choices[0].message.content) == ticket.model_dump()
 
 
+@compat("openai", "structured output", "`pydantic_function_tool`")
 def test_a_tool_choice_through_parse_with_a_pydantic_tool(sdk):
     # instructor's and LangChain's function-calling structured output: a strict tool, forced by name.
     tool = openai.pydantic_function_tool(Ticket)
@@ -239,3 +232,67 @@ def test_the_async_sdk_forces_a_tool_call_too(arbiter, live_db):
     completion = asyncio.run(forced())
     assert called(completion) == ["lookup_order"]
     assert completion.choices[0].logprobs.content
+
+
+def submitted(arbiter, content: str, **fields):
+    """A job through the REST jobs API, run by the live workers to its settled state, as the API reads it."""
+    client = client_with(arbiter.key)
+    response = client.post(
+        "/api/v1/jobs",
+        {"task_type": "general", "messages": [{"role": "user", "content": content}], **fields},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    job = finished(Job.objects.get(pk=response.json()["id"]))
+    return job, client.get(f"/api/v1/jobs/{job.pk}").json()
+
+
+def test_the_jobs_api_forwards_tool_choice_as_the_chat_completion_does(arbiter, live_db):
+    job, read = submitted(
+        arbiter,
+        PLAIN,
+        tools=TOOLS,
+        parameters={"tool_choice": {"type": "function", "function": {"name": "lookup_order"}}, "temperature": 0.2},
+    )
+    assert job.status == JobStatus.COMPLETED
+    assert [call["name"] for call in read["result"]["output"]["tool_calls"]] == ["lookup_order"]
+    assert job.request["parameters"] == {
+        "tool_choice": {"type": "function", "function": {"name": "lookup_order"}},
+        "temperature": 0.2,
+    }
+    _, refused = submitted(arbiter, MARKED, tools=TOOLS, parameters={"tool_choice": "none"})
+    assert not refused["result"]["output"].get("tool_calls") and refused["result"]["output"]["content"]
+
+
+def test_a_forced_held_call_through_the_jobs_api_is_held_and_not_readable(arbiter, live_db):
+    job, read = submitted(
+        arbiter,
+        PLAIN,
+        tools=TOOLS,
+        parameters={"tool_choice": {"type": "function", "function": {"name": "issue_refund"}}},
+    )
+    assert job.status == JobStatus.AWAITING_APPROVAL and job.result["output"]["tool_calls"][0]["name"] == "issue_refund"
+    assert read["result"] is None and read["result_withheld"] == "awaiting_approval"
+    assert "issue_refund" not in json.dumps({key: value for key, value in read.items() if key != "request"})
+
+
+def test_the_jobs_api_refuses_bad_parameters_as_the_chat_completion_does(arbiter, live_db):
+    client = client_with(arbiter.key)
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    body = {"task_type": "general", "messages": [{"role": "user", "content": PLAIN}]}
+    for parameters, field, message in [
+        ({"tool_choice": "required"}, "parameters.tool_choice", "only allowed when tools are given"),
+        ({"temperature": 7}, "parameters.temperature", "less than or equal to 2"),
+        ({"temperatur": 0.2}, "parameters.temperatur", "unknown field"),
+    ]:
+        response = client.post("/api/v1/jobs", {**body, "parameters": parameters}, format="json")
+        assert response.status_code == 400, response.json()
+        errors = {error["field"]: error["message"] for error in response.json()["errors"]}
+        assert message in errors[field], errors
+    response = client.post(
+        "/api/v1/jobs",
+        {**body, "tools": [LOOKUP], "parameters": {"tool_choice": {"type": "function", "function": {"name": "x"}}}},
+        format="json",
+    )
+    assert response.status_code == 400 and "not among the tools" in response.content.decode()
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before

@@ -10,8 +10,9 @@ import pytest
 
 from audit.models import LedgerEvent
 from routing.models import Job, JobStatus, StoredResponse
+from tests.support.compat import compat
 from tests.support.factories import ApplicationFactory
-from tests.support.live import live_arbiter
+from tests.support.live import deployment_without, live_arbiter
 from tests.support.personas import key_for
 
 pytestmark = pytest.mark.slow
@@ -61,6 +62,29 @@ def test_responses_without_a_key_is_401_in_openai_form(client):
     assert response.json()["error"]["code"] == "invalid_api_key"
 
 
+@pytest.mark.django_db
+def test_delete_needs_the_write_scope_and_other_methods_are_405_in_openai_form(client):
+    application = ApplicationFactory()
+    reader = {"HTTP_AUTHORIZATION": f"Bearer {key_for(application, 'jobs:read')}"}
+    writer = {"HTTP_AUTHORIZATION": f"Bearer {key_for(application, 'jobs:read', 'jobs:write')}"}
+    some_id = f"resp_{'ab' * 16}"
+    refused = client.delete(f"/v1/responses/{some_id}", **reader)
+    assert refused.status_code == 403 and "error" in refused.json()
+    assert client.delete(f"/v1/responses/{some_id}", **writer).json()["error"]["code"] == "response_not_found"
+    assert client.get(f"/v1/responses/{some_id}/input_items", **reader).status_code == 404
+    for method, path in [
+        ("put", some_id),
+        ("post", some_id),
+        ("post", f"{some_id}/input_items"),
+        ("delete", f"{some_id}/input_items"),
+    ]:
+        response = getattr(client, method)(f"/v1/responses/{path}", **writer)
+        assert response.status_code == 405, (method, path)
+        assert "error" in response.json()
+
+
+@compat("openai", "call", "`responses.create`")
+@compat("openai", "route headers", "on `responses` too")
 def test_a_string_input_is_one_governed_job_answered_as_a_response(sdk, arbiter):
     raw = create(sdk, input=f"{CONFIDENT} Billing or tech?")
     response = raw.parse()
@@ -99,6 +123,7 @@ def test_instructions_are_the_first_message_and_metadata_steers_the_job(sdk):
     assert response.metadata == {"ticket": "T-1"}
 
 
+@compat("openai", "tools", "Responses `function_call_output` round trip")
 def test_a_function_tool_call_and_its_output_make_a_round_trip(sdk, arbiter):
     first_raw = create(sdk, task_type="general", input=f"{REFUND} refund please", tools=[REFUND_TOOL])
     first = first_raw.parse()
@@ -281,6 +306,7 @@ def test_unsupported_shapes_are_400s_that_name_the_field(sdk, arbiter):
     assert Job.objects.filter(application=arbiter.setup.application).count() == before
 
 
+@compat("openai", "structured output", "Responses `text.format` json_schema")
 def test_text_format_json_schema_becomes_the_jobs_response_format(sdk):
     schema = {"type": "object", "properties": {"queue": {"type": "string"}}, "required": ["queue"]}
     response = sdk.responses.create(
@@ -298,6 +324,8 @@ def test_text_format_json_schema_becomes_the_jobs_response_format(sdk):
     assert "queue" in json.loads(response.output_text)
 
 
+@compat("agents", "call", "`Runner.run_sync`")
+@compat("agents", "tools", "`function_tool`")
 def test_the_openai_agents_sdk_runs_a_function_tool_on_its_default_responses_api(arbiter, live_db):
     from agents import Agent, RunConfig, Runner, function_tool
     from agents.models.openai_provider import OpenAIProvider
@@ -334,6 +362,7 @@ def test_the_openai_agents_sdk_runs_a_function_tool_on_its_default_responses_api
     assert [response.response_id for response in result.raw_responses] == [f"resp_{job.pk.hex}" for job in jobs]
 
 
+@compat("openai", "stream", "`responses.create(stream=True)`")
 def test_a_streamed_response_is_the_released_answer_as_the_documented_events(sdk, arbiter):
     with sdk.responses.with_streaming_response.create(
         model="auto",
@@ -346,7 +375,8 @@ def test_a_streamed_response_is_the_released_answer_as_the_documented_events(sdk
         assert raw.headers["x-arbiter-final-tier"]
         events = list(raw.parse())
     types = [event.type for event in events]
-    assert types == [
+    # Consecutive deltas counted once: the text and the arguments come in several pieces, as in a chat stream.
+    assert [kind for index, kind in enumerate(types) if index == 0 or kind != types[index - 1]] == [
         "response.created",
         "response.in_progress",
         "response.output_item.added",
@@ -365,11 +395,24 @@ def test_a_streamed_response_is_the_released_answer_as_the_documented_events(sdk
     done = events[-1].response
     job = job_of(done)
     assert raw.headers["x-arbiter-job-id"] == str(job.pk)
-    assert events[4].delta == done.output[0].content[0].text
-    assert json.loads(events[9].delta) == {"amount": 50}
+    text = [event.delta for event in events if event.type == "response.output_text.delta"]
+    arguments = [event.delta for event in events if event.type == "response.function_call_arguments.delta"]
+    assert len(text) > 1 and len(arguments) > 1
+    assert "".join(text) == done.output[0].content[0].text
+    assert json.loads("".join(arguments)) == {"amount": 50}
     # The same governed answer as GET reads back: one job, its ledger complete.
     assert sdk.responses.retrieve(done.id).output == done.output
     assert events_of(job)[0] == "job.submitted" and events_of(job)[-1] == "job.completed"
+
+
+def test_the_sdks_stream_helper_reassembles_the_pieces_into_the_released_answer(sdk):
+    with sdk.responses.stream(
+        model="auto", input=f"{CONFIDENT} A longer question, in several words", metadata={"task_type": "classification"}
+    ) as stream:
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert len(deltas) > 1
+    assert "".join(deltas) == final.output_text == sdk.responses.retrieve(final.id).output_text
 
 
 def test_a_held_streamed_response_is_the_json_409_before_any_event_and_one_job(sdk, arbiter):
@@ -386,6 +429,8 @@ def test_a_held_streamed_response_is_the_json_409_before_any_event_and_one_job(s
     assert Job.objects.filter(application=arbiter.setup.application).count() == before + 1
 
 
+@compat("agents", "stream", "`Runner.run_streamed`")
+@compat("agents", "tools", "`function_tool`, streamed")
 def test_the_agents_sdk_streams_a_run_with_a_function_tool(arbiter, live_db):
     import asyncio
 
@@ -420,6 +465,31 @@ def test_the_agents_sdk_streams_a_run_with_a_function_tool(arbiter, live_db):
         assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
 
 
+
+@compat("agents", "structured output", "`output_type=` a pydantic model (`text.format` json_schema)")
+def test_the_agents_sdk_gives_an_output_type_from_one_json_schema_job(arbiter, live_db):
+    from agents import Agent, RunConfig, Runner
+    from agents.models.openai_provider import OpenAIProvider
+    from pydantic import BaseModel
+
+    class Route(BaseModel):
+        queue: str
+        urgent: bool
+
+    client = openai.AsyncOpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
+    agent = Agent(name="triage", instructions="Route the ticket.", model="auto", output_type=Route)
+    result = Runner.run_sync(
+        agent,
+        f"{CONFIDENT} card charged twice",
+        run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True),
+    )
+    assert isinstance(result.final_output, Route)
+    [response] = result.raw_responses
+    job = Job.objects.get(pk=response.response_id.removeprefix("resp_"))
+    assert job.status == JobStatus.COMPLETED and events_of(job)[-1] == "job.completed"
+    assert job.request["response_format"]["type"] == "json_schema"
+    assert job.request["response_format"]["json_schema"]["schema"]["required"] == ["queue", "urgent"]
+
 def test_erasing_a_response_erases_the_responses_that_continued_it(sdk, arbiter):
     from audit.ledger import Actor
     from routing.services.erasure import erasure_apply, erasure_select
@@ -433,10 +503,16 @@ def test_erasing_a_response_erases_the_responses_that_continued_it(sdk, arbiter)
     erasure_apply(selection=selection, actor=Actor.system("test"), reason="data_subject_request")
     for made in (first, second):
         assert "ada.lovelace" not in json.dumps(job_of(made).request)
-        assert sdk.responses.retrieve(made.id).output == []
-    with pytest.raises(openai.ConflictError) as raised:
+        # A clear 410 naming erasure, not a half-empty response, whichever way the application reads it.
+        for read in (sdk.responses.retrieve, sdk.responses.input_items.list):
+            with pytest.raises(openai.APIStatusError) as raised:
+                read(made.id)
+            assert raised.value.status_code == 410 and raised.value.code == "response_erased"
+            assert "was erased" in raised.value.message and "ada" not in raised.value.response.text
+    with pytest.raises(openai.APIStatusError) as raised:
         sdk.responses.create(**ask, previous_response_id=first.id, input="go on")
-    assert raised.value.code == "previous_response_erased"
+    assert raised.value.status_code == 410 and raised.value.code == "previous_response_erased"
+    assert raised.value.param == "previous_response_id"
 
 
 def test_an_idempotent_retry_is_the_same_response_and_one_job(sdk, arbiter):
@@ -452,22 +528,273 @@ def test_an_idempotent_retry_is_the_same_response_and_one_job(sdk, arbiter):
     assert raised.value.code == "idempotency_conflict"
 
 
-def test_tool_choice_reaches_the_deployment_in_the_chat_shape(sdk, arbiter):
-    # The model would call the tool; `none` forbids it, as on chat completions.
-    refused = create(sdk, task_type="general", input=f"{REFUND} but do not", tools=[REFUND_TOOL], tool_choice="none")
-    answer = refused.parse()
-    assert [item.type for item in answer.output] == ["message"]
-    assert job_of(answer).request["parameters"]["tool_choice"] == "none"
-    # A named function travels in the chat shape ({type, function: {name}}) and is read back as given.
+PLAIN = "[task:general] [confidence:mini=0.9,flagship=0.9] Where is my parcel?"
+
+
+def function_calls(response) -> list[str]:
+    return [item.name for item in response.output if item.type == "function_call"]
+
+
+def test_tool_choice_is_forwarded_in_the_chat_shape_and_does_what_openai_documents(sdk):
+    lookup = {**REFUND_TOOL, "name": "lookup_order", "description": "Find an order."}
+    tools = [lookup, REFUND_TOOL]
+    # `none`: the model would call the tool (the marker says so) and does not.
+    refused = create(sdk, task_type="general", input=f"{REFUND} but do not", tools=tools, tool_choice="none").parse()
+    assert [item.type for item in refused.output] == ["message"] and refused.output_text
+    assert job_of(refused).request["parameters"]["tool_choice"] == "none"
+    assert refused.tool_choice == "none"
+    # `auto` leaves it to the model: nothing in the prompt asks for a call.
+    assert function_calls(create(sdk, task_type="general", input=PLAIN, tools=tools).parse()) == []
+    # `required`: a call although nothing asks for one.
+    required = create(sdk, task_type="general", input=PLAIN, tools=[lookup], tool_choice="required").parse()
+    assert function_calls(required) == ["lookup_order"]
+    # A named function, in the Responses shape: that function, sent in the chat shape, read back as given.
     forced = create(
         sdk,
         task_type="general",
-        input=f"{REFUND} again",
-        tools=[REFUND_TOOL],
-        tool_choice={"type": "function", "name": "issue_refund"},
+        input=PLAIN,
+        tools=tools,
+        tool_choice={"type": "function", "name": "lookup_order"},
+        parallel_tool_calls=False,
     ).parse()
-    assert job_of(forced).request["parameters"]["tool_choice"] == {
-        "type": "function",
-        "function": {"name": "issue_refund"},
+    assert function_calls(forced) == ["lookup_order"]
+    assert job_of(forced).request["parameters"] == {
+        "tool_choice": {"type": "function", "function": {"name": "lookup_order"}},
+        "parallel_tool_calls": False,
     }
-    assert [item.name for item in forced.output if item.type == "function_call"] == ["issue_refund"]
+    assert forced.tool_choice.type == "function" and forced.tool_choice.name == "lookup_order"
+    assert forced.parallel_tool_calls is False
+
+
+def test_a_named_tool_choice_forcing_a_held_call_is_held_like_any_other(sdk, arbiter):
+    # The policy holds refunds over 100: a strict minimum of 500 makes the forced call one of them.
+    refund = {
+        **REFUND_TOOL,
+        "parameters": {
+            "type": "object",
+            "properties": {"amount": {"type": "integer", "minimum": 500}},
+            "required": ["amount"],
+        },
+    }
+    with pytest.raises(openai.ConflictError) as raised:
+        create(
+            sdk,
+            task_type="general",
+            input=PLAIN,
+            tools=[refund],
+            tool_choice={"type": "function", "name": "issue_refund"},
+        )
+    assert raised.value.code == "approval_required"
+    assert "issue_refund" not in raised.value.response.text
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    assert job.status == JobStatus.AWAITING_APPROVAL and job.result["output"]["tool_calls"][0]["name"] == "issue_refund"
+
+
+def test_a_tool_choice_the_tools_do_not_offer_is_a_400_as_on_chat_completions(sdk, arbiter):
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(
+            model="auto", input=PLAIN, tools=[REFUND_TOOL], tool_choice={"type": "function", "name": "lookup_order"}
+        )
+    assert raised.value.param == "tool_choice" and "not among the tools" in raised.value.message
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(model="auto", input=PLAIN, tool_choice="required")
+    assert "only allowed when tools are given" in raised.value.message
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.create(model="auto", input=PLAIN, reasoning={"effort": "enormous"})
+    assert raised.value.param == "reasoning.effort"
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before
+
+
+def test_the_model_parameters_are_forwarded_under_their_chat_names(sdk):
+    raw = create(
+        sdk,
+        task_type="general",
+        input=PLAIN,
+        temperature=0.2,
+        top_p=0.9,
+        reasoning={"effort": "low"},
+        service_tier="auto",
+        prompt_cache_key="tenant-7",
+        safety_identifier="user-hash-1",
+        user="someone",
+        text={"verbosity": "low"},
+        metadata={"ticket": "T-2"},
+    )
+    response = raw.parse()
+    assert response.output_text
+    assert "x-arbiter-ignored-params" not in raw.headers  # the deployment takes every one of them
+    assert job_of(response).request["parameters"] == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "reasoning_effort": "low",
+        "verbosity": "low",
+        "service_tier": "auto",
+        "prompt_cache_key": "tenant-7",
+        "safety_identifier": "user-hash-1",
+        "user": "someone",
+    }
+    assert (response.temperature, response.top_p, response.reasoning.effort) == (0.2, 0.9, "low")
+    assert response.text.verbosity == "low"
+    assert response.metadata == {"ticket": "T-2"} and job_of(response).metadata == {"ticket": "T-2"}
+
+
+def test_max_output_tokens_reaches_the_model_and_an_answer_cut_short_is_incomplete(sdk):
+    response = create(sdk, task_type="general", input=PLAIN, max_output_tokens=2).parse()
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.max_output_tokens == 2
+    assert response.usage.output_tokens <= 2
+    assert job_of(response).request["parameters"] == {"max_completion_tokens": 2}
+
+
+def test_logprobs_come_back_when_include_asks_for_them(sdk):
+    asked = create(sdk, task_type="general", input=PLAIN, include=["message.output_text.logprobs"], top_logprobs=2)
+    text = asked.parse().output[0].content[0]
+    assert "".join(token.token for token in text.logprobs) == text.text
+    assert all(len(token.top_logprobs) == 2 for token in text.logprobs)
+    # The policy asks for logprobs itself (to score confidence); a caller who did not ask gets none.
+    assert create(sdk, task_type="general", input=PLAIN).parse().output[0].content[0].logprobs == []
+
+
+def test_what_the_deployment_does_not_take_is_named_by_its_responses_name(sdk, arbiter):
+    with deployment_without(arbiter.setup.deployments["mini"], "temperature", "max_completion_tokens"):
+        raw = create(sdk, task_type="general", input=PLAIN, temperature=0.3, max_output_tokens=500, max_tool_calls=3)
+    assert raw.parse().output_text
+    assert raw.headers["x-arbiter-final-tier"] == "mini"
+    assert raw.headers["x-arbiter-ignored-params"] == "max_output_tokens, max_tool_calls, temperature"
+    called = LedgerEvent.objects.get(subject_job=raw.headers["x-arbiter-job-id"], event_type="model.called")
+    assert called.body["parameters_dropped"] == ["max_completion_tokens", "temperature"]
+
+
+def test_input_items_are_the_calls_own_input_newest_first_with_a_cursor(sdk, arbiter):
+    first = sdk.responses.create(
+        model="auto",
+        instructions="Be terse.",
+        input=f"{REFUND} refund please",
+        tools=[REFUND_TOOL],
+        metadata={"task_type": "general"},
+    )
+    call = next(item for item in first.output if item.type == "function_call")
+    second = sdk.responses.create(
+        model="auto",
+        previous_response_id=first.id,
+        tools=[REFUND_TOOL],
+        input=[
+            {"type": "function_call_output", "call_id": call.call_id, "output": '{"refunded": 50}'},
+            {"role": "user", "content": [{"type": "input_text", "text": f"{CONFIDENT} and a receipt?"}]},
+        ],
+        metadata={"task_type": "general"},
+    )
+    # The first call's input: one message, not its instructions.
+    (only,) = sdk.responses.input_items.list(first.id).data
+    assert (only.type, only.role, only.content[0].text) == ("message", "user", f"{REFUND} refund please")
+    # The continuation's own input, newest first: not the conversation it continued (that is the first's).
+    page = sdk.responses.input_items.list(second.id)
+    assert [item.type for item in page.data] == ["message", "function_call_output"]
+    assert page.data[0].content[0].text == f"{CONFIDENT} and a receipt?"
+    assert (page.data[1].call_id, page.data[1].output) == (call.call_id, '{"refunded": 50}')
+    assert page.has_more is False
+    assert [item.id for item in sdk.responses.input_items.list(second.id, order="asc").data] == [
+        item.id for item in reversed(page.data)
+    ]
+    # The SDK's auto-paging walks the cursor one item at a time and finds the same items.
+    walked = sdk.responses.input_items.list(second.id, limit=1)
+    assert walked.has_more is True and len(walked.data) == 1
+    assert [item.id for item in walked] == [item.id for item in page.data]
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.responses.input_items.list(second.id, after="msg_unknown")
+    assert raised.value.param == "after"
+    with pytest.raises(openai.BadRequestError):
+        sdk.responses.input_items.list(second.id, limit=101)
+
+
+def test_a_held_responses_input_items_are_its_input_and_nothing_of_the_held_answer(sdk, arbiter):
+    refund = {
+        **REFUND_TOOL,
+        "parameters": {
+            "type": "object",
+            "properties": {"amount": {"type": "integer", "minimum": 500}},
+            "required": ["amount"],
+        },
+    }
+    with pytest.raises(openai.ConflictError) as raised:
+        create(sdk, task_type="general", input=PLAIN, tools=[refund], tool_choice="required")
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    assert job.status == JobStatus.AWAITING_APPROVAL
+    raw = sdk.responses.input_items.with_raw_response.list(f"resp_{job.pk.hex}")
+    assert [item.content[0].text for item in raw.parse().data] == [PLAIN]
+    assert "issue_refund" not in raw.http_response.text and "amount" not in raw.http_response.text
+
+
+def test_another_applications_deleted_or_unstored_responses_input_items_are_404(sdk, arbiter):
+    made = sdk.responses.create(model="auto", input=f"{CONFIDENT} mine", metadata={"task_type": "classification"})
+    other = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=key_for(ApplicationFactory(), "jobs:read", "jobs:write"),
+        max_retries=0,
+        timeout=60,
+    )
+    with pytest.raises(openai.NotFoundError) as raised:
+        other.responses.input_items.list(made.id)
+    assert raised.value.code == "response_not_found"
+    unstored = sdk.responses.create(
+        model="auto", input=f"{CONFIDENT} not kept", store=False, metadata={"task_type": "classification"}
+    )
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.input_items.list(unstored.id)
+    sdk.responses.delete(made.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.input_items.list(made.id)
+
+
+def test_deleting_a_response_removes_the_handle_and_keeps_the_record(sdk, arbiter):
+    made = sdk.responses.create(model="auto", input=f"{CONFIDENT} delete me", metadata={"task_type": "classification"})
+    job = job_of(made)
+    other = openai.OpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=key_for(ApplicationFactory(), "jobs:read", "jobs:write"),
+        max_retries=0,
+        timeout=60,
+    )
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(made.id)
+    assert "response.deleted" not in events_of(job)
+    raw = sdk.responses.with_raw_response.delete(made.id)
+    assert raw.http_response.json() == {"id": made.id, "object": "response", "deleted": True}
+    # The handle is gone: not read back, not listed, not continued, not deleted twice.
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.retrieve(made.id)
+    assert raised.value.code == "response_not_found"
+    with pytest.raises(openai.NotFoundError) as raised:
+        sdk.responses.create(model="auto", input="go on", previous_response_id=made.id)
+    assert raised.value.param == "previous_response_id"
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.delete(made.id)
+    # The record stays: the job, its answer, its ledger, with one event for the delete.
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED and job.result["output"]["content"] == made.output_text
+    assert events_of(job)[-2:] == ["job.completed", "response.deleted"]
+    deleted = LedgerEvent.objects.get(subject_job=str(job.pk), event_type="response.deleted")
+    assert deleted.actor_kind == "application" and deleted.body == {"response": made.id}
+    assert StoredResponse.objects.get(job=job).deleted_at is not None
+
+
+def test_deleting_a_held_response_says_nothing_of_its_answer_and_the_job_stays_held(sdk, arbiter):
+    from controlplane.roles import Role
+    from review.services import approval_approve
+    from tests.support.factories import UserFactory
+
+    with pytest.raises(openai.ConflictError) as raised:
+        create(sdk, input="[task:classification] [confidence:nano=0.2,mini=0.3,flagship=0.4] Unsure, deleted")
+    job = Job.objects.get(pk=raised.value.body["job_id"])
+    held_id = f"resp_{job.pk.hex}"
+    raw = sdk.responses.with_raw_response.delete(held_id)
+    assert raw.http_response.json() == {"id": held_id, "object": "response", "deleted": True}
+    assert not {"x-arbiter-final-tier", "x-arbiter-decision-id"} & set(raw.headers)
+    job.refresh_from_db()
+    assert job.status == JobStatus.AWAITING_APPROVAL  # the reviewers still decide it
+    # Released later, it is still not readable through the deleted handle (the jobs API has it).
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="fine")
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(held_id)

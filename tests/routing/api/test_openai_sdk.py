@@ -12,6 +12,7 @@ from django.test import Client, override_settings
 
 from audit.models import LedgerEvent
 from routing.models import Job, JobStatus
+from tests.support.compat import compat
 from tests.support.live import live_arbiter
 from tests.support.personas import key_for
 
@@ -49,6 +50,8 @@ def test_chat_completions_without_a_key_is_401_in_openai_form(client):
     assert response.json()["error"]["type"] == "authentication_error"
 
 
+@compat("openai", "call", "`chat.completions.create`")
+@compat("openai", "route headers", "`with_raw_response.headers`")
 def test_a_confident_answer_comes_from_nano_with_the_route_in_the_headers(sdk, arbiter):
     raw = ask(sdk, "[task:classification] [confidence:nano=0.95,mini=0.9,flagship=0.9] Billing or tech?")
     completion = raw.parse()
@@ -88,6 +91,7 @@ def test_an_unsure_answer_escalates_and_usage_sums_every_step(sdk, arbiter):
     assert completion.usage.completion_tokens == sum(step.completion_tokens for step in steps)
 
 
+@compat("openai", "tools", "`tools=`")
 def test_tool_calls_come_back_in_openai_form(sdk):
     completion = ask(
         sdk,

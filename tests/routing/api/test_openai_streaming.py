@@ -16,6 +16,7 @@ from django.test import override_settings
 from audit.models import LedgerEvent
 from routing.models import Job, JobStatus
 from tests.security.webserver import procfile_web
+from tests.support.compat import compat
 from tests.support.live import live_arbiter
 from tests.support.workers import database_url_for_workers
 
@@ -78,6 +79,7 @@ def test_a_stream_without_a_key_is_401_in_openai_form(client):
     assert response.json()["error"]["code"] == "invalid_api_key"
 
 
+@compat("openai", "stream", "`stream=True`")
 def test_a_streamed_answer_is_the_non_streamed_answer_of_the_same_governed_job(sdk):
     key = f"stream-{uuid.uuid4().hex}"
     raw = sdk.chat.completions.with_raw_response.create(
@@ -107,6 +109,7 @@ def test_a_streamed_answer_is_the_non_streamed_answer_of_the_same_governed_job(s
     assert decision.event_type == "route.decided" and decision.subject_job == str(job.pk)
 
 
+@compat("openai", "stream", "`AsyncOpenAI`")
 def test_the_async_client_streams_the_same_answer(sdk, arbiter):
     async def stream() -> tuple[list, dict]:
         client = openai.AsyncOpenAI(base_url=f"{arbiter.url}/v1", api_key=arbiter.key, max_retries=0, timeout=60)
@@ -122,6 +125,7 @@ def test_the_async_client_streams_the_same_answer(sdk, arbiter):
     assert Job.objects.get(pk=headers["x-arbiter-job-id"]).status == JobStatus.COMPLETED
 
 
+@compat("openai", "tools", "streamed tool-call deltas")
 def test_tool_call_deltas_reassemble_to_the_same_tool_call(sdk):
     key = f"stream-tool-{uuid.uuid4().hex}"
     chunks = list(
@@ -143,6 +147,7 @@ def test_tool_call_deltas_reassemble_to_the_same_tool_call(sdk):
     assert json.loads(streamed["tool_calls"][0]["arguments"]) == {"amount": 50}
 
 
+@compat("openai", "stream", "`include_usage`")
 def test_include_usage_ends_with_a_usage_chunk_summing_every_step(sdk):
     chunks = list(
         sdk.chat.completions.create(
@@ -232,6 +237,7 @@ def test_a_streamed_job_writes_the_ledger_events_a_non_streamed_one_does(sdk):
         assert raw.headers[name] == plain.headers[name]
 
 
+@compat("openai", "stream", "`chat.completions.stream`")
 def test_the_sdks_stream_helper_gives_the_final_completion(sdk):
     with sdk.chat.completions.stream(**request(f"{CONFIDENT} through the helper")) as stream:
         deltas = [event.delta for event in stream if event.type == "content.delta"]

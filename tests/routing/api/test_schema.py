@@ -27,10 +27,15 @@ def test_the_schema_documents_every_operation(client):
         "openai_models",
         "openai_responses_create",
         "openai_responses_retrieve",
+        "openai_responses_delete",
+        "openai_responses_input_items",
         "admin_policy_versions_create",
         "admin_keys_create",
     } <= operations
     assert document["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    # The jobs API documents the same model parameters as the chat completion, from the same serializer.
+    submit = document["components"]["schemas"]["JobSubmitInputRequest"]["properties"]["parameters"]
+    assert submit["allOf"][0]["$ref"] == "#/components/schemas/ModelParametersRequest"
 
 
 def test_swagger_ui_is_served_from_local_static_files(client):

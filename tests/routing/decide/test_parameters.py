@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from routing.decide.parameters import DEFAULT_SUPPORTED, caller_parameters, for_deployment, policy_decided
+from routing.decide.parameters import (
+    DEFAULT_SUPPORTED,
+    caller_parameters,
+    for_deployment,
+    from_responses,
+    policy_decided,
+    responses_name,
+)
 
 BASE = {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}
 
@@ -55,3 +62,45 @@ def test_nulls_are_unset_and_store_is_the_policys():
     assert caller_parameters({"temperature": None, "seed": 0, "model": "auto", "store": True}) == {"seed": 0}
     assert policy_decided({"store": False}) == ["store"]
     assert policy_decided({"store": None}) == []
+
+
+def test_a_responses_request_is_translated_to_the_chat_parameters_it_means():
+    chat, not_sent = from_responses(
+        {
+            "input": "hi",
+            "tool_choice": {"type": "function", "name": "lookup"},
+            "max_output_tokens": 50,
+            "reasoning": {"effort": "low", "summary": "auto"},
+            "text": {"format": {"type": "text"}, "verbosity": "high"},
+            "temperature": 0.2,
+            "store": True,
+            "metadata": {"a": "b"},
+            "max_tool_calls": 2,
+            "top_p": None,
+        }
+    )
+    assert chat == {
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+        "max_completion_tokens": 50,
+        "temperature": 0.2,
+        "reasoning_effort": "low",
+        "verbosity": "high",
+    }
+    assert not_sent == ["max_tool_calls", "reasoning.summary"]
+
+
+def test_responses_asks_for_logprobs_through_include_only():
+    assert from_responses({"top_logprobs": 2})[0] == {"top_logprobs": 2}
+    assert from_responses({"top_logprobs": 2, "include": ["message.output_text.logprobs"]})[0] == {
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+
+
+def test_a_dropped_chat_parameter_is_named_as_the_responses_caller_set_it():
+    assert [responses_name(name) for name in ("max_completion_tokens", "reasoning_effort", "verbosity", "seed")] == [
+        "max_output_tokens",
+        "reasoning.effort",
+        "text.verbosity",
+        "seed",
+    ]
