@@ -144,7 +144,9 @@ def api_key_revoke(*, key: ApiKey, actor: Actor, revoked_with: ApiKey | None = N
 
 
 def api_key_authenticate(raw: str) -> ApiKey | None:
-    """The live key for a presented token, or None. Same work for a wrong secret as for a right one."""
+    """The live key for a presented token, or None. Same work for a wrong secret as for a right one. The row
+    comes from this process's cache of live keys unless a key, application or person changed since it was
+    read (routing.services.key_cache); liveness and the secret are checked on every call either way."""
     if not raw.startswith(KEY_PREFIX):
         return None
     prefix, _, secret = raw.removeprefix(KEY_PREFIX).partition("_")
