@@ -18,6 +18,10 @@ class RoutingConfig(AppConfig):
 
         health.register("model_server", model_server_check)
 
+        from routing.services import key_cache
+
+        key_cache.connect_signals()
+
 
 def _application_names() -> list[tuple[str, str]]:
     from routing.models import Application

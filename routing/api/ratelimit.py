@@ -183,9 +183,10 @@ def sync_call_slot(key: ApiKey) -> Iterator[None]:
             with _held_lock:
                 _held.pop(token, None)
             try:
-                client = get_redis()
+                release = get_redis().pipeline(transaction=False)  # one round trip for every set
                 for name in keys:
-                    client.zrem(name, token)
+                    release.zrem(name, token)
+                release.execute()
             except redis.RedisError:
                 logger.warning("could not release a synchronous call's slot; its lease expires", exc_info=True)
     finally:

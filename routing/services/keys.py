@@ -17,6 +17,7 @@ from audit.ledger import Actor
 from controlplane.roles import Role, has_role
 from routing.models import ApiKey, Application
 from routing.models.applications import ADMIN_SCOPES, KEY_SCOPES, PLATFORM_ADMIN
+from routing.services import key_cache
 
 KEY_PREFIX = "arb_"
 
@@ -128,6 +129,7 @@ def api_key_revoke(*, key: ApiKey, actor: Actor, revoked_with: ApiKey | None = N
     with transaction.atomic():
         updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if updated:
+            key_cache.keys_changed()
             ledger.append(
                 "api_key.revoked",
                 actor=actor,
@@ -142,22 +144,35 @@ def api_key_revoke(*, key: ApiKey, actor: Actor, revoked_with: ApiKey | None = N
 
 
 def api_key_authenticate(raw: str) -> ApiKey | None:
-    """The live key for a presented token, or None. Same work for a wrong secret as for a right one."""
+    """The live key for a presented token, or None. Same work for a wrong secret as for a right one. The row
+    comes from this process's cache of live keys unless a key, application or person changed since it was
+    read (routing.services.key_cache); liveness and the secret are checked on every call either way."""
     if not raw.startswith(KEY_PREFIX):
         return None
     prefix, _, secret = raw.removeprefix(KEY_PREFIX).partition("_")
     if not prefix or not secret:
         return None
-    key = ApiKey.objects.select_related("application", "created_by").filter(prefix=prefix).first()
+    version = key_cache.keys_version()  # read before the row (routing.services.key_cache)
+    key = key_cache.cached_key(prefix, version)
+    if key is None:
+        key = ApiKey.objects.select_related("application", "created_by").filter(prefix=prefix).first()
+        if key is not None and _live(key, timezone.now()):
+            key_cache.remember(key, version)
     expected = key.secret_hash if key else _hash("decoy")
     if not hmac.compare_digest(expected, _hash(secret)) or key is None:
         return None
     now = timezone.now()
-    if key.revoked_at or (key.expires_at and key.expires_at <= now) or not key.application.is_active:
+    if not _live(key, now):
         return None
-    if key.created_by is not None and not key.created_by.is_active:
-        return None  # the key acts for its owner: a deactivated person's keys stop with them
     if not key.last_used_at or (now - key.last_used_at).total_seconds() > 60:
         # Written at most once a minute per key: a hot key must not turn every request into a write.
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key_cache.note_used(key.prefix, now)
     return key
+
+
+def _live(key: ApiKey, now: datetime) -> bool:
+    if key.revoked_at or (key.expires_at and key.expires_at <= now) or not key.application.is_active:
+        return False
+    # The key acts for its owner: a deactivated person's keys stop with them.
+    return key.created_by is None or key.created_by.is_active

@@ -141,6 +141,20 @@ def test_slots_held_by_a_crashed_process_expire(owner, redis_client):
 
 
 @pytest.mark.django_db
+def test_a_finished_call_gives_its_slot_back_in_every_set(owner, redis_client):
+    key = ApiKey.objects.get(prefix=owner.key.removeprefix("arb_").split("_", 1)[0])
+    sets = (f"arbiter:sync:key:{key.prefix}", "arbiter:sync:total")
+    def members() -> list[set[bytes]]:
+        return [set(redis_client.zrange(name, 0, -1)) for name in sets]
+
+    before = members()
+    with sync_call_slot(key):
+        ours = [held - earlier for held, earlier in zip(members(), before, strict=True)]
+    assert [len(tokens) for tokens in ours] == [1, 1]
+    assert all(not tokens & now for tokens, now in zip(ours, members(), strict=True))
+
+
+@pytest.mark.django_db
 def test_calls_in_flight_in_other_processes_count_toward_the_total(owner, redis_client):
     now_ms = int(time.time() * 1000)
     held = {f"elsewhere-{uuid.uuid4().hex}": now_ms + 60_000 for _ in range(3)}
