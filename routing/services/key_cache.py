@@ -111,6 +111,8 @@ def _bump() -> None:
 
 
 def _changed(sender: type, **kwargs: object) -> None:
+    if kwargs.get("update_fields") == frozenset({"last_login"}):
+        return  # a sign-in (Django saves only last_login): nothing a key's life depends on
     keys_changed()
 
 

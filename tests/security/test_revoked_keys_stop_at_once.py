@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import update_last_login
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -83,6 +84,21 @@ def test_an_authenticated_key_is_read_from_the_database_once(owner):
     assert captured.captured_queries == []
     # A wrong secret for the cached prefix is still refused.
     assert api_key_authenticate(raw[:-4] + "AAAA") is None
+
+
+@pytest.mark.django_db
+def test_a_sign_in_keeps_the_cache_and_any_other_save_of_a_person_empties_it(owner):
+    person = UserFactory()
+    assert api_key_authenticate(owner.key) is not None
+    update_last_login(None, person)  # what every sign-in saves: last_login alone
+    with CaptureQueriesContext(connection) as captured:
+        assert api_key_authenticate(owner.key) is not None
+    assert captured.captured_queries == []
+    person.first_name = "Renamed"
+    person.save()
+    with CaptureQueriesContext(connection) as captured:
+        assert api_key_authenticate(owner.key) is not None
+    assert captured.captured_queries  # read again from the database
 
 
 @pytest.mark.django_db
