@@ -286,13 +286,13 @@ class OutputTextSerializer(serializers.Serializer):
     annotations = serializers.ListField(child=serializers.JSONField())
 
 
-@extend_schema_field(
-    {
+def _item_schema(description: str, types: list[str], **more: dict[str, str]) -> dict[str, object]:
+    """The OpenAPI schema of a Responses item: a message or a function call (and, as input, its output)."""
+    return {
         "type": "object",
-        "description": "A `message` item (`role: assistant`, `content`: output_text parts) or a `function_call` "
-        "item (`call_id`, `name`, `arguments` as JSON text).",
+        "description": description,
         "properties": {
-            "type": {"type": "string", "enum": ["message", "function_call"]},
+            "type": {"type": "string", "enum": types},
             "id": {"type": "string"},
             "status": {"type": "string"},
             "role": {"type": "string"},
@@ -300,9 +300,18 @@ class OutputTextSerializer(serializers.Serializer):
             "call_id": {"type": "string"},
             "name": {"type": "string"},
             "arguments": {"type": "string"},
+            **more,
         },
         "required": ["type", "id", "status"],
     }
+
+
+@extend_schema_field(
+    _item_schema(
+        "A `message` item (`role: assistant`, `content`: output_text parts) or a `function_call` item (`call_id`, "
+        "`name`, `arguments` as JSON text).",
+        ["message", "function_call"],
+    )
 )
 class OutputItemField(serializers.JSONField):
     pass
@@ -362,24 +371,13 @@ class ResponseDeletedSerializer(serializers.Serializer):
 
 
 @extend_schema_field(
-    {
-        "type": "object",
-        "description": "A `message` item (`role`, `content`: input_text parts, or output_text parts for an "
-        "assistant), a `function_call` item (`call_id`, `name`, `arguments`) or a `function_call_output` item "
-        "(`call_id`, `output`).",
-        "properties": {
-            "type": {"type": "string", "enum": ["message", "function_call", "function_call_output"]},
-            "id": {"type": "string"},
-            "status": {"type": "string"},
-            "role": {"type": "string"},
-            "content": {"type": "array", "items": {"type": "object"}},
-            "call_id": {"type": "string"},
-            "name": {"type": "string"},
-            "arguments": {"type": "string"},
-            "output": {"type": "string"},
-        },
-        "required": ["type", "id", "status"],
-    }
+    _item_schema(
+        "A `message` item (`role`, `content`: input_text parts, or output_text parts for an assistant), a "
+        "`function_call` item (`call_id`, `name`, `arguments`) or a `function_call_output` item (`call_id`, "
+        "`output`).",
+        ["message", "function_call", "function_call_output"],
+        output={"type": "string"},
+    )
 )
 class InputItemField(serializers.JSONField):
     pass
