@@ -64,7 +64,7 @@ class Checkpointer:
                 self.tick()
             except Exception:  # the database may be away; the next tick tries again
                 if not failing:
-                    logger.error("ledger checkpointer: checkpoint failed; retrying every %g s", self.every, exc_info=True)
+                    logger.error("ledger checkpointer: checkpoint failed, retrying", exc_info=True)
                 failing = True
                 connection.close()
                 continue

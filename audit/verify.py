@@ -306,9 +306,7 @@ def _check_checkpoints(
     trusted = checkpoints.trusted_public_keys()
     db_messages = {c.message for c in db_checkpoints}
     chain_end = report.head_seq or 0
-    considered = [
-        c for c in (*db_checkpoints, *file_checkpoints) if first <= c.seq and (c.seq <= last or open_end)
-    ]
+    considered = [c for c in (*db_checkpoints, *file_checkpoints) if first <= c.seq and (c.seq <= last or open_end)]
     newest: dict[str, Checkpoint] = {}
     for checkpoint in considered:
         place = _place(checkpoint)

@@ -111,7 +111,7 @@ def test_an_idle_ledger_gets_no_new_checkpoints_and_verify_says_what_is_not_cove
     assert code == 0 and "not yet covered" not in output
 
 
-def test_a_rewrite_resigned_with_a_stolen_key_verifies_without_a_witness_and_fails_with_one(running, settings, tmp_path):
+def test_a_rewrite_resigned_with_a_stolen_key_passes_without_a_witness_and_fails_with_one(running, settings, tmp_path):
     """What EVIDENCE.md says: with the key beside the data, only a copy out of reach catches a full rewrite."""
     kept = tmp_path / "witness.jsonl"
     checkpointer = running(every=1, witness=Witness(f"sh -c {shlex.quote(f'cat >> {kept}')}", timeout=10))
@@ -165,7 +165,7 @@ def test_a_url_witness_receives_each_checkpoint_as_a_json_post(running):
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append({"type": self.headers["Content-Type"], "record": json.loads(body)})
             self.send_response(204)
@@ -190,7 +190,7 @@ def test_a_url_witness_receives_each_checkpoint_as_a_json_post(running):
 
 
 def test_a_witness_that_hangs_is_cut_off_at_its_timeout():
-    with pytest.raises(witness.WitnessError, match="did not finish within 0.5 s"):
+    with pytest.raises(witness.WitnessError, match=r"did not finish within 0\.5 s"):
         witness.deliver("sleep 30", b"{}\n", timeout=0.5)
     with pytest.raises(witness.WitnessError, match="exited with 3: no space"):
         witness.deliver("sh -c 'echo no space >&2; exit 3'", b"{}\n", timeout=5)
