@@ -1,0 +1,271 @@
+"""`make run`'s supervisor: supervisord, run in the foreground under the launcher, keeps every process
+of the product up — the embedded PostgreSQL and Redis, the web server, the Celery worker and beat and
+the model server — and restarts whichever dies.
+
+Why supervisord rather than a restart loop of our own: it already has what a hand-written loop would
+have to grow and get right — restart on any exit, a backoff for a process that keeps dying at start
+(`startsecs`/`startretries`, then a FATAL state and a clear "gave up" line instead of a busy loop),
+stops in reverse start order with a grace period and then SIGKILL for the whole process group, log
+files with rotation, and `supervisorctl` for an operator (`status`, `restart worker`, `tail -f web`).
+
+supervisord has no prefixed console output, so each program logs to `<data dir>/logs/<name>.log`
+and `follow_logs` prints new lines with honcho's `name | line` prefix, as `make run` always has.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ctypes
+import io
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import xmlrpc.client
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from honcho.colour import get_colours
+from honcho.printer import Message, Printer
+
+from controlplane import embedded
+
+RPC_TIMEOUT_S = 30
+POLL_S = 0.2
+# A program must stay up this long to count as started; one that dies sooner is retried after 1, 2, 3 …
+# seconds, and after START_RETRIES such failures supervisord gives up on it (state FATAL).
+START_S = 5
+START_RETRIES = 5
+
+
+class SupervisorError(RuntimeError):
+    """supervisord could not be started or reached; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    command: list[str]
+    # Started in ascending order, stopped in descending order: the services first and last.
+    priority: int
+    autostart: bool = False
+    stop_signal: str = "TERM"
+    stop_wait_s: int = 15
+    user: str | None = None
+
+
+def procfile_program(name: str, line: str, priority: int) -> Program:
+    """A Procfile line (shell syntax: `${PORT:-8000}`) run by `sh`, which `exec`s it: the supervised
+    PID is the program's own, so a signal from supervisord reaches it and its death is seen at once."""
+    return Program(name=name, command=["/bin/sh", "-c", f"exec {line}"], priority=priority)
+
+
+def _die_with_parent() -> None:
+    # Linux: if the launcher itself is killed, supervisord gets SIGTERM and stops everything cleanly
+    # instead of running on with nobody to stop it.
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+class Supervisor:
+    def __init__(self, programs: Iterable[Program], *, data_dir: Path, env: dict[str, str], cwd: Path) -> None:
+        self.programs = sorted(programs, key=lambda program: (program.priority, program.name))
+        self.log_dir = data_dir / "logs"
+        self.state_dir = data_dir / "supervisor"
+        self.config_file = self.state_dir / "supervisord.conf"
+        self.socket = embedded._short_dir(self.state_dir, "supervisor.sock") / "supervisor.sock"
+        self.env = env
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+        # The control socket is mode 0700 already; a per-run password as well keeps supervisord from
+        # warning about an unauthenticated server on every start. supervisorctl reads it from the config.
+        self.password = secrets.token_urlsafe(24)
+
+    # Configuration ---------------------------------------------------------------------------
+
+    def config_text(self) -> str:
+        config = configparser.RawConfigParser()
+        config["supervisord"] = {
+            "nodaemon": "true",
+            "logfile": str(self.log_dir / "supervisord.log"),
+            "logfile_maxbytes": "5MB",
+            "pidfile": str(self.state_dir / "supervisord.pid"),
+            "childlogdir": str(self.log_dir),
+            "loglevel": "info",
+        }
+        if os.geteuid() == 0:
+            config["supervisord"]["user"] = "root"  # said, so supervisord does not warn about it
+        credentials = {"username": "arbiter", "password": self.password}
+        config["unix_http_server"] = {"file": str(self.socket), "chmod": "0700", **credentials}
+        config["rpcinterface:supervisor"] = {
+            "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"
+        }
+        config["supervisorctl"] = {"serverurl": f"unix://{self.socket}", **credentials}
+        for program in self.programs:
+            section = {
+                # supervisord splits `command` like a POSIX shell and expands %(...)s in every value.
+                "command": shlex.join(program.command).replace("%", "%%"),
+                "directory": str(self.cwd),
+                "priority": str(program.priority),
+                "autostart": str(program.autostart).lower(),
+                "autorestart": "true",
+                "startsecs": str(START_S),
+                "startretries": str(START_RETRIES),
+                "stopsignal": program.stop_signal,
+                "stopwaitsecs": str(program.stop_wait_s),
+                # A worker's pool children and gunicorn's workers go with their parent on a stop.
+                "stopasgroup": "true",
+                "killasgroup": "true",
+                "redirect_stderr": "true",
+                "stdout_logfile": str(self.log_dir / f"{program.name}.log"),
+                "stdout_logfile_maxbytes": "10MB",
+                "stdout_logfile_backups": "3",
+            }
+            if program.user:
+                section["user"] = program.user
+            config[f"program:{program.name}"] = section
+        text = io.StringIO()
+        config.write(text)
+        return text.getvalue()
+
+    # Running ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start supervisord (the `autostart` programs with it) and wait until it answers."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.touch(mode=0o600)
+        self.config_file.chmod(0o600)
+        self.config_file.write_text(self.config_text())
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "supervisord"), "--configuration", str(self.config_file)],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C in the terminal reaches the launcher only, which then stops
+            # the programs in order (the services last) rather than all of them at once.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # before any thread of ours starts: fork-safe
+        )
+        deadline = time.monotonic() + RPC_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+                raise SupervisorError(f"supervisord exited at start: {output.strip()[-500:]}")
+            try:
+                if self.rpc().supervisor.getState()["statename"] == "RUNNING":
+                    return
+            except (OSError, xmlrpc.client.Fault):
+                pass
+            time.sleep(POLL_S)
+        raise SupervisorError(f"supervisord did not answer on {self.socket} within {RPC_TIMEOUT_S} s")
+
+    def rpc(self) -> xmlrpc.client.ServerProxy:
+        from supervisor.xmlrpc import SupervisorTransport
+
+        transport = SupervisorTransport("arbiter", self.password, serverurl=f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://supervisord", transport=transport)
+
+    def start_programs(self, names: Iterable[str]) -> None:
+        rpc = self.rpc()
+        for name in names:
+            rpc.supervisor.startProcess(name, False)
+
+    def states(self) -> dict[str, str]:
+        return {info["name"]: info["statename"] for info in self.rpc().supervisor.getAllProcessInfo()}
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float) -> int | None:
+        """SIGTERM: supervisord stops the programs in reverse priority order, each within its grace."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+# Console output ------------------------------------------------------------------------------
+
+
+class LogFollower:
+    """Prints every new line of the programs' log files (and supervisord's own output) with a prefix."""
+
+    def __init__(self, supervisor: Supervisor, output=sys.stdout) -> None:
+        names = [program.name for program in supervisor.programs]
+        width = max(len(name) for name in [*names, "supervisor"])
+        self.printer = Printer(output, width=width)
+        self.colours = dict(zip([*names, "supervisor"], get_colours(), strict=False))
+        self.files = {name: supervisor.log_dir / f"{name}.log" for name in names}
+        self.supervisor = supervisor
+        self.stopped = threading.Event()
+
+    def _print(self, name: str, text: str) -> None:
+        message = Message(type="line", data=text, time=datetime.now(), name=name, colour=self.colours.get(name))
+        self.printer.write(message)
+
+    def start(self) -> None:
+        # Start at the files' current ends: what an earlier run logged is in the files, not repeated.
+        self.offsets = {name: (path.stat().st_size if path.exists() else 0) for name, path in self.files.items()}
+        self.handles: dict[str, tuple[io.BufferedReader, int]] = {}
+        self.partial = dict.fromkeys(self.files, b"")
+        self.threads = [
+            threading.Thread(target=self._follow_files, daemon=True),
+            threading.Thread(target=self._follow_supervisord, daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """After supervisord has exited: print what the programs wrote while they stopped."""
+        self.stopped.set()
+        for thread in getattr(self, "threads", []):
+            thread.join(timeout=5)
+
+    def _follow_supervisord(self) -> None:
+        process = self.supervisor.process
+        assert process is not None and process.stdout is not None
+        for raw in process.stdout:
+            # Its lines carry their own date and time; ours is in the prefix.
+            line = raw.decode(errors="replace").rstrip("\n")
+            self._print("supervisor", line.split(" ", 2)[-1] if line[:2] == "20" else line)
+
+    def _follow_files(self) -> None:
+        while not self.stopped.wait(POLL_S):
+            self._print_new_lines()
+        self._print_new_lines()
+        for handle, _inode in self.handles.values():
+            handle.close()
+
+    def _print_new_lines(self) -> None:
+        for name, path in self.files.items():
+            try:
+                inode = path.stat().st_ino
+            except FileNotFoundError:
+                continue
+            handle = self.handles.get(name)
+            if handle is None or handle[1] != inode:
+                if handle is not None:
+                    self.partial[name] += handle[0].read()  # the rest of a file that was rotated
+                    handle[0].close()
+                opened = path.open("rb")
+                opened.seek(self.offsets.pop(name, 0))
+                self.handles[name] = handle = (opened, inode)
+            lines = (self.partial[name] + handle[0].read()).split(b"\n")
+            self.partial[name] = lines.pop()
+            for line in lines:
+                self._print(name, line.decode(errors="replace"))
