@@ -25,11 +25,20 @@ from pathlib import Path
 from honcho.environ import parse_procfile
 
 from controlplane import embedded
-from controlplane.supervision import LogFollower, Program, Supervisor, SupervisorError, procfile_program
+from controlplane.supervision import (
+    LogFollower,
+    Program,
+    Supervisor,
+    SupervisorError,
+    become_subreaper,
+    procfile_program,
+    reap_orphans,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 HEALTH_TIMEOUT_S = 120
 SERVICE_TIMEOUT_S = 60
+SUPERVISOR_RECOVERIES = 3  # within five minutes
 PROCESS_ORDER = {"modelserver": 100, "beat": 200, "worker": 300, "web": 400}
 
 
@@ -177,12 +186,22 @@ def _banner(base_url: str, credentials_file: Path) -> None:
     print("\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width + "\n", flush=True)
 
 
-def _watch(supervisor: Supervisor, stop_requested: threading.Event) -> None:
-    """Until a stop is asked for: say once, clearly, when supervisord gives up on a program."""
+def _watch(supervisor: Supervisor, stop_requested: threading.Event, console: LogFollower | None = None) -> None:
+    """Until a stop is asked for: say once, clearly, when supervisord gives up on a program; if
+    supervisord itself dies, stop what it left running and start it again (at most a few times)."""
     reported: set[str] = set()
+    recoveries: list[float] = []
     while not stop_requested.wait(1.0):
+        reap_orphans(keep=supervisor.process.pid if supervisor.process else None)
         if not supervisor.running():
-            raise LaunchError("supervisord exited unexpectedly; see the output above")
+            recoveries = [at for at in recoveries if at > time.monotonic() - 300] + [time.monotonic()]
+            if len(recoveries) > SUPERVISOR_RECOVERIES:
+                raise LaunchError("supervisord keeps dying; see the output above")
+            print("arbiter: supervisord died; stopping what it ran and starting it again", file=sys.stderr, flush=True)
+            supervisor.recover()
+            if console is not None:
+                console.follow_supervisord()
+            continue
         try:
             states = supervisor.states()
         except OSError:
@@ -231,6 +250,7 @@ def run() -> int:
     programs = _programs(services, run_modelserver)
     supervisor = Supervisor(programs, data_dir=Path(env["ARBITER_DATA_DIR"]), env=env, cwd=BASE_DIR)
     console = LogFollower(supervisor)
+    become_subreaper()
     try:
         supervisor.start()
         console.start()
@@ -247,7 +267,7 @@ def run() -> int:
             args=(f"{base_url}/healthz", lambda: _banner(base_url, credentials)),
             daemon=True,
         ).start()
-        _watch(supervisor, stop_requested)
+        _watch(supervisor, stop_requested, console)
     except KeyboardInterrupt:
         pass
     finally:

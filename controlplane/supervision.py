@@ -15,6 +15,7 @@ and `follow_logs` prints new lines with honcho's `name | line` prefix, as `make 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import ctypes
 import io
 import os
@@ -27,7 +28,7 @@ import threading
 import time
 import xmlrpc.client
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -64,6 +65,46 @@ def procfile_program(name: str, line: str, priority: int) -> Program:
     """A Procfile line (shell syntax: `${PORT:-8000}`) run by `sh`, which `exec`s it: the supervised
     PID is the program's own, so a signal from supervisord reaches it and its death is seen at once."""
     return Program(name=name, command=["/bin/sh", "-c", f"exec {line}"], priority=priority)
+
+
+def become_subreaper() -> None:
+    """Linux: orphans under us (a gunicorn worker whose master died, or supervisord's programs if it dies
+    itself) are re-parented to us rather than to init, so we can stop them; `reap_orphans` collects them."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # 36 = PR_SET_CHILD_SUBREAPER
+
+
+def _exited_children() -> list[int]:
+    me = str(os.getpid())
+    exited = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+            if ppid == me and state == "Z":
+                exited.append(int(entry))
+    return exited
+
+
+def reap_orphans(keep: int | None) -> None:
+    """Collect adopted orphans that exited; never `keep` (supervisord: its Popen reads its status)."""
+    if sys.platform != "linux":
+        return
+    for pid in _exited_children():
+        if pid != keep:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _die_with_parent() -> None:
@@ -180,7 +221,38 @@ class Supervisor:
             rpc.supervisor.startProcess(name, False)
 
     def states(self) -> dict[str, str]:
-        return {info["name"]: info["statename"] for info in self.rpc().supervisor.getAllProcessInfo()}
+        infos = self.rpc().supervisor.getAllProcessInfo()
+        # Remembered for `recover`: what to stop if supervisord itself dies.
+        self.pids = {info["name"]: info["pid"] for info in infos if info["pid"]}
+        return {info["name"]: info["statename"] for info in infos}
+
+    def recover(self) -> None:
+        """After supervisord itself died: stop the programs it left running (adopted by the launcher, a
+        subreaper) — the product's processes together, then the services — and start it again."""
+        pids = getattr(self, "pids", {})
+        first = min(program.priority for program in self.programs)
+        services = [program for program in self.programs if program.priority == first]
+        others = [program for program in self.programs if program.priority != first]
+        for tier in (others, services):
+            self._stop_orphans([(program, pids[program.name]) for program in tier if program.name in pids])
+        self.pids = {}
+        self.programs = [replace(program, autostart=True) for program in self.programs]
+        self.start()
+
+    @staticmethod
+    def _stop_orphans(orphans: list[tuple[Program, int]]) -> None:
+        for program, pid in orphans:
+            # supervisord puts each program in its own process group: the group is the program.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, getattr(signal, f"SIG{program.stop_signal}"))
+        deadline = time.monotonic() + max((program.stop_wait_s for program, _ in orphans), default=0)
+        while any(_alive(pid) for _, pid in orphans) and time.monotonic() < deadline:
+            reap_orphans(keep=None)
+            time.sleep(POLL_S)
+        for _, pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        reap_orphans(keep=None)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -223,12 +295,15 @@ class LogFollower:
         self.offsets = {name: (path.stat().st_size if path.exists() else 0) for name, path in self.files.items()}
         self.handles: dict[str, tuple[io.BufferedReader, int]] = {}
         self.partial = dict.fromkeys(self.files, b"")
-        self.threads = [
-            threading.Thread(target=self._follow_files, daemon=True),
-            threading.Thread(target=self._follow_supervisord, daemon=True),
-        ]
-        for thread in self.threads:
-            thread.start()
+        self.threads = [threading.Thread(target=self._follow_files, daemon=True)]
+        self.threads[0].start()
+        self.follow_supervisord()
+
+    def follow_supervisord(self) -> None:
+        """Print supervisord's own output (again, after `Supervisor.recover` started a new one)."""
+        thread = threading.Thread(target=self._follow_supervisord, args=(self.supervisor.process,), daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def stop(self) -> None:
         """After supervisord has exited: print what the programs wrote while they stopped."""
@@ -236,8 +311,7 @@ class LogFollower:
         for thread in getattr(self, "threads", []):
             thread.join(timeout=5)
 
-    def _follow_supervisord(self) -> None:
-        process = self.supervisor.process
+    def _follow_supervisord(self, process: subprocess.Popen[bytes] | None) -> None:
         assert process is not None and process.stdout is not None
         for raw in process.stdout:
             # Its lines carry their own date and time; ours is in the prefix.
