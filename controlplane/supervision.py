@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TextIO, cast
 
 from honcho.colour import get_colours
 from honcho.printer import Message, Printer
@@ -202,7 +203,8 @@ class Supervisor:
                 output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
                 raise SupervisorError(f"supervisord exited at start: {output.strip()[-500:]}")
             try:
-                if self.rpc().supervisor.getState()["statename"] == "RUNNING":
+                state = cast(dict[str, Any], self.rpc().supervisor.getState())
+                if state["statename"] == "RUNNING":
                     return
             except (OSError, xmlrpc.client.Fault):
                 pass
@@ -221,7 +223,7 @@ class Supervisor:
             rpc.supervisor.startProcess(name, False)
 
     def states(self) -> dict[str, str]:
-        infos = self.rpc().supervisor.getAllProcessInfo()
+        infos = cast(list[dict[str, Any]], self.rpc().supervisor.getAllProcessInfo())
         # Remembered for `recover`: what to stop if supervisord itself dies.
         self.pids = {info["name"]: info["pid"] for info in infos if info["pid"]}
         return {info["name"]: info["statename"] for info in infos}
@@ -277,7 +279,7 @@ class Supervisor:
 class LogFollower:
     """Prints every new line of the programs' log files (and supervisord's own output) with a prefix."""
 
-    def __init__(self, supervisor: Supervisor, output=sys.stdout) -> None:
+    def __init__(self, supervisor: Supervisor, output: TextIO = sys.stdout) -> None:
         names = [program.name for program in supervisor.programs]
         width = max(len(name) for name in [*names, "supervisor"])
         self.printer = Printer(output, width=width)

@@ -57,7 +57,8 @@ def kill_and_time_recovery(launched: Launched, tree: ProcessTree, kind: str) -> 
         assert launched.process.poll() is None, f"the launcher exited after {kind} was killed"
         kinds = tree.kinds()
         successors = [proc for proc in kinds[kind] if proc.pid != victim.pid]
-        replaced = not _alive(victim) and bool(successors)
+        # As many of its kind as before (a pool child's sibling is no replacement for it).
+        replaced = not _alive(victim) and len(successors) >= len(victims)
         if replaced and kind in CHILDREN:
             # A new master counts once it has its own workers (gunicorn's, or the Celery pool).
             replaced = any(child.ppid in {proc.pid for proc in successors} for child in kinds[CHILDREN[kind]])
