@@ -131,8 +131,14 @@ def postgres_program() -> tuple[list[str], str | None]:
     from pgserver._commands import POSTGRES_BIN_PATH
 
     pgdata = paths().pgdata
-    command = [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "", "-k", str(_pg_socket_dir(pgdata))]
-    return command, ("pgserver" if os.geteuid() == 0 else None)
+    socket_dir = _pg_socket_dir(pgdata)
+    user = "pgserver" if os.geteuid() == 0 else None
+    if user and socket_dir != pgdata:
+        # A long data directory's socket lives under /tmp; the server's own user must be able to write
+        # there (as pgserver arranges for its own starts).
+        socket_dir.chmod(0o777)
+    command = [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "", "-k", str(socket_dir)]
+    return command, user
 
 
 def prepare_postgres() -> str:
