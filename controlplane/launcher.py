@@ -25,8 +25,8 @@ from pathlib import Path
 from honcho.environ import parse_procfile
 
 from controlplane import embedded
+from controlplane.console import LogFollower
 from controlplane.supervision import (
-    LogFollower,
     Program,
     Supervisor,
     SupervisorError,
