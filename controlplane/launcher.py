@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from pathlib import Path
 
 from honcho.environ import parse_procfile
@@ -204,7 +205,7 @@ def _watch(supervisor: Supervisor, stop_requested: threading.Event, console: Log
             continue
         try:
             states = supervisor.states()
-        except OSError:
+        except (OSError, xmlrpc.client.Error):  # supervisord busy or just died: the next round tells
             continue
         for name, state in states.items():
             if state == "FATAL" and name not in reported:
