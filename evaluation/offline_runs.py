@@ -108,7 +108,7 @@ def calibration_run(
     inputs: EvaluationInputs,
     target_relative: float,
     confidence: float = 0.95,
-    holdout: float = 0.3,
+    holdout: float = 0.0,
     seed: int = 0,
     policy_name: str = "calibrated",
     author: Any = None,

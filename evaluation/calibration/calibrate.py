@@ -132,7 +132,7 @@ class Calibration:
     def guarantee(self) -> str:
         p = self.parameters
         return (
-            f"with probability >= {1 - p['delta']:g} over the calibration sample, the cascade's accuracy >= "
+            f"with probability >= {1 - p['delta']:g} over the calibration sample, the accuracy of the cascade >= "
             f"{p['target_relative']:g} x {p['reference_tier']}-only accuracy on the distribution the items "
             "were drawn from (an answer of unknown correctness counts as wrong for the cascade, right for the "
             f"{p['reference_tier']})"

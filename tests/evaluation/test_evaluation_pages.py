@@ -38,7 +38,7 @@ def evaluated(inputs) -> Evaluation:
 @pytest.fixture
 def calibrated(inputs, people) -> Evaluation:
     return calibration_run(inputs=inputs, target_relative=0.9, policy_name="calibrated-ui", author=people["admin"],
-                           in_memory=True)[1]
+                           in_memory=True, holdout=0.3)[1]
 
 
 @pytest.fixture

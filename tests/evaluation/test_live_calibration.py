@@ -194,7 +194,7 @@ def test_with_too_few_labels_it_says_so_and_writes_nothing(setup) -> None:
         setup.application.slug, "--target-relative", "0.97",
     )  # fmt: skip
     assert summary["certified"] is False and summary["policy_version"] is None
-    assert "too few labels: 28 calibration labels, a loss-free sample needs at least 99" in summary["reason"]
+    assert "too few labels: 40 calibration labels, a loss-free sample needs at least 99" in summary["reason"]
     assert PolicyVersion.objects.count() == versions
 
 
