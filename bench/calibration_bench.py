@@ -1,5 +1,5 @@
 """Threshold certificates: validity and tightness over random splits of item sets whose truth is known
-(evaluation.calibration.study; the same as `manage.py calibration_study`).
+(evaluation.calibration.study; the same as `manage.py calibration_study --per-rule`).
 
     python bench/calibration_bench.py [--quick]
 
@@ -29,10 +29,12 @@ def run(quick: bool = False) -> dict:
     import django
 
     django.setup()
-    from evaluation.calibration.study import POPULATIONS, run_study
+    from evaluation.calibration.study import POPULATIONS, run_per_rule_study, run_study
 
     started = time.monotonic()
-    rows = run_study(list(POPULATIONS), targets=QUICK_TARGETS if quick else TARGETS, delta=DELTA, splits=SPLITS)
+    targets = QUICK_TARGETS if quick else TARGETS
+    rows = run_study(list(POPULATIONS), targets=targets, delta=DELTA, splits=SPLITS)
+    rows += run_per_rule_study(targets=targets, delta=DELTA, splits=SPLITS)
     return {
         "rows": rows,
         "seconds": round(time.monotonic() - started, 1),

@@ -106,3 +106,14 @@ def test_the_command_prints_the_table_and_refuses_bad_options() -> None:
     assert row["tightness_median"] == 1.0
     with pytest.raises(CommandError, match="--targets"):
         call_command("calibration_study", "--targets", "1.5")
+
+
+def test_per_rule_every_rules_claim_holds_at_once_as_often_as_promised() -> None:
+    from evaluation.calibration.study import per_rule_cases, per_rule_split_study
+
+    result = per_rule_split_study(
+        per_rule_cases(size=3000, seed=5), target=0.95, delta=DELTA, splits=SPLITS, calibration_share=0.4
+    )
+    assert len(result["rules"]) == 2 and result["delta_per_rule"] == DELTA / 2
+    assert result["miss_rate"] <= DELTA, result
+    assert result["certified"] >= 0.95 * SPLITS and result["tightness_median"] <= 1.6, result

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from evaluation.calibration.study import POPULATIONS, run_study, table_text
+from evaluation.calibration.study import POPULATIONS, run_per_rule_study, run_study, table_text
 
 
 def _floats(text: str) -> list[float]:
@@ -36,6 +36,11 @@ class Command(BaseCommand):
             choices=sorted(POPULATIONS),
             help="an item set (repeat for several; default all)",
         )
+        parser.add_argument(
+            "--per-rule",
+            action="store_true",
+            help="also --per-rule calibration on synthetic items under the demo policy (Bonferroni over rules)",
+        )
         parser.add_argument("--targets", default="0.9,0.95,0.97", help="accuracy targets relative to the flagship")
         parser.add_argument("--confidence", default=0.95, type=float, help="1 - delta, the failure probability")
         parser.add_argument("--splits", default=200, type=int)
@@ -56,16 +61,22 @@ class Command(BaseCommand):
                 raise CommandError(f"--{flag.replace('_', '-')} must be at least 2")
         sizes = {name: options["size"] for name in names} if options["size"] else None
         calibrating = {name: options["calibration_items"] for name in names} if options["calibration_items"] else None
+        targets, delta = _floats(options["targets"]), round(1 - options["confidence"], 12)
         try:
             rows = run_study(
                 names,
-                targets=_floats(options["targets"]),
-                delta=round(1 - options["confidence"], 12),
+                targets=targets,
+                delta=delta,
                 splits=options["splits"],
                 sizes=sizes,
                 calibration_items=calibrating,
                 seed=options["seed"],
             )
+            if options["per_rule"]:
+                rows += run_per_rule_study(
+                    targets=targets, delta=delta, splits=options["splits"], size=options["size"] or 6000,
+                    seed=options["seed"],
+                )  # fmt: skip
         except ValueError as error:
             raise CommandError(str(error)) from None
         text = table_text(rows)
