@@ -25,22 +25,27 @@ import numpy as np
 BET_CAP = 0.75  # of 1 / upper: the capital never risks more than 75% on one item
 
 
-def p_values(losses: np.ndarray, *, lower: float, upper: float, delta: float) -> np.ndarray:
+def p_values(
+    losses: np.ndarray, *, lower: float | np.ndarray, upper: float | np.ndarray, delta: float
+) -> np.ndarray:
     """One p-value per row of `losses` ([k, n], each row one hypothesis' losses in betting order) for
-    H0: E[Y] >= 0. An empty row has p-value 1."""
+    H0: E[Y] >= 0; `lower` and `upper` bound the losses, for all rows or one per row. An empty row has
+    p-value 1."""
     losses = np.atleast_2d(np.asarray(losses, dtype=float))
     rows, n = losses.shape
     if n == 0:
         return np.ones(rows)
-    if not upper > 0 or lower > upper:
-        raise ValueError(f"need lower <= upper and upper > 0, got [{lower}, {upper}]")
+    lower = np.broadcast_to(np.asarray(lower, dtype=float), (rows,))[:, None]
+    upper = np.broadcast_to(np.asarray(upper, dtype=float), (rows,))[:, None]
+    if not (upper > 0).all() or (lower > upper).any():
+        raise ValueError("need lower <= upper and upper > 0")
     counts = np.arange(1, n + 1, dtype=float)
     # Running estimates with a prior of one pseudo-item at the null's boundary (mean 0) and the widest
     # variance the range allows, shifted by one item so that each bet only sees the items before it.
     means = np.cumsum(losses, axis=1) / (counts + 1)
     spread = (upper - lower) ** 2 / 4
     variances = (spread + np.cumsum((losses - means) ** 2, axis=1)) / (counts + 1)
-    previous = np.concatenate([np.full((rows, 1), spread), variances[:, :-1]], axis=1)
+    previous = np.concatenate([spread, variances[:, :-1]], axis=1)
     bets = np.minimum(np.sqrt(2 * math.log(1 / delta) / (n * np.maximum(previous, 1e-12))), BET_CAP / upper)
     log_capital = np.cumsum(np.log1p(-bets * losses), axis=1)
     best = np.maximum(log_capital.max(axis=1), 0.0)
@@ -48,17 +53,18 @@ def p_values(losses: np.ndarray, *, lower: float, upper: float, delta: float) ->
 
 
 def upper_bound(losses: np.ndarray, *, lower: float, upper: float, delta: float) -> float:
-    """The (1 - delta) upper confidence bound on E[loss] the same test gives: the smallest m for which
-    H0: E[loss] >= m is rejected at delta (found on a grid, then refined; never optimistic by more than
-    the last grid step, which is (upper - mean) / 10^4)."""
+    """The (1 - delta) upper confidence bound on E[loss] the same test gives (in the same betting order):
+    the smallest m for which H0: E[loss] >= m is rejected at delta, the loss shifted by m and its bounds
+    with it (found on a grid, then refined to (upper - mean) / 10^4)."""
     losses = np.asarray(losses, dtype=float)
     if losses.size == 0:
         return upper
     low, high = float(losses.mean()), upper
     for _ in range(2):
         grid = np.linspace(low, high, 101)
+        grid = grid[grid < upper]  # at m = upper no loss can exceed m: nothing left to bet on
         shifted = losses[None, :] - grid[:, None]
-        rejected = p_values(shifted, lower=lower - low, upper=upper - low, delta=delta) <= delta
+        rejected = p_values(shifted, lower=lower - grid, upper=upper - grid, delta=delta) <= delta
         if not rejected.any():
             return high
         first = int(np.argmax(rejected))

@@ -36,7 +36,7 @@ class Certificate:
     chosen: int | None  # the cheapest certified setting (cost on all calibration items)
     ordering_items: int
     testing_items: int
-    testing: np.ndarray  # the columns tested on
+    testing: np.ndarray  # the columns tested on, in the order bet on
 
     @property
     def tested(self) -> int:
@@ -94,7 +94,7 @@ def learn_then_test(
         chosen,
         ordering,
         len(testing),
-        testing,
+        bet_order,
     )
 
 
