@@ -25,9 +25,7 @@ import numpy as np
 BET_CAP = 0.75  # of 1 / upper: the capital never risks more than 75% on one item
 
 
-def p_values(
-    losses: np.ndarray, *, lower: float | np.ndarray, upper: float | np.ndarray, delta: float
-) -> np.ndarray:
+def p_values(losses: np.ndarray, *, lower: float | np.ndarray, upper: float | np.ndarray, delta: float) -> np.ndarray:
     """One p-value per row of `losses` ([k, n], each row one hypothesis' losses in betting order) for
     H0: E[Y] >= 0; `lower` and `upper` bound the losses, for all rows or one per row. An empty row has
     p-value 1."""

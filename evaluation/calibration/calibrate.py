@@ -65,8 +65,8 @@ from evaluation.recorded.outcomes import EvaluationError
 
 __all__ = [
     "METHOD",
-    "CandidateStats",
     "Calibration",
+    "CandidateStats",
     "CascadeCase",
     "Thresholds",
     "calibrate",
@@ -283,7 +283,9 @@ def calibrate(
     chosen = evaluate_thresholds(calibration_cases, table.settings[certificate.chosen])
     held_figures = None
     if holdout_cases:
-        held_figures = _figures(evaluate_thresholds(holdout_cases, chosen.thresholds), len(holdout_cases), target_relative)
+        held_figures = _figures(
+            evaluate_thresholds(holdout_cases, chosen.thresholds), len(holdout_cases), target_relative
+        )
     reason = ""
     if chosen.relative_cost is not None and chosen.relative_cost >= 1:
         reason = (
@@ -310,4 +312,3 @@ def calibrate(
         needed,
         curve,
     )
-

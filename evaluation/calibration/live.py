@@ -242,9 +242,7 @@ def calibrate_live(
     }
     record = labels.to_record()
     if not tried:
-        reason = (
-            f"no {' or '.join(sources)} label on an accepted answer of an escalating tier of this policy's rules"
-        )
+        reason = f"no {' or '.join(sources)} label on an accepted answer of an escalating tier of this policy's rules"
         return LiveCalibration(False, (), parameters, record, reason)
     certificates = tuple(
         _certify(rule, tier, grouped[(rule, tier)], alpha=alpha, delta=delta / len(tried), holdout=holdout, seed=seed)

@@ -46,11 +46,11 @@ from evaluation.calibration.table import OutcomeTable, outcome_table
 from evaluation.recorded.outcomes import demo_prices, outcomes_from_items, parse_tier_map
 from evaluation.recorded.responders import InMemoryResponder
 from evaluation.recorded.simulate import eval_catalog
-from evaluation.records import BUNDLED_POLICIES
 from modelserver.generate import generate_items
 from routing.decide.policy.document import load_policy
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+POLICIES = Path(__file__).resolve().parents[1] / "policies"  # evaluation.records.BUNDLED_POLICIES
 GSM8K = DATA / "gsm8k-outcomes.jsonl"
 MIXTRAL, GPT4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 SIM_TIERS = "nano=sim-nano,mini=sim-mini,flagship=sim-flagship"
@@ -143,7 +143,7 @@ def population_cases(population: Population, *, size: int, seed: int) -> list[Ca
     outcomes = outcomes_from_items(population.items(size, seed), source=population.name)
     mapping = parse_tier_map(population.tiers, outcomes.models)
     prices = demo_prices()
-    document = load_policy((BUNDLED_POLICIES / f"{population.policy}.yaml").read_text())
+    document = load_policy((POLICIES / f"{population.policy}.yaml").read_text())
     responder = InMemoryResponder(outcomes, mapping, prices)
     cases, errors = collect_cases(outcomes.items, document, eval_catalog(mapping, prices), mapping, responder)
     if errors:
@@ -260,15 +260,14 @@ def table_text(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['population']} ({row['items']}) | {row['target']:g} | {row['delta']:g} | {row['splits']} | "
             f"{row['calibration_items']} / {row['fresh_items']} | {row['certified']} | {row['miss_rate']:.3f}"
-            f"{'' if row['valid'] else ' (> δ!)'} | {_text(row['population_miss_rate'])} | {_text(row['tightness_median'])} | {_text(row['tightness_p90'])} | "
-            f"{_text(row['relative_cost_median'])} |"
+            f"{'' if row['valid'] else ' (> δ!)'} | {_text(row['population_miss_rate'])} | "
+            f"{_text(row['tightness_median'])} | {_text(row['tightness_p90'])} | {_text(row['relative_cost_median'])} |"
         )
     return "\n".join(lines)
 
 
 def _text(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
-
 
 
 PER_RULE_POLICY = Path(__file__).resolve().parents[2] / "routing" / "demo" / "default-policy.yaml"
@@ -362,7 +361,9 @@ def run_per_rule_study(
     cases = per_rule_cases(size=size, seed=seed)
     rows = []
     for target in targets:
-        result = per_rule_split_study(cases, target=target, delta=delta, splits=splits, calibration_share=1 / 3, seed=seed)
+        result = per_rule_split_study(
+            cases, target=target, delta=delta, splits=splits, calibration_share=1 / 3, seed=seed
+        )
         items = sum(result["rules"].values())
         calibrating = sum(round(count / 3) for count in result["rules"].values())
         rows.append(
