@@ -302,3 +302,15 @@ def test_per_rule_with_too_few_items_per_rule_certifies_nothing(tmp_path: Path, 
     assert summary["rules"] == {}
     assert all("too few items" in why for why in summary["skipped"].values())
     assert "too few items" in summary["reason"]
+
+
+def test_a_target_too_tight_for_the_sample_says_how_many_items_would_certify_it() -> None:
+    population = _population(1500, seed=97, tiers=("mini", "flagship"), policy_text=None)
+    small = calibrate(population[:50], target_relative=0.95, delta=DELTA)
+    assert not small.certified
+    needed = small.needed["first"]["items"]
+    assert needed > 50 and f"needs about {needed} labelled items at these rates" in small.reason
+    # An estimate at the rates seen, not a promise: a quarter more items from the same distribution certify.
+    assert calibrate(population[: round(needed * 1.25)], target_relative=0.95, delta=DELTA).certified
+    impossible = calibrate(population[:200], target_relative=1.0, delta=DELTA)
+    assert not impossible.certified and "would not be certified by any number of items" in impossible.reason
