@@ -1,5 +1,5 @@
 """Threshold certificates: validity and tightness over random splits of item sets whose truth is known
-(evaluation.calibration.study; the same as `manage.py calibration_study --per-rule`).
+(evaluation.calibration.study; the same as `manage.py calibration_study --per-rule --from-history`).
 
     python bench/calibration_bench.py [--quick]
 
@@ -29,12 +29,13 @@ def run(quick: bool = False) -> dict:
     import django
 
     django.setup()
-    from evaluation.calibration.study import POPULATIONS, run_per_rule_study, run_study
+    from evaluation.calibration.study import POPULATIONS, live_study, run_per_rule_study, run_study
 
     started = time.monotonic()
     targets = QUICK_TARGETS if quick else TARGETS
     rows = run_study(list(POPULATIONS), targets=targets, delta=DELTA, splits=SPLITS)
     rows += run_per_rule_study(targets=targets, delta=DELTA, splits=SPLITS)
+    rows += [live_study(target=target, delta=DELTA, splits=SPLITS) for target in targets]
     return {
         "rows": rows,
         "seconds": round(time.monotonic() - started, 1),

@@ -117,3 +117,11 @@ def test_per_rule_every_rules_claim_holds_at_once_as_often_as_promised() -> None
     assert len(result["rules"]) == 2 and result["delta_per_rule"] == DELTA / 2
     assert result["miss_rate"] <= DELTA, result
     assert result["certified"] >= 0.95 * SPLITS and result["tightness_median"] <= 1.6, result
+
+
+def test_from_history_the_certified_threshold_keeps_the_risk_as_often_as_promised() -> None:
+    from evaluation.calibration.study import live_study
+
+    result = live_study(target=0.95, delta=DELTA, splits=SPLITS, labels=600)
+    assert result["miss_rate"] <= DELTA, result
+    assert result["certified"] == SPLITS and result["tightness_median"] < 1.6, result

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from evaluation.calibration.study import POPULATIONS, run_per_rule_study, run_study, table_text
+from evaluation.calibration.study import POPULATIONS, live_study, run_per_rule_study, run_study, table_text
 
 
 def _floats(text: str) -> list[float]:
@@ -40,6 +40,11 @@ class Command(BaseCommand):
             "--per-rule",
             action="store_true",
             help="also --per-rule calibration on synthetic items under the demo policy (Bonferroni over rules)",
+        )
+        parser.add_argument(
+            "--from-history",
+            action="store_true",
+            help="also the live-label procedure on shadow labels drawn with a known risk",
         )
         parser.add_argument("--targets", default="0.9,0.95,0.97", help="accuracy targets relative to the flagship")
         parser.add_argument("--confidence", default=0.95, type=float, help="1 - delta, the failure probability")
@@ -77,6 +82,8 @@ class Command(BaseCommand):
                     targets=targets, delta=delta, splits=options["splits"], size=options["size"] or 6000,
                     seed=options["seed"],
                 )  # fmt: skip
+            if options["from_history"]:
+                rows += [live_study(target=target, delta=delta, splits=options["splits"]) for target in targets]
         except ValueError as error:
             raise CommandError(str(error)) from None
         text = table_text(rows)
