@@ -87,10 +87,19 @@ ORDERING_SHARE = 0.25
 
 
 def threshold_grid(tiers: Sequence[str]) -> list[Thresholds]:
-    """Conservative first: every tier's threshold from 1.00 down (0.01 apart for one tier, 0.05 for more)."""
-    steps = 100 if len(tiers) == 1 else 20
-    values = [round(1 - index / steps, 4) for index in range(steps + 1)]
+    """Conservative first: every tier's threshold from 1.00 down, 0.01 apart for one tier; for more, 0.01
+    apart from 1.00 to 0.85 and 0.05 apart below — overconfident tiers crowd their scores near 1, where a
+    coarse grid leaves no setting between "escalate nearly all" and "accept the confidently wrong"."""
+    if len(tiers) == 1:
+        values = [round(1 - index / 100, 4) for index in range(101)]
+    else:
+        top = {round(1 - index / 100, 4) for index in range(16)}
+        values = sorted(top | {round(1 - index / 20, 4) for index in range(21)}, reverse=True)
     return [dict(zip(tiers, combination, strict=True)) for combination in itertools.product(values, repeat=len(tiers))]
+
+
+def _coarse(thresholds: Thresholds) -> bool:
+    return all(abs(value * 20 - round(value * 20)) < 1e-9 for value in thresholds.values())
 
 
 @dataclass(frozen=True)
@@ -186,8 +195,8 @@ def _needed(
 ) -> dict[str, Any]:
     """Labelled items that would certify, if more came at the rates seen on the calibration items: the
     first setting of the path (certifying anything) and the cheapest setting meeting the target on them."""
-    mean_loss = table.losses(target, columns).mean(axis=1)
-    cost = table.cost[:, columns].sum(axis=1)
+    mean_loss = table.mean_losses(target, columns)
+    cost = table.costs(columns)
     meeting = np.flatnonzero(mean_loss < 0)
     entries: dict[str, Any] = {}
     candidates = [("first", certificate.path[0] if certificate.path else None)]
@@ -268,7 +277,8 @@ def calibrate(
     certificate = learn_then_test(
         table, columns, target=target_relative, delta=delta, fixed_path=fixed, ordering_share=ordering_share, seed=seed
     )
-    curve = hindsight_curve(table, columns)
+    # The report keeps the frontier and the 0.05 grid: every setting would make a heavy record and chart.
+    curve = [point for point in hindsight_curve(table, columns) if point["frontier"] or _coarse(point["thresholds"])]
     testing_share = 1.0 if fixed else 1 - ordering_share
     needed = _needed(table, columns, certificate, target=target_relative, delta=delta, testing_share=testing_share)
     parameters["items_needed_counts"] = "calibration items in all (held-out ones not included)"
@@ -295,7 +305,7 @@ def calibrate(
         )
     expected = _figures(chosen, len(calibration_cases), target_relative)
     expected["margin"] = round(margin(table, certificate, certificate.chosen, target=target_relative, delta=delta), 6)
-    expected["mean_loss"] = round(float(table.losses(target_relative)[certificate.chosen].mean()), 6)
+    expected["mean_loss"] = round(float(table.mean_losses(target_relative, columns)[certificate.chosen]), 6)
     for point in curve:
         point["certified"] = point["thresholds"] == chosen.thresholds
     return Calibration(

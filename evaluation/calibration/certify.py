@@ -50,8 +50,8 @@ def loss_range(target: float) -> tuple[float, float]:
 def ordered_path(table: OutcomeTable, columns: np.ndarray, target: float) -> list[int]:
     """From lowest estimated mean loss to highest (costlier first within a tie), each setting cheaper than
     every one before it."""
-    loss = table.losses(target, columns).mean(axis=1)
-    cost = table.cost[:, columns].sum(axis=1)
+    loss = table.mean_losses(target, columns)
+    cost = table.costs(columns)
     order = np.lexsort((-cost, loss))
     costs = cost[order]
     before = np.minimum.accumulate(np.concatenate([[np.inf], costs[:-1]]))
@@ -78,13 +78,14 @@ def learn_then_test(
         path, testing = ordered_path(table, columns[:ordering], target), columns[ordering:]
     lower, upper = loss_range(target)
     bet_order = np.random.default_rng(seed).permutation(testing)
-    p_values = betting.p_values(table.losses(target, bet_order)[path], lower=lower, upper=upper, delta=delta)
+    rows = np.asarray(path, dtype=np.int64)
+    p_values = betting.p_values(table.row_losses(target, rows, bet_order), lower=lower, upper=upper, delta=delta)
     failed = np.flatnonzero(p_values > delta)
     stop = int(failed[0]) if failed.size else len(path)
     certified = tuple(path[:stop])
     chosen = None
     if certified:
-        cost = table.cost[np.array(certified)][:, columns].sum(axis=1)
+        cost = table.costs(columns)[np.array(certified)]
         chosen = certified[int(np.argmin(cost))]  # argmin keeps the first of equal costs: the earlier setting
     tested = min(len(path), stop + 1)
     return Certificate(
@@ -102,7 +103,7 @@ def margin(table: OutcomeTable, certificate: Certificate, setting: int, *, targe
     """How far inside the target the test puts `setting`: -(the 1 - delta upper confidence bound on its
     mean loss), in accuracy points (share of items). Positive for a certified setting."""
     lower, upper = loss_range(target)
-    losses = table.losses(target, certificate.testing)[setting]
+    losses = table.row_losses(target, np.array([setting]), certificate.testing)[0]
     return -betting.upper_bound(losses, lower=lower, upper=upper, delta=delta)
 
 
@@ -112,6 +113,6 @@ def items_needed(
     """Labelled items in all (testing items / the share that tests) with which the test would certify
     `setting` if further items came at the rates seen on `columns`; None when it misses the target on them."""
     lower, upper = loss_range(target)
-    losses = table.losses(target, np.asarray(columns, dtype=np.int64))[setting]
+    losses = table.row_losses(target, np.array([setting]), np.asarray(columns, dtype=np.int64))[0]
     testing = betting.items_to_reject(losses, lower=lower, upper=upper, delta=delta)
     return None if testing is None else math.ceil(testing / testing_share)

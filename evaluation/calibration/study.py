@@ -171,7 +171,7 @@ def split_study(
         raise ValueError(f"calibration_items must be in (0, {table.items}), got {calibration_items}")
     draws = np.random.default_rng(seed)
     misses = uncertified = population_misses = 0
-    truth = table.losses(target).mean(axis=1) <= 0  # over every item of the set, calibration ones included
+    truth = table.mean_losses(target, np.arange(table.items)) <= 0  # every item, calibration ones included
     everything = table.relative_cost(np.arange(table.items))
     truth_best = float(everything[truth].min()) if truth.any() else None
     against_truth: list[float] = []
@@ -189,7 +189,7 @@ def split_study(
             ordering_share=ordering_share,
             seed=seed * 100_003 + split,
         )
-        meets = table.losses(target, fresh).mean(axis=1) <= 0
+        meets = table.mean_losses(target, fresh) <= 0
         relative = table.relative_cost(fresh)
         hindsight = float(relative[meets].min()) if meets.any() else None
         if certificate.chosen is None:
@@ -330,8 +330,8 @@ def per_rule_split_study(
                 table, calibration, target=target, delta=share, fixed_path=fixed, ordering_share=ordering_share,
                 seed=seed * 100_003 + split * 31 + index,
             )  # fmt: skip
-            meets = table.losses(target, fresh).mean(axis=1) <= 0
-            cost = table.cost[:, fresh].sum(axis=1)
+            meets = table.mean_losses(target, fresh) <= 0
+            cost = table.costs(fresh)
             hindsight = float(cost[meets].min())
             if certificate.chosen is None:
                 # No claim for this rule: it keeps its thresholds; compare like with like.
