@@ -387,7 +387,7 @@ def _guarantee_guides(report: dict[str, Any]) -> list[charts.XYSeries]:
         vouched = floor + margin
         guides.append(
             charts.XYSeries(
-                "guarantee margin",
+                "margin",
                 [
                     charts.XYPoint(cost, floor, title=f"target {_share(floor)}"),
                     charts.XYPoint(

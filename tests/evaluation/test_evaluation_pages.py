@@ -216,7 +216,7 @@ def test_the_calibration_chart_shows_the_certified_point_the_hindsight_frontier_
     chart = page[page.index('id="h-cq"'):]
     chart = chart[: chart.index("</section>")]
     floor = target * expected["reference_accuracy"]
-    for name in ("certified", "threshold curve", "target", "guarantee margin"):
+    for name in ("certified", "threshold curve", "target", "margin"):
         assert f">{name}</text>" in chart, name
     assert f"margin {expected['margin'] * 100:.1f} pts" in chart
     assert f"accuracy &gt;= {floor + expected['margin']:.1%}" in chart
