@@ -184,6 +184,8 @@ def _summary(calibration: Calibration) -> dict[str, Any]:
         "expected_reference_accuracy": expected.get("reference_accuracy"),
         "expected_relative_cost": expected.get("relative_cost"),
         "expected_saving": expected.get("saving"),
+        "expected_margin": expected.get("margin"),
+        "items_needed": calibration.needed,
         "holdout": None
         if held is None
         else {key: held[key] for key in ("items", "accuracy", "reference_accuracy", "relative_cost", "target_met")},

@@ -177,7 +177,8 @@ class Command(BaseCommand):
             f"guarantee: {summary['guarantee']}",
             f"expected: accuracy {summary['expected_accuracy']} "
             f"(reference {summary['expected_reference_accuracy']}), relative cost "
-            f"{summary['expected_relative_cost']} (saving {summary['expected_saving']})",
+            f"{summary['expected_relative_cost']} (saving {summary['expected_saving']}); margin over the target "
+            f"{summary['expected_margin']} (accuracy the test vouches for above it, share of items)",
         ]
         if held:
             lines.append(
