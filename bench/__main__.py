@@ -3,7 +3,7 @@
 Writes bench/results/latest.json and bench/results/latest.md. Figures from a loaded machine are not
 comparable with a quiet one: run it alone.
 
-    python -m bench [--quick] [--only router,ledger,pipeline,api]
+    python -m bench [--quick] [--only router,ledger,pipeline,api,calibration]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ BENCHES: dict[str, str] = {
     "api": "bench.api_bench",
     "peer": "bench.peer.runner",
     "scale": "bench.scale_bench",
+    "calibration": "bench.calibration_bench",
 }
 PEER_FIGURES = {
     "c1_added_p50_ms": ("added latency p50, concurrency 1", "ms"),
@@ -209,6 +210,24 @@ def _scale_rows(scale: dict) -> list[tuple[str, ...]]:
     return rows
 
 
+def _calibration_rows(calibration: dict) -> list[tuple[str, ...]]:
+    """Per item set and target: miss rate against delta, tightness median / p90 against 1.2 / 1.4."""
+    rows: list[tuple[str, ...]] = []
+    for row in calibration.get("rows", []):
+        label = f"certified thresholds, {row['population']} ({row['items']} items), target {row['target']:g}"
+        tight = row["tightness_median"], row["tightness_p90"]
+        tightness = "—" if tight[0] is None else f"{tight[0]:.2f} / {tight[1]:.2f}"
+        rows.append(
+            (
+                f"{label}: miss rate over {row['splits']} splits · tightness median / p90",
+                f"{row['miss_rate']:.3f} · {tightness} ({row['certified']} certified, "
+                f"{row['calibration_items']} calibrate / {row['fresh_items']} fresh)",
+                f"≤ {row['delta']:g} · ≤ 1.2 / 1.4",
+            )
+        )
+    return rows
+
+
 def _rows(results: dict) -> list[tuple[str, ...]]:
     """(figure, value, goal[, peer, ratio]) rows for the Markdown table."""
     rows: list[tuple[str, ...]] = []
@@ -243,6 +262,8 @@ def _rows(results: dict) -> list[tuple[str, ...]]:
         rows += _peer_rows(results["peer"])
     if "error" not in results.get("scale", {"error": ""}):
         rows += _scale_rows(results["scale"])
+    if "error" not in results.get("calibration", {"error": ""}):
+        rows += _calibration_rows(results["calibration"])
     for name, value in results.items():
         if isinstance(value, dict) and "error" in value:
             rows.append((f"{name}", "FAILED: " + value["error"][:120], ""))

@@ -100,7 +100,7 @@ def live_calibration_run(
     version: PolicyVersion,
     target_relative: float,
     confidence: float = 0.95,
-    holdout: float = 0.3,
+    holdout: float = 0.0,
     seed: int = 0,
     application: str | None = None,
     since: datetime | None = None,

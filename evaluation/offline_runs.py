@@ -108,7 +108,7 @@ def calibration_run(
     inputs: EvaluationInputs,
     target_relative: float,
     confidence: float = 0.95,
-    holdout: float = 0.3,
+    holdout: float = 0.0,
     seed: int = 0,
     policy_name: str = "calibrated",
     author: Any = None,
@@ -184,6 +184,8 @@ def _summary(calibration: Calibration) -> dict[str, Any]:
         "expected_reference_accuracy": expected.get("reference_accuracy"),
         "expected_relative_cost": expected.get("relative_cost"),
         "expected_saving": expected.get("saving"),
+        "expected_margin": expected.get("margin"),
+        "items_needed": calibration.needed,
         "holdout": None
         if held is None
         else {key: held[key] for key in ("items", "accuracy", "reference_accuracy", "relative_cost", "target_met")},

@@ -248,6 +248,7 @@ CHECKS = (
     ("saving", "saving", "share"),
     ("risk", "risk: wrong where the reference is right", "share"),
     ("risk_upper_bound", "risk, upper confidence bound", "share"),
+    ("margin", "guarantee margin: accuracy vouched for above the target, share of items", "share"),
     ("items", "items", "count"),
 )
 
@@ -335,16 +336,71 @@ def _fact_text(value: Any) -> str:
 
 
 def _calibration_chart(report: dict[str, Any]) -> SafeString | None:
+    """The certified point; the hindsight frontier of the calibration items (every grid setting, no
+    guarantee) as the line; the target (target x the reference's accuracy) across the chart; and at the
+    certified cost, the guarantee's margin: from the target up to the accuracy the test vouches for."""
+    expected, held = report.get("expected") or {}, report.get("holdout") or {}
+    policy = None
+    if expected.get("accuracy") is not None and expected.get("relative_cost") is not None:
+        policy = ("certified", expected["relative_cost"], expected["accuracy"])
     points = []
-    for label, figures_ in (("expected", report.get("expected")), ("held out", report.get("holdout"))):
-        if figures_ and figures_.get("accuracy") is not None and figures_.get("relative_cost") is not None:
-            points.append((label, figures_["relative_cost"], figures_["accuracy"]))
-    reference = report.get("holdout") or report.get("expected") or {}
+    if held.get("accuracy") is not None and held.get("relative_cost") is not None:
+        points.append(("held out", held["relative_cost"], held["accuracy"]))
+    reference = held or expected
     if reference.get("reference_accuracy") is not None:
         points.append(("reference alone", 1.0, reference["reference_accuracy"]))
-    if not points and not report.get("curve"):
+    if policy is None and not points and not report.get("curve"):
         return None
-    return charts.cost_quality(points, **_curve(report.get("curve")), width=560, height=320)
+    return charts.cost_quality(
+        points,
+        policy=policy,
+        **_curve(report.get("curve")),
+        guides=_guarantee_guides(report),
+        width=560,
+        height=320,
+    )
+
+
+def _guarantee_guides(report: dict[str, Any]) -> list[charts.XYSeries]:
+    expected = report.get("expected") or {}
+    target = (report.get("parameters") or {}).get("target_relative")
+    reference = expected.get("reference_accuracy")
+    if not isinstance(target, (int, float)) or not isinstance(reference, (int, float)):
+        return []
+    floor = target * reference
+    curve = [entry for entry in report.get("curve") or [] if isinstance(entry, dict)]
+    right = max([1.0, *(entry.get("relative_cost") or 0 for entry in curve)])
+    guides = [
+        charts.XYSeries(
+            "target",
+            [
+                charts.XYPoint(0.0, floor, title=f"target: {target:g} x the reference's {_share(reference)}"),
+                charts.XYPoint(right, floor, f"target {_share(floor)}"),
+            ],
+            line=True,
+            labelled=True,
+            style=4,
+        )
+    ]
+    margin, cost = expected.get("margin"), expected.get("relative_cost")
+    if isinstance(margin, (int, float)) and isinstance(cost, (int, float)) and report.get("certified"):
+        vouched = floor + margin
+        guides.append(
+            charts.XYSeries(
+                "margin",
+                [
+                    charts.XYPoint(cost, floor, title=f"target {_share(floor)}"),
+                    charts.XYPoint(
+                        cost, vouched, f"margin {margin * 100:.1f} pts",
+                        title=f"vouched for at the confidence asked: accuracy >= {_share(vouched)}",
+                    ),
+                ],
+                line=True,
+                labelled=True,
+                style=5,
+            )
+        )
+    return guides
 
 
 # ---------------------------------------------------------------- history replay

@@ -586,15 +586,18 @@ def cost_quality(
     policy: tuple[str, float, float] | None = None,
     curve: Sequence[XYPoint] = (),
     settings: Sequence[XYPoint] = (),
+    guides: Sequence[XYSeries] = (),
     title: str = "Accuracy against relative cost",
     x_label: str = "cost relative to the flagship alone",
     width: int = 560,
     height: int = 320,
 ) -> SafeString:
     """Accuracy (y) against cost relative to the flagship alone (x): the policy, the baselines (each
-    labelled), the other threshold settings tried as small points, and the curve (their frontier) as a line."""
-    ys = [y for _, _, y in points] + [p.y for p in (*curve, *settings)] + ([policy[2]] if policy else [])
-    xs = [x for _, x, _ in points] + [p.x for p in (*curve, *settings)] + ([policy[1]] if policy else [])
+    labelled), the other threshold settings tried as small points, and the curve (their frontier) as a line;
+    `guides` are drawn after them (a target line, a certificate's margin)."""
+    guided = [p for series in guides for p in series.points]
+    ys = [y for _, _, y in points] + [p.y for p in (*curve, *settings, *guided)] + ([policy[2]] if policy else [])
+    xs = [x for _, x, _ in points] + [p.x for p in (*curve, *settings, *guided)] + ([policy[1]] if policy else [])
     low = max(0.0, math.floor((min(ys, default=0) - 0.05) * 10) / 10)
     high = min(1.0, math.ceil((max(ys, default=1) + 0.02) * 10) / 10) or 1.0
     x_high = max(1.0, math.ceil(max(xs, default=1) * 10 + 0.5) / 10)
@@ -604,6 +607,7 @@ def cost_quality(
         XYSeries("baselines", [XYPoint(x, y, label) for label, x, y in points], labelled=True, style=1),
         XYSeries("threshold curve", curve, line=True, style=2),
         XYSeries("other threshold settings", settings, faint=True, style=3),
+        *guides,
     ]
     return xy_chart(
         series,

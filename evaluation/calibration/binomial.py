@@ -41,3 +41,28 @@ def clopper_pearson_upper(losses: int, n: int, confidence: float) -> float:
         else:
             high = middle
     return high
+
+
+def trials_to_reject(rate: float, alpha: float, delta: float, limit: int = 10**6) -> int | None:
+    """How many draws, with losses at `rate` (the observed share), the exact test of H0: risk > alpha needs
+    to reject at delta: the fewest n with P(Bin(n, alpha) <= floor(n x rate)) <= delta. None when `rate`
+    is not below alpha (no number would do) or more than `limit` would be needed."""
+    if rate >= alpha:
+        return None
+
+    def rejects(n: int) -> bool:
+        return binomial_p_value(math.floor(n * rate + 1e-9), n, alpha) <= delta
+
+    high = 16
+    while not rejects(high):
+        if high >= limit:
+            return None
+        high = min(limit, high * 2)
+    low = high // 2
+    while high - low > max(1, high // 200):  # to within 0.5%: an estimate at the rate seen, not a promise
+        middle = (low + high) // 2
+        if rejects(middle):
+            high = middle
+        else:
+            low = middle
+    return high

@@ -1,236 +1,105 @@
-"""Escalation thresholds with a statistical guarantee: Learn then Test.
+"""Escalation thresholds with a statistical guarantee: Learn then Test on a loss that is the target itself.
 
-Method: Angelopoulos, Bates, Candès, Jordan and Lei (2021), "Learn then Test: Calibrating Predictive
-Algorithms to Achieve Risk Control" (arXiv:2110.01052). Each candidate threshold setting lambda is a
-null hypothesis H(lambda): R(lambda) > alpha; an exact binomial (Clopper-Pearson) p-value is computed for
-each on calibration data, and a family-wise error rate procedure keeps those it rejects. Every kept lambda
-then satisfies R(lambda) <= alpha simultaneously with probability at least 1 - delta over the calibration
-sample, so the cheapest of them may be chosen after looking at costs.
+The guarantee, exactly. Items are i.i.d. draws from a distribution D (the traffic the recorded items
+stand for). With r the target (say 0.95), "reference" the most capable tier mapped (the flagship) and
+lambda-hat the thresholds chosen, with probability at least 1 - delta over the calibration sample:
 
-The risk. With r the target (say 0.97 of the reference tier's accuracy), and "reference" the most capable
-tier mapped (the flagship):
+    P_D(the cascade's answer under lambda-hat is right) >= r x P_D(the reference's answer is right),
 
-    R(lambda) = P(the cascade's answer is wrong | the reference tier's answer is right),   alpha = 1 - r.
+counting an answer of unknown correctness as wrong for the cascade and right for the reference. Finite
+sample, distribution free: nothing is assumed about D, about the confidence scores (calibrated or not) or
+about how the tiers' errors are related.
 
-It is a 0/1 loss on the items the reference gets right, which are i.i.d. draws from that conditional
-distribution, so the binomial p-value is exact. And it implies the target: the cascade is right at least
-wherever the reference is right and the cascade is too, so
+How (evaluation.calibration.certify and .betting hold the pieces):
+- The loss. Per item L(lambda) = r x [reference right] - [cascade right], in [-1, r]; E[L] <= 0 is the
+  accuracy-ratio claim itself. The previous risk, P(cascade wrong | reference right) with Clopper-Pearson,
+  only bounded the claim: it gave no credit for the items where the cascade is right and the reference
+  wrong, and tested on the reference-right items only. L counts every item and every such credit.
+- The p-value. H(lambda): E[L(lambda)] > 0 is tested by betting (Waudby-Smith & Ramdas 2023): valid
+  for any distribution on a bounded range, and sized by the observed variance. L is 0 or r - 1 on most
+  items (the cascade and the reference agree), so its variance is far below what Hoeffding (whole range)
+  or Hoeffding-Bentkus (binomial worst case) assume; for a 0/1 loss an exact binomial test would be
+  optimal, but L is not 0/1. Conformal risk control was not chosen: it controls an expected loss that is
+  monotone in one parameter, and the accuracy of a cascade is neither monotone in its thresholds nor a
+  one-parameter family once two tiers escalate.
+- The family-wise error. Fixed-sequence testing (Angelopoulos, Bates, Candès, Jordan, Lei 2021, "Learn
+  then Test", arXiv:2110.01052) along a path ordered before testing: for one escalating tier the grid
+  1.00, 0.99, ..., 0.00 (no data spent on it); for several, Pareto Testing (Laufer-Goldshtein et al.
+  2023): `ordering_share` of the calibration items order the loss/cost front. Every rejected setting meets
+  the target simultaneously (FWER <= delta), so the cheapest of them is chosen after looking at costs.
+- No item wasted: `holdout` defaults to 0. A held-out split only reports, never certifies; the validity
+  of the procedure is shown instead by evaluation.calibration.study over hundreds of splits where the
+  truth is known (`calibration_study`), not by one held-out figure per run.
 
-    accuracy(cascade) >= P(reference right) * (1 - R(lambda)) >= r * accuracy(reference).
+When nothing is certified, the report says how many labelled items, arriving at the rates seen, would
+certify the most conservative setting and the cheapest setting that meets the target on the sample.
 
-The bound ignores the items where the cascade is right and the reference wrong: it is conservative by
-exactly that share, never optimistic. An answer whose correctness is unknown counts as a loss.
-
-The family-wise procedure:
-- one tier to calibrate (a two-tier cascade): fixed-sequence testing over the grid 1.00, 0.99, ..., 0.00,
-  from conservative (escalate almost everything) to aggressive, stopping at the first p-value above delta.
-  The order is fixed before seeing data, so no split is spent on it.
-- two tiers (nano and mini): Pareto Testing (Laufer-Goldshtein, Fisch, Barzilay, Jaakkola 2023,
-  "Efficiently Controlling Multiple Risks with Pareto Testing", ICLR): part of the calibration data
-  (`ordering_share`) estimates risk and cost on a 0.05 grid of threshold pairs; the settings on the
-  risk/cost front, from lowest estimated risk to highest (see `pareto_path`), are the sequence tested on
-  the rest of the data. The order never sees the testing data, so fixed-sequence testing stays valid.
-
-Escalation uses `PlanStep.accepts` — strictly below the threshold escalates, equal is accepted — on the
-plan the router made for each item, so a threshold means here exactly what it will mean in a worker.
+Escalation is `PlanStep.accepts` on the plan the router made for each item (strictly below the threshold
+escalates), through `CascadeCase.final_index`, the rule of the one cascade walk a worker uses.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from evaluation.calibration.binomial import binomial_p_value, clopper_pearson_upper
-from evaluation.recorded.outcomes import EvaluationError, TierMap, top_tier
-from evaluation.recorded.responders import Answer, Responder
-from evaluation.recorded.simulate import item_facts
-from modelserver.recorded import RecordedItem
-from routing.decide.policy.document import PolicyDocument
-from routing.decide.router import DeploymentInfo, PlanStep, route
-from routing.decide.tiers import tier_rank
+import numpy as np
+
+from evaluation.calibration.cases import (
+    CandidateStats,
+    CascadeCase,
+    Thresholds,
+    calibrated_tiers,
+    collect_cases,
+    evaluate_thresholds,
+    gates,
+    observe_case,
+)
+from evaluation.calibration.certify import Certificate, items_needed, learn_then_test, margin
+from evaluation.calibration.curve import mark_frontier
+from evaluation.calibration.table import OutcomeTable, outcome_table
+from evaluation.recorded.outcomes import EvaluationError
+
+__all__ = [
+    "METHOD",
+    "Calibration",
+    "CandidateStats",
+    "CascadeCase",
+    "Thresholds",
+    "calibrate",
+    "calibrated_tiers",
+    "check_parameters",
+    "collect_cases",
+    "evaluate_thresholds",
+    "gates",
+    "observe_case",
+    "threshold_grid",
+]
 
 METHOD = (
-    "Learn then Test (Angelopoulos et al. 2021) with exact binomial (Clopper-Pearson) p-values; "
-    "risk = P(cascade wrong | reference tier right) <= 1 - target"
+    "Learn then Test (Angelopoulos et al. 2021), fixed-sequence, with betting p-values (Waudby-Smith & "
+    "Ramdas 2023) on the loss target x [reference right] - [cascade right], whose mean <= 0 is the target"
 )
-Thresholds = dict[str, float]
-
-
-@dataclass(frozen=True)
-class CascadeCase:
-    """One item as calibration sees it: the router's plan and every plan step's answer (all observed,
-    so any threshold can be tried without another call), plus the reference tier's answer."""
-
-    item_id: str
-    rule_id: str
-    steps: tuple[PlanStep, ...]
-    answers: tuple[Answer, ...]
-    reference: Answer
-    cumulative_cost: tuple[float, ...] = field(init=False, repr=False)
-    _gated: tuple[tuple[PlanStep, float], ...] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        costs = tuple(itertools.accumulate(answer.cost_usd for answer in self.answers))
-        gated = tuple((step, answer.confidence) for step, answer in zip(self.steps, self.answers, strict=True))
-        object.__setattr__(self, "cumulative_cost", costs)
-        object.__setattr__(self, "_gated", gated[:-1])
-
-    def final_index(self, gates: Mapping[str, PlanStep]) -> int:
-        """Where the cascade stops when each tier's threshold is its gate's; the last step always answers.
-
-        The rule of the one cascade walk (routing.decide.cascade.cascade_walk) with no cost cap — an item
-        has none — as a loop of its own: the search runs it once per item per threshold setting, and
-        through the walk a calibration took about ten times as long. tests/evaluation/
-        test_calibration_agrees_with_walk.py checks over generated plans that both keep the same step."""
-        for index, (step, confidence) in enumerate(self._gated):
-            if gates.get(step.tier, step).accepts(confidence):
-                return index
-        return len(self._gated)
-
-
-def observe_case(
-    item: RecordedItem,
-    document: PolicyDocument,
-    catalog: Sequence[DeploymentInfo],
-    tiers: TierMap,
-    responder: Responder,
-) -> CascadeCase | str:
-    """The item's case, or the router's error when it cannot be routed."""
-    result = route(item_facts(item), document, catalog)
-    if result.plan is None:
-        return result.error or "no route"
-    plan = result.plan
-    answers = tuple(responder.answer(item, step, plan) for step in plan.steps)
-    top = top_tier(tiers)
-    if plan.steps[-1].tier == top:
-        reference = answers[-1]
-    else:
-        last = plan.steps[-1]
-        reference_step = PlanStep(top, (f"eval-{top}",), None, last.confidence_method, last.confidence_fallback)
-        reference = responder.answer(item, reference_step, plan)
-    return CascadeCase(item.id, plan.rule_id, plan.steps, answers, reference)
-
-
-def collect_cases(
-    items: Iterable[RecordedItem],
-    document: PolicyDocument,
-    catalog: Sequence[DeploymentInfo],
-    tiers: TierMap,
-    responder: Responder,
-    *,
-    workers: int = 1,
-) -> tuple[list[CascadeCase], list[str]]:
-    """Route every item and observe every step of its plan (and the reference tier when the plan ends
-    elsewhere). Returns the cases and the router's errors for the items it could not route."""
-
-    def observe(item: RecordedItem) -> CascadeCase | str:
-        return observe_case(item, document, catalog, tiers, responder)
-
-    if workers <= 1:
-        observed = [observe(item) for item in items]
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            observed = list(pool.map(observe, items))
-    cases = [case for case in observed if isinstance(case, CascadeCase)]
-    return cases, [error for error in observed if isinstance(error, str)]
-
-
-@dataclass(frozen=True)
-class CandidateStats:
-    thresholds: Thresholds
-    losses: int  # reference right, cascade not right
-    at_risk: int  # reference right
-    correct: int
-    scored: int
-    cost_usd: float
-    reference_cost_usd: float
-    reference_correct: int
-    reference_scored: int
-
-    @property
-    def risk(self) -> float | None:
-        return self.losses / self.at_risk if self.at_risk else None
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.scored if self.scored else None
-
-    @property
-    def reference_accuracy(self) -> float | None:
-        return self.reference_correct / self.reference_scored if self.reference_scored else None
-
-    @property
-    def relative_cost(self) -> float | None:
-        return self.cost_usd / self.reference_cost_usd if self.reference_cost_usd else None
-
-
-def _gates(thresholds: Mapping[str, float]) -> dict[str, PlanStep]:
-    # Probe steps carry the candidate thresholds, so acceptance is PlanStep.accepts itself.
-    return {tier: PlanStep(tier, (), threshold, "") for tier, threshold in thresholds.items()}
-
-
-def evaluate_thresholds(cases: Sequence[CascadeCase], thresholds: Mapping[str, float]) -> CandidateStats:
-    gates = _gates(thresholds)
-    losses = at_risk = correct = scored = reference_correct = reference_scored = 0
-    costs, reference_costs = [], []
-    for case in cases:
-        index = case.final_index(gates)
-        verdict = case.answers[index].correct
-        costs.append(case.cumulative_cost[index])
-        reference_costs.append(case.reference.cost_usd)
-        if verdict is not None:
-            scored += 1
-            correct += verdict
-        if case.reference.correct is not None:
-            reference_scored += 1
-            reference_correct += case.reference.correct
-        if case.reference.correct:
-            at_risk += 1
-            losses += verdict is not True
-    return CandidateStats(
-        dict(thresholds),
-        losses,
-        at_risk,
-        correct,
-        scored,
-        math.fsum(costs),
-        math.fsum(reference_costs),
-        reference_correct,
-        reference_scored,
-    )
-
-
-def calibrated_tiers(cases: Sequence[CascadeCase]) -> list[str]:
-    """The tiers that escalate somewhere: every non-final step of any case's plan."""
-    tiers = {step.tier for case in cases for step in case.steps[:-1]}
-    return sorted(tiers, key=lambda tier: tier_rank(tier))  # type: ignore[arg-type,return-value]
+ORDERING_SHARE = 0.25
 
 
 def threshold_grid(tiers: Sequence[str]) -> list[Thresholds]:
-    """Conservative first: every tier's threshold from 1.00 down (0.01 apart for one tier, 0.05 for two)."""
-    steps = 100 if len(tiers) == 1 else 20
-    values = [round(1 - index / steps, 4) for index in range(steps + 1)]
+    """Conservative first: every tier's threshold from 1.00 down, 0.01 apart for one tier; for more, 0.01
+    apart from 1.00 to 0.85 and 0.05 apart below — overconfident tiers crowd their scores near 1, where a
+    coarse grid leaves no setting between "escalate nearly all" and "accept the confidently wrong"."""
+    if len(tiers) == 1:
+        values = [round(1 - index / 100, 4) for index in range(101)]
+    else:
+        top = {round(1 - index / 100, 4) for index in range(16)}
+        values = sorted(top | {round(1 - index / 20, 4) for index in range(21)}, reverse=True)
     return [dict(zip(tiers, combination, strict=True)) for combination in itertools.product(values, repeat=len(tiers))]
 
 
-def pareto_path(stats: Sequence[CandidateStats]) -> list[Thresholds]:
-    """From lowest estimated risk to highest, each candidate cheaper than every one before it.
-
-    Within equal estimated risk the costlier (more conservative) settings come first: on a small ordering
-    split many settings show no loss at all, and jumping straight to the cheapest of them would stake the
-    whole sequence on the most aggressive one. Keeping them costs some power, never validity."""
-    ordered = sorted(stats, key=lambda s: (s.risk if s.risk is not None else 1.0, -s.cost_usd))
-    path, cheapest = [], math.inf
-    for candidate in ordered:
-        if candidate.cost_usd < cheapest:
-            path.append(candidate.thresholds)
-            cheapest = candidate.cost_usd
-    return path
+def _coarse(thresholds: Thresholds) -> bool:
+    return all(abs(value * 20 - round(value * 20)) < 1e-9 for value in thresholds.values())
 
 
 @dataclass(frozen=True)
@@ -246,6 +115,8 @@ class Calibration:
     expected: dict[str, Any] | None
     holdout: dict[str, Any] | None
     reason: str = ""  # why nothing was certified, or advice on what was
+    needed: dict[str, Any] | None = None  # labelled items that would certify, at the rates seen
+    curve: list[dict[str, Any]] | None = None  # every grid setting on the calibration items, frontier marked
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -262,22 +133,23 @@ class Calibration:
             "expected": self.expected,
             "holdout": self.holdout,
             "reason": self.reason,
+            "needed": self.needed,
+            "curve": self.curve,
         }
 
     @property
     def guarantee(self) -> str:
         p = self.parameters
         return (
-            f"with probability >= {1 - p['delta']:g} over the calibration sample, "
-            f"P(cascade wrong | {p['reference_tier']} right) <= {p['alpha']:g}, hence accuracy >= "
-            f"{p['target_relative']:g} x {p['reference_tier']}-only accuracy (on the distribution the items "
-            "were drawn from)"
+            f"with probability >= {1 - p['delta']:g} over the calibration sample, the accuracy of the cascade >= "
+            f"{p['target_relative']:g} x {p['reference_tier']}-only accuracy on the distribution the items "
+            "were drawn from (an answer of unknown correctness counts as wrong for the cascade, right for the "
+            f"{p['reference_tier']})"
         )
 
 
-def _figures(stats: CandidateStats, items: int, target_relative: float, delta: float) -> dict[str, Any]:
+def _figures(stats: CandidateStats, items: int, target_relative: float) -> dict[str, Any]:
     saving = None if stats.relative_cost is None else 1 - stats.relative_cost
-    upper = clopper_pearson_upper(stats.losses, stats.at_risk, 1 - delta)
     accuracy, reference = stats.accuracy, stats.reference_accuracy
     return {
         "items": items,
@@ -288,7 +160,6 @@ def _figures(stats: CandidateStats, items: int, target_relative: float, delta: f
         "cost_usd": round(stats.cost_usd, 8),
         "reference_cost_usd": round(stats.reference_cost_usd, 8),
         "risk": None if stats.risk is None else round(stats.risk, 6),
-        "risk_upper_bound": round(upper, 6),
         "items_reference_right": stats.at_risk,
         "target_met": (None if accuracy is None or reference is None else accuracy >= target_relative * reference),
     }
@@ -303,25 +174,66 @@ def check_parameters(*, target_relative: float, delta: float, holdout: float) ->
         raise EvaluationError(f"--holdout must be in [0, 1), got {holdout:g}")
 
 
-def learn_then_test(
-    cases: Sequence[CascadeCase], tiers: Sequence[str], *, alpha: float, delta: float, ordering_share: float
-) -> tuple[list[CandidateStats], int]:
-    """The certified threshold settings (family-wise error rate <= delta), each with its figures on all of
-    `cases`, and how many settings were tested."""
-    grid = threshold_grid(tiers)
-    if len(tiers) == 1:
-        path, testing_cases = grid, cases
-    else:
-        cut = round(len(cases) * ordering_share)
-        ordering_cases, testing_cases = cases[:cut], cases[cut:]
-        path = pareto_path([evaluate_thresholds(ordering_cases, thresholds) for thresholds in grid])
-    certified: list[CandidateStats] = []
-    for thresholds in path:
-        stats = evaluate_thresholds(testing_cases, thresholds)
-        if binomial_p_value(stats.losses, stats.at_risk, alpha) > delta:
-            break  # fixed-sequence testing: the first failure ends the sequence
-        certified.append(stats if testing_cases is cases else evaluate_thresholds(cases, thresholds))
-    return certified, min(len(path), len(certified) + 1)
+def hindsight_curve(table: OutcomeTable, columns: np.ndarray) -> list[dict[str, Any]]:
+    """Every setting's accuracy and relative cost on `columns`, the frontier marked (no guarantee)."""
+    accuracy, relative = table.accuracy(columns), table.relative_cost(columns)
+    points = [
+        {"thresholds": dict(setting), "relative_cost": round(float(cost), 6), "accuracy": round(float(right), 6)}
+        for setting, cost, right in zip(table.settings, relative, accuracy, strict=True)
+    ]
+    return mark_frontier(points)
+
+
+def _needed(
+    table: OutcomeTable,
+    columns: np.ndarray,
+    certificate: Certificate,
+    *,
+    target: float,
+    delta: float,
+    testing_share: float,
+) -> dict[str, Any]:
+    """Labelled items that would certify, if more came at the rates seen on the calibration items: the
+    first setting of the path (certifying anything) and the cheapest setting meeting the target on them."""
+    mean_loss = table.mean_losses(target, columns)
+    cost = table.costs(columns)
+    meeting = np.flatnonzero(mean_loss < 0)
+    entries: dict[str, Any] = {}
+    candidates = [("first", certificate.path[0] if certificate.path else None)]
+    candidates.append(("cheapest_meeting", int(meeting[np.argmin(cost[meeting])]) if meeting.size else None))
+    for name, setting in candidates:
+        if setting is None:
+            entries[name] = None
+            continue
+        entries[name] = {
+            "thresholds": dict(table.settings[setting]),
+            "observed_accuracy_ratio": _ratio(table, columns, setting),
+            "items": items_needed(table, columns, setting, target=target, delta=delta, testing_share=testing_share),
+        }
+    return entries
+
+
+def _ratio(table: OutcomeTable, columns: np.ndarray, setting: int) -> float | None:
+    reference = float((~table.reference_wrong[columns]).mean())
+    return None if reference == 0 else round(float(table.right[setting, columns].mean()) / reference, 6)
+
+
+def _needed_text(needed: dict[str, Any], have: int, reference_tier: str) -> str:
+    parts = []
+    for name, lead in (("first", "the most conservative setting"), ("cheapest_meeting", "the cheapest setting")):
+        entry = needed.get(name)
+        if not entry:
+            continue
+        settings = ", ".join(f"{tier} {value:g}" for tier, value in entry["thresholds"].items())
+        ratio = entry["observed_accuracy_ratio"]
+        seen = "" if ratio is None else f" (accuracy {ratio:.4g} x the {reference_tier}'s on these items)"
+        if entry["items"] is None:
+            parts.append(f"{lead} ({settings}){seen} would not be certified by any number of items at these rates")
+        else:
+            parts.append(f"{lead} ({settings}){seen} needs about {entry['items']} labelled items at these rates")
+    if not parts:
+        return ""
+    return f"; with {have} items now, " + "; ".join(parts)
 
 
 def calibrate(
@@ -329,26 +241,27 @@ def calibrate(
     *,
     target_relative: float,
     delta: float = 0.05,
-    holdout: float = 0.3,
+    holdout: float = 0.0,
     seed: int = 0,
-    ordering_share: float = 0.3,
+    ordering_share: float = ORDERING_SHARE,
     reference_tier: str = "flagship",
 ) -> Calibration:
-    """Choose the cheapest certified thresholds on a calibration split; report them on the held-out split."""
+    """Choose the cheapest certified thresholds; report them on a held-out split when one is asked for."""
     check_parameters(target_relative=target_relative, delta=delta, holdout=holdout)
     tiers = calibrated_tiers(cases)
-    alpha = 1 - target_relative
+    fixed = len(tiers) <= 1
     parameters = {
         "target_relative": target_relative,
-        "alpha": round(alpha, 12),
+        "alpha": round(1 - target_relative, 12),
         "delta": delta,
         "confidence": round(1 - delta, 12),
         "holdout": holdout,
         "seed": seed,
         "reference_tier": reference_tier,
         "tiers": tiers,
-        "procedure": "fixed-sequence" if len(tiers) <= 1 else "pareto-testing",
-        "ordering_share": None if len(tiers) <= 1 else ordering_share,
+        "procedure": "fixed-sequence" if fixed else "pareto-testing",
+        "ordering_share": None if fixed else ordering_share,
+        "p_value": "betting (Waudby-Smith & Ramdas)",
     }
     rules = tuple(sorted({case.rule_id for case in cases if len(case.steps) > 1}))
     if not tiers:
@@ -359,21 +272,30 @@ def calibrate(
     held = round(len(shuffled) * holdout)
     calibration_cases, holdout_cases = shuffled[held:], shuffled[:held]
     sizes = (len(calibration_cases), len(holdout_cases))
-    certified, tested = learn_then_test(
-        calibration_cases, tiers, alpha=alpha, delta=delta, ordering_share=ordering_share
+    table = outcome_table(calibration_cases, threshold_grid(tiers))
+    columns = np.arange(table.items)
+    certificate = learn_then_test(
+        table, columns, target=target_relative, delta=delta, fixed_path=fixed, ordering_share=ordering_share, seed=seed
     )
-    if not certified:
+    # The report keeps the frontier and the 0.05 grid: every setting would make a heavy record and chart.
+    curve = [point for point in hindsight_curve(table, columns) if point["frontier"] or _coarse(point["thresholds"])]
+    testing_share = 1.0 if fixed else 1 - ordering_share
+    needed = _needed(table, columns, certificate, target=target_relative, delta=delta, testing_share=testing_share)
+    parameters["items_needed_counts"] = "calibration items in all (held-out ones not included)"
+    if certificate.chosen is None:
         reason = (
-            f"no threshold setting was certified: not even the most conservative one could be shown, at "
-            f"confidence {1 - delta:g}, to lose at most {alpha:.4g} of the {reference_tier}'s right answers"
+            f"no threshold setting was certified: not even the most conservative one on the path could be "
+            f"shown, at confidence {1 - delta:g}, to keep {target_relative:g} of the {reference_tier}'s accuracy"
+        ) + _needed_text(needed, len(calibration_cases), reference_tier)
+        return Calibration(
+            False, None, rules, parameters, *sizes, certificate.tested, 0, None, None, reason, needed, curve
         )
-        return Calibration(False, None, rules, parameters, *sizes, tested, 0, None, None, reason)
-    # Every certified setting meets the risk bound simultaneously, so choosing by cost afterwards is safe.
-    chosen = certified[min(range(len(certified)), key=lambda index: (certified[index].cost_usd, index))]
+    chosen = evaluate_thresholds(calibration_cases, table.settings[certificate.chosen])
     held_figures = None
     if holdout_cases:
-        held_stats = evaluate_thresholds(holdout_cases, chosen.thresholds)
-        held_figures = _figures(held_stats, len(holdout_cases), target_relative, delta)
+        held_figures = _figures(
+            evaluate_thresholds(holdout_cases, chosen.thresholds), len(holdout_cases), target_relative
+        )
     reason = ""
     if chosen.relative_cost is not None and chosen.relative_cost >= 1:
         reason = (
@@ -381,16 +303,22 @@ def calibrate(
             f"the confidence signal cannot tell which cheaper answers to keep, so sending these items "
             f"straight to the {reference_tier} is cheaper"
         )
-    expected = _figures(chosen, len(calibration_cases), target_relative, delta)
+    expected = _figures(chosen, len(calibration_cases), target_relative)
+    expected["margin"] = round(margin(table, certificate, certificate.chosen, target=target_relative, delta=delta), 6)
+    expected["mean_loss"] = round(float(table.mean_losses(target_relative, columns)[certificate.chosen]), 6)
+    for point in curve:
+        point["certified"] = point["thresholds"] == chosen.thresholds
     return Calibration(
         True,
         chosen.thresholds,
         rules,
         parameters,
         *sizes,
-        tested,
-        len(certified),
+        certificate.tested,
+        len(certificate.certified),
         expected,
         held_figures,
         reason,
+        needed,
+        curve,
     )

@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from evaluation.calibration.calibrate import CascadeCase, calibrated_tiers, evaluate_thresholds
+from evaluation.calibration.cases import CascadeCase, calibrated_tiers, evaluate_thresholds
 
 GRID_STEP = 0.05
 Thresholds = dict[str, float]

@@ -19,7 +19,17 @@ R(lambda) > alpha is valid. Learn then Test (Angelopoulos, Bates, Candès, Jorda
 arXiv:2110.01052) with fixed-sequence testing over lambda = 1.00, 0.99, ... down to tau* (R grows as
 lambda falls) keeps the lambdas it rejects; the lowest kept is chosen. The pairs are tested at delta / k
 (Bonferroni over the k pairs tried), so the whole draft's claims hold simultaneously with probability
->= 1 - delta. A held-out share of the labels (`holdout`) is not used to choose, only to report.
+>= 1 - delta. A held-out share of the labels (`holdout`, default 0) is not used to choose, only to report.
+
+The same procedure as offline (evaluation.calibration.calibrate): Learn then Test, fixed-sequence, on the
+loss of the target itself, L = r x [reference right] - [cascade right]. Here the reference is the label's
+judge (the shadow tier, or the reviewer), right by definition, and an escalated answer is the judge's:
+so L = [accepted at lambda and wrong] - (1 - r), and E[L] <= 0 is exactly R(lambda) <= alpha. That loss is
+0/1 up to a constant, and for a 0/1 loss the exact binomial test is the most powerful one (uniformly, for
+a one-sided null) — so it, not the betting p-value the offline loss needs, tests each lambda here.
+
+When nothing is certified, the report says how many labels, arriving at the disagreement rate seen at
+threshold 1.00, would certify it (`labels_to_certify`); none when that rate is already above alpha.
 
 What the guarantee does not cover, and the report says so:
 - review labels by default: approval rules choose which answers a reviewer sees (often the unsure
@@ -41,7 +51,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from evaluation.calibration.binomial import binomial_p_value, clopper_pearson_upper
+from evaluation.calibration.binomial import binomial_p_value, clopper_pearson_upper, trials_to_reject
 from evaluation.calibration.labels import REVIEW, SHADOW, Label, LabelSet
 from routing.decide.policy.document import PolicyDocument
 from routing.decide.router import PlanStep
@@ -98,6 +108,7 @@ class TierCertificate:
     holdout_risk: float | None = None
     escalation_share: float | None = None  # of the calibration answers, those the threshold now escalates
     reason: str = ""
+    labels_to_certify: int | None = None  # when nothing is: labels that would certify 1.00 at the rate seen
 
 
 @dataclass(frozen=True)
@@ -176,12 +187,18 @@ def _certify(
     sizes = (len(labels), len(calibration), len(holdout_pairs), floor)
     if threshold is None:
         needed = labels_needed(alpha, delta)
+        rate = losses_at(calibration, 1.0) / len(calibration) if calibration else 0.0
+        more = trials_to_reject(rate, alpha, delta)
         reason = (
             f"too few labels: {len(calibration)} calibration labels, a loss-free sample needs at least {needed}"
             if len(calibration) < needed
             else "not even threshold 1.00 keeps the accepted-and-wrong share under the target"
         )
-        return TierCertificate(rule, tier, *sizes, None, tested, reason=reason)
+        if more is None:
+            reason += f"; at the disagreement rate seen at 1.00 ({rate:.3g}) no number of labels would certify it"
+        else:
+            reason += f"; at the disagreement rate seen at 1.00 ({rate:.3g}) about {more} labels would certify it"
+        return TierCertificate(rule, tier, *sizes, None, tested, reason=reason, labels_to_certify=more)
     losses = losses_at(calibration, threshold)
     gate = PlanStep(tier, (), threshold, "")
     return TierCertificate(
@@ -225,9 +242,7 @@ def calibrate_live(
     }
     record = labels.to_record()
     if not tried:
-        reason = (
-            f"no {' or '.join(sources)} label on an accepted answer of an escalating tier of this policy's rules"
-        )
+        reason = f"no {' or '.join(sources)} label on an accepted answer of an escalating tier of this policy's rules"
         return LiveCalibration(False, (), parameters, record, reason)
     certificates = tuple(
         _certify(rule, tier, grouped[(rule, tier)], alpha=alpha, delta=delta / len(tried), holdout=holdout, seed=seed)

@@ -38,7 +38,7 @@ def evaluated(inputs) -> Evaluation:
 @pytest.fixture
 def calibrated(inputs, people) -> Evaluation:
     return calibration_run(inputs=inputs, target_relative=0.9, policy_name="calibrated-ui", author=people["admin"],
-                           in_memory=True)[1]
+                           in_memory=True, holdout=0.3)[1]
 
 
 @pytest.fixture
@@ -201,6 +201,26 @@ def test_a_calibration_shows_its_thresholds_guarantee_held_out_check_and_draft(a
                      rf'<td class="num">{share(accuracy)}</td>', page)
     draft = calibrated.policy_version
     assert f'<a href="/policies/{draft.policy.name}/v{draft.number}/">{draft.policy.name} v{draft.number}</a>' in page
+
+
+def test_the_calibration_chart_shows_the_certified_point_the_hindsight_frontier_and_the_margin(as_user, calibrated):
+    report = calibrated.report
+    expected, target = report["expected"], report["parameters"]["target_relative"]
+    assert report["certified"] and expected["margin"] > 0
+    frontier = [point for point in report["curve"] if point["frontier"]]
+    assert frontier and any(point["certified"] for point in report["curve"])
+    # The hindsight frontier is at least as good as the certified point at its cost: it had no test to pass.
+    at_cost = [p["accuracy"] for p in frontier if p["relative_cost"] <= expected["relative_cost"] + 1e-9]
+    assert max(at_cost) >= expected["accuracy"]
+    page = as_user("auditor").get(reverse("evaluation", args=[calibrated.pk])).content.decode()
+    chart = page[page.index('id="h-cq"'):]
+    chart = chart[: chart.index("</section>")]
+    floor = target * expected["reference_accuracy"]
+    for name in ("certified", "threshold curve", "target", "margin"):
+        assert f">{name}</text>" in chart, name
+    assert f"margin {expected['margin'] * 100:.1f} pts" in chart
+    assert f"accuracy &gt;= {floor + expected['margin']:.1%}" in chart
+    assert chart.count("<polyline") >= 3  # the frontier, the target, the margin
 
 
 def test_a_per_rule_calibration_shows_each_rules_thresholds_and_check(as_user, inputs, people):

@@ -194,7 +194,7 @@ def test_with_too_few_labels_it_says_so_and_writes_nothing(setup) -> None:
         setup.application.slug, "--target-relative", "0.97",
     )  # fmt: skip
     assert summary["certified"] is False and summary["policy_version"] is None
-    assert "too few labels: 28 calibration labels, a loss-free sample needs at least 99" in summary["reason"]
+    assert "too few labels: 40 calibration labels, a loss-free sample needs at least 99" in summary["reason"]
     assert PolicyVersion.objects.count() == versions
 
 
@@ -245,3 +245,13 @@ def test_a_draft_of_another_policy_gets_its_labels_from_that_policys_jobs_only(s
         "calibrate_thresholds", "--from-history", "--policy-version", str(draft.pk), "--target-relative", "0.9"
     )
     assert summary["jobs"] == 0 and summary["certified"] is False
+
+
+def test_an_uncertified_tier_says_how_many_labels_would_certify_it_at_the_rate_seen() -> None:
+    from evaluation.calibration.binomial import binomial_p_value, trials_to_reject
+
+    # 1% wrong among the answers accepted at 1.00, target 3%: a finite number, and it really certifies.
+    more = trials_to_reject(0.01, 0.03, 0.05)
+    assert more is not None and binomial_p_value(math.floor(more * 0.01), more, 0.03) <= 0.05
+    assert binomial_p_value(math.floor(more * 0.9 * 0.01), round(more * 0.9), 0.03) > 0.05
+    assert trials_to_reject(0.04, 0.03, 0.05) is None  # worse than the target: never

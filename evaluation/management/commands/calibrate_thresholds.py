@@ -59,7 +59,12 @@ class Command(BaseCommand):
             help="e.g. 0.97: offline, accuracy >= 0.97 x the reference's; history, <= 3%% accepted and wrong",
         )
         parser.add_argument("--confidence", default=0.95, type=float, help="1 - the failure probability")
-        parser.add_argument("--holdout", default=0.3, type=float, help="share held out for the check")
+        parser.add_argument(
+            "--holdout",
+            default=0.0,
+            type=float,
+            help="share held out to report on, never to certify (default 0: every item certifies)",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--policy-name", default="calibrated", help="the policy the draft version goes to")
         parser.add_argument("--author", help="username recorded as the version's author")
@@ -172,7 +177,8 @@ class Command(BaseCommand):
             f"guarantee: {summary['guarantee']}",
             f"expected: accuracy {summary['expected_accuracy']} "
             f"(reference {summary['expected_reference_accuracy']}), relative cost "
-            f"{summary['expected_relative_cost']} (saving {summary['expected_saving']})",
+            f"{summary['expected_relative_cost']} (saving {summary['expected_saving']}); margin over the target "
+            f"{summary['expected_margin']} (accuracy the test vouches for above it, share of items)",
         ]
         if held:
             lines.append(

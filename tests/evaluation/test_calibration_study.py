@@ -1,0 +1,127 @@
+"""The certificate keeps its promise over hundreds of random splits of item sets whose truth is known, and
+is tight; and the check would catch a procedure that does not keep it."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from evaluation.calibration import betting
+from evaluation.calibration.calibrate import threshold_grid
+from evaluation.calibration.cases import calibrated_tiers
+from evaluation.calibration.study import POPULATIONS, population_cases, split_study
+from evaluation.calibration.table import OutcomeTable, outcome_table
+
+DELTA, SPLITS = 0.05, 200
+
+
+def _table(name: str, size: int) -> tuple[OutcomeTable, bool]:
+    cases = population_cases(POPULATIONS[name], size=size, seed=3)
+    tiers = calibrated_tiers(cases)
+    return outcome_table(cases, threshold_grid(tiers)), len(tiers) <= 1
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> tuple[OutcomeTable, bool]:
+    return _table("synthetic-calibrated", 3000)
+
+
+def test_on_synthetic_outcomes_the_certificate_misses_no_more_often_than_promised_and_is_tight(synthetic) -> None:
+    table, fixed = synthetic
+    result = split_study(table, fixed_path=fixed, calibration_items=1200, target=0.95, delta=DELTA, splits=SPLITS)
+    assert result["miss_rate"] <= DELTA, result
+    assert result["population_miss_rate"] <= DELTA, result
+    assert result["certified"] >= 0.95 * SPLITS, result  # not valid by refusing to claim anything
+    assert result["tightness_median"] <= 1.3, result
+    assert result["relative_cost_median"] < 0.7, result  # it saves money against the flagship alone
+
+
+def test_miscalibrated_confidence_keeps_the_guarantee() -> None:
+    table, fixed = _table("synthetic-miscalibrated", 3000)
+    result = split_study(table, fixed_path=fixed, calibration_items=1200, target=0.95, delta=DELTA, splits=SPLITS)
+    assert result["miss_rate"] <= DELTA, result
+    assert result["certified"] >= 0.9 * SPLITS, result
+
+
+def test_on_real_gsm8k_verdicts_the_certificate_misses_no_more_often_than_promised() -> None:
+    table, fixed = _table("gsm8k-scored", 1319)
+    assert fixed  # two tiers: the grid from 1.00 down is the path, every calibration item tests
+    result = split_study(table, fixed_path=fixed, calibration_items=528, target=0.95, delta=DELTA, splits=SPLITS)
+    assert result["miss_rate"] <= DELTA, result
+    assert result["certified"] == SPLITS, result
+    assert result["tightness_median"] <= 1.25 and result["tightness_p90"] <= 1.5, result
+
+
+def test_the_check_catches_a_procedure_that_does_not_test(synthetic) -> None:
+    """Choosing the cheapest setting that meets the target on the calibration items, untested, misses on
+    fresh items far more often than delta: the miss-rate check can fail."""
+    table, _ = synthetic
+    draws = np.random.default_rng(0)
+    misses = 0
+    for _ in range(SPLITS):
+        order = draws.permutation(table.items)
+        calibration, fresh = order[:1200], order[1200:]
+        meets = table.losses(0.95, calibration).mean(axis=1) <= 0
+        cost = table.cost[:, calibration].sum(axis=1)
+        naive = int(np.flatnonzero(meets)[np.argmin(cost[meets])])
+        misses += table.losses(0.95, fresh)[naive].mean() > 0
+    assert misses / SPLITS > 4 * DELTA
+
+
+def test_the_betting_p_value_is_valid_at_the_boundary_and_powerful_away_from_it() -> None:
+    draws = np.random.default_rng(1)
+    # A three-point loss with mean exactly 0 (the null's boundary): rejections at most delta (plus noise).
+    values, weights = np.array([-1.0, -0.05, 0.95]), np.array([0.02, 0.9, 0.02 * 1 + 0.9 * 0.05])
+    weights = weights / weights.sum()
+    mean = float(values @ weights)
+    losses = draws.choice(values - mean, size=(2000, 400), p=weights)
+    rejected = betting.p_values(losses, lower=-1.1, upper=1.0, delta=DELTA) <= DELTA
+    assert rejected.mean() <= DELTA + 0.015
+    # The same spread (sd about 0.28), mean -0.06: nearly always rejected with 400 items.
+    assert (betting.p_values(losses - 0.06, lower=-1.2, upper=1.0, delta=DELTA) <= DELTA).mean() > 0.8
+
+
+def test_items_to_reject_grows_as_the_margin_shrinks() -> None:
+    sample = np.array([-0.05] * 90 + [0.95] * 4 + [-1.0] * 2)
+    near = betting.items_to_reject(sample, lower=-1, upper=0.95, delta=DELTA)
+    wide = betting.items_to_reject(sample - 0.02, lower=-1.02, upper=0.95, delta=DELTA)
+    assert near is not None and wide is not None and near > wide
+    assert betting.items_to_reject(sample + 0.1, lower=-1, upper=1.05, delta=DELTA) is None  # mean above 0
+
+
+@pytest.mark.django_db
+def test_the_command_prints_the_table_and_refuses_bad_options() -> None:
+    out = io.StringIO()
+    call_command(
+        "calibration_study", "--population", "gsm8k", "--targets", "0.95", "--splits", "20", "--json", stdout=out
+    )
+    (row,) = json.loads(out.getvalue())
+    assert row["population"] == "gsm8k" and row["splits"] == 20 and row["valid"] is True
+    # No confidence on GSM8K: the only certified setting escalates everything, as the hindsight one does.
+    assert row["tightness_median"] == 1.0
+    with pytest.raises(CommandError, match="--targets"):
+        call_command("calibration_study", "--targets", "1.5")
+
+
+def test_per_rule_every_rules_claim_holds_at_once_as_often_as_promised() -> None:
+    from evaluation.calibration.study import per_rule_cases, per_rule_split_study
+
+    result = per_rule_split_study(
+        per_rule_cases(size=3000, seed=5), target=0.95, delta=DELTA, splits=SPLITS, calibration_share=0.4
+    )
+    assert len(result["rules"]) == 2 and result["delta_per_rule"] == DELTA / 2
+    assert result["miss_rate"] <= DELTA, result
+    assert result["certified"] >= 0.95 * SPLITS and result["tightness_median"] <= 1.6, result
+
+
+def test_from_history_the_certified_threshold_keeps_the_risk_as_often_as_promised() -> None:
+    from evaluation.calibration.study import live_study
+
+    result = live_study(target=0.95, delta=DELTA, splits=SPLITS, labels=600)
+    assert result["miss_rate"] <= DELTA, result
+    assert result["certified"] == SPLITS and result["tightness_median"] < 1.6, result
