@@ -5,8 +5,10 @@ but Celery's autodiscovery."""
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from celery import shared_task
+from celery.signals import celeryd_after_setup
 from django.conf import settings
 
 from routing.execute import dispatch
@@ -26,7 +28,19 @@ def execute_job(self, job_id: str) -> None:
         # come back when that lease ends rather than drop the message.
         remaining = lease_remaining_s(job_id)
         if remaining is not None:
-            raise self.retry(countdown=remaining + 1)
+            # On the recovery queue, which workers read first: the retry is not sent behind the backlog.
+            raise self.retry(countdown=remaining + 1, queue=dispatch.recovery_queue())
+
+
+@celeryd_after_setup.connect
+def consume_recovery_queue_first(sender: str, instance: Any, **kwargs: Any) -> None:
+    """A worker started without --queues reads the recovery queue before the default one. (One started
+    with --queues reads what it names: name the recovery queue first, as controlplane.celery.worker_argv.)"""
+    queues = instance.app.amqp.queues
+    names = list(queues.consume_from)
+    recovery = dispatch.recovery_queue()
+    if instance.app.conf.task_default_queue in names and recovery not in names:
+        queues.select([recovery, *names])
 
 
 @shared_task(name=dispatch.SHADOW_COMPARE, acks_late=True)

@@ -145,6 +145,14 @@ def cascade_walk(
     raise ValueError("a plan has at least one step")
 
 
+def escalates(step: PlanStep, confidence: float, *, last: bool, total_cost: Cost, cost_cap_usd: Cost | None) -> bool:
+    """Whether the walk would escalate past `step` answered with `confidence`, the walk's cost (this step's
+    included) at `total_cost`: the rule above, asked ahead of a visit (a resumed attempt reuses a recorded
+    answer only where the walk would again escalate past it)."""
+    capped = cost_cap_usd is not None and total_cost >= cost_cap_usd
+    return _stop(step, confidence, last, capped=capped) is None
+
+
 def _add(total: Cost, cost: Cost) -> Cost:
     """One walk's costs come from one source: all Decimal (live, replays of recorded rows) or all float
     (recorded outcomes). Adding one kind to the other would silently round, so it is refused."""
