@@ -18,8 +18,9 @@ def jobs_redispatch_stale(*, limit: int = 500) -> int:
     now = timezone.now()
     not_sent_lately = Q(dispatched_at__lt=now - timedelta(seconds=settings.ARBITER_DISPATCH_STALE_S))
     stale_dispatch = Q(status=JobStatus.QUEUED) & not_sent_lately
-    # A lost lease is proof enough that the job needs sending, unless a sweep sent it within a lease.
-    not_sent_this_lease = Q(dispatched_at__lt=now - timedelta(seconds=settings.ARBITER_LEASE_S))
+    # A lost lease is proof enough that the job needs sending, unless it was sent within the last lease.
+    recently = min(settings.ARBITER_DISPATCH_STALE_S, settings.ARBITER_LEASE_S)
+    not_sent_this_lease = Q(dispatched_at__lt=now - timedelta(seconds=recently))
     lost_lease = Q(status=JobStatus.RUNNING, lease_expires_at__lt=now) & not_sent_this_lease
     found = list(Job.objects.filter(stale_dispatch | lost_lease).values_list("pk", "status")[:limit])
     for job_id, status in found:
