@@ -34,7 +34,7 @@ from routing.execute import dispatch, facts, metrics
 from routing.execute.calls import CallResult, TierUnavailable, call_tier
 from routing.execute.classifier import classify
 from routing.execute.fencing import Claim, Heartbeat, StaleAttempt, fenced, job_claim_update, lease_kept
-from routing.execute.governance import GovernanceOutcome, govern
+from routing.execute.governance import GovernanceOutcome, govern, hold_for_tier_down
 from routing.execute.scoring import score_step
 from routing.execute.settled import job_settled_on_commit
 from routing.execute.shadow import shadow_wanted
@@ -426,8 +426,13 @@ def _record_unavailable(
     # The request itself refused by the provider (a 400...): the caller is told the provider's reason.
     refused = unavailable.request_refused
     down = last and refused is None and unavailable.tier_down
-    wait = _tier_wait(job, document, unavailable) if down else None
-    if wait is not None:
+    action = document.tier_down.action if down else "fail"
+    wait = _tier_wait(job, document, unavailable) if action == "wait" else None
+    fails = last and action != "hold" and wait is None
+    held = f"tier {plan_step.tier} is down: held for a person (approve to try it again, reject to end the job)"
+    if action == "hold":
+        fields = {"status": JobStatus.AWAITING_APPROVAL, "status_reason": held, "version": job.version + 1}
+    elif wait is not None:
         # The job goes back to the queue until the breakers let a probe through; the sweeper would send it
         # again only well after that (dispatched_at is the moment it is due).
         fields = {
@@ -436,7 +441,7 @@ def _record_unavailable(
             "dispatched_at": wait.retry_at,
             "version": job.version + 1,
         }
-    elif last:
+    elif fails:
         fields = {
             "status": JobStatus.FAILED,
             "status_reason": (refused.error if refused else str(unavailable))[:2000],
@@ -465,7 +470,13 @@ def _record_unavailable(
                 "calls": [vars(attempt) for attempt in unavailable.attempts],
             },
         )
-        if wait is not None:
+        if action == "hold":
+            waiting = {"attempt": claim.attempt, "tier": plan_step.tier, "reason": "tier_down", "action": "hold"}
+            hold = hold_for_tier_down(
+                claim=claim, job=job, tier=plan_step.tier, reason=held, expires_after_s=document.tier_down.wait_up_to_s
+            )
+            ledger.append_many([ledger.Entry("job.waiting", claim.actor, _subject(job), waiting), *hold])
+        elif wait is not None:
             ledger.append(
                 "job.waiting",
                 actor=claim.actor,
@@ -474,6 +485,7 @@ def _record_unavailable(
                     "attempt": claim.attempt,
                     "tier": plan_step.tier,
                     "reason": "tier_down",
+                    "action": "wait",
                     "retry_at": wait.retry_at.isoformat(),
                     "deadline": wait.deadline.isoformat(),
                 },
@@ -482,7 +494,7 @@ def _record_unavailable(
                 lambda: dispatch.send_recovery(dispatch.EXECUTE_JOB, str(job.pk), countdown=wait.retry_in_s),
                 robust=True,
             )
-        elif last:
+        elif fails:
             job_settled_on_commit(job, "job.failed")
             tier_down = {"tier_down": {"tier": plan_step.tier, "action": document.tier_down.action}} if down else {}
             ledger.append(
@@ -493,7 +505,7 @@ def _record_unavailable(
                 | ({"upstream_status": refused.status} if refused else {})
                 | tier_down,
             )
-    if last and wait is None:
+    if fails:
         metrics.JOBS_FINISHED.labels(JobStatus.FAILED, job.task_type).inc()
 
 

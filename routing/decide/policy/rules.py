@@ -89,8 +89,9 @@ DEFAULT_TIER_DOWN_WAIT_S = 600
 
 @dataclass(frozen=True, slots=True)
 class TierDownPolicy:
-    """When the last tier a job can use is down: `fail` now, or `wait` for its breakers' cooldown and try
-    again until `wait_up_to_s` after the job started."""
+    """When the last tier a job can use is down: `fail` now; `hold` it for a person (approve: try again;
+    reject, or nobody within `wait_up_to_s`: rejected); or `wait` for its breakers' cooldown and try again
+    until `wait_up_to_s` after the job started."""
 
     action: str = "fail"
     wait_up_to_s: int = DEFAULT_TIER_DOWN_WAIT_S

@@ -232,8 +232,8 @@ def _tier_down(checker: _Checker, raw: Mapping[str, Any]) -> TierDownPolicy:
     action = raw.get("action", "fail")
     if "wait_up_to" not in raw:
         return TierDownPolicy(action)
-    if action != "wait":
-        checker.problem(("tier_down", "wait_up_to"), "wait_up_to applies only to action: wait")
+    if action == "fail":
+        checker.problem(("tier_down", "wait_up_to"), "wait_up_to applies only to action: hold or wait")
         return TierDownPolicy(action)
     try:
         return TierDownPolicy(action, parse_duration(raw["wait_up_to"]))

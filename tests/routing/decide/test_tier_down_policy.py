@@ -23,6 +23,7 @@ def test_wait_takes_a_deadline_as_a_duration_or_seconds():
     assert load_policy(RULES + "tier_down: {action: wait, wait_up_to: 1h30m}\n").tier_down.wait_up_to_s == 5400
     assert load_policy(RULES + "tier_down: {action: wait, wait_up_to: 90}\n").tier_down.wait_up_to_s == 90
     assert load_policy(RULES + "tier_down: {action: wait}\n").tier_down.wait_up_to_s == DEFAULT_TIER_DOWN_WAIT_S
+    assert load_policy(RULES + "tier_down: {action: hold, wait_up_to: 4h}\n").tier_down.wait_up_to_s == 4 * 3600
 
 
 def test_it_changes_the_documents_identity():
@@ -32,12 +33,12 @@ def test_it_changes_the_documents_identity():
 @pytest.mark.parametrize(
     ("block", "path", "message"),
     [
-        ("{action: retry}", "tier_down.action", '"retry" is not one of: fail, wait'),
+        ("{action: retry}", "tier_down.action", '"retry" is not one of: fail, hold, wait'),
         ("{action: wait, wait_up_to: soon}", "tier_down.wait_up_to", "invalid duration 'soon'"),
         ("{action: wait, wait_up_to: 0}", "tier_down.wait_up_to", "0 must be >= 1"),
         ("{action: wait, wait_up_to: 400d}", "tier_down.wait_up_to", "a duration may be at most 365 days"),
-        ("{action: fail, wait_up_to: 10m}", "tier_down.wait_up_to", "wait_up_to applies only to action: wait"),
-        ("{wait_up_to: 10m}", "tier_down.wait_up_to", "wait_up_to applies only to action: wait"),
+        ("{action: fail, wait_up_to: 10m}", "tier_down.wait_up_to", "wait_up_to applies only to action: hold or wait"),
+        ("{wait_up_to: 10m}", "tier_down.wait_up_to", "wait_up_to applies only to action: hold or wait"),
         ("{action: wait, until: 10m}", "tier_down.until", "unknown property 'until'"),
         ("wait", "tier_down", "expected a mapping, got a string"),
     ],

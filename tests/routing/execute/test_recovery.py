@@ -15,11 +15,15 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 
 import psutil
 import pytest
 from django.db import connections
+from django.utils import timezone
 
+from audit.models import LedgerEvent
+from controlplane.celery import worker_argv
 from routing.execute.sweeper import jobs_redispatch_stale
 from routing.models import Job, JobStatus
 from tests.support.governed import governed
@@ -106,3 +110,43 @@ def test_a_worker_child_killed_mid_call_is_recovered_within_one_lease_without_pa
     assert all(Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED for job in jobs)
     assert repeated == 0
     assert reclaim_s <= lease + 5, f"re-claimed {reclaim_s:.1f} s after the kill (lease {lease} s)"
+
+
+def start_without_queues(workers: Workers) -> subprocess.Popen:
+    """A worker started as the Procfile starts it, naming no queues: it reads its default queue (ARBITER_QUEUE)
+    and, through routing.tasks, the recovery queue first."""
+    argv = worker_argv(queue=workers.queue, concurrency=1, name="procfile")
+    at = argv.index("--queues")
+    process = subprocess.Popen(
+        [*argv[:at], *argv[at + 2 :], "--without-heartbeat"], cwd=BASE_DIR, env=workers.env, start_new_session=True
+    )
+    workers.processes.append(process)
+    return process
+
+
+@pytest.mark.parametrize("named_queues", [True, False], ids=["queues-named", "procfile"])
+def test_a_recovered_job_is_claimed_before_the_backlog(model_server, workers, settings, named_queues):
+    settings.ARBITER_DISPATCH_STALE_S = 30
+    setup = governed(model_server.base_url)
+    # No worker yet: these wait on the default queue, and so does the last one's own first message.
+    backlog = [setup.submit(f"[task:classification] [confidence:nano=0.95] backlog {n}") for n in range(8)]
+    lost = setup.submit("[task:classification] [confidence:nano=0.95] its worker died")
+    # As if a worker had claimed it a minute ago and died: the sweeper finds the lease lost.
+    Job.objects.filter(pk=lost.pk).update(
+        status=JobStatus.RUNNING,
+        attempt=1,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+        dispatched_at=timezone.now() - timedelta(seconds=60),
+    )
+    assert jobs_redispatch_stale() == 1
+    if named_queues:
+        workers.start(concurrency=1)
+    else:
+        start_without_queues(workers)
+    for job in [*backlog, lost]:
+        finished(job)
+    claims = LedgerEvent.objects.filter(
+        event_type="route.decided", subject_job__in=[str(job.pk) for job in [*backlog, lost]]
+    ).order_by("id")
+    assert claims.first().subject_job == str(lost.pk)
+    assert Job.objects.get(pk=lost.pk).attempt == 2

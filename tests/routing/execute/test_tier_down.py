@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from routing.models import JobStatus
+from controlplane.roles import Role
+from review.services import approval_approve, approval_reject
+from routing.execute.breaker import CircuitBreaker
+from routing.execute.governance import TIER_DOWN_RULE
+from routing.models import Job, JobStatus
+from tests.support.factories import UserFactory
 from tests.support.governed import governed
 from tests.support.workers import events, finished, wait_for
 
@@ -76,3 +81,47 @@ def test_wait_gives_up_at_its_deadline_even_past_the_attempt_cap(model_server, w
     [failed] = bodies(job, "job.failed")
     assert failed["tier_down"] == {"tier": "mini", "action": "wait"}
     assert "gave up" not in job.status_reason
+
+
+def test_hold_waits_for_a_person_whose_approval_tries_the_tier_again(model_server, workers):
+    setup = governed(model_server.base_url, policy_source=MINI_ONLY + "tier_down: {action: hold, wait_up_to: 1h}\n")
+    models = mini_down(model_server, setup)
+    workers.start(**BREAKERS)
+    try:
+        job = finished(setup.submit("[task:classification] [confidence:mini=0.95] hold for a person"))
+    finally:
+        for model in models:
+            model_server.reset_faults(model)
+    assert job.status == JobStatus.AWAITING_APPROVAL and "tier mini is down" in job.status_reason
+    request = job.approval_requests.get()
+    assert (request.rule_ids, request.on_expiry) == ([TIER_DOWN_RULE], "reject")
+    assert bodies(job, "job.waiting")[0]["action"] == "hold"
+    assert bodies(job, "approval.requested")[0]["tier"] == "mini"
+
+    # A person approves once mini is back: its breakers have let their cooldown pass.
+    names = [setup.deployments["mini"].name, setup.deployments["mini-eu"].name]
+    wait_for(lambda: all(CircuitBreaker(name).state().state != "open" for name in names), message="the cooldown")
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="mini is back")
+    job = wait_for(
+        lambda: (fresh := Job.objects.get(pk=job.pk)).status == JobStatus.COMPLETED and fresh,
+        timeout=60,
+        message="the approved job to run again and complete",
+    )
+    assert job.attempt == 2 and job.result["tier"] == "mini"
+    assert [body["reason"] for body in bodies(job, "job.requeued")] == [TIER_DOWN_RULE]
+    assert [event.event_type for event in events(job)][-1] == "job.completed"
+
+
+def test_a_rejected_hold_ends_the_job(model_server, workers):
+    setup = governed(model_server.base_url, policy_source=MINI_ONLY + "tier_down: {action: hold}\n")
+    models = mini_down(model_server, setup)
+    workers.start(**BREAKERS)
+    try:
+        job = finished(setup.submit("[task:classification] [confidence:mini=0.95] held, then rejected"))
+    finally:
+        for model in models:
+            model_server.reset_faults(model)
+    approval_reject(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="not worth retrying")
+    job.refresh_from_db()
+    assert job.status == JobStatus.REJECTED
+    assert job.attempt == 1
