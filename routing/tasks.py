@@ -46,7 +46,10 @@ class JobTask(Task):
     max_retries=None,
 )
 def execute_job(self, job_id: str) -> None:
-    if not job_run(job_id=job_id, worker=f"{WORKER_NAME}:{self.request.id}"):
+    # A job held under this very task id was claimed by an earlier delivery of this message, which is
+    # over: Celery sends a task again only once its run ended (its pool process died, or it asked to be
+    # retried, which it does only without a claim). Its lease need not be waited out.
+    if not job_run(job_id=job_id, worker=f"{WORKER_NAME}:{self.request.id}", ended_run=self.request.id):
         # Redelivered while another attempt's lease is live (its worker may have died a moment ago):
         # come back when that lease ends rather than drop the message.
         remaining = lease_remaining_s(job_id)

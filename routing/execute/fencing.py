@@ -66,15 +66,21 @@ _CLAIM = """
            claimed_by = %(worker)s, started_at = COALESCE(started_at, %(now)s),
            route = %(route)s, complexity = %(complexity)s
      WHERE id = %(job_id)s
-       AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
+       AND (status = 'queued'
+            OR (status = 'running' AND (lease_expires_at < %(now)s OR claimed_by LIKE %(ended_run)s)))
  RETURNING attempt
 """
 
 
-def job_claim_update(*, job_id: str, worker: str, route: dict[str, Any], complexity: float) -> int | None:
+def job_claim_update(
+    *, job_id: str, worker: str, route: dict[str, Any], complexity: float, ended_run: str | None = None
+) -> int | None:
     """The claim itself, recording the route it will follow, inside the caller's transaction: the new
     attempt number, or None when the job is not claimable (finished, or held by a live lease). One
-    statement: UPDATE … RETURNING."""
+    statement: UPDATE … RETURNING.
+
+    `ended_run` names a run known to be over (a message's earlier delivery, whose pool process died): a
+    lease that run holds is taken over at once instead of waited out."""
     parameters = {
         "lease": _lease(),
         "worker": worker,
@@ -82,6 +88,8 @@ def job_claim_update(*, job_id: str, worker: str, route: dict[str, Any], complex
         "job_id": job_id,
         "route": Jsonb(route),
         "complexity": complexity,
+        # A worker is named "host:run"; no run id matches an empty pattern's stand-in.
+        "ended_run": f"%:{ended_run}" if ended_run else "",
     }
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM, parameters)

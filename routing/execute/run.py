@@ -54,22 +54,24 @@ class Progress:
     steps: int = 0
 
 
-def job_run(*, job_id: str, worker: str, job: Job | None = None) -> bool:
+def job_run(*, job_id: str, worker: str, job: Job | None = None, ended_run: str | None = None) -> bool:
     """Run the job if this worker can claim it. False when it could not (another holds it, or it is done).
 
     `job` is the row as its submitter just wrote it, with its policy version and application loaded, to
-    save reading it back; only the claim decides whether this caller runs it."""
+    save reading it back; only the claim decides whether this caller runs it. `ended_run`: a run known to
+    be over, whose lease is taken over at once (routing.execute.fencing.job_claim_update)."""
     if job is None:
         job = Job.objects.select_related("policy_version", "application").filter(pk=job_id).first()
     if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return False
-    if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > timezone.now():
+    held = job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > timezone.now()
+    if held and not (ended_run and job.claimed_by.endswith(f":{ended_run}")):
         return False  # a live worker holds it
     document = facts.document_for(job.policy_version)
     catalog = facts.catalog_snapshot()
     classified = classify(job, document, catalog.deployments) if document.complexity_method == "classifier" else None
     route = facts.route_job(job, document, catalog, classified)
-    claimed = _claim_and_route(job, worker, route, document)
+    claimed = _claim_and_route(job, worker, route, document, ended_run)
     if claimed is None:
         return False
     claim, recorded = claimed
@@ -84,12 +86,14 @@ def job_run(*, job_id: str, worker: str, job: Job | None = None) -> bool:
 
 
 def _claim_and_route(
-    job: Job, worker: str, route: facts.RouteOutcome, document: PolicyDocument
+    job: Job, worker: str, route: facts.RouteOutcome, document: PolicyDocument, ended_run: str | None
 ) -> tuple[Claim, dict[int, Step]] | None:
     """Claim the job and record its route, in one transaction; with the claim, the answered steps that
     earlier attempts recorded (by index), which this one resumes from."""
     with transaction.atomic():
-        attempt = job_claim_update(job_id=str(job.pk), worker=worker, route=route.record, complexity=route.complexity)
+        attempt = job_claim_update(
+            job_id=str(job.pk), worker=worker, route=route.record, complexity=route.complexity, ended_run=ended_run
+        )
         if attempt is None:
             return None
         claim = Claim(job_id=str(job.pk), attempt=attempt, worker=worker)
