@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,10 +33,11 @@ from routing.execute import dispatch, facts, metrics
 from routing.execute.calls import CallResult, TierUnavailable, call_tier
 from routing.execute.classifier import classify
 from routing.execute.fencing import Claim, Heartbeat, StaleAttempt, fenced, job_claim_update, lease_kept
-from routing.execute.governance import GovernanceOutcome, govern, hold_for_tier_down
+from routing.execute.governance import GovernanceOutcome, govern
 from routing.execute.scoring import score_step
 from routing.execute.settled import job_settled_on_commit
 from routing.execute.shadow import shadow_wanted
+from routing.execute.tier_down import held_reason, record_tier_wait, tier_wait
 from routing.models import Job, JobStatus, ModelDeployment, Step, StepOutcome
 
 logger = logging.getLogger(__name__)
@@ -426,32 +426,27 @@ def _record_unavailable(
     last: bool,
     document: PolicyDocument,
 ) -> None:
-    fields: dict[str, Any] = {}
+    """A step whose tier could not answer. On the last step the job fails — unless the tier is down (every
+    breaker open) and the policy's `tier_down` says to hold it for a person or to wait for the tier."""
     # The request itself refused by the provider (a 400...): the caller is told the provider's reason.
     refused = unavailable.request_refused
     down = last and refused is None and unavailable.tier_down
     action = document.tier_down.action if down else "fail"
-    wait = _tier_wait(job, document, unavailable) if action == "wait" else None
+    wait = tier_wait(job, document, unavailable) if action == "wait" else None
     fails = last and action != "hold" and wait is None
-    held = f"tier {plan_step.tier} is down: held for a person (approve to try it again, reject to end the job)"
+    fields: dict[str, Any] = {}
     if action == "hold":
-        fields = {"status": JobStatus.AWAITING_APPROVAL, "status_reason": held, "version": job.version + 1}
+        fields = {"status": JobStatus.AWAITING_APPROVAL, "status_reason": held_reason(plan_step.tier)}
     elif wait is not None:
-        # The job goes back to the queue until the breakers let a probe through; the sweeper would send it
-        # again only well after that (dispatched_at is the moment it is due).
-        fields = {
-            "status": JobStatus.QUEUED,
-            "status_reason": f"waiting for tier {plan_step.tier}, which is down, until {wait.retry_at:%H:%M:%S} UTC",
-            "dispatched_at": wait.retry_at,
-            "version": job.version + 1,
-        }
+        # Back to the queue until the breakers let a probe through; the sweeper would send it again only
+        # well after that (dispatched_at is the moment it is due).
+        reason = f"waiting for tier {plan_step.tier}, which is down, until {wait.retry_at:%H:%M:%S} UTC"
+        fields = {"status": JobStatus.QUEUED, "status_reason": reason, "dispatched_at": wait.retry_at}
     elif fails:
-        fields = {
-            "status": JobStatus.FAILED,
-            "status_reason": (refused.error if refused else str(unavailable))[:2000],
-            "finished_at": timezone.now(),
-            "version": job.version + 1,
-        }
+        reason = (refused.error if refused else str(unavailable))[:2000]
+        fields = {"status": JobStatus.FAILED, "status_reason": reason, "finished_at": timezone.now()}
+    if fields:
+        fields["version"] = job.version + 1
     with fenced(claim, **fields):
         Step.objects.create(
             job_id=job.pk,
@@ -462,42 +457,16 @@ def _record_unavailable(
             outcome=StepOutcome.FAILED,
             error=str(unavailable)[:2000],
         )
-        ledger.append(
-            "model.failed",
-            actor=claim.actor,
-            subject=_subject(job),
-            body={
-                "attempt": claim.attempt,
-                "index": index,
-                "tier": plan_step.tier,
-                "error": str(unavailable)[:2000],
-                "calls": [vars(attempt) for attempt in unavailable.attempts],
-            },
-        )
-        if action == "hold":
-            waiting = {"attempt": claim.attempt, "tier": plan_step.tier, "reason": "tier_down", "action": "hold"}
-            hold = hold_for_tier_down(
-                claim=claim, job=job, tier=plan_step.tier, reason=held, expires_after_s=document.tier_down.wait_up_to_s
-            )
-            ledger.append_many([ledger.Entry("job.waiting", claim.actor, _subject(job), waiting), *hold])
-        elif wait is not None:
-            ledger.append(
-                "job.waiting",
-                actor=claim.actor,
-                subject=_subject(job),
-                body={
-                    "attempt": claim.attempt,
-                    "tier": plan_step.tier,
-                    "reason": "tier_down",
-                    "action": "wait",
-                    "retry_at": wait.retry_at.isoformat(),
-                    "deadline": wait.deadline.isoformat(),
-                },
-            )
-            transaction.on_commit(
-                lambda: dispatch.send_recovery(dispatch.EXECUTE_JOB, str(job.pk), countdown=wait.retry_in_s),
-                robust=True,
-            )
+        failed = {
+            "attempt": claim.attempt,
+            "index": index,
+            "tier": plan_step.tier,
+            "error": str(unavailable)[:2000],
+            "calls": [vars(attempt) for attempt in unavailable.attempts],
+        }
+        ledger.append("model.failed", actor=claim.actor, subject=_subject(job), body=failed)
+        if action == "hold" or wait is not None:
+            record_tier_wait(claim, job, plan_step.tier, document, wait, _subject(job))
         elif fails:
             job_settled_on_commit(job, "job.failed")
             tier_down = {"tier_down": {"tier": plan_step.tier, "action": document.tier_down.action}} if down else {}
@@ -511,27 +480,6 @@ def _record_unavailable(
             )
     if fails:
         metrics.JOBS_FINISHED.labels(JobStatus.FAILED, job.task_type).inc()
-
-
-@dataclass(frozen=True)
-class _TierWait:
-    retry_in_s: float
-    retry_at: datetime
-    deadline: datetime
-
-
-def _tier_wait(job: Job, document: PolicyDocument, unavailable: TierUnavailable) -> _TierWait | None:
-    """When the policy says to wait for a tier that is down and the breakers reopen before the job's
-    deadline (`wait_up_to` after it started): when to try again. None: fail now."""
-    if document.tier_down.action != "wait":
-        return None
-    now = timezone.now()
-    deadline = (job.started_at or now) + timedelta(seconds=document.tier_down.wait_up_to_s)
-    retry_in_s = max(1.0, unavailable.retry_in_s())
-    retry_at = now + timedelta(seconds=retry_in_s)
-    if retry_at >= deadline:
-        return None
-    return _TierWait(retry_in_s, retry_at, deadline)
 
 
 def _finish(claim: Claim, job: Job, status: str, reason: str) -> None:
