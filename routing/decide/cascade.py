@@ -145,11 +145,23 @@ def cascade_walk(
     raise ValueError("a plan has at least one step")
 
 
-def escalates(step: PlanStep, confidence: float, *, last: bool, total_cost: Cost, cost_cap_usd: Cost | None) -> bool:
-    """Whether the walk would escalate past `step` answered with `confidence`, the walk's cost (this step's
-    included) at `total_cost`: the rule above, asked ahead of a visit (a resumed attempt reuses a recorded
-    answer only where the walk would again escalate past it)."""
-    capped = cost_cap_usd is not None and total_cost >= cost_cap_usd
+def reusable(
+    step: PlanStep,
+    *,
+    tier: str,
+    confidence: float | None,
+    walked_cost: Cost,
+    cost: Cost,
+    last: bool,
+    cost_cap_usd: Cost | None,
+) -> bool:
+    """Whether a resumed walk (a later attempt of a job whose worker died) may take the answer an earlier
+    attempt recorded at `step` — its `tier`, `confidence` and `cost` — instead of asking again: only where
+    the rule above would escalate past it again (`walked_cost`: the walk's cost before it), so a recorded
+    answer is never the one kept and the walk goes on exactly as the first attempt's would have."""
+    if tier != step.tier or confidence is None:
+        return False
+    capped = cost_cap_usd is not None and _add(walked_cost, cost) >= cost_cap_usd
     return _stop(step, confidence, last, capped=capped) is None
 
 

@@ -175,11 +175,17 @@ def _execute_plan(
 
     def answer_for_step(index: int, plan_step: PlanStep) -> cascade.Answered | cascade.Unavailable:
         step = recorded.get(index)
-        last = index == len(plan.steps) - 1
-        if step is not None and step.tier == plan_step.tier and step.confidence is not None:
-            total = walked.total + step.cost_usd
-            if cascade.escalates(plan_step, step.confidence, last=last, total_cost=total, cost_cap_usd=cost_cap):
-                return cascade.Answered(step.confidence, step.cost_usd, _RecordedAnswer(step))
+        if step is not None and cascade.reusable(
+            plan_step,
+            tier=step.tier,
+            confidence=step.confidence,
+            walked_cost=walked.total,
+            cost=step.cost_usd,
+            last=index == len(plan.steps) - 1,
+            cost_cap_usd=cost_cap,
+        ):
+            assert step.confidence is not None  # reusable() takes only a scored answer
+            return cascade.Answered(step.confidence, step.cost_usd, _RecordedAnswer(step))
         candidates = [deployments[name] for name in plan_step.deployments if name in deployments]
         request = facts.provider_request(job, plan_step, plan, candidates)
         # The step's calls and a judge's each get the step budget; the lease is renewed no longer than that.
