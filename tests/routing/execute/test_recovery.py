@@ -140,7 +140,8 @@ def test_a_recovered_job_is_claimed_before_the_backlog(model_server, workers, se
         lease_expires_at=timezone.now() - timedelta(seconds=1),
         dispatched_at=timezone.now() - timedelta(seconds=60),
     )
-    assert jobs_redispatch_stale() == 1
+    assert jobs_redispatch_stale() >= 1  # (and any job an earlier test run left behind)
+    assert Job.objects.get(pk=lost.pk).dispatched_at > timezone.now() - timedelta(seconds=5)
     if named_queues:
         workers.start(concurrency=1)
     else:
