@@ -124,7 +124,8 @@ def call_tier(
     what is left of it as its timeout, and none is started once it is spent."""
     attempts: list[CallAttempt] = []
     deadline = time.monotonic() + (settings.ARBITER_STEP_BUDGET_S if budget_s is None else budget_s)
-    for deployment in deployments:
+    for position, deployment in enumerate(deployments):
+        fallback_left = position < len(deployments) - 1
         forwarded = caller_parameters.for_deployment(request, parameters or {}, deployment.parameters)
         breaker = _breaker(deployment.name)
         endpoint = endpoint_for(deployment)
@@ -149,6 +150,8 @@ def call_tier(
                     breaker.record_failure()
                 if outcome == "refused":
                     break  # the request itself is wrong for this deployment; another may take it
+                if outcome == "timeout" and fallback_left:
+                    break  # a hang is likely to hang again: the step's budget is better spent on the next
                 wait = error.retry_after if error.retry_after is not None else _backoff(try_number)
                 if (
                     wait > settings.ARBITER_MAX_RETRY_AFTER_S
