@@ -37,11 +37,17 @@ def ping(nonce: str) -> None:
     get_redis().set(f"arbiter:ping:{nonce}", "pong", ex=300)
 
 
+def recovery_queue(default_queue: str) -> str:
+    """Where jobs whose worker died are sent again; workers read it before `default_queue`."""
+    return f"{default_queue}.recovery"
+
+
 def worker_argv(*, queue: str, concurrency: int, name: str) -> list[str]:
     """The command line of a private Celery worker on `queue` (the tests' and the benchmarks' workers)."""
     return [
         sys.executable, "-m", "celery", "-A", "controlplane", "worker",
-        "--pool", "prefork", "--concurrency", str(concurrency), "--queues", queue,
+        "--pool", "prefork", "--concurrency", str(concurrency),
+        "--queues", f"{recovery_queue(queue)},{queue}",
         "--hostname", f"{name}-{uuid.uuid4().hex[:8]}@%h", "--loglevel", "WARNING",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip

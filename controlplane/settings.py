@@ -143,7 +143,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT",
 PROVIDER_TIMEOUT_S = env_float("ARBITER_PROVIDER_TIMEOUT_S", 30.0, minimum=0.1)
 CELERY_TASK_SOFT_TIME_LIMIT = int(PROVIDER_TIMEOUT_S * 4 + 30)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+# "priority": Redis polls a worker's queues in the order given, so the recovery queue that workers read
+# first (routing.tasks) is never left behind the default queue's backlog.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 300,
+    "queue_order_strategy": "priority",
+}
 CELERY_TIMEZONE = "UTC"
 # Celery's Django integration closes the database connection around every task; reusing it for up to
 # this many tasks saves a connection set-up per job (about a third of the pipeline's throughput here).
@@ -259,7 +264,17 @@ if ARBITER_BREAKER_WINDOW_S <= PROVIDER_TIMEOUT_S:
         f"ARBITER_BREAKER_WINDOW_S={ARBITER_BREAKER_WINDOW_S} must be longer than ARBITER_PROVIDER_TIMEOUT_S="
         f"{PROVIDER_TIMEOUT_S:g}: a provider that hangs fails once per timeout and would never open its breaker"
     )
-ARBITER_LEASE_S = env_int("ARBITER_LEASE_S", int(PROVIDER_TIMEOUT_S * 2 + 30), minimum=1)
+# A worker renews its lease every third of it while it runs a job (routing.execute.fencing.lease_kept),
+# so the lease can be short: a dead worker's job is claimed again within about one lease.
+ARBITER_LEASE_S = env_int("ARBITER_LEASE_S", 15, minimum=3)
+# All the calls of one cascade step (retries, fallbacks, waits) end within this; the lease is renewed no
+# longer than that, so a stuck step loses its lease.
+ARBITER_STEP_BUDGET_S = env_float("ARBITER_STEP_BUDGET_S", PROVIDER_TIMEOUT_S * 2 + 15, minimum=0.1)
+if ARBITER_STEP_BUDGET_S < PROVIDER_TIMEOUT_S:
+    raise ConfigError(
+        f"ARBITER_STEP_BUDGET_S={ARBITER_STEP_BUDGET_S:g} must be at least ARBITER_PROVIDER_TIMEOUT_S="
+        f"{PROVIDER_TIMEOUT_S:g}: a step must have time for one whole call"
+    )
 ARBITER_MAX_ATTEMPTS = env_int("ARBITER_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
 ARBITER_DISPATCH_STALE_S = env_int("ARBITER_DISPATCH_STALE_S", 30, minimum=1)
 ARBITER_FLAGSHIP_PRICE_IN = env_float("ARBITER_FLAGSHIP_PRICE_IN", 2.50, minimum=0)

@@ -19,7 +19,7 @@ from audit import ledger, payloads
 from audit.ledger import Actor
 from routing.decide.tiers import TIER_NAMES, tier_rank
 from routing.execute.facts import document_for
-from routing.execute.governance import govern, requirement_fields, requirements_of
+from routing.execute.governance import TIER_DOWN_RULE, govern, requirement_fields, requirements_of
 from routing.execute.settled import job_settled_on_commit
 from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, PolicyVersion, Step
 from routing.models.approvals import ApprovalStatus, DecisionKind
@@ -145,7 +145,19 @@ def _approve(job: Job, request: ApprovalRequest, user: User, reason: str) -> Non
             "final": done,
         },
     )
-    if done:
+    if done and TIER_DOWN_RULE in request.rule_ids:
+        # A hold for a tier that was down has no answer to release: approving it tries the job again.
+        _close(job, request, job_status=JobStatus.QUEUED, request_status=ApprovalStatus.APPROVED)
+        job.dispatched_at = timezone.now()
+        job.save(update_fields=["dispatched_at"])
+        ledger.append(
+            "job.requeued",
+            actor=Actor.user(user.pk),
+            subject={"job": job.pk, "application": job.application_id, "approval": request.pk},
+            body={"reason": TIER_DOWN_RULE},
+        )
+        dispatch_after_commit(job)
+    elif done:
         overridden = bool((job.result or {}).get("overridden"))
         _close(
             job,

@@ -5,8 +5,10 @@ but Celery's autodiscovery."""
 from __future__ import annotations
 
 import socket
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.signals import celeryd_after_setup
 from django.conf import settings
 
 from routing.execute import dispatch
@@ -19,14 +21,51 @@ from routing.execute.webhooks import retry_countdown, webhook_deliver
 WORKER_NAME = socket.gethostname()
 
 
-@shared_task(name=dispatch.EXECUTE_JOB, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+class JobTask(Task):
+    """execute_job's class: whatever sends a job again — its own retry, or the worker whose pool process
+    died running it (`retry_on_worker_lost`) — sends it on the recovery queue, which workers read first.
+    (A requeued message would go behind the whole backlog: kombu's Redis transport pushes a rejected
+    message to the far end of the list.)"""
+
+    def signature_from_request(
+        self, request: Any = None, args: Any = None, kwargs: Any = None, queue: str | None = None, **options: Any
+    ) -> Any:
+        return super().signature_from_request(request, args, kwargs, queue=dispatch.recovery_queue(), **options)
+
+
+@shared_task(
+    name=dispatch.EXECUTE_JOB,
+    base=JobTask,
+    bind=True,
+    acks_late=True,
+    # The worker sends the job again at once when the pool process running it dies (it is requeued, as
+    # before, only if that send fails); the new delivery waits for the dead attempt's lease below.
+    retry_on_worker_lost=True,
+    default_retry_delay=0,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
 def execute_job(self, job_id: str) -> None:
-    if not job_run(job_id=job_id, worker=f"{WORKER_NAME}:{self.request.id}"):
+    # A job held under this very task id was claimed by an earlier delivery of this message, which is
+    # over: Celery sends a task again only once its run ended (its pool process died, or it asked to be
+    # retried, which it does only without a claim). Its lease need not be waited out.
+    if not job_run(job_id=job_id, worker=f"{WORKER_NAME}:{self.request.id}", ended_run=self.request.id):
         # Redelivered while another attempt's lease is live (its worker may have died a moment ago):
         # come back when that lease ends rather than drop the message.
         remaining = lease_remaining_s(job_id)
         if remaining is not None:
             raise self.retry(countdown=remaining + 1)
+
+
+@celeryd_after_setup.connect
+def consume_recovery_queue_first(sender: str, instance: Any, **kwargs: Any) -> None:
+    """A worker started without --queues reads the recovery queue before the default one. (One started
+    with --queues reads what it names: name the recovery queue first, as controlplane.celery.worker_argv.)"""
+    queues = instance.app.amqp.queues
+    names = list(queues.consume_from)
+    recovery = dispatch.recovery_queue()
+    if instance.app.conf.task_default_queue in names and recovery not in names:
+        queues.select([recovery, *names])
 
 
 @shared_task(name=dispatch.SHADOW_COMPARE, acks_late=True)

@@ -145,6 +145,26 @@ def cascade_walk(
     raise ValueError("a plan has at least one step")
 
 
+def reusable(
+    step: PlanStep,
+    *,
+    tier: str,
+    confidence: float | None,
+    walked_cost: Cost,
+    cost: Cost,
+    last: bool,
+    cost_cap_usd: Cost | None,
+) -> bool:
+    """Whether a resumed walk (a later attempt of a job whose worker died) may take the answer an earlier
+    attempt recorded at `step` — its `tier`, `confidence` and `cost` — instead of asking again: only where
+    the rule above would escalate past it again (`walked_cost`: the walk's cost before it), so a recorded
+    answer is never the one kept and the walk goes on exactly as the first attempt's would have."""
+    if tier != step.tier or confidence is None:
+        return False
+    capped = cost_cap_usd is not None and _add(walked_cost, cost) >= cost_cap_usd
+    return _stop(step, confidence, last, capped=capped) is None
+
+
 def _add(total: Cost, cost: Cost) -> Cost:
     """One walk's costs come from one source: all Decimal (live, replays of recorded rows) or all float
     (recorded outcomes). Adding one kind to the other would silently round, so it is refused."""

@@ -24,7 +24,7 @@ from routing.models import ModelDeployment
 @dataclass(frozen=True)
 class CallAttempt:
     deployment: str
-    outcome: str  # ok | error | rate_limited | timeout | breaker_open | refused
+    outcome: str  # ok | error | rate_limited | timeout | breaker_open | refused | out_of_time
     status: int | None = None
     error: str = ""
     latency_ms: int = 0
@@ -61,6 +61,27 @@ class TierUnavailable(Exception):
             return self.attempts[-1]
         return None
 
+    @property
+    def tier_down(self) -> bool:
+        """Every deployment of the tier has its breaker open now (the tier is down, not this request)."""
+        deployments = {attempt.deployment for attempt in self.attempts}
+        return bool(deployments) and all(_breaker(name).state().state == "open" for name in deployments)
+
+    def retry_in_s(self) -> float:
+        """Seconds until the first of the tier's open breakers lets a probe through."""
+        now = time.time()
+        until = [_breaker(attempt.deployment).state().open_until for attempt in self.attempts]
+        return max(0.0, min((moment - now for moment in until if moment is not None), default=0.0))
+
+
+def _breaker(deployment: str) -> CircuitBreaker:
+    return CircuitBreaker(
+        deployment,
+        threshold=settings.ARBITER_BREAKER_THRESHOLD,
+        cooldown_s=settings.ARBITER_BREAKER_COOLDOWN_S,
+        window_s=settings.ARBITER_BREAKER_WINDOW_S,
+    )
+
 
 def endpoint_for(deployment: ModelDeployment) -> Endpoint:
     return Endpoint(
@@ -70,6 +91,9 @@ def endpoint_for(deployment: ModelDeployment) -> Endpoint:
         api_key_env=deployment.api_key_env,
         timeout_s=min(deployment.timeout_s, settings.PROVIDER_TIMEOUT_S),
     )
+
+
+MIN_CALL_S = 0.05  # less than this left of a step's budget is no time for a call
 
 
 def _backoff(try_number: int) -> float:
@@ -91,24 +115,32 @@ def call_tier(
     deployments: Sequence[ModelDeployment],
     request: dict[str, Any],
     parameters: dict[str, Any] | None = None,
+    *,
+    budget_s: float | None = None,
 ) -> CallResult:
-    """`request` is Arbiter's own; the caller's `parameters` go to each deployment as far as it takes them."""
+    """`request` is Arbiter's own; the caller's `parameters` go to each deployment as far as it takes them.
+
+    Every try, wait and fallback ends within `budget_s` (ARBITER_STEP_BUDGET_S unless given): a call gets
+    what is left of it as its timeout, and none is started once it is spent."""
     attempts: list[CallAttempt] = []
-    for deployment in deployments:
+    deadline = time.monotonic() + (settings.ARBITER_STEP_BUDGET_S if budget_s is None else budget_s)
+    for position, deployment in enumerate(deployments):
+        fallback_left = position < len(deployments) - 1
         forwarded = caller_parameters.for_deployment(request, parameters or {}, deployment.parameters)
-        breaker = CircuitBreaker(
-            deployment.name,
-            threshold=settings.ARBITER_BREAKER_THRESHOLD,
-            cooldown_s=settings.ARBITER_BREAKER_COOLDOWN_S,
-            window_s=settings.ARBITER_BREAKER_WINDOW_S,
-        )
+        breaker = _breaker(deployment.name)
+        endpoint = endpoint_for(deployment)
         waited = 0.0
         for try_number in range(settings.ARBITER_TRIES_PER_DEPLOYMENT):
+            left = deadline - time.monotonic()
+            if left <= MIN_CALL_S:
+                spent = CallAttempt(deployment.name, "out_of_time", error="the step's time budget is spent")
+                attempts.append(spent)
+                raise TierUnavailable(tier, attempts)
             if not breaker.allow():
                 attempts.append(CallAttempt(deployment.name, "breaker_open", error="circuit breaker open"))
                 break
             try:
-                response = chat(endpoint_for(deployment), forwarded.request)
+                response = chat(endpoint, forwarded.request, timeout_s=min(endpoint.timeout_s, left))
             except ProviderError as error:
                 outcome = _classify(error)
                 attempts.append(
@@ -118,9 +150,12 @@ def call_tier(
                     breaker.record_failure()
                 if outcome == "refused":
                     break  # the request itself is wrong for this deployment; another may take it
+                if outcome == "timeout" and fallback_left:
+                    break  # a hang is likely to hang again: the step's budget is better spent on the next
                 wait = error.retry_after if error.retry_after is not None else _backoff(try_number)
                 if (
                     wait > settings.ARBITER_MAX_RETRY_AFTER_S
+                    or wait >= deadline - time.monotonic()
                     or try_number + 1 == settings.ARBITER_TRIES_PER_DEPLOYMENT
                 ):
                     break  # waiting that long is worse than the tier's next deployment

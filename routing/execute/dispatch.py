@@ -9,6 +9,8 @@ from __future__ import annotations
 from celery import current_app
 from django.db import transaction
 
+from controlplane import celery
+
 EXECUTE_JOB = "routing.execute_job"
 SHADOW_COMPARE = "routing.shadow_compare"
 DELIVER_WEBHOOK = "routing.deliver_webhook"
@@ -17,6 +19,16 @@ DELIVER_WEBHOOK = "routing.deliver_webhook"
 def send(task: str, *args: object) -> None:
     """Queue `task` now (on the default queue, through the configured routes)."""
     current_app.send_task(task, args=args)
+
+
+def recovery_queue() -> str:
+    """The queue workers read first, for jobs whose worker died (the default queue's name + .recovery)."""
+    return celery.recovery_queue(current_app.conf.task_default_queue)
+
+
+def send_recovery(task: str, *args: object, countdown: float | None = None) -> None:
+    """Queue `task` on the recovery queue: ahead of the backlog, since its job already waited once."""
+    current_app.send_task(task, args=args, queue=recovery_queue(), countdown=countdown)
 
 
 def send_on_commit(task: str, *args: object) -> None:

@@ -5,23 +5,31 @@ of that attempt starts with a conditional UPDATE of the job row *with the attemp
 newer attempt exists (the old worker was presumed dead and the job re-claimed), the stale worker's
 UPDATE matches nothing, its transaction is rolled back and it stops. The UPDATE also takes the row
 lock, so two attempts never write at once.
+
+While an attempt runs, a heartbeat thread renews its lease (`lease_kept`): a live call of any length keeps
+the job, and a dead worker's lease ends within one short lease, when the job is claimed again.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from audit.ledger import Actor
 from routing.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
 
 
 class StaleAttempt(Exception):
@@ -58,15 +66,21 @@ _CLAIM = """
            claimed_by = %(worker)s, started_at = COALESCE(started_at, %(now)s),
            route = %(route)s, complexity = %(complexity)s
      WHERE id = %(job_id)s
-       AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
+       AND (status = 'queued'
+            OR (status = 'running' AND (lease_expires_at < %(now)s OR claimed_by LIKE %(ended_run)s)))
  RETURNING attempt
 """
 
 
-def job_claim_update(*, job_id: str, worker: str, route: dict[str, Any], complexity: float) -> int | None:
+def job_claim_update(
+    *, job_id: str, worker: str, route: dict[str, Any], complexity: float, ended_run: str | None = None
+) -> int | None:
     """The claim itself, recording the route it will follow, inside the caller's transaction: the new
     attempt number, or None when the job is not claimable (finished, or held by a live lease). One
-    statement: UPDATE … RETURNING."""
+    statement: UPDATE … RETURNING.
+
+    `ended_run` names a run known to be over (a message's earlier delivery, whose pool process died): a
+    lease that run holds is taken over at once instead of waited out."""
     parameters = {
         "lease": _lease(),
         "worker": worker,
@@ -74,6 +88,8 @@ def job_claim_update(*, job_id: str, worker: str, route: dict[str, Any], complex
         "job_id": job_id,
         "route": Jsonb(route),
         "complexity": complexity,
+        # A worker is named "host:run"; no run id matches an empty pattern's stand-in.
+        "ended_run": f"%:{ended_run}" if ended_run else "",
     }
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM, parameters)
@@ -93,3 +109,57 @@ def fenced(claim: Claim, **fields: Any) -> Iterator[None]:
         if not updated:
             raise StaleAttempt(f"attempt {claim.attempt} of job {claim.job_id} no longer holds it")
         yield
+
+
+def lease_renew(claim: Claim) -> bool:
+    """Extend the attempt's lease by one lease from now; False when the attempt no longer holds the job."""
+    return bool(
+        Job.objects.filter(pk=claim.job_id, attempt=claim.attempt, status=JobStatus.RUNNING).update(
+            lease_expires_at=_lease()
+        )
+    )
+
+
+@dataclass
+class Heartbeat:
+    """The renewal thread's state. `renew_until` (monotonic seconds) is moved by the runner to the end of
+    the current step's time budget: a step stuck past it is no longer renewed and loses its lease."""
+
+    claim: Claim
+    renew_until: float = float("inf")
+    lost: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        interval = max(1.0, settings.ARBITER_LEASE_S / 3)
+        try:
+            while not self._stop.wait(interval):
+                if time.monotonic() > self.renew_until:
+                    continue
+                try:
+                    if not lease_renew(self.claim):
+                        self.lost.set()  # superseded or finished: the attempt's next fenced write stops it
+                        return
+                except DatabaseError:
+                    # Postgres away for a moment: the next beat tries again; the lease may lapse meanwhile,
+                    # and fencing keeps a re-claim and this attempt from both writing.
+                    logger.warning("job %s: lease renewal failed", self.claim.job_id, exc_info=True)
+                    connections.close_all()
+        finally:
+            connections.close_all()  # this thread's own connection
+
+
+@contextmanager
+def lease_kept(claim: Claim) -> Iterator[Heartbeat]:
+    """Renew `claim`'s lease every third of a lease while the block runs (provider calls included)."""
+    heartbeat = Heartbeat(claim)
+    thread = threading.Thread(target=heartbeat.run, name=f"lease-{claim.job_id}", daemon=True)
+    thread.start()
+    try:
+        yield heartbeat
+    finally:
+        heartbeat.stop()
+        thread.join(timeout=10)

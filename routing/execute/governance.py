@@ -17,10 +17,15 @@ from django.utils import timezone
 from audit import ledger
 from routing.decide.approval_rules import evaluate_approvals
 from routing.decide.policy.document import PolicyDocument
+from routing.decide.policy.rules import DEFAULT_GROUP
 from routing.execute import facts
 from routing.execute.fencing import Claim
 from routing.execute.settled import job_settled_on_commit
 from routing.models import ApprovalRequest, Job, JobStatus
+
+# The rule id of a hold for a tier that is down (a policy's `tier_down: {action: hold}`): approving it
+# sends the job back to the queue (review.services), since there is no answer to release.
+TIER_DOWN_RULE = "tier_down"
 
 WEBHOOK_EVENTS: dict[str, str] = {
     JobStatus.COMPLETED: "job.completed",
@@ -88,6 +93,33 @@ class GovernanceOutcome:
             "steps": steps,
         }
         return [ledger.Entry("job.completed", claim.actor, subject, body)]
+
+
+def hold_for_tier_down(*, claim: Claim, job: Job, tier: str, reason: str, expires_after_s: int) -> list[ledger.Entry]:
+    """Inside the fenced transaction that set the job awaiting approval: the request a person decides
+    (approve: try the tier again; reject, or nobody by the deadline: rejected), and its ledger event."""
+    job_settled_on_commit(job, WEBHOOK_EVENTS[JobStatus.AWAITING_APPROVAL])
+    request = ApprovalRequest.objects.create(
+        job_id=job.pk,
+        rule_ids=[TIER_DOWN_RULE],
+        reasons=[reason],
+        **requirement_fields([{"rule": TIER_DOWN_RULE, "group": DEFAULT_GROUP, "approvers": 1}]),
+        expires_at=timezone.now() + timedelta(seconds=expires_after_s),
+        on_expiry="reject",
+    )
+    subject = {"job": job.pk, "application": job.application_id, "approval": request.pk}
+    body = {
+        "attempt": claim.attempt,
+        "rules": request.rule_ids,
+        "reasons": request.reasons,
+        "required_approvers": request.required_approvers,
+        "eligible_group": request.eligible_group,
+        "requirements": request.requirements,
+        "expires_at": request.expires_at.isoformat(),
+        "on_expiry": request.on_expiry,
+        "tier": tier,
+    }
+    return [ledger.Entry("approval.requested", claim.actor, subject, body)]
 
 
 def requirements_of(holds: list[dict[str, Any]], *, keep: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:

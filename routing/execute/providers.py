@@ -236,9 +236,13 @@ def chat(endpoint: Endpoint, request: dict[str, Any], *, timeout_s: float | None
     allow_private = settings.ARBITER_ALLOW_PRIVATE_PROVIDER_URLS
     started = time.perf_counter()
     try:
-        deployment = _deployment_client(endpoint.base_url, api_key, timeout_s or endpoint.timeout_s, allow_private)
+        deployment = _deployment_client(endpoint.base_url, api_key, endpoint.timeout_s, allow_private)
         deployment.pinned.target()  # checked before anything is sent (at most PIN_TTL_S old)
-        raw = deployment.client.chat.completions.with_raw_response.create(model=endpoint.model, **request)
+        # A shorter timeout (what is left of a step's budget) is the request's own: the cached client and
+        # its pooled connections stay one per endpoint.
+        raw = deployment.client.chat.completions.with_raw_response.create(
+            model=endpoint.model, timeout=timeout_s if timeout_s else openai.NOT_GIVEN, **request
+        )
     except (UnsafeAddress, httpx2.InvalidURL) as refused:
         raise ProviderError(f"deployment {endpoint.name}: refused: {refused}", retryable=False) from None
     except openai.RateLimitError as exc:

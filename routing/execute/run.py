@@ -2,12 +2,18 @@
 
 Two transactions in the common case: the claim with its route, and the accepted step with the job's
 outcome; one more for each escalation. Each writes its ledger events and is fenced by the attempt
-number (routing.execute.fencing). Provider calls happen outside any transaction.
+number (routing.execute.fencing). Provider calls happen outside any transaction, with the lease renewed
+while they run.
+
+A later attempt (the earlier one's worker died) resumes: a step an earlier attempt recorded as answered
+and escalated is taken from its row — not paid for again, not recorded again — and the walk goes on from
+the next step. Only a step the recorded answer would no longer escalate (the plan changed) is called again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -18,6 +24,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from audit import ledger, payloads
+from audit.selectors import events_list
 from routing.decide import cascade
 from routing.decide.confidence import ConfidenceScore
 from routing.decide.policy.document import PolicyDocument
@@ -25,11 +32,12 @@ from routing.decide.router import Plan, PlanStep
 from routing.execute import dispatch, facts, metrics
 from routing.execute.calls import CallResult, TierUnavailable, call_tier
 from routing.execute.classifier import classify
-from routing.execute.fencing import Claim, StaleAttempt, fenced, job_claim_update
+from routing.execute.fencing import Claim, Heartbeat, StaleAttempt, fenced, job_claim_update, lease_kept
 from routing.execute.governance import GovernanceOutcome, govern
 from routing.execute.scoring import score_step
 from routing.execute.settled import job_settled_on_commit
 from routing.execute.shadow import shadow_wanted
+from routing.execute.tier_down import held_reason, record_tier_wait, tier_wait
 from routing.models import Job, JobStatus, ModelDeployment, Step, StepOutcome
 
 logger = logging.getLogger(__name__)
@@ -46,43 +54,52 @@ class Progress:
     steps: int = 0
 
 
-def job_run(*, job_id: str, worker: str, job: Job | None = None) -> bool:
+def job_run(*, job_id: str, worker: str, job: Job | None = None, ended_run: str | None = None) -> bool:
     """Run the job if this worker can claim it. False when it could not (another holds it, or it is done).
 
     `job` is the row as its submitter just wrote it, with its policy version and application loaded, to
-    save reading it back; only the claim decides whether this caller runs it."""
+    save reading it back; only the claim decides whether this caller runs it. `ended_run`: a run known to
+    be over, whose lease is taken over at once (routing.execute.fencing.job_claim_update)."""
     if job is None:
         job = Job.objects.select_related("policy_version", "application").filter(pk=job_id).first()
     if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return False
-    if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > timezone.now():
+    held = job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > timezone.now()
+    if held and not (ended_run and job.claimed_by.endswith(f":{ended_run}")):
         return False  # a live worker holds it
     document = facts.document_for(job.policy_version)
     catalog = facts.catalog_snapshot()
     classified = classify(job, document, catalog.deployments) if document.complexity_method == "classifier" else None
     route = facts.route_job(job, document, catalog, classified)
-    claim = _claim_and_route(job, worker, route, document)
-    if claim is None:
+    claimed = _claim_and_route(job, worker, route, document, ended_run)
+    if claimed is None:
         return False
+    claim, recorded = claimed
     if route.plan is None:
         return True
     try:
-        _execute_plan(claim, job, route.plan, route.complexity, document, catalog)
+        with lease_kept(claim) as heartbeat:
+            _execute_plan(claim, job, route.plan, route.complexity, document, catalog, recorded, heartbeat)
     except StaleAttempt:
         logger.info("job %s attempt %s superseded; stopping", claim.job_id, claim.attempt)
     return True
 
 
-def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document: PolicyDocument) -> Claim | None:
-    """Claim the job and record its route, in one transaction."""
+def _claim_and_route(
+    job: Job, worker: str, route: facts.RouteOutcome, document: PolicyDocument, ended_run: str | None
+) -> tuple[Claim, dict[int, Step]] | None:
+    """Claim the job and record its route, in one transaction; with the claim, the answered steps that
+    earlier attempts recorded (by index), which this one resumes from."""
     with transaction.atomic():
-        attempt = job_claim_update(job_id=str(job.pk), worker=worker, route=route.record, complexity=route.complexity)
+        attempt = job_claim_update(
+            job_id=str(job.pk), worker=worker, route=route.record, complexity=route.complexity, ended_run=ended_run
+        )
         if attempt is None:
             return None
         claim = Claim(job_id=str(job.pk), attempt=attempt, worker=worker)
         subject = _subject(job)
-        if attempt > settings.ARBITER_MAX_ATTEMPTS:
-            # A poison job: every attempt so far died mid-way. Stop trying and say why.
+        if attempt > settings.ARBITER_MAX_ATTEMPTS and attempt > settings.ARBITER_MAX_ATTEMPTS + _waits(job):
+            # A poison job: every attempt so far died mid-way (an attempt that waited for a tier did not).
             cap = settings.ARBITER_MAX_ATTEMPTS
             _finish(
                 claim,
@@ -91,6 +108,7 @@ def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document:
                 f"gave up after {attempt - 1} attempts (ARBITER_MAX_ATTEMPTS={cap})",
             )
             return None
+        recorded = _recorded_answers(job, attempt)
         ledger.append(
             "route.decided",
             actor=claim.actor,
@@ -100,6 +118,11 @@ def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document:
                 "rule_id": route.plan.rule_id if route.plan else None,
                 "attempt": attempt,
                 "policy_version_sha256": job.policy_version.sha256,
+                **(
+                    {"recorded_steps": [{"attempt": step.attempt, "index": step.index} for step in recorded.values()]}
+                    if recorded
+                    else {}
+                ),
             },
         )
         if route.budget.over_soft and not route.budget.over_hard:
@@ -109,23 +132,64 @@ def _claim_and_route(job: Job, worker: str, route: facts.RouteOutcome, document:
         if route.plan is None:
             rejected = route.budget.over_hard and document.budgets.on_hard_limit == "reject"
             _finish(claim, job, JobStatus.REJECTED if rejected else JobStatus.FAILED, route.error or "no route")
-    return claim
+    return claim, recorded
+
+
+def _waits(job: Job) -> int:
+    """How many attempts ended waiting for a tier that was down (they count against no attempt cap)."""
+    return events_list(job=job.pk, event_type="job.waiting").count()
+
+
+def _recorded_answers(job: Job, attempt: int) -> dict[int, Step]:
+    """The latest answered-and-escalated step earlier attempts recorded at each index (none for a first
+    attempt: no query). An accepted step is never among them: it commits with the job's outcome."""
+    if attempt <= 1:
+        return {}
+    recorded: dict[int, Step] = {}
+    steps = Step.objects.filter(job_id=job.pk, attempt__lt=attempt, outcome=StepOutcome.ESCALATED)
+    for step in steps.select_related("deployment").order_by("index", "-attempt"):
+        recorded.setdefault(step.index, step)
+    return recorded
 
 
 def _execute_plan(
-    claim: Claim, job: Job, plan: Plan, complexity: float, document: PolicyDocument, catalog: facts.Catalog
+    claim: Claim,
+    job: Job,
+    plan: Plan,
+    complexity: float,
+    document: PolicyDocument,
+    catalog: facts.Catalog,
+    recorded: dict[int, Step],
+    heartbeat: Heartbeat,
 ) -> None:
-    """The plan's cascade (routing.decide.cascade), answered by real calls, each step recorded as it is
-    decided: the step's row and events, and with the kept answer the job's outcome."""
+    """The plan's cascade (routing.decide.cascade), answered by real calls or by the steps earlier attempts
+    recorded, each new step recorded as it is decided: the step's row and events, and with the kept answer
+    the job's outcome."""
     job.complexity = complexity
     deployments = {deployment.name: deployment for deployment in catalog.deployments}
     progress = _spent_before(job, claim.attempt)
     spent_before = progress.total_cost
     parameters = facts.caller_parameters(job)
+    cost_cap = facts.cost_cap(job)
+    walked = _Walked()
 
     def answer_for_step(index: int, plan_step: PlanStep) -> cascade.Answered | cascade.Unavailable:
+        step = recorded.get(index)
+        if step is not None and cascade.reusable(
+            plan_step,
+            tier=step.tier,
+            confidence=step.confidence,
+            walked_cost=walked.total,
+            cost=step.cost_usd,
+            last=index == len(plan.steps) - 1,
+            cost_cap_usd=cost_cap,
+        ):
+            assert step.confidence is not None  # reusable() takes only a scored answer
+            return cascade.Answered(step.confidence, step.cost_usd, _RecordedAnswer(step))
         candidates = [deployments[name] for name in plan_step.deployments if name in deployments]
         request = facts.provider_request(job, plan_step, plan, candidates)
+        # The step's calls and a judge's each get the step budget; the lease is renewed no longer than that.
+        heartbeat.renew_until = time.monotonic() + 2 * settings.ARBITER_STEP_BUDGET_S
         try:
             call = call_tier(plan_step.tier, candidates, request, parameters)
         except TierUnavailable as unavailable:
@@ -147,11 +211,19 @@ def _execute_plan(
 
     def record(visit: cascade.Visit) -> None:
         if isinstance(visit.result, cascade.Unavailable):
-            _record_unavailable(claim, job, visit.index, visit.step, visit.result.failure, visit.last)
+            _record_unavailable(claim, job, visit.index, visit.step, visit.result.failure, visit.last, document)
+            return
+        walked.total = Decimal(visit.total_cost)
+        if isinstance(visit.result.answer, _RecordedAnswer):
+            # Its row, its events and its cost (in spent_before) are an earlier attempt's: nothing to write.
+            walked.resumed += Decimal(visit.result.cost)
+            progress.steps += 1
+            progress.escalations += 1
             return
         answer: _LiveAnswer = visit.result.answer
-        # Every live cost is a Decimal (the walk keeps its type); earlier attempts' spend comes first.
-        progress.total_cost = spent_before + Decimal(visit.total_cost)
+        # Every live cost is a Decimal (the walk keeps its type); earlier attempts' spend (resumed steps'
+        # included) comes first.
+        progress.total_cost = spent_before + walked.total - walked.resumed
         outcome = None
         if visit.accepted:
             # Governance sees the cost, including a cascade the job's cost cap ended.
@@ -178,7 +250,18 @@ def _execute_plan(
         if outcome is not None and outcome.status == JobStatus.COMPLETED and shadow_wanted(plan, visit.step.tier):
             dispatch.send(dispatch.SHADOW_COMPARE, str(job.pk), step.pk)
 
-    cascade.cascade_walk(plan.steps, answer_for_step, cost_cap_usd=facts.cost_cap(job), on_visit=record)
+    cascade.cascade_walk(plan.steps, answer_for_step, cost_cap_usd=cost_cap, on_visit=record)
+
+
+@dataclass
+class _Walked:
+    total: Decimal = Decimal(0)  # the walk's cost so far, resumed steps included
+    resumed: Decimal = Decimal(0)  # of which, steps an earlier attempt paid for and recorded
+
+
+@dataclass(frozen=True)
+class _RecordedAnswer:
+    step: Step
 
 
 def _spent_before(job: Job, attempt: int) -> Progress:
@@ -341,18 +424,35 @@ def _observe(tier: str, deployment: str, step: Step) -> None:
 
 
 def _record_unavailable(
-    claim: Claim, job: Job, index: int, plan_step: PlanStep, unavailable: TierUnavailable, last: bool
+    claim: Claim,
+    job: Job,
+    index: int,
+    plan_step: PlanStep,
+    unavailable: TierUnavailable,
+    last: bool,
+    document: PolicyDocument,
 ) -> None:
-    fields: dict[str, Any] = {}
+    """A step whose tier could not answer. On the last step the job fails — unless the tier is down (every
+    breaker open) and the policy's `tier_down` says to hold it for a person or to wait for the tier."""
     # The request itself refused by the provider (a 400...): the caller is told the provider's reason.
     refused = unavailable.request_refused
-    if last:
-        fields = {
-            "status": JobStatus.FAILED,
-            "status_reason": (refused.error if refused else str(unavailable))[:2000],
-            "finished_at": timezone.now(),
-            "version": job.version + 1,
-        }
+    down = last and refused is None and unavailable.tier_down
+    action = document.tier_down.action if down else "fail"
+    wait = tier_wait(job, document, unavailable) if action == "wait" else None
+    fails = last and action != "hold" and wait is None
+    fields: dict[str, Any] = {}
+    if action == "hold":
+        fields = {"status": JobStatus.AWAITING_APPROVAL, "status_reason": held_reason(plan_step.tier)}
+    elif wait is not None:
+        # Back to the queue until the breakers let a probe through; the sweeper would send it again only
+        # well after that (dispatched_at is the moment it is due).
+        reason = f"waiting for tier {plan_step.tier}, which is down, until {wait.retry_at:%H:%M:%S} UTC"
+        fields = {"status": JobStatus.QUEUED, "status_reason": reason, "dispatched_at": wait.retry_at}
+    elif fails:
+        reason = (refused.error if refused else str(unavailable))[:2000]
+        fields = {"status": JobStatus.FAILED, "status_reason": reason, "finished_at": timezone.now()}
+    if fields:
+        fields["version"] = job.version + 1
     with fenced(claim, **fields):
         Step.objects.create(
             job_id=job.pk,
@@ -363,28 +463,28 @@ def _record_unavailable(
             outcome=StepOutcome.FAILED,
             error=str(unavailable)[:2000],
         )
-        ledger.append(
-            "model.failed",
-            actor=claim.actor,
-            subject=_subject(job),
-            body={
-                "attempt": claim.attempt,
-                "index": index,
-                "tier": plan_step.tier,
-                "error": str(unavailable)[:2000],
-                "calls": [vars(attempt) for attempt in unavailable.attempts],
-            },
-        )
-        if last:
+        failed = {
+            "attempt": claim.attempt,
+            "index": index,
+            "tier": plan_step.tier,
+            "error": str(unavailable)[:2000],
+            "calls": [vars(attempt) for attempt in unavailable.attempts],
+        }
+        ledger.append("model.failed", actor=claim.actor, subject=_subject(job), body=failed)
+        if action == "hold" or wait is not None:
+            record_tier_wait(claim, job, plan_step.tier, document, wait, _subject(job))
+        elif fails:
             job_settled_on_commit(job, "job.failed")
+            tier_down = {"tier_down": {"tier": plan_step.tier, "action": document.tier_down.action}} if down else {}
             ledger.append(
                 "job.failed",
                 actor=claim.actor,
                 subject=_subject(job),
                 body={"attempt": claim.attempt, "reason": str(unavailable)[:2000]}
-                | ({"upstream_status": refused.status} if refused else {}),
+                | ({"upstream_status": refused.status} if refused else {})
+                | tier_down,
             )
-    if last:
+    if fails:
         metrics.JOBS_FINISHED.labels(JobStatus.FAILED, job.task_type).inc()
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from routing.decide.policy.errors import InvalidPolicy, Path, PolicyError, format_path, line_at, policy_errors
 from routing.decide.policy.matcher import RuleMatcher
-from routing.decide.policy.rules import APPROVAL_GROUPS, ApprovalRule, BudgetPolicy, RouteRule
+from routing.decide.policy.rules import APPROVAL_GROUPS, ApprovalRule, BudgetPolicy, RouteRule, TierDownPolicy
 from routing.decide.policy.schema import schema_problems
 from routing.decide.policy.semantics import check_rules
 from routing.decide.policy.source import canonical_json, json_problems, parse_source
@@ -48,6 +48,7 @@ class PolicyDocument:
     source_lines: Mapping[Path, int] = field(default_factory=dict, repr=False)
     # Whether any rule reads `detected`: only then do the personal-data detectors run on a job's prompt.
     detects_personal_data: bool = False
+    tier_down: TierDownPolicy = field(default_factory=TierDownPolicy)
 
     def line_of(self, path: Path) -> int | None:
         """The source line of a JSON path, when the document was loaded from text."""
@@ -144,4 +145,5 @@ def _validated(data: Any, lines: Mapping[Path, int]) -> PolicyDocument:
         matcher=RuleMatcher([rule.condition for rule in rules]),
         source_lines=dict(lines),
         detects_personal_data=any("detected" in condition.fields() for condition in conditions),
+        tier_down=checked.tier_down,
     )

@@ -84,6 +84,19 @@ class ApprovalRule:
     condition: Condition = field(compare=False, repr=False)
 
 
+DEFAULT_TIER_DOWN_WAIT_S = 600
+
+
+@dataclass(frozen=True, slots=True)
+class TierDownPolicy:
+    """When the last tier a job can use is down: `fail` now; `hold` it for a person (approve: try again;
+    reject, or nobody within `wait_up_to_s`: rejected); or `wait` for its breakers' cooldown and try again
+    until `wait_up_to_s` after the job started."""
+
+    action: str = "fail"
+    wait_up_to_s: int = DEFAULT_TIER_DOWN_WAIT_S
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetPolicy:
     on_hard_limit: str = "reject"

@@ -28,6 +28,7 @@ from routing.decide.policy.rules import (
     Limits,
     RouteRule,
     ShadowSpec,
+    TierDownPolicy,
 )
 from routing.decide.policy.source import canonical_json
 from routing.decide.tiers import tier_rank
@@ -199,6 +200,7 @@ class CheckedRules:
     budgets: BudgetPolicy
     verifier_tier: str | None
     default_escalate_below: float
+    tier_down: TierDownPolicy
 
 
 def check_rules(data: Mapping[str, Any]) -> tuple[CheckedRules | None, list[tuple[Path, str]]]:
@@ -212,6 +214,7 @@ def check_rules(data: Mapping[str, Any]) -> tuple[CheckedRules | None, list[tupl
     )
     budgets = data.get("budgets", {})
     downgrade = checker.cascade(budgets.get("downgrade_cascade", ()), ("budgets", "downgrade_cascade"))
+    tier_down = _tier_down(checker, data.get("tier_down", {}))
     if checker.problems:
         return None, checker.problems
     checked = CheckedRules(
@@ -220,5 +223,20 @@ def check_rules(data: Mapping[str, Any]) -> tuple[CheckedRules | None, list[tupl
         budgets=BudgetPolicy(budgets.get("on_hard_limit", "reject"), downgrade),
         verifier_tier=checker.verifier_tier,
         default_escalate_below=checker.default_threshold,
+        tier_down=tier_down,
     )
     return checked, []
+
+
+def _tier_down(checker: _Checker, raw: Mapping[str, Any]) -> TierDownPolicy:
+    action = raw.get("action", "fail")
+    if "wait_up_to" not in raw:
+        return TierDownPolicy(action)
+    if action == "fail":
+        checker.problem(("tier_down", "wait_up_to"), "wait_up_to applies only to action: hold or wait")
+        return TierDownPolicy(action)
+    try:
+        return TierDownPolicy(action, parse_duration(raw["wait_up_to"]))
+    except ValueError as invalid:
+        checker.problem(("tier_down", "wait_up_to"), str(invalid))
+        return TierDownPolicy(action)

@@ -78,7 +78,8 @@ def test_a_hang_times_out_and_falls_back(model_server, fast_retries):
         assert time.monotonic() - started < 5
     finally:
         model_server.set_faults(hanging.model, hang=False)
-    assert [a.outcome for a in result.attempts] == ["timeout", "timeout", "ok"]
+    # One timeout, not a retry of the hanging deployment: its fallback gets the rest of the step's budget.
+    assert [a.outcome for a in result.attempts] == ["timeout", "ok"]
     assert result.deployment == healthy
 
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from controlplane.redis_client import get_redis
+from routing.execute.budgets import month_spend, month_start
 from routing.execute.sweeper import jobs_redispatch_stale
 from routing.models import Job, JobStatus
 from routing.tasks import execute_job
@@ -79,7 +81,7 @@ def test_a_poison_job_ends_failed_after_the_attempt_cap(model_server, workers):
     assert job.steps.count() == 0
 
 
-def test_a_killed_attempts_paid_calls_count_in_the_jobs_totals(model_server, workers, settings):
+def test_a_killed_attempt_is_resumed_from_its_recorded_step_and_every_paid_call_counts(model_server, workers, settings):
     settings.ARBITER_DISPATCH_STALE_S = 0
     setup = governed(model_server.base_url)
     mini_model = setup.deployments["mini"].model
@@ -89,20 +91,50 @@ def test_a_killed_attempts_paid_calls_count_in_the_jobs_totals(model_server, wor
     job = setup.submit("[task:classification] [confidence:nano=0.2,mini=0.95] killed after paying nano")
     wait_for(lambda: Job.objects.get(pk=job.pk).steps.exists(), message="attempt 1's nano step")
     time.sleep(0.5)  # mini's call is in flight
+    nano_calls = model_server.stats()["by_model"][setup.deployments["nano"].model]["200"]
     workers.stop(doomed, sig=signal.SIGKILL)
     model_server.reset_faults(mini_model)
 
     workers.start(ARBITER_LEASE_S="3")
-    time.sleep(3.2)  # the dead worker's lease runs out
-    assert jobs_redispatch_stale() >= 1
+    wait_for(lambda: jobs_redispatch_stale() >= 1, timeout=10, message="the dead worker's lease to run out")
     job = finished(job)
 
     assert job.status == JobStatus.COMPLETED and job.attempt == 2
+    # Attempt 2 took nano's answer from attempt 1's row: no second nano call, step or event.
+    assert model_server.stats()["by_model"][setup.deployments["nano"].model]["200"] == nano_calls
     steps = list(job.steps.order_by("attempt", "index"))
-    assert [(step.attempt, step.index) for step in steps] == [(1, 0), (2, 0), (2, 1)]
+    assert [(step.attempt, step.index, step.tier) for step in steps] == [(1, 0, "nano"), (2, 1, "mini")]
+    called = [(e.body["attempt"], e.body["index"]) for e in events(job) if e.event_type == "model.called"]
+    assert called == [(1, 0), (2, 1)]
+    route = [event.body for event in events(job) if event.event_type == "route.decided"]
+    assert route[1]["recorded_steps"] == [{"attempt": 1, "index": 0}]
     assert all(step.cost_usd > 0 for step in steps)
-    # The job's totals (what budgets, the UI and the webhook read) are every attempt's, not the last one's.
+    # The job's totals (what the UI and the webhook read) and the month's spend (what budgets read) are
+    # every attempt's, not the last one's; the walk counts the resumed escalation.
     assert job.total_cost_usd == sum(step.cost_usd for step in steps)
     assert job.total_tokens == sum(step.prompt_tokens + step.completion_tokens for step in steps)
+    assert job.escalations == 1
+    assert job.result["step_index"] == 1
     completed = next(event.body for event in events(job) if event.event_type == "job.completed")
     assert completed["total_cost_usd"] == str(job.total_cost_usd)
+    get_redis().delete(f"arbiter:spend:{setup.application.pk}:{month_start():%Y%m}")
+    assert month_spend(setup.application) == job.total_cost_usd
+
+
+def test_a_call_longer_than_the_lease_keeps_it_while_its_worker_lives(model_server, workers, settings):
+    settings.ARBITER_DISPATCH_STALE_S = 0
+    setup = governed(model_server.base_url)
+    nano_model = setup.deployments["nano"].model
+    model_server.set_faults(nano_model, slow_ms=7000)  # more than two leases
+    workers.start(ARBITER_LEASE_S="3")
+    job = setup.submit("[task:classification] [confidence:nano=0.95] a long call")
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == JobStatus.RUNNING, message="the claim")
+    swept = 0
+    while Job.objects.get(pk=job.pk).status == JobStatus.RUNNING:
+        swept += jobs_redispatch_stale()  # beat, at ten times its pace: the lease is never found lost
+        time.sleep(0.3)
+    job = finished(job)
+    model_server.reset_faults(nano_model)
+    assert swept == 0
+    assert (job.status, job.attempt) == (JobStatus.COMPLETED, 1)
+    assert event_types(job).count("model.called") == 1
