@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from routing.models import (
     PolicyVersion,
     Step,
 )
-from routing.models.jobs import JobPurpose
+from routing.models.jobs import JobPurpose, StepOutcome
 
 # What a page of the jobs list shows (JobSummaryOutputSerializer), and nothing else.
 JOB_SUMMARY_FIELDS = (
@@ -50,6 +51,29 @@ def _job_detail_queryset() -> QuerySet[Job]:
         Prefetch("steps", queryset=Step.objects.select_related("deployment").order_by("attempt", "index")),
         Prefetch("approval_requests", queryset=ApprovalRequest.objects.prefetch_related("decisions")),
     )
+
+
+def steps_walked(steps: Iterable[Step]) -> list[Step]:
+    """The answered steps of a job's cascade as it was finally walked, in plan order, from its recorded
+    rows (no query). A later attempt (an earlier one's worker died) records only the steps it asked
+    again; at an index it took from an earlier attempt's answered-and-escalated row (routing.execute.run,
+    `cascade.reusable`) it records nothing. So the walk is, up to the last attempt's last step, that
+    attempt's row at each index, else the latest earlier escalated row there."""
+    answered = [step for step in steps if step.outcome != StepOutcome.FAILED]
+    if not answered:
+        return []
+    attempt = max(step.attempt for step in answered)
+    current = {step.index: step for step in answered if step.attempt == attempt}
+    earlier: dict[int, Step] = {}
+    for step in sorted(answered, key=lambda step: -step.attempt):
+        if step.attempt < attempt and step.outcome == StepOutcome.ESCALATED:
+            earlier.setdefault(step.index, step)
+    walked = []
+    for index in range(max(current) + 1):
+        step = current.get(index) or earlier.get(index)
+        if step is not None:
+            walked.append(step)
+    return walked
 
 
 def job_get_for_application(*, application: Application, job_id: uuid.UUID) -> Job | None:

@@ -36,6 +36,7 @@ from routing.decide.tiers import tier_rank
 from routing.execute.facts import cost_cap
 from routing.models import ApprovalDecision, Job, Step, StepOutcome
 from routing.models.approvals import ApprovalStatus, DecisionKind
+from routing.selectors import steps_walked
 
 REVIEW, SHADOW = "review", "shadow"
 UNLABELLED = {
@@ -185,7 +186,8 @@ class WalkStep:
 @dataclass(frozen=True)
 class LabelledJob:
     """A labelled past job as the curve walks it, by the walk a worker uses (routing.decide.cascade,
-    the job's cost cap included), over what the job recorded in its last attempt:
+    the job's cost cap included), over the steps its cascade walked (routing.selectors.steps_walked: a
+    later attempt resumes from an earlier one's recorded steps):
 
     - a tier with a recorded answer answers with its recorded confidence and cost;
     - a tier that failed in the job is unavailable: the walk moves on, as the worker's did;
@@ -203,7 +205,7 @@ class LabelledJob:
     last step's answer always is. (`plan_tiers` stays the whole plan: it says which tiers escalate.)"""
 
     plan_tiers: tuple[str, ...]
-    steps: tuple[WalkStep, ...]  # the last attempt's answered steps, in plan order
+    steps: tuple[WalkStep, ...]  # the walked steps, in plan order
     original_cost: float
     shadow: WalkStep | None = None
     failed_tiers: frozenset[str] = frozenset()  # tiers that failed in the last attempt
@@ -258,14 +260,10 @@ def labelled_jobs(jobs: Sequence[Job], labels: LabelSet) -> list[LabelledJob]:
     walked = []
     for job in jobs:
         recorded = list(job.steps.all())
-        steps = sorted(
-            (step for step in recorded if step.outcome != StepOutcome.FAILED),
-            key=lambda step: (step.attempt, step.index),
-        )
-        if not steps or not any(step.pk in by_step for step in steps):
+        last = steps_walked(recorded)
+        if not last or not any(step.pk in by_step for step in last):
             continue
-        attempt = steps[-1].attempt
-        last = [step for step in steps if step.attempt == attempt]
+        attempt = last[-1].attempt
         plan = tuple(entry["tier"] for entry in ((job.route or {}).get("plan") or {}).get("steps", []))
         if not plan:
             continue

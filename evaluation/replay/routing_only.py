@@ -27,6 +27,7 @@ from routing.decide.router import DeploymentInfo, PlanStep, route
 from routing.execute.facts import cost_cap, deployment_info, job_facts
 from routing.execute.governance import govern
 from routing.models import Job, ModelDeployment, Policy, PolicyVersion, Step, StepOutcome
+from routing.selectors import steps_walked
 
 DETAIL_LIMIT = 50
 
@@ -63,14 +64,6 @@ class JobReplay:
     draft_stop: str | None = None  # why the draft's cascade stopped (routing.decide.cascade.Stop)
 
 
-def _last_attempt(steps: Iterable[Step]) -> list[Step]:
-    answered = [step for step in steps if step.outcome != StepOutcome.FAILED]
-    if not answered:
-        return []
-    attempt = max(step.attempt for step in answered)
-    return sorted((step for step in answered if step.attempt == attempt), key=lambda step: step.index)
-
-
 def _original_methods(job: Job) -> dict[str, str]:
     """tier -> the confidence method the original plan asked for (the step records the one used)."""
     plan = (job.route or {}).get("plan") or {}
@@ -93,8 +86,9 @@ def _signature(output: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, 
 
 
 def original_of(job: Job) -> JobReplay:
-    """The original side of a replay: the last attempt's answered steps, their cost and the first hold."""
-    steps = _last_attempt(job.steps.all())
+    """The original side of a replay: the steps its cascade walked (across attempts, when a later one
+    resumed), their cost and the first hold."""
+    steps = steps_walked(job.steps.all())
     requests = sorted(job.approval_requests.all(), key=lambda request: (request.created_at, request.pk))
     return JobReplay(
         job_id=str(job.pk),
