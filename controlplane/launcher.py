@@ -247,7 +247,11 @@ def run() -> int:
 
     stop_requested = threading.Event()
     # systemd and `docker stop` send SIGTERM: stop as cleanly as for a Ctrl-C.
+    # Python's own handler (KeyboardInterrupt) is set for SIGINT explicitly: a shell that starts
+    # `make run` in the background without job control makes its children ignore SIGINT, and
+    # `kill -INT` must still stop the product.
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     programs = _programs(services, run_modelserver)
     supervisor = Supervisor(programs, data_dir=Path(env["ARBITER_DATA_DIR"]), env=env, cwd=BASE_DIR)
     console = LogFollower(supervisor)
