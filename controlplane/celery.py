@@ -24,9 +24,12 @@ def _health_check_database_connections(**_: object) -> None:
     """Django's CONN_HEALTH_CHECKS for a task, as for a request: a connection that broke since the last
     task (PostgreSQL restarted) is replaced at its first use. Celery's Django fixup, while it reuses
     connections (CELERY_DB_REUSE_MAX), never checks them: after a restart every task of that pool child
-    failed with "the connection is closed" until the reuse count ran out."""
+    failed with "the connection is closed" until the reuse count ran out. A task run in its caller's
+    thread inside a transaction (`apply()`, eager tests) keeps the caller's connection, as Django's tests
+    keep theirs across requests: closing it would end the caller's transaction."""
     for connection in connections.all(initialized_only=True):
-        connection.close_if_unusable_or_obsolete()
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
 
 
 @app.task(name="controlplane.ping")

@@ -16,7 +16,13 @@ from routing.execute.fencing import lease_remaining_s
 from routing.execute.run import job_run
 from routing.execute.shadow import shadow_compare
 from routing.execute.sweeper import jobs_redispatch_stale
-from routing.execute.webhooks import retry_countdown, webhook_deliver
+from routing.execute.webhooks import (
+    retry_countdown,
+    webhook_deliver,
+    webhook_outbox_done,
+    webhook_outbox_next_attempt,
+    webhooks_redispatch_overdue,
+)
 
 WORKER_NAME = socket.gethostname()
 
@@ -78,13 +84,16 @@ def deliver_webhook(self, job_id: str, event: str) -> bool:
     """One delivery attempt through routing.execute.webhooks, retried with backoff."""
     outcome = webhook_deliver(job_id=job_id, event=event)
     if outcome.retry and outcome.attempt < settings.ARBITER_WEBHOOK_MAX_ATTEMPTS:
-        raise self.retry(countdown=retry_countdown(outcome.attempt))
+        countdown = retry_countdown(outcome.attempt)
+        webhook_outbox_next_attempt(job_id=job_id, event=event, countdown_s=countdown)
+        raise self.retry(countdown=countdown)
+    webhook_outbox_done(job_id=job_id, event=event)
     return outcome.delivered
 
 
 @shared_task(name="routing.sweep_stale_jobs")
 def sweep_stale_jobs() -> int:
-    return jobs_redispatch_stale()
+    return jobs_redispatch_stale() + webhooks_redispatch_overdue()
 
 
 @shared_task(name="routing.demo_trickle")

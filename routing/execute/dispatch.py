@@ -37,5 +37,5 @@ def send_on_commit(task: str, *args: object) -> None:
     The commit is what counts: when the broker cannot take the message the failure is logged and the
     caller goes on as if it had been sent, since what was committed must not be answered as an error.
     A job left undispatched is sent again by the sweeper (`routing.execute.sweeper`: its dispatch goes
-    stale); a webhook is lost (there is no outbox yet)."""
+    stale), and so is a webhook (its outbox row in `routing.execute.webhooks` goes overdue)."""
     transaction.on_commit(lambda: send(task, *args), robust=True)

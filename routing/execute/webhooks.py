@@ -22,15 +22,18 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 
 from routing.execute import dispatch
 from routing.execute.addresses import Target as CallbackTarget
 from routing.execute.addresses import UnsafeAddress as UnsafeCallbackUrl
 from routing.execute.addresses import url_target
-from routing.models import Job, WebhookDelivery
+from routing.models import Job, WebhookDelivery, WebhookOutbox
 from routing.release import is_application_job, released_output, released_status_reason, result_withheld
 
 EVENTS = (
@@ -102,10 +105,38 @@ def webhook_payload(job: Job, event: str) -> dict[str, Any]:
 
 def webhook_enqueue_on_commit(job: Job, event: str) -> None:
     """The hook point for the pipeline and review services: call it inside the transaction that moves
-    the job to `event`; the delivery is queued only if that transaction commits."""
+    the job to `event`. Its outbox row commits with that transaction, and the delivery is queued once it
+    has; if the broker cannot take it then, the sweeper sends it (webhooks_redispatch_overdue)."""
     if not job.callback_url or not is_application_job(job):
         return  # a replay is an evaluation: the application is never told about it
+    WebhookOutbox.objects.bulk_create(
+        [WebhookOutbox(job=job, event=event, due_at=timezone.now())], ignore_conflicts=True
+    )
     dispatch.send_on_commit(dispatch.DELIVER_WEBHOOK, str(job.pk), event)
+
+
+def webhook_outbox_next_attempt(*, job_id: str, event: str, countdown_s: float) -> None:
+    """A retry is scheduled `countdown_s` from now: the sweeper leaves the event alone until then."""
+    due = timezone.now() + timedelta(seconds=countdown_s)
+    WebhookOutbox.objects.filter(job_id=job_id, event=event, done_at=None).update(due_at=due)
+
+
+def webhook_outbox_done(*, job_id: str, event: str) -> None:
+    """The event's delivery has ended (delivered, refused, out of attempts, or nothing to send)."""
+    WebhookOutbox.objects.filter(job_id=job_id, event=event, done_at=None).update(done_at=timezone.now())
+
+
+def webhooks_redispatch_overdue(*, limit: int = 500) -> int:
+    """Send again every event whose delivery should have started more than ARBITER_DISPATCH_STALE_S
+    ago and has not ended: its publish failed (the broker was down at commit), or the worker holding it
+    died. Marked before sending, so overlapping sweeps send it once."""
+    now = timezone.now()
+    overdue = Q(done_at=None, due_at__lt=now - timedelta(seconds=settings.ARBITER_DISPATCH_STALE_S))
+    found = list(WebhookOutbox.objects.filter(overdue).values_list("pk", "job_id", "event")[:limit])
+    for pk, job_id, event in found:
+        if WebhookOutbox.objects.filter(overdue, pk=pk).update(due_at=now):
+            dispatch.send(dispatch.DELIVER_WEBHOOK, str(job_id), event)
+    return len(found)
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

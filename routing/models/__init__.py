@@ -11,7 +11,7 @@ from routing.models.evaluations import (
 from routing.models.jobs import Job, JobPurpose, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
 from routing.models.responses import StoredResponse
-from routing.models.webhooks import WebhookDelivery
+from routing.models.webhooks import WebhookDelivery, WebhookOutbox
 
 __all__ = [
     "ApiKey",
@@ -34,4 +34,5 @@ __all__ = [
     "StepOutcome",
     "StoredResponse",
     "WebhookDelivery",
+    "WebhookOutbox",
 ]

@@ -21,7 +21,7 @@ from pathlib import Path
 import kombu.pools
 import pytest
 import redis
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from controlplane.celery import app as celery_app
@@ -210,3 +210,38 @@ def test_redis_down_keeps_an_accepted_job_and_the_sweeper_sends_it_once_redis_is
     broker = redis.Redis.from_url(own_redis.url)
     queued = [json.loads(raw) for raw in broker.lrange(celery_app.conf.task_default_queue, 0, -1)]
     assert any(str(job.pk) in json.dumps(message) for message in queued), "the sweeper did not send the job"
+
+
+def test_a_webhook_whose_publish_failed_is_sent_by_the_sweeper_once_redis_is_back(tenant, own_redis, settings):
+    from routing.execute.webhooks import webhook_enqueue_on_commit, webhooks_redispatch_overdue
+    from routing.models import WebhookDelivery, WebhookOutbox
+    from routing.tasks import deliver_webhook
+    from tests.support.webhooks import Receiver
+
+    settings.ARBITER_WEBHOOK_SECRET = "outage-webhook-secret"
+    setup, client = tenant
+    with Receiver([200]) as receiver:
+        job = Job.objects.get(pk=_submit(client, setup.policy.name).json()["id"])
+        Job.objects.filter(pk=job.pk).update(callback_url=receiver.url)
+        job.refresh_from_db()
+        own_redis.stop()
+        # The job settles while the broker is down: its commit stands, the publish after it fails.
+        with transaction.atomic():
+            Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED, result={"output": {"content": "ok"}})
+            webhook_enqueue_on_commit(job, "job.completed")
+        assert WebhookOutbox.objects.get(job=job).done_at is None
+
+        own_redis.start()
+        assert webhooks_redispatch_overdue() == 0  # not overdue yet: its first attempt may still be coming
+        WebhookOutbox.objects.filter(job=job).update(due_at=timezone.now() - timedelta(hours=1))
+        assert webhooks_redispatch_overdue() == 1
+        assert webhooks_redispatch_overdue() == 0  # marked as sent: a second sweep does not send it again
+        broker = redis.Redis.from_url(own_redis.url)
+        queued = [json.loads(raw) for raw in broker.lrange(celery_app.conf.task_default_queue, 0, -1)]
+        sent = [message for message in queued if message["headers"]["task"] == "routing.deliver_webhook"]
+        assert len(sent) == 1 and str(job.pk) in json.dumps(sent[0])
+        # What a worker does with that message: the receiver is told, and the row is done.
+        deliver_webhook.apply(args=[str(job.pk), "job.completed"])
+        assert len(receiver.requests) == 1 and receiver.requests[0][0]["Arbiter-Event"] == "job.completed"
+    assert WebhookDelivery.objects.get(job=job).delivered
+    assert WebhookOutbox.objects.get(job=job).done_at is not None

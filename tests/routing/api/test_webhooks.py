@@ -165,3 +165,24 @@ def test_enqueue_waits_for_commit_and_skips_jobs_without_a_callback(owner, djang
         webhook_enqueue_on_commit(with_callback, "job.completed")
         webhook_enqueue_on_commit(without, "job.completed")
     assert len(callbacks) == 1
+
+
+@override_settings(ARBITER_WEBHOOK_SECRET=SECRET, ARBITER_WEBHOOK_MAX_ATTEMPTS=2)
+def test_the_outbox_row_commits_with_the_event_and_ends_with_its_delivery(owner):
+    from routing.models import WebhookOutbox
+
+    with Receiver([500, 500]) as receiver:
+        job = completed_job(owner, receiver.url)
+        webhook_enqueue_on_commit(job, "job.completed")
+        webhook_enqueue_on_commit(job, "job.completed")  # the same event again: still one row
+        pending = WebhookOutbox.objects.get(job=job, event="job.completed")
+        assert pending.done_at is None
+        # First attempt fails: the row waits for the retry (due later), second fails: out of attempts, done.
+        deliver_webhook.apply(args=[str(job.pk), "job.completed"])
+    row = WebhookOutbox.objects.get(pk=pending.pk)
+    assert row.done_at is not None and row.due_at > pending.due_at
+    assert len(receiver.requests) == 2
+    # A job without a callback URL has nothing to tell: no row.
+    without = Job.objects.get(pk=owner.submit().json()["id"])
+    webhook_enqueue_on_commit(without, "job.completed")
+    assert not WebhookOutbox.objects.filter(job=without).exists()
