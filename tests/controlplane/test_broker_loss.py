@@ -77,7 +77,8 @@ class BrokerLoss:
         return self.worker_log.read_text(errors="replace")
 
     def send(self, task: str, *args: object) -> None:
-        with Celery(broker=f"redis+socket://{self.socket}") as client:
+        # Not the current app: dispatch.send uses current_app, and this one is closed on leaving.
+        with Celery(broker=f"redis+socket://{self.socket}", set_as_current=False) as client:
             client.send_task(task, args=list(args), queue=self.queue)
 
     def lose_the_broker_while_a_task_runs(self) -> None:
