@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 VOTES = 5
-WRONG_AGREE = 0.6
+WRONG_AGREE = 0.5
 SKILLS = {"sim-nano": 1.5, "sim-mini": 2.5, "sim-flagship": 4.0}
 SLOPE = 8.0
 TOKENS = {"prompt": 60, "completion": 40}
