@@ -47,10 +47,17 @@ def loss_range(target: float) -> tuple[float, float]:
     return -1.0, target
 
 
-def ordered_path(table: OutcomeTable, columns: np.ndarray, target: float) -> list[int]:
-    """From lowest estimated mean loss to highest (costlier first within a tie), each setting cheaper than
-    every one before it."""
+def ordered_path(
+    table: OutcomeTable, columns: np.ndarray, target: float, *, testing_items: int = 0, delta: float = 0.05
+) -> list[int]:
+    """From lowest predicted bound to highest (costlier first within a tie), each setting cheaper than every
+    one before it. The predicted bound is the estimated mean loss plus the margin a betting test on
+    `testing_items` items needs at that estimated variance, sqrt(2 var log(1/delta) / n): a setting with a
+    slightly lower mean but a far larger variance would fail first and end the sequence."""
     loss = table.mean_losses(target, columns)
+    if testing_items:
+        losses = table.losses(target, columns)
+        loss = loss + np.sqrt(2 * losses.var(axis=1) * math.log(1 / delta) / testing_items)
     cost = table.costs(columns)
     order = np.lexsort((-cost, loss))
     costs = cost[order]
@@ -75,7 +82,8 @@ def learn_then_test(
         path, testing, ordering = list(range(len(table.settings))), columns, 0
     else:
         ordering = round(len(columns) * ordering_share)
-        path, testing = ordered_path(table, columns[:ordering], target), columns[ordering:]
+        testing = columns[ordering:]
+        path = ordered_path(table, columns[:ordering], target, testing_items=len(testing), delta=delta)
     lower, upper = loss_range(target)
     bet_order = np.random.default_rng(seed).permutation(testing)
     rows = np.asarray(path, dtype=np.int64)
