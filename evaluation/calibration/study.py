@@ -18,6 +18,9 @@ The item sets (`POPULATIONS`):
   confidence is centred high for right answers and low for wrong ones;
 - synthetic-miscalibrated: the same items with cheap-tier confidences made overconfident (squashed
   towards 1) and, for half the wrong answers, as high as a right answer's: confidently wrong;
+- vote-share-369: a stand-in for issue 17's real three-tier set (evaluation.recorded.vote_share): the
+  cheap tiers' confidence is a 5-sample vote share (0.2, 0.4, ..., 1.0), 369 items calibrate, the other
+  3631 of the 4000 drawn are fresh;
 - gsm8k: the real GSM8K outcomes (Mixtral as mini, GPT-4 as flagship) as recorded: no confidence, so a
   threshold can only accept every mini answer or escalate every one;
 - gsm8k-scored: the same real verdicts with a confidence drawn for Mixtral's answers from the synthetic
