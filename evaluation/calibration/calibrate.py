@@ -24,8 +24,10 @@ How (evaluation.calibration.certify and .betting hold the pieces):
   one-parameter family once two tiers escalate.
 - The family-wise error. Fixed-sequence testing (Angelopoulos, Bates, Candès, Jordan, Lei 2021, "Learn
   then Test", arXiv:2110.01052) along a path ordered before testing: for one escalating tier the grid
-  1.00, 0.99, ..., 0.00 (no data spent on it); for several, Pareto Testing (Laufer-Goldshtein et al.
-  2023): `ordering_share` of the calibration items order the loss/cost front. Every rejected setting meets
+  1.00, 0.99, ..., 0.00 (no data spent on it); for several, two sequences at delta / 2 each: Pareto
+  Testing (Laufer-Goldshtein et al. 2023; `ordering_share` of the calibration items order the front, the
+  rest test) and a staircase fixed without data (earlier tiers at 1.00, the last one lowered) tested on
+  every item (evaluation.calibration.certify says why). Every rejected setting meets
   the target simultaneously (FWER <= delta), so the cheapest of them is chosen after looking at costs.
 - No item wasted: `holdout` defaults to 0. A held-out split only reports, never certifies; the validity
   of the procedure is shown instead by evaluation.calibration.study over hundreds of splits where the
@@ -259,7 +261,7 @@ def calibrate(
         "seed": seed,
         "reference_tier": reference_tier,
         "tiers": tiers,
-        "procedure": "fixed-sequence" if fixed else "pareto-testing",
+        "procedure": "fixed-sequence" if fixed else "pareto-testing + staircase, delta / 2 each",
         "ordering_share": None if fixed else ordering_share,
         "p_value": "betting (Waudby-Smith & Ramdas)",
     }

@@ -18,6 +18,9 @@ The item sets (`POPULATIONS`):
   confidence is centred high for right answers and low for wrong ones;
 - synthetic-miscalibrated: the same items with cheap-tier confidences made overconfident (squashed
   towards 1) and, for half the wrong answers, as high as a right answer's: confidently wrong;
+- vote-share-369: a stand-in for issue 17's real three-tier set (evaluation.recorded.vote_share): the
+  cheap tiers' confidence is a 5-sample vote share (0.2, 0.4, ..., 1.0), 369 items calibrate, the other
+  3631 of the 4000 drawn are fresh;
 - gsm8k: the real GSM8K outcomes (Mixtral as mini, GPT-4 as flagship) as recorded: no confidence, so a
   threshold can only accept every mini answer or escalate every one;
 - gsm8k-scored: the same real verdicts with a confidence drawn for Mixtral's answers from the synthetic
@@ -94,6 +97,12 @@ def scored(items: Iterable[dict[str, Any]], *, model: str, seed: int) -> list[di
     return out
 
 
+def _vote_share(items: int, seed: int) -> list[dict[str, Any]]:
+    from evaluation.recorded.vote_share import vote_share_items
+
+    return list(vote_share_items(items=items, seed=seed))
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     import json
 
@@ -125,6 +134,11 @@ POPULATIONS: dict[str, Population] = {
         lambda size, seed: miscalibrated(_synthetic(size, seed), cheap=("sim-nano", "sim-mini"), seed=seed),
         SIM_TIERS, "three-tier", 6000, 2000,
         "synthetic model, three tiers, cheap tiers overconfident and half their wrong answers confident",
+    ),
+    "vote-share-369": Population(
+        "vote-share-369", _vote_share, SIM_TIERS, "three-tier", 4000, 369,
+        "stand-in for issue 17's real set: three tiers, cheap tiers' confidence a 5-sample vote share, "
+        "369 items calibrate",
     ),
     "gsm8k": Population(
         "gsm8k", lambda size, seed: _read_jsonl(GSM8K)[:size], GSM8K_TIERS, "two-tier", 1319, 528,
@@ -177,6 +191,9 @@ def split_study(
     against_truth: list[float] = []
     tightness: list[float] = []
     certified_costs: list[float] = []
+    accuracy_ratios: list[float] = []
+    reference_accuracy = float(table.reference_right.mean())
+    accuracy_everything = table.accuracy(np.arange(table.items))
     for split in range(splits):
         order = draws.permutation(table.items)
         calibration, fresh = order[:calibration_items], order[calibration_items:]
@@ -200,6 +217,8 @@ def split_study(
         if truth_best:
             against_truth.append(float(everything[certificate.chosen]) / truth_best)
         certified_costs.append(float(relative[certificate.chosen]))
+        if reference_accuracy:
+            accuracy_ratios.append(float(accuracy_everything[certificate.chosen]) / reference_accuracy)
         if hindsight:
             tightness.append(float(relative[certificate.chosen]) / hindsight)
     certified = splits - uncertified
@@ -218,6 +237,9 @@ def split_study(
         "tightness_median": _quantile(tightness, 0.5),
         "tightness_p90": _quantile(tightness, 0.9),
         "relative_cost_median": _quantile(certified_costs, 0.5),
+        # The certified setting's accuracy over the reference's on the whole set, and the hindsight best's.
+        "accuracy_ratio_median": _quantile(accuracy_ratios, 0.5),
+        "hindsight_relative_cost": None if truth_best is None else round(truth_best, 4),
         # The same ratio on the whole set, against the cheapest setting that truly meets the target there
         # (no luck of a fresh sample in the denominator).
         "tightness_whole_set_median": _quantile(against_truth, 0.5),
