@@ -62,7 +62,9 @@ def report(results: list[Result], *, started: datetime, seconds: float) -> str:
     lines += ["", "## Notes", ""]
     for result in results:
         notes = "; ".join(result.notes)
-        lines.append(f"- {result.broker} / {result.scenario} ({result.seconds:.0f} s): jobs {result.job_statuses}; {notes}")
+        lines.append(
+            f"- {result.broker} / {result.scenario} ({result.seconds:.0f} s): jobs {result.job_statuses}; {notes}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -102,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="only the scenarios `make test` runs")
     parser.add_argument("--output", default=str(RESULTS / "latest"), help="path without extension (.md, .json)")
     args = parser.parse_args(argv)
-    names = [s.name for s in SCENARIOS if (not args.only or s.name in args.only.split(",")) and (s.quick or not args.quick)]
-    unknown = set(filter(None, args.only.split(","))) - set(BY_NAME)
+    only = set(filter(None, args.only.split(",")))
+    names = [s.name for s in SCENARIOS if (not only or s.name in only) and (s.quick or not args.quick)]
+    unknown = only - set(BY_NAME)
     brokers = [b for b in args.broker.split(",") if b]
     if unknown or not names or set(brokers) - set(BROKERS):
         parser.error(f"unknown scenario or broker: {sorted(unknown) or brokers}")

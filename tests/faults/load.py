@@ -62,6 +62,7 @@ class Load:
     job_task_type: str = "classification"
     chat_clients: int = 1
     chat_prompt: str = CONFIDENT
+    policy: str | None = None  # None: the application's default policy
     answers: list[Answer] = field(default_factory=list)
     accepted: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> job id
     unresolved: set[str] = field(default_factory=set)  # keys never answered 2xx before the clients gave up
@@ -134,6 +135,7 @@ class Load:
         body = {
             "task_type": self.job_task_type,
             "messages": [{"role": "user", "content": self.job_prompt.format(n=n)}],
+            **({"policy": self.policy} if self.policy else {}),
         }
         while time.monotonic() < self._give_up_at:
             try:
@@ -172,9 +174,9 @@ class Load:
         while time.monotonic() < self._give_up_at:
             try:
                 raw = client.chat.completions.with_raw_response.create(
-                    model="auto",
+                    model=f"arbiter/{self.policy}" if self.policy else "auto",
                     messages=messages,  # type: ignore[arg-type]
-                    metadata={"task_type": "classification"},
+                    metadata={"task_type": self.job_task_type},
                     extra_headers={"Idempotency-Key": key},
                 )
             except openai.APIStatusError as error:

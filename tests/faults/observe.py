@@ -187,7 +187,9 @@ def account(database_url: str, *, since: datetime, accepted: set[str], unsettled
         if event_type == "model.called"
         for body in [json.loads(canonical)["body"]]
     )
-    duplicates += [f"job {job}: model.called twice for attempt {a} step {i}" for (job, a, i), n in called.items() if n > 1]
+    duplicates += [
+        f"job {job}: model.called {n} times for attempt {a} step {i}" for (job, a, i), n in called.items() if n > 1
+    ]
 
     by_job: dict[str, list[tuple[int, int, Decimal, int]]] = defaultdict(list)
     for job, attempt, index, cost, tokens in steps:

@@ -178,6 +178,7 @@ class Stack:
             ARBITER_DEMO_TRICKLE_S="0",
             ARBITER_PROVIDER_TIMEOUT_S=f"{self.config.provider_timeout_s:g}",
             ARBITER_CHECKPOINT_EVERY_S="5",
+            ARBITER_BREAKER_COOLDOWN_S="10",
             DJANGO_SETTINGS_MODULE="controlplane.settings",
         )
         if self.config.broker == "rabbitmq":
@@ -186,9 +187,8 @@ class Stack:
 
     def _settings(self, *names: str) -> dict[str, Any]:
         names = names or ("ARBITER_LEASE_S",)
-        code = "import json, django; django.setup(); from django.conf import settings; print(json.dumps({%s}))" % (
-            ", ".join(f"{name!r}: str(settings.{name})" for name in names)
-        )
+        fields = ", ".join(f"{name!r}: str(settings.{name})" for name in names)
+        code = f"import json, django; django.setup(); from django.conf import settings; print(json.dumps({{{fields}}}))"
         output = self.python("-c", code).stdout.strip().splitlines()[-1]
         return json.loads(output)
 
@@ -236,11 +236,22 @@ class Stack:
                     os.killpg(self.launcher.pid, signal.SIGKILL)
                 self.launcher.wait(timeout=30)
         # Whatever the launcher left (it stops the embedded services only if it started them, and a killed
-        # launcher stops nothing): this directory's services, by their own pid files, never by name.
-        for proc in process_tree(self.launcher.pid) if self.launcher else []:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
+        # launcher stops nothing): this directory's services by their own pid files, then any process left
+        # whose environment names this data directory (an orphan of a dead launcher) — never by name.
         self.python("-m", "controlplane.embedded", "stop", check=False, timeout=120)
+        for pid in self._strays():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _strays(self) -> list[int]:
+        marker = f"ARBITER_DATA_DIR={self.data_dir}\0".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                with contextlib.suppress(OSError):
+                    if marker in Path(f"/proc/{entry}/environ").read_bytes():
+                        found.append(int(entry))
+        return found
 
     def remove(self) -> None:
         """The temporary directory, once stopped (its launcher.log goes with it: copy it first to keep it)."""
@@ -255,7 +266,7 @@ class Stack:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=5) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=5) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -289,6 +300,11 @@ class Stack:
         """The embedded services back (what a supervisor or an operator does), each only if it is down."""
         self.python("-m", "controlplane.embedded", "start", timeout=180)
 
+    def add_policy(self, name: str, extra_yaml: str = "") -> subprocess.CompletedProcess:
+        """A policy of the suite's own: the demo's rules and `extra_yaml`, active at once (the seed's bootstrap:
+        a policy never active before needs no second admin). Kept if it exists; non-zero exit if refused."""
+        return self.python("-c", _ADD_POLICY, name, extra_yaml, check=False)
+
     # The model server's fault knobs --------------------------------------------------------------
 
     def faults(self, model: str, **knobs: Any) -> None:
@@ -296,15 +312,30 @@ class Stack:
         request = urllib.request.Request(
             f"{self.modelserver_url}/_admin/faults", data=body, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (our own loopback URL)
+        with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
 
     def clear_faults(self) -> None:
         self.faults("*")
 
     def modelserver_stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.modelserver_url}/_admin/stats", timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{self.modelserver_url}/_admin/stats", timeout=10) as response:
             return json.loads(response.read())
+
+
+_ADD_POLICY = """
+import sys, django
+django.setup()
+from routing.demo.seed import DEFAULT_POLICY_FILE, SEED_ACTOR
+from routing.models import Policy
+from routing.services.policies import policy_create, policy_version_bootstrap, policy_version_create
+name, extra = sys.argv[1], sys.argv[2]
+if not Policy.objects.filter(name=name).exists():
+    source = DEFAULT_POLICY_FILE.read_text() + extra
+    policy = policy_create(name=name, actor=SEED_ACTOR, description="the fault suite's")
+    version = policy_version_create(policy=policy, source=source, author=None, comment="fault suite", actor=SEED_ACTOR)
+    policy_version_bootstrap(version=version, actor=SEED_ACTOR)
+"""
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:
