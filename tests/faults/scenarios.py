@@ -154,9 +154,12 @@ def _tier_down_policy(stack: Stack) -> tuple[str | None, list[str]]:
 
 SCENARIOS = [
     Scenario("worker-children", "SIGKILL of the worker's pool children (3 times)", _worker_children),
-    Scenario("provider-hang", "a provider that hangs (sim-nano)", _provider(hang=True), quick=True),
+    Scenario("provider-hang", "a provider that hangs (sim-nano)", _provider(hang=True)),
     Scenario(
-        "provider-429", "429s with Retry-After 3600 s (sim-nano)", _provider(rate_limit_rate=1.0, retry_after=3600)
+        "provider-429",
+        "429s with Retry-After 3600 s (sim-nano)",
+        _provider(rate_limit_rate=1.0, retry_after=3600),
+        quick=True,
     ),
     Scenario(
         "tier-down",
@@ -168,7 +171,7 @@ SCENARIOS = [
         prepare=_tier_down_policy,
     ),
     Scenario("redis-restart", "Redis killed (SIGKILL) and restarted", _redis),
-    Scenario("postgres-restart", "PostgreSQL stopped (immediate) and restarted", _postgres, quick=True),
+    Scenario("postgres-restart", "PostgreSQL stopped (immediate) and restarted", _postgres),
     # Last: before supervision, it takes the whole stack down (the runner starts it again for the next broker).
     Scenario("worker-main", "SIGKILL of the worker's main process", _worker_main),
 ]

@@ -1,4 +1,4 @@
-"""The fault suite's short run, part of `make test`: a provider that hangs and a PostgreSQL restart, each under
+"""The fault suite's short run, part of `make test`: a provider answering 429 with a one-hour Retry-After, under
 client load on a whole `make run` stack (embedded services, Redis as the broker). The rest: `make chaos`."""
 
 from __future__ import annotations
