@@ -84,6 +84,19 @@ class Sampler:
         if connection is not None:
             connection.close()
 
+    def paid_and_running(self, connection: psycopg.Connection) -> list[str]:
+        """Jobs running an attempt that has already paid for a step: killed now, a later attempt should resume
+        after that step rather than pay for it again."""
+        with contextlib.suppress(psycopg.Error):
+            rows = connection.execute(
+                """SELECT DISTINCT j.id::text FROM routing_job j
+                     JOIN routing_step s ON s.job_id = j.id AND s.attempt = j.attempt AND s.cost_usd > 0
+                    WHERE j.status = 'running' AND j.created_at >= %s""",
+                (self.since,),
+            ).fetchall()
+            return [row[0] for row in rows]
+        return []
+
     def running_at(self, moment: float) -> dict[str, int]:
         """Jobs seen running at `moment` (their last sample before it), with the attempt they were on."""
         found = {}

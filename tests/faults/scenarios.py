@@ -87,10 +87,17 @@ def _worker_children(stack: Stack, sampler: Sampler) -> Fault:
     for _ in range(3):
         # Wait for the worker to be busy and its pool complete again (prefork replaces a killed child).
         _wait(lambda: len(stack.pids("worker-child")) >= stack.config.worker_concurrency, 60, "a full worker pool")
-        _wait(lambda: sampler.running_at(time.time()), 60, "a job in flight")
+        # Killed between two paid steps of a job's cascade, so that resuming (not paying again) is tried.
+        with connect(sampler.database_url) as connection:
+            paid = _wait(
+                lambda: sampler.paid_and_running(connection),
+                60,
+                "a job in flight with a paid step behind it",
+                interval=0.02,
+            )
         pids = _kill(stack, "worker-child")
         kills.append(time.time())
-        notes.append(f"SIGKILL worker children {pids}")
+        notes.append(f"SIGKILL worker children {pids} (job {paid[0][:8]} had paid for a step)")
         time.sleep(8)
     return Fault(started=kills[0], ended=kills[-1], kills=kills, notes=notes)
 
@@ -181,13 +188,13 @@ BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 # Running one -------------------------------------------------------------------------------------
 
 
-def _wait(predicate, timeout: float, what: str):
+def _wait(predicate, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.2)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
