@@ -5,27 +5,12 @@ import sys
 import uuid
 
 from celery import Celery
-from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
 app = Celery("arbiter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-@task_prerun.connect
-def drop_broken_database_connections(**_: object) -> None:
-    """A connection that failed (the database restarted) is closed before the next task, which opens a new one.
-
-    With CELERY_DB_REUSE_MAX, Celery checks connections only every 2 x that many tasks: a worker process kept
-    a dead connection after a PostgreSQL restart and failed every task (the sealer's too) for half an hour.
-    Only connections that have seen an error are looked at, so a healthy one costs nothing here."""
-    from django.db import connections
-
-    for connection in connections.all(initialized_only=True):
-        if connection.errors_occurred:
-            connection.close_if_unusable_or_obsolete()
 
 
 @app.task(name="controlplane.ping")
