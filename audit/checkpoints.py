@@ -74,10 +74,17 @@ class Checkpoint:
     def as_dict(self) -> dict:
         return {"message": self.message, "signature": self.signature, "public_key": self.public_key}
 
+    def line(self) -> bytes:
+        """The checkpoint as the file and the witness keep it: one JSON line."""
+        return (json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
 
-def checkpoint_write(*, force: bool = False) -> Checkpoint | None:
-    """Seal what is pending, then sign the chain head; None when there is nothing new to sign."""
-    sealer.seal_pending(wait=True)
+
+def checkpoint_write(*, force: bool = False, wait: bool = True) -> Checkpoint | None:
+    """Seal what is pending, then sign the chain head; None when there is nothing new to sign.
+
+    With `wait=False` (the every-few-seconds checkpointer) the seal is skipped when another sealer is
+    at work, and what is sealed is signed."""
+    sealer.seal_pending(wait=wait)
     head = sealer.chain_head()
     if head is None:
         return None
@@ -115,9 +122,10 @@ def database_checkpoints() -> list[Checkpoint]:
     ]
 
 
-def file_checkpoints() -> tuple[list[Checkpoint], list[str]]:
-    """This ledger's checkpoints from the file, and the problems met reading it."""
-    path = Path(settings.ARBITER_CHECKPOINT_FILE)
+def file_checkpoints(path: Path | None = None) -> tuple[list[Checkpoint], list[str]]:
+    """This ledger's checkpoints from the file (or from `path`: a witness's copy), and the problems met
+    reading it."""
+    path = Path(path or settings.ARBITER_CHECKPOINT_FILE)
     if not path.exists():
         return [], []
     checkpoints, problems = [], []
@@ -206,7 +214,7 @@ def _key_from_b64(text: str, origin: str) -> Ed25519PrivateKey:
 def _append_to_file(checkpoint: Checkpoint) -> None:
     path = Path(settings.ARBITER_CHECKPOINT_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(checkpoint.as_dict(), sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+    line = checkpoint.line()
     # One write() with O_APPEND: concurrent writers never interleave within a line.
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

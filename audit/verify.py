@@ -22,10 +22,12 @@ import hashlib
 import multiprocessing
 import queue
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
+from django.conf import settings
 from django.db import connection, transaction
 from tqdm import tqdm
 
@@ -84,16 +86,23 @@ def verify_chain(
     until: datetime | int | None = None,
     progress: bool = False,
     workers: int = 1,
+    witness_files: Sequence[Path] = (),
 ) -> VerifyReport:
     """Verify the sealed chain, or the window [since, until] (a time or a seq) from its first prev_hash.
 
     With workers > 1 (command-line use: it forks), long chains are split into stretches verified
     in parallel processes on one exported snapshot; each stretch must end on the hash the next one
-    starts from.
+    starts from. `witness_files` are copies of checkpoints a witness kept (JSON Lines, as the file).
     """
     report = VerifyReport()
-    # Read the file before the database snapshot: every line in it was committed before it was written.
+    # Read the files before the database snapshot: every line in them was committed before it was written.
     file_checkpoints, file_problems = checkpoints.file_checkpoints()
+    for path in witness_files:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no checkpoint file {path}")
+        more, problems = checkpoints.file_checkpoints(Path(path))
+        file_checkpoints += more
+        file_problems += problems
     report.notes.extend(file_problems)
     with one_snapshot():
         head = sealer.chain_head()
@@ -123,6 +132,8 @@ def verify_chain(
             last=last,
             open_end=until is None,
         )
+        if until is None:
+            _uncovered_tail(report)
     return report
 
 
@@ -286,37 +297,44 @@ def _check_checkpoints(
     last: int,
     open_end: bool,
 ) -> None:
+    """Every checkpoint must lie within the chain and agree with it at its seq.
+
+    A checkpoint signs the hash of the whole chain up to its seq, so the newest trusted one that agrees
+    vouches for all before it. Signatures (the costly part: checkpoints come every few seconds) are
+    therefore checked where they count: the newest checkpoint of each place, and any that disagrees
+    with the chain or lies beyond its end. One that agrees proves nothing the newest does not."""
     trusted = checkpoints.trusted_public_keys()
     db_messages = {c.message for c in db_checkpoints}
     chain_end = report.head_seq or 0
+    considered = [c for c in (*db_checkpoints, *file_checkpoints) if first <= c.seq and (c.seq <= last or open_end)]
+    newest: dict[str, Checkpoint] = {}
+    for checkpoint in considered:
+        place = _place(checkpoint)
+        if place not in newest or checkpoint.seq >= newest[place].seq:
+            newest[place] = checkpoint
+    newest_ids = {id(c) for c in newest.values()}
+    beyond: dict[str, Checkpoint] = {}
     latest: Checkpoint | None = None
-    for checkpoint in (*db_checkpoints, *file_checkpoints):
-        if checkpoint.seq < first or (checkpoint.seq > last and not open_end):
-            continue
-        problem = checkpoint.signature_problem(trusted)
-        if problem:
-            report.problems.append(Problem(checkpoint.seq, "checkpoint signature invalid", problem))
-            continue
-        if checkpoint.seq > chain_end:
-            report.problems.append(
-                Problem(
-                    chain_end + 1,
-                    "truncated",
-                    f"checkpoint at seq {checkpoint.seq} ({checkpoint.source}) but the chain ends at seq {chain_end}",
-                )
-            )
-            continue
-        if checkpoint.source != "database" and checkpoint.message not in db_messages:
-            report.problems.append(
-                Problem(
-                    checkpoint.seq,
-                    "rewritten",
-                    f"checkpoint {checkpoint.source} is missing from the database",
-                )
-            )
-            continue
+    for checkpoint in considered:
         chain_hash = hashes_at.get(checkpoint.seq)
-        if chain_hash is not None and chain_hash.hex() != checkpoint.hash:
+        agrees = chain_hash is not None and chain_hash.hex() == checkpoint.hash
+        missing = checkpoint.source != "database" and checkpoint.message not in db_messages
+        if id(checkpoint) in newest_ids or not agrees or missing:
+            problem = checkpoint.signature_problem(trusted)
+            if problem:
+                report.problems.append(Problem(checkpoint.seq, "checkpoint signature invalid", problem))
+                continue
+        if checkpoint.seq > chain_end:
+            place = _place(checkpoint)
+            if place not in beyond or checkpoint.seq > beyond[place].seq:
+                beyond[place] = checkpoint
+            continue
+        if missing:
+            report.problems.append(
+                Problem(checkpoint.seq, "rewritten", f"checkpoint {checkpoint.source} is missing from the database")
+            )
+            continue
+        if chain_hash is not None and not agrees:
             report.problems.append(
                 Problem(
                     checkpoint.seq,
@@ -325,10 +343,18 @@ def _check_checkpoints(
                 )
             )
             continue
-        if chain_hash is None:
-            continue  # beyond where the walk stopped
-        if latest is None or checkpoint.seq >= latest.seq:
+        if agrees and id(checkpoint) in newest_ids and (latest is None or checkpoint.seq >= latest.seq):
             latest = checkpoint
+    for checkpoint in beyond.values():
+        gone = checkpoint.seq - chain_end
+        report.problems.append(
+            Problem(
+                chain_end + 1,
+                "truncated",
+                f"checkpoint at seq {checkpoint.seq} ({checkpoint.source}, signed at {checkpoint.time}) but the chain "
+                f"ends at seq {chain_end}: {gone} sealed event{'s' if gone != 1 else ''} deleted",
+            )
+        )
     if latest is not None:
         report.checkpoint = latest
         sources = {
@@ -337,3 +363,23 @@ def _check_checkpoints(
             if c.message == latest.message
         }
         report.checkpoint_sources = "+".join(sorted(sources))
+
+
+def _place(checkpoint: Checkpoint) -> str:
+    """Where a checkpoint was read: the database, or a file (its name, without the line)."""
+    return checkpoint.source.split(" line ", 1)[0]
+
+
+def _uncovered_tail(report: VerifyReport) -> None:
+    """Say how much of the chain no checkpoint covers yet: a truncation there would not show."""
+    head, covered = report.head_seq or 0, report.checkpoint.seq if report.checkpoint else 0
+    if report.problems or head <= covered:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now() - sealed_at FROM audit_ledgerseal WHERE seq = %s", [covered + 1])
+        row = cursor.fetchone()
+    age = f", the oldest sealed {row[0].total_seconds():.0f} s ago" if row else ""
+    report.notes.append(
+        f"{head - covered} event(s) sealed after the newest checkpoint (seq {covered + 1}-{head}{age}) are not yet "
+        f"covered by one; checkpoints are written every {settings.ARBITER_CHECKPOINT_EVERY_S} s by celery beat"
+    )

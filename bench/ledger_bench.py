@@ -1,4 +1,5 @@
-"""Ledger benchmark: appends per second with 1 and 8 writer processes, seal lag, verification speed.
+"""Ledger benchmark: appends per second with 1 and 8 writer processes, seal lag, the truncation window
+(seal to signed checkpoint, with the checkpointer running), verification speed.
 
     python bench/ledger_bench.py [--quick]
 
@@ -131,6 +132,53 @@ def _appends(writers: int, per_writer: int, *, mode: str = "single") -> dict:
     }
 
 
+def _checkpoint_window(writers: int, per_writer: int) -> dict:
+    """8 writers with the checkpointer running (audit.checkpointer, as in celery beat): the appends/s it
+    leaves, and for every event the time from its seal to the first checkpoint that signs it — the
+    window in which a superuser could delete it unnoticed."""
+    from django.conf import settings
+    from django.db import connection
+
+    from audit import sealer
+    from audit.checkpointer import Checkpointer
+
+    start_seq = sealer.chain_head().seq
+    checkpointer = Checkpointer(every=settings.ARBITER_CHECKPOINT_EVERY_S).start()
+    try:
+        appended = _appends(writers, per_writer)
+        head = sealer.chain_head().seq
+        deadline = time.monotonic() + 60
+        while checkpointer.written == 0 or _newest_checkpoint_seq() < head:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the checkpointer did not sign the head within 60 s")
+            time.sleep(0.05)
+    finally:
+        checkpointer.stop()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT extract(epoch FROM (SELECT min(c.created_at) FROM audit_ledgercheckpoint c WHERE c.seq >= s.seq)
+                                      - s.sealed_at)
+              FROM audit_ledgerseal s WHERE s.seq > %s
+            """,
+            [start_seq],
+        )
+        windows = sorted(float(window) for (window,) in cursor.fetchall())
+    return {
+        "per_second": appended["per_second"],
+        "checkpoints": checkpointer.written,
+        "window_p50_s": statistics.median(windows),
+        "window_max_s": windows[-1],
+    }
+
+
+def _newest_checkpoint_seq() -> int:
+    from audit.models import LedgerCheckpoint
+
+    newest = LedgerCheckpoint.objects.order_by("-seq").values_list("seq", flat=True).first()
+    return newest or 0
+
+
 def _generate(count: int) -> float:
     """Write `count` sealed events with COPY, chained here exactly as the sealer chains them."""
     from datetime import timedelta
@@ -194,10 +242,13 @@ def _scratch(action: str) -> None:
 
 
 def _fresh_database() -> None:
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection, connections
 
     connections["default"].close()
+    # The scratch database keeps its name when it is made again: its checkpoints need a file of their own.
+    settings.ARBITER_CHECKPOINT_FILE = Path(tempfile.mkdtemp(prefix="ledger-bench-")) / "checkpoints.jsonl"
     _scratch("create")
     connections["default"].settings_dict["NAME"] = SCRATCH
     call_command("migrate", "audit", verbosity=0, skip_checks=True)
@@ -208,14 +259,12 @@ def _fresh_database() -> None:
 def run(quick: bool = False) -> dict:
     """Flat figures: appends/s with 1 and 8 writers, seal lag, events verified per second."""
     _django()
-    from django.conf import settings
     from django.db import connections
 
     from audit import checkpoints
     from audit.verify import verify_chain
 
     original = connections["default"].settings_dict["NAME"]
-    settings.ARBITER_CHECKPOINT_FILE = Path(tempfile.mkdtemp(prefix="ledger-bench-")) / "checkpoints.jsonl"
     workers = min(4, os.cpu_count() or 1)
     figures: dict = {"quick": quick, "load_average_1m_at_start": os.getloadavg()[0]}
     try:
@@ -224,6 +273,7 @@ def run(quick: bool = False) -> dict:
         one = _appends(1, 500 if quick else 4000)
         eight = _appends(8, 200 if quick else 1500)
         steps = _appends(8, 300 if quick else 3000, mode="step")
+        window = _checkpoint_window(8, 1000 if quick else 1500)
         figures.update(
             {
                 "appends_per_s_1_writer": one["per_second"],
@@ -235,6 +285,10 @@ def run(quick: bool = False) -> dict:
                 "seal_lag_p99_ms_with_8_writers": eight["lag_p99_ms"],
                 "seal_lag_max_ms_with_8_writers": eight["lag_max_ms"],
                 "unsealed_when_8_writers_stopped": eight["unsealed_when_writers_stopped"],
+                "appends_per_s_8_writers_with_checkpointer": window["per_second"],
+                "checkpoints_written_by_checkpointer": window["checkpoints"],
+                "truncation_window_p50_ms": window["window_p50_s"] * 1000,
+                "truncation_window_max_ms": window["window_max_s"] * 1000,
             }
         )
 
@@ -283,6 +337,12 @@ def _table(figures: dict) -> str:
             f"p99 {figures['seal_lag_p99_ms_with_8_writers']:.1f} ms, "
             f"max {figures['seal_lag_max_ms_with_8_writers']:.1f} ms, "
             f"{figures['unsealed_when_8_writers_stopped']} unsealed when the writers stopped",
+        ),
+        (
+            "appends/s, 8 writers, checkpointer on",
+            f"{figures['appends_per_s_8_writers_with_checkpointer']:,.0f}",
+            f"{figures['checkpoints_written_by_checkpointer']} checkpoints; truncation window (seal to signed) "
+            f"p50 {figures['truncation_window_p50_ms']:,.0f} ms, max {figures['truncation_window_max_ms']:,.0f} ms",
         ),
         (
             "events verified/s",

@@ -157,12 +157,10 @@ if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
     CELERY_WORKER_DETECT_QUORUM_QUEUES = True
     CELERY_BROKER_TRANSPORT_OPTIONS["confirm_publish"] = True
-ARBITER_CHECKPOINT_EVERY_S = env_int("ARBITER_CHECKPOINT_EVERY_S", 300, minimum=5)
 ARBITER_DEMO_TRICKLE_S = env_float("ARBITER_DEMO_TRICKLE_S", 0.0, minimum=0)
 # Exactly one beat process runs this schedule (see the README's production notes).
 CELERY_BEAT_SCHEDULE = {
     "seal-ledger": {"task": "audit.seal_ledger", "schedule": 1.0},
-    "write-checkpoint": {"task": "audit.write_checkpoint", "schedule": float(ARBITER_CHECKPOINT_EVERY_S)},
     "expire-payloads": {"task": "audit.expire_payloads", "schedule": 3600.0},
     "sweep-stale-jobs": {"task": "routing.sweep_stale_jobs", "schedule": 10.0},
     "expire-approvals": {"task": "routing.expire_approvals", "schedule": 30.0},
@@ -306,8 +304,43 @@ LOGGING = {
 # Settings of the audit app live in this block.
 # Public keys (base64, raw 32 bytes) of retired signing keys whose checkpoints still count.
 ARBITER_LEDGER_TRUSTED_PUBLIC_KEYS = env_list("ARBITER_LEDGER_TRUSTED_PUBLIC_KEYS", [])
+
+
+def _key_beside_the_data(configured: str, trusted: list[str]) -> Path | None:
+    """The development key file in the data directory, if it holds the signing key or a trusted one:
+    whoever can rewrite the data could then re-sign the rewrite, and verify would call it intact."""
+    path = DATA_DIR / "ledger-signing.key"
+    try:
+        seed = base64.b64decode(path.read_text().strip(), validate=True)
+    except (OSError, ValueError, binascii.Error):
+        return None
+    if seed == base64.b64decode(configured):
+        return path
+    if len(seed) != 32 or not trusted:
+        return None
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    return path if base64.b64encode(public).decode("ascii") in trusted else None
+
+
+if PRODUCTION and (_beside := _key_beside_the_data(ARBITER_LEDGER_SIGNING_KEY, ARBITER_LEDGER_TRUSTED_PUBLIC_KEYS)):
+    raise ConfigError(
+        f"the ledger signing key is readable from the data directory ({_beside}): a rewrite of the data could be "
+        "re-signed with it; keep the key only in ARBITER_LEDGER_SIGNING_KEY (a secret store) and delete that file"
+    )
 # Extra redaction detectors: dotted paths of callables (text) -> iterable of (start, end, label).
 ARBITER_REDACTORS = env_list("ARBITER_REDACTORS", [])
+# Checkpoints of the chain head every this many seconds (from the beat process: audit.checkpointer).
+# Events sealed since the newest checkpoint are the ones a truncation could remove unnoticed.
+ARBITER_CHECKPOINT_EVERY_S = env_int("ARBITER_CHECKPOINT_EVERY_S", 2, minimum=1, maximum=300)
+# A URL (JSON POST) or a command (the JSON line on stdin) that receives each checkpoint: audit.witness.
+ARBITER_CHECKPOINT_WITNESS = env_str("ARBITER_CHECKPOINT_WITNESS", "")
+ARBITER_CHECKPOINT_WITNESS_TIMEOUT_S = env_float("ARBITER_CHECKPOINT_WITNESS_TIMEOUT_S", 10.0, minimum=0.1)
+if "://" in ARBITER_CHECKPOINT_WITNESS.split(" ", 1)[0] and not ARBITER_CHECKPOINT_WITNESS.startswith(
+    ("http://", "https://")
+):
+    raise ConfigError("ARBITER_CHECKPOINT_WITNESS must be an http(s):// URL or a command line")
 
 
 def _payload_retention(name: str) -> dict:

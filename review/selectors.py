@@ -20,6 +20,7 @@ from uuid import UUID
 
 from django.db.models import Prefetch, QuerySet
 
+from audit import payloads
 from audit.models import LedgerEvent
 from audit.selectors import events_for_job, with_actor_names
 from review.services import approval_progress
@@ -117,7 +118,13 @@ def job_erasure(job: Job) -> LedgerEvent | None:
     if job.erased_at is None:
         return None
     erased = events_for_job(job.pk).filter(event_type="job.erased").order_by("-id")[:1]
-    return next(iter(with_actor_names(list(erased))), None)
+    event = next(iter(with_actor_names(list(erased))), None)
+    if event is not None:
+        # The operator's reference lives in the payload store (erasable), named by digest; events written
+        # before issue 16 carry it redacted in the body.
+        digest = event.body.get("reference_sha256")
+        event.reference = (payloads.load(digest) if digest else event.body.get("reference")) or ""  # type: ignore[attr-defined]
+    return event
 
 
 def job_replays(job: Job) -> QuerySet[Job]:

@@ -8,7 +8,8 @@ the job's labels, metadata, callback URL and idempotency key (webhook deliveries
 origin), and redacts the free text beside them (reasons, errors). Digests, tokens,
 tiers, costs and statuses stay: they are the record, not the person.
 
-Each job is erased in its own transaction, with its `job.erased` event (reason, digests; never content),
+Each job is erased in its own transaction, with its `job.erased` event (the reason's code, digests; never
+content or free text: the reference an operator gives is kept, redacted and erasable, in the payload store),
 so a large erasure that stops half-way leaves every erased job consistent and can simply be run again.
 A replay copies its original's request, and a response continued with `previous_response_id` copies
 the conversation it continues: erasing a job erases its replays and continuations too. An unfinished job is
@@ -119,27 +120,33 @@ def erasure_apply(*, selection: ErasureSelection, actor: Actor, reason: str, ref
     if len(reference) > MAX_REFERENCE_LENGTH:
         raise ErasureError(f"the reference is longer than {MAX_REFERENCE_LENGTH} characters")
     reference = _scrub(reference.strip(), selection.identifier)
-    # What the payload store records as the erasure reason: a code and a redacted reference only.
-    recorded = f"{reason}: {reference}" if reference else reason
+    # The ledger is kept for ever and cannot be erased, so it gets the reason's code only. The free-text
+    # reference (a ticket number, or whatever an operator typed) goes to the payload store, redacted, where
+    # a later erasure's search or a retention period (kind "erasure_reference") can reach it; events
+    # name it by digest. It has no subject, so erasing an application's content now does not erase it.
+    note = None
+    if reference:
+        with transaction.atomic():
+            note = payloads.store(reference, kind="erasure_reference")
     now = timezone.now()
     erased_jobs = erased_payloads = 0
     for job_id in selection.job_ids:
-        erased = _job_erase(job_id, selection, actor, reason, reference, recorded, now)
+        erased = _job_erase(job_id, selection, actor, reason, note, now)
         if erased is not None:
             erased_jobs += 1
             erased_payloads += erased
     if selection.payload_digests:
-        erased_payloads += payloads.erase_digests(list(selection.payload_digests), actor=actor, reason=recorded)
+        erased_payloads += payloads.erase_digests(list(selection.payload_digests), actor=actor, reason=reason)
     if selection.application is not None and selection.scope == "application":
         # Content the application stored outside any job (none today; any future kind is covered).
         erased_payloads += payloads.erase(
-            subject={"application": selection.application.pk}, actor=actor, reason=recorded
+            subject={"application": selection.application.pk}, actor=actor, reason=reason
         )
     return ErasureOutcome(jobs=erased_jobs, payloads=erased_payloads, erased_at=now)
 
 
 def _job_erase(
-    job_id: str, selection: ErasureSelection, actor: Actor, reason: str, reference: str, recorded: str, now: datetime
+    job_id: str, selection: ErasureSelection, actor: Actor, reason: str, note: str | None, now: datetime
 ) -> int | None:
     """Erase one job; how many of its payloads were erased, or None when it was gone or already erased
     (by a concurrent erasure since the selection was made)."""
@@ -156,14 +163,14 @@ def _job_erase(
         digests = sorted(
             set(PayloadReference.objects.filter(subject_job=str(job.pk)).values_list("payload_id", flat=True))
         )
-        count = payloads.erase(subject={"job": job.pk}, actor=actor, reason=recorded) if digests else 0
+        count = payloads.erase(subject={"job": job.pk}, actor=actor, reason=reason) if digests else 0
         ledger.append(
             "job.erased",
             actor=actor,
             subject={"job": job.pk, "application": job.application_id},
             body={
                 "reason": reason,
-                "reference": reference,
+                "reference_sha256": note,
                 "scope": selection.scope,
                 "request_sha256": job.request_sha256,
                 "payloads": digests,

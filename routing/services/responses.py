@@ -4,7 +4,9 @@ What an application deletes is its handle on the response, not the record. The j
 governed answer, the approvals — and its ledger events are the record of what the model was asked and
 what was released, and they stay exactly as they were (erasure, `routing.services.erasure`, is the way
 content goes, under a stated reason). After the delete the response can no longer be read back, listed
-or continued with `previous_response_id`; a held job stays held and its reviewers still decide it.
+or continued with `previous_response_id`; a held job stays held and its reviewers still decide it. An
+identical request sent after the delete is a new call with a new response, even within the implicit
+idempotency window (routing.services.implicit_idempotency): the deleted job gives up its implicit key.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
-from routing.models import StoredResponse
+from routing.models import Job, StoredResponse
+from routing.services.implicit_idempotency import PREFIX as IMPLICIT_KEY_PREFIX
 
 
 def stored_response_delete(*, stored: StoredResponse, actor: Actor) -> bool:
@@ -26,6 +29,10 @@ def stored_response_delete(*, stored: StoredResponse, actor: Actor) -> bool:
         )
         if not removed:
             return False
+        # Otherwise a retry-shaped repeat would be answered with the response the application deleted.
+        Job.objects.filter(pk=stored.job_id, idempotency_key__startswith=IMPLICIT_KEY_PREFIX).update(
+            idempotency_key=None
+        )
         ledger.append(
             "response.deleted",
             actor=actor,

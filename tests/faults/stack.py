@@ -177,7 +177,6 @@ class Stack:
             WORKER_CONCURRENCY=str(self.config.worker_concurrency),
             ARBITER_DEMO_TRICKLE_S="0",
             ARBITER_PROVIDER_TIMEOUT_S=f"{self.config.provider_timeout_s:g}",
-            ARBITER_CHECKPOINT_EVERY_S="5",
             ARBITER_BREAKER_COOLDOWN_S="10",
             DJANGO_SETTINGS_MODULE="controlplane.settings",
         )

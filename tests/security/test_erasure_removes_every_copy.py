@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -108,7 +109,9 @@ def test_erasing_a_data_subject_leaves_their_email_nowhere_in_a_database_dump(
         assert_blanked(job)
         [event] = erased_job_events(job)
         assert event.body["reason"] == "data_subject_request"
-        assert event.body["reference"] == "DSR-7 from [ERASED]"
+        # Free text stays out of the ledger: the reference is in the payload store, where erasure reaches it.
+        assert "reference" not in event.body
+        assert payloads.load(event.body["reference_sha256"]) == "DSR-7 from [ERASED]"
     decision = ApprovalDecision.objects.get(request__job=refund, kind="override")
     assert decision.override["erased"] is True and decision.reason == "agreed with [ERASED]"
     unrelated.refresh_from_db()
@@ -149,6 +152,27 @@ def test_an_erased_job_cannot_be_replayed(governed_setup, reviewer):
         job_replay(job=Job.objects.get(pk=job.pk), user=reviewer)
     with pytest.raises(CommandError, match="already erased"):
         call_command("erase", "--job", str(job.pk), "--reason", "retention")
+
+
+def test_the_reference_stays_out_of_the_ledger_where_a_later_erasure_reaches_it(governed_setup):
+    """Issue 16: the reason is a code; the free-text reference goes to the payload store, never the ledger."""
+    number = f"CUST-{uuid.uuid4().hex[:8]}"
+    job = governed_setup.submit("please close my account")
+    call_command(
+        "erase", "--job", str(job.pk), "--reason", "data_subject_request", "--reference", f"ticket {number}",
+        stdout=io.StringIO(),
+    )  # fmt: skip
+    [event] = erased_job_events(job)
+    assert event.body["reason"] == "data_subject_request"
+    assert payloads.load(event.body["reference_sha256"]) == f"ticket {number}"
+    assert not LedgerEvent.objects.filter(canonical__contains=number).exists()
+
+    # The customer number is personal data too: an erasure that searches for it erases the reference.
+    out = io.StringIO()
+    call_command("erase", "--subject", number, "--reason", "data_subject_request", stdout=out)
+    assert "erased 0 job(s) and 1 stored content(s)" in out.getvalue()
+    assert payloads.load(event.body["reference_sha256"]) is None
+    assert not LedgerEvent.objects.filter(canonical__contains=number).exists()
 
 
 def test_the_command_refuses_what_it_cannot_do(governed_setup):
@@ -224,7 +248,7 @@ def test_the_api_needs_the_admin_scope(governed_setup, owner):
     [
         ({"reason": "retention"}, 400, "exactly one job"),
         ({"subject": "jo", "reason": "retention"}, 400, "subject"),
-        ({"subject": "jane@example.com", "reason": "because"}, 400, "reason"),
+        ({"subject": "jane@example.com", "reason": "because"}, 400, '\\"because\\" is not an erasure reason; one of'),
         ({"job": "00000000-0000-0000-0000-000000000000", "reason": "retention"}, 404, "no job"),
         ({"application": "nobody-here", "reason": "retention"}, 404, "no application"),
         ({"job": "not-a-uuid", "reason": "retention"}, 400, "job"),

@@ -3,9 +3,12 @@ defaults every deployment gets are safe: 12-character passwords, sessions that e
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -41,6 +44,25 @@ def test_production_does_not_accept_any_host(hosts):
 @pytest.mark.parametrize(("key", "says"), [("AAAAAA==", "decodes to 4 bytes"), ("not base64!", "decodes to 0 bytes")])
 def test_production_refuses_a_short_ledger_signing_key(key, says):
     assert_refused_with_one_line({**PRODUCTION, "ARBITER_LEDGER_SIGNING_KEY": key}, says)
+
+
+def test_production_refuses_a_signing_key_readable_from_the_data_directory(tmp_path):
+    """Issue 16: a key beside the data lets whoever rewrites the data re-sign it (audit/EVIDENCE.md)."""
+    (tmp_path / "ledger-signing.key").write_text(PRODUCTION["ARBITER_LEDGER_SIGNING_KEY"] + "\n")
+    env = {**PRODUCTION, "ARBITER_DATA_DIR": str(tmp_path)}
+    assert_refused_with_one_line(env, f"the ledger signing key is readable from the data directory ({tmp_path}/")
+
+    # A retired key there is as bad when its checkpoints still count.
+    retired = Ed25519PrivateKey.generate()
+    seed = retired.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    (tmp_path / "ledger-signing.key").write_text(base64.b64encode(seed).decode() + "\n")
+    public = base64.b64encode(retired.public_key().public_bytes_raw()).decode()
+    assert_refused_with_one_line(
+        {**env, "ARBITER_LEDGER_TRUSTED_PUBLIC_KEYS": public}, "the ledger signing key is readable from the data"
+    )
+    # A development key that signs nothing production trusts is no risk to the evidence.
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_safe_production_configuration_passes_check_deploy():

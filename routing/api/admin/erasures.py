@@ -40,9 +40,20 @@ class ErasureInputSerializer(StrictSerializer):
         help_text="A data subject's identifier (e-mail address, phone number, IBAN...): every job whose content "
         "mentions it, case-insensitively, in every application.",
     )
-    reason = serializers.ChoiceField(choices=ErasureReason.choices)
+    reason = serializers.ChoiceField(
+        choices=ErasureReason.choices,
+        help_text="Why, as a code: the ledger keeps this code for ever, and never free text.",
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not an erasure reason; one of {", ".join(ErasureReason.values)}'
+        },
+    )
     reference = serializers.CharField(
-        required=False, default="", allow_blank=True, max_length=MAX_REFERENCE_LENGTH, help_text="Redacted."
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=MAX_REFERENCE_LENGTH,
+        help_text="Optional free text (e.g. the request's ticket number): redacted and kept in the payload store, "
+        "where retention and later erasures reach it; the ledger holds only its digest.",
     )
     dry_run = serializers.BooleanField(default=False, help_text="Only say what would be erased.")
 

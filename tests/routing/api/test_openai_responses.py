@@ -778,6 +778,10 @@ def test_deleting_a_response_removes_the_handle_and_keeps_the_record(sdk, arbite
     deleted = LedgerEvent.objects.get(subject_job=str(job.pk), event_type="response.deleted")
     assert deleted.actor_kind == "application" and deleted.body == {"response": made.id}
     assert StoredResponse.objects.get(job=job).deleted_at is not None
+    # The same request again, within the implicit-idempotency window, is a new call, not the deleted one.
+    again = sdk.responses.create(model="auto", input=f"{CONFIDENT} delete me", metadata={"task_type": "classification"})
+    assert again.id != made.id and job_of(again).pk != job.pk
+    assert sdk.responses.retrieve(again.id).output_text == again.output_text
 
 
 def test_deleting_a_held_response_says_nothing_of_its_answer_and_the_job_stays_held(sdk, arbiter):
