@@ -123,7 +123,10 @@ def _postgres(stack: Stack, sampler: Sampler) -> Fault:
     time.sleep(OUTAGE_S)
     stack.start_services()
     return Fault(
-        started=started, ended=time.time(), recovery="outage", notes=["pg_ctl stop -m immediate, started again"]
+        started=started,
+        ended=time.time(),
+        recovery="outage",
+        notes=["SIGQUIT to the postmaster (immediate shutdown), started again"],
     )
 
 
@@ -178,7 +181,7 @@ SCENARIOS = [
         prepare=_tier_down_policy,
     ),
     Scenario("redis-restart", "Redis killed (SIGKILL) and restarted", _redis),
-    Scenario("postgres-restart", "PostgreSQL stopped (immediate) and restarted", _postgres),
+    Scenario("postgres-restart", "PostgreSQL shut down (immediate) and restarted", _postgres),
     # Last: before supervision, it takes the whole stack down (the runner starts it again for the next broker).
     Scenario("worker-main", "SIGKILL of the worker's main process", _worker_main),
 ]

@@ -292,8 +292,12 @@ class Stack:
         _wait_gone(pid)
 
     def stop_postgres(self) -> None:
-        """Down the way a crash takes it: `immediate` (no checkpoint; it recovers from its WAL on start)."""
-        self.python("-c", "from controlplane import embedded; embedded._pg_ctl('-w', '-m', 'immediate', 'stop')")
+        """Down the way a crash takes it: SIGQUIT to the postmaster, PostgreSQL's immediate shutdown (no
+        checkpoint; it recovers from its WAL on start). By pid, so it works whoever started the server."""
+        pid = self.postgres_pid
+        assert pid is not None, "the embedded PostgreSQL is not running"
+        os.kill(pid, signal.SIGQUIT)
+        _wait_gone(pid)
 
     def start_services(self) -> None:
         """The embedded services back (what a supervisor or an operator does), each only if it is down."""
