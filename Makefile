@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LOCKS := requirements.lock requirements-nodeps.lock
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
 
-.PHONY: install run test compat-table lint bench bench-deps bench-quick services stop-services reset-data lock clean
+.PHONY: install run test chaos compat-table lint bench bench-deps bench-quick services stop-services reset-data lock clean
 
 $(STAMP): $(LOCKS)
 	@$(PYTHON) -c 'import sys; sys.exit("arbiter: Python 3.11 or newer is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -21,6 +21,9 @@ run: install  ## start everything on embedded defaults (Ctrl-C stops it)
 
 test: install  ## the whole test suite against real Postgres and Redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chaos: install  ## the fault suite: every scenario on make-run stacks, Redis then RabbitMQ; writes tests/faults/results/
+	$(BIN)/python -m tests.faults $(CHAOS_ARGS)
 
 compat-table: install  ## run the real-client tests; write README's compatibility table from those that pass
 	$(BIN)/python -m tests.support.compat_table $(PYTEST_ARGS)

@@ -153,6 +153,15 @@ CELERY_TIMEZONE = "UTC"
 # Celery's Django integration closes the database connection around every task; reusing it for up to
 # this many tasks saves a connection set-up per job (about a third of the pipeline's throughput here).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ: quorum queues (replicated, durable; a classic queue is lost with its node). They allow no
+    # global QoS, which the worker then leaves off (detect_quorum_queues); countdowns (a webhook's retry)
+    # go through native delayed delivery, which needs a topic exchange; publishes are confirmed, so a
+    # message the broker did not take is an error for the sender, never a silent loss.
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_BROKER_TRANSPORT_OPTIONS["confirm_publish"] = True
 ARBITER_DEMO_TRICKLE_S = env_float("ARBITER_DEMO_TRICKLE_S", 0.0, minimum=0)
 # Exactly one beat process runs this schedule (see the README's production notes).
 CELERY_BEAT_SCHEDULE = {
