@@ -97,7 +97,7 @@ def test_a_killed_attempt_is_resumed_from_its_recorded_step_and_every_paid_call_
 
     workers.start(ARBITER_LEASE_S="3")
     wait_for(lambda: jobs_redispatch_stale() >= 1, timeout=10, message="the dead worker's lease to run out")
-    job = finished(job)
+    job = finished(job, timeout=90)  # a new worker boots first: slow on a loaded machine
 
     assert job.status == JobStatus.COMPLETED and job.attempt == 2
     # Attempt 2 took nano's answer from attempt 1's row: no second nano call, step or event.
@@ -125,15 +125,16 @@ def test_a_call_longer_than_the_lease_keeps_it_while_its_worker_lives(model_serv
     settings.ARBITER_DISPATCH_STALE_S = 0
     setup = governed(model_server.base_url)
     nano_model = setup.deployments["nano"].model
-    model_server.set_faults(nano_model, slow_ms=7000)  # more than two leases
-    workers.start(ARBITER_LEASE_S="3")
+    model_server.set_faults(nano_model, slow_ms=13000)  # more than two leases
+    # Renewed every third of it: 6 s leaves a starved worker on a loaded machine room to renew in time.
+    workers.start(ARBITER_LEASE_S="6")
     job = setup.submit("[task:classification] [confidence:nano=0.95] a long call")
     wait_for(lambda: Job.objects.get(pk=job.pk).status == JobStatus.RUNNING, message="the claim")
     swept = 0
     while Job.objects.get(pk=job.pk).status == JobStatus.RUNNING:
         swept += jobs_redispatch_stale()  # beat, at ten times its pace: the lease is never found lost
         time.sleep(0.3)
-    job = finished(job)
+    job = finished(job, timeout=90)
     model_server.reset_faults(nano_model)
     assert swept == 0
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 1)
