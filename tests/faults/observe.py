@@ -113,6 +113,10 @@ class Sampler:
                 return sample.at
         return None
 
+    def reclaimed(self) -> list[str]:
+        """Jobs seen on a second attempt: claimed again after their first attempt's lease ran out or was given up."""
+        return [job_id for job_id, samples in list(self.timeline.items()) if any(s.attempt > 1 for s in samples)]
+
     def first_completion_after(self, moment: float) -> float | None:
         times = [
             sample.at
