@@ -13,7 +13,7 @@ from datetime import datetime
 
 from tests.faults.load import CONFIDENT, ESCALATING, Load
 from tests.faults.observe import SETTLED, Sampler, account, connect, wait_settled
-from tests.faults.stack import Stack
+from tests.faults.stack import Stack, rabbitmq_queue_types
 
 HEALTHY_WITHIN_S = 30  # issue 16: any single process killed, /healthz green again within 30 s
 PROVIDER_FAULT_S = 20  # how long a provider fault lasts
@@ -316,6 +316,14 @@ def run(stack: Stack, scenario: Scenario, *, warmup_jobs: int = 3, after_s: floa
             f"/healthz green within {HEALTHY_WITHIN_S} s of the fault's end",
             green is not None and green - fault.ended <= HEALTHY_WITHIN_S,
             "never" if green is None else f"after {green - fault.ended:.1f} s",
+        )
+    if stack.config.broker == "rabbitmq":
+        types = rabbitmq_queue_types()
+        classic = sorted(name for name, kind in types.items() if kind != "quorum")
+        result.check(
+            "every RabbitMQ queue is a quorum queue (the recovery queue too)",
+            bool(types) and not classic and any(name.endswith(".recovery") for name in types),
+            f"not quorum: {classic}" if classic else f"queues: {sorted(types)[:8]}",
         )
     result.check("the stack stayed up (no person needed)", survived, "" if survived else "launcher exited:\n" + log)
     if stack.alive():

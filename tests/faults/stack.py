@@ -43,6 +43,18 @@ def _ensure_rabbitmq_vhost() -> None:
     )
 
 
+def rabbitmq_queue_types() -> dict[str, str]:
+    """Each queue on the suite's vhost, with its type (classic, quorum, stream)."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", RABBITMQ_VHOST, "--no-table-headers", "name", "type"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return dict(line.split("\t", 1) for line in listed.stdout.splitlines() if "\t" in line)
+
+
 @dataclass
 class StackConfig:
     broker: str = "redis"  # "redis": the embedded Redis (the default); "rabbitmq": the loopback RabbitMQ
