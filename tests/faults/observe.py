@@ -60,7 +60,7 @@ class Sampler:
     def _run(self) -> None:
         connection = None
         tick = 0
-        while not self._stop.is_set():
+        while True:
             try:
                 if connection is None or connection.closed:
                     connection = psycopg.connect(self.database_url, connect_timeout=2, autocommit=True)
@@ -80,6 +80,9 @@ class Sampler:
             if tick % 4 == 0:
                 self.health.append((time.time(), bool(self.healthy())))  # type: ignore[operator]
             tick += 1
+            if self._stop.is_set():
+                break
+            # Asked to stop during the wait: one more read, so what settled since the last is not missed.
             self._stop.wait(self.interval)
         if connection is not None:
             connection.close()

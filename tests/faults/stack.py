@@ -44,15 +44,17 @@ def _ensure_rabbitmq_vhost() -> None:
 
 
 def rabbitmq_queue_types() -> dict[str, str]:
-    """Each queue on the suite's vhost, with its type (classic, quorum, stream)."""
+    """Each durable queue on the suite's vhost (the ones that hold tasks), with its type (classic, quorum).
+    Celery's event and control (pidbox) queues are transient and auto-deleted, which a quorum queue cannot be."""
     listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", RABBITMQ_VHOST, "--no-table-headers", "name", "type"],
+        ["rabbitmqctl", "-q", "list_queues", "-p", RABBITMQ_VHOST, "--no-table-headers", "name", "type", "durable"],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
-    return dict(line.split("\t", 1) for line in listed.stdout.splitlines() if "\t" in line)
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    return {row[0]: row[1] for row in rows if len(row) == 3 and row[2] == "true"}
 
 
 @dataclass
