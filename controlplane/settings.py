@@ -160,6 +160,11 @@ if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     # message the broker did not take is an error for the sender, never a silent loss.
     CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
     CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    # The recovery queue (`<queue>.recovery`, named only on the worker's command line and by its senders) is
+    # one Celery creates as "missing": the same kind, or it would be a classic queue on a direct exchange,
+    # lost with its node and with no delayed delivery for a tier wait's countdown.
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
     CELERY_WORKER_DETECT_QUORUM_QUEUES = True
     CELERY_BROKER_TRANSPORT_OPTIONS["confirm_publish"] = True
 ARBITER_DEMO_TRICKLE_S = env_float("ARBITER_DEMO_TRICKLE_S", 0.0, minimum=0)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import redis
 from celery import Task, shared_task
 from celery.signals import celeryd_after_setup
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from routing.execute import dispatch
 from routing.execute.fencing import lease_remaining_s
@@ -25,6 +27,11 @@ from routing.execute.webhooks import (
 )
 
 WORKER_NAME = socket.gethostname()
+# A run that ended because the database or Redis went away is sent again after this long, and again while
+# the outage lasts: the next delivery takes the job over at once (its earlier run, under the same task id,
+# is over) instead of waiting out the lease and the sweeper's round.
+OUTAGE_RETRY_S = 1.0
+OUTAGES = (OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class JobTask(Task):
@@ -55,7 +62,11 @@ def execute_job(self, job_id: str) -> None:
     # A job held under this very task id was claimed by an earlier delivery of this message, which is
     # over: Celery sends a task again only once its run ended (its pool process died, or it asked to be
     # retried, which it does only without a claim). Its lease need not be waited out.
-    if not job_run(job_id=job_id, worker=f"{WORKER_NAME}:{self.request.id}", ended_run=self.request.id):
+    try:
+        ran = job_run(job_id=job_id, worker=f"{WORKER_NAME}:{self.request.id}", ended_run=self.request.id)
+    except OUTAGES as outage:
+        raise self.retry(countdown=OUTAGE_RETRY_S, exc=outage) from outage
+    if not ran:
         # Redelivered while another attempt's lease is live (its worker may have died a moment ago):
         # come back when that lease ends rather than drop the message.
         remaining = lease_remaining_s(job_id)

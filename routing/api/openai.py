@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
@@ -169,14 +170,17 @@ def routing_facts(request: Request, metadata: dict[str, str]) -> tuple[str, dict
 
 def job_run_inline(job: Job) -> None:
     """Run the job in this request's thread, as a worker named after this process would."""
-    worker = f"web@{socket.gethostname()}:{os.getpid()}"
+    # The run's own id ends the claim's name: the message that hands the job over on failure carries it as
+    # its task id, which tells the worker this run is over (routing.tasks.execute_job's `ended_run`).
+    run_id = str(uuid.uuid4())
+    worker = f"web@{socket.gethostname()}:{os.getpid()}:{run_id}"
     try:
         job_run(job_id=str(job.pk), worker=worker, job=job)
     except Exception:
-        # A bug, not a provider fault (those end as a failed step). Hand the job to the workers, which
-        # take over once this attempt's lease ends; the caller waits as it would for any queued job.
+        # A bug or an outage (the database went away), not a provider fault (those end as a failed step).
+        # Hand the job to the workers, which take over at once; the caller waits as for any queued job.
         logger.exception("inline run of job %s failed; dispatching it to a worker", job.pk)
-        dispatch.send(dispatch.EXECUTE_JOB, str(job.pk))
+        dispatch.send_recovery(dispatch.EXECUTE_JOB, str(job.pk), task_id=run_id)
 
 
 def job_wait(*, application: Application, job: Job, timeout_s: float) -> JobCompletion:

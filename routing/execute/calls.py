@@ -20,6 +20,9 @@ from routing.execute.breaker import CircuitBreaker
 from routing.execute.providers import REQUEST_REFUSED, Endpoint, ProviderError, ProviderResponse, chat
 from routing.models import ModelDeployment
 
+# Outcomes that say the provider is failing, not the request: a tier whose every deployment ends so is down.
+PROVIDER_FAULTS = frozenset({"error", "rate_limited", "timeout", "breaker_open", "out_of_time"})
+
 
 @dataclass(frozen=True)
 class CallAttempt:
@@ -63,15 +66,24 @@ class TierUnavailable(Exception):
 
     @property
     def tier_down(self) -> bool:
-        """Every deployment of the tier has its breaker open now (the tier is down, not this request)."""
-        deployments = {attempt.deployment for attempt in self.attempts}
-        return bool(deployments) and all(_breaker(name).state().state == "open" for name in deployments)
+        """The tier is down, not this request: every deployment tried is behind a breaker that is not closed
+        (open, or half-open with another caller's probe in flight) or failed in this step for the provider's
+        reasons (errors, hangs, rate limits; its breaker may not have counted enough failures to open yet).
+        A half-open breaker counts: jobs waiting for a tier wake together at its cooldown's end, and only one
+        of them gets the probe — the others must wait again, not fail."""
+        by_deployment: dict[str, list[CallAttempt]] = {}
+        for attempt in self.attempts:
+            by_deployment.setdefault(attempt.deployment, []).append(attempt)
+        return bool(by_deployment) and all(
+            _breaker(name).state().state != "closed" or all(a.outcome in PROVIDER_FAULTS for a in tried)
+            for name, tried in by_deployment.items()
+        )
 
     def retry_in_s(self) -> float:
-        """Seconds until the first of the tier's open breakers lets a probe through."""
+        """Seconds until the first of the tier's open breakers lets a probe through (0: none is open now)."""
         now = time.time()
-        until = [_breaker(attempt.deployment).state().open_until for attempt in self.attempts]
-        return max(0.0, min((moment - now for moment in until if moment is not None), default=0.0))
+        until = [_breaker(name).state().open_until for name in {attempt.deployment for attempt in self.attempts}]
+        return max(0.0, min((moment - now for moment in until if moment is not None and moment > now), default=0.0))
 
 
 def _breaker(deployment: str) -> CircuitBreaker:

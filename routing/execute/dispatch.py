@@ -26,9 +26,10 @@ def recovery_queue() -> str:
     return celery.recovery_queue(current_app.conf.task_default_queue)
 
 
-def send_recovery(task: str, *args: object, countdown: float | None = None) -> None:
-    """Queue `task` on the recovery queue: ahead of the backlog, since its job already waited once."""
-    current_app.send_task(task, args=args, queue=recovery_queue(), countdown=countdown)
+def send_recovery(task: str, *args: object, countdown: float | None = None, task_id: str | None = None) -> None:
+    """Queue `task` on the recovery queue: ahead of the backlog, since its job already waited once. `task_id`:
+    the id of the run that ended (the worker then takes its job over without waiting out that run's lease)."""
+    current_app.send_task(task, args=args, queue=recovery_queue(), countdown=countdown, task_id=task_id)
 
 
 def send_on_commit(task: str, *args: object) -> None:

@@ -1,5 +1,5 @@
-"""A job whose last tier is down (every deployment's breaker open), as its policy's `tier_down` says:
-`hold` it for a person, or `wait` for the breakers' cooldown and send it again, until a deadline. (`fail`,
+"""A job whose last tier is down (every deployment failing or behind its breaker), as its policy's `tier_down`
+says: `hold` it for a person, or `wait` for the breakers' cooldown and send it again, until a deadline. (`fail`,
 the default, is the runner's ordinary failure.) Written inside the runner's fenced transaction."""
 
 from __future__ import annotations

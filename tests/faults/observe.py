@@ -60,7 +60,7 @@ class Sampler:
     def _run(self) -> None:
         connection = None
         tick = 0
-        while not self._stop.is_set():
+        while True:
             try:
                 if connection is None or connection.closed:
                     connection = psycopg.connect(self.database_url, connect_timeout=2, autocommit=True)
@@ -80,6 +80,9 @@ class Sampler:
             if tick % 4 == 0:
                 self.health.append((time.time(), bool(self.healthy())))  # type: ignore[operator]
             tick += 1
+            if self._stop.is_set():
+                break
+            # Asked to stop during the wait: one more read, so what settled since the last is not missed.
             self._stop.wait(self.interval)
         if connection is not None:
             connection.close()
@@ -112,6 +115,10 @@ class Sampler:
             if sample.at > moment and (sample.attempt > attempt or sample.status in SETTLED):
                 return sample.at
         return None
+
+    def reclaimed(self) -> list[str]:
+        """Jobs seen on a second attempt: claimed again after their first attempt's lease ran out or was given up."""
+        return [job_id for job_id, samples in list(self.timeline.items()) if any(s.attempt > 1 for s in samples)]
 
     def first_completion_after(self, moment: float) -> float | None:
         times = [

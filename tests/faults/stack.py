@@ -1,9 +1,10 @@
 """A whole Arbiter stack for the fault suite: `python -m controlplane.launcher` in a temporary data directory
 on ports of our own, so what `make run` does (and whatever supervises its processes) is what is tried.
 
-Its processes are found by walking the process tree under the launcher's PID in /proc and matching command
-lines, not by asking the supervisor: the suite keeps working whichever supervisor the launcher uses. The
-embedded PostgreSQL and Redis are daemons (outside that tree); they are found by their pid files.
+Its processes, the embedded PostgreSQL and Redis included (supervised programs like the rest), are found by
+walking the process tree under the launcher's PID in /proc (tests.support.process_tree), never by a name
+pattern that could hit another checkout's. A service is taken down the way a crash takes it and brought back
+by the launcher's supervision alone, as an operator would expect of `make run`.
 """
 
 from __future__ import annotations
@@ -23,100 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.controlplane.test_launcher import launcher_env, wait_healthy
+from tests.support.make_run import launcher_env, wait_healthy
+from tests.support.process_tree import Proc, ProcessTree, alive
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 RABBITMQ_VHOST = "arbiter-chaos"
 RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:5672/{RABBITMQ_VHOST}"
-SHELLS = {"sh", "bash", "dash"}
-
-
-@dataclass(frozen=True)
-class Proc:
-    pid: int
-    ppid: int
-    argv: tuple[str, ...]
-
-    @property
-    def program(self) -> str:
-        return os.path.basename(self.argv[0]) if self.argv else ""
-
-    @property
-    def words(self) -> tuple[str, ...]:
-        """The command line without its interpreter: `python .../celery -A x worker` -> (celery, -A, x, worker)."""
-        argv = self.argv
-        if argv and os.path.basename(argv[0]).startswith("python"):
-            argv = argv[1:]
-            if argv[:1] == ("-m",):
-                argv = argv[1:]
-        return tuple(os.path.basename(word) if i == 0 else word for i, word in enumerate(argv))
-
-
-def _read_proc(pid: int) -> Proc | None:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The second field (the name) may hold spaces and parentheses: the fields after it follow the last ")".
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":
-        return None  # a zombie is already dead
-    return Proc(pid, int(fields[1]), tuple(arg.decode(errors="replace") for arg in argv if arg))
-
-
-def process_tree(root: int) -> list[Proc]:
-    """Every live process under `root` (itself excluded), from /proc."""
-    procs = [proc for entry in os.listdir("/proc") if entry.isdigit() and (proc := _read_proc(int(entry)))]
-    children: dict[int, list[Proc]] = {}
-    for proc in procs:
-        children.setdefault(proc.ppid, []).append(proc)
-    found, frontier = [], [root]
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            found.append(child)
-            frontier.append(child.pid)
-    return found
-
-
-def _role(proc: Proc) -> str | None:
-    if proc.program in SHELLS:
-        return None  # `sh -c "celery ... worker"` holds the same words; the process itself is its child
-    words = proc.words
-    if not words:
-        return None
-    if words[0] == "gunicorn" and "controlplane.wsgi" in words:
-        return "web"
-    if words[0] == "celery" and "worker" in words:
-        return "worker"
-    if words[0] == "celery" and "beat" in words:
-        return "beat"
-    if words[0] == "modelserver":
-        return "modelserver"
-    return None
-
-
-def processes(root: int) -> dict[str, list[Proc]]:
-    """The stack's processes by role: web, web-child, worker, worker-child, beat, modelserver. A `-child` is a
-    forked process of the same program under its main one (gunicorn's workers, Celery's prefork pool)."""
-    tree = process_tree(root)
-    roles = {proc.pid: _role(proc) for proc in tree}
-    grouped: dict[str, list[Proc]] = {}
-    for proc in tree:
-        role = roles[proc.pid]
-        if role is None:
-            continue
-        name = f"{role}-child" if roles.get(proc.ppid) == role else role
-        grouped.setdefault(name, []).append(proc)
-    return grouped
-
-
-def _pid_from(path: Path) -> int | None:
-    with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
-        pid = int(path.read_text().split()[0])
-        if _read_proc(pid) is not None:
-            return pid
-    return None
 
 
 def _ensure_rabbitmq_vhost() -> None:
@@ -128,6 +41,20 @@ def _ensure_rabbitmq_vhost() -> None:
         capture_output=True,
         check=True,
     )
+
+
+def rabbitmq_queue_types() -> dict[str, str]:
+    """Each durable queue on the suite's vhost (the ones that hold tasks), with its type (classic, quorum).
+    Celery's event and control (pidbox) queues are transient and auto-deleted, which a quorum queue cannot be."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", RABBITMQ_VHOST, "--no-table-headers", "name", "type", "durable"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    return {row[0]: row[1] for row in rows if len(row) == 3 and row[2] == "true"}
 
 
 @dataclass
@@ -169,6 +96,11 @@ class Stack:
     def lease_s(self) -> float:
         """The lease the stack runs with (settings' default for the provider timeout we set)."""
         return float(self._settings()["ARBITER_LEASE_S"])
+
+    @property
+    def step_budget_s(self) -> float:
+        """The time a step may take in all, every try, wait and fallback included (ARBITER_STEP_BUDGET_S)."""
+        return float(self._settings("ARBITER_STEP_BUDGET_S")["ARBITER_STEP_BUDGET_S"])
 
     def env(self) -> dict[str, str]:
         env = launcher_env(str(self.data_dir), self.config.port, self.config.modelserver_port)
@@ -257,11 +189,12 @@ class Stack:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def processes(self) -> dict[str, list[Proc]]:
+        """The stack's processes by kind (tests.support.process_tree.KINDS): worker-main, worker-child, ..."""
         assert self.launcher is not None
-        return processes(self.launcher.pid)
+        return {kind: procs for kind, procs in ProcessTree(self.launcher.pid).kinds().items() if procs}
 
-    def pids(self, role: str) -> list[int]:
-        return [proc.pid for proc in self.processes().get(role, [])]
+    def pids(self, kind: str) -> list[int]:
+        return [proc.pid for proc in self.processes().get(kind, [])]
 
     def healthy(self) -> bool:
         try:
@@ -277,31 +210,22 @@ class Stack:
 
     # Embedded services ---------------------------------------------------------------------------
 
-    @property
-    def redis_pid(self) -> int | None:
-        return _pid_from(self.data_dir / "redis" / "redis.pid")
-
-    @property
-    def postgres_pid(self) -> int | None:
-        return _pid_from(self.data_dir / "postgres" / "postmaster.pid")
-
-    def kill_redis(self) -> None:
-        pid = self.redis_pid
-        assert pid is not None, "the embedded Redis is not running"
-        os.kill(pid, signal.SIGKILL)
-        _wait_gone(pid)
-
-    def stop_postgres(self) -> None:
-        """Down the way a crash takes it: SIGQUIT to the postmaster, PostgreSQL's immediate shutdown (no
-        checkpoint; it recovers from its WAL on start). By pid, so it works whoever started the server."""
-        pid = self.postgres_pid
-        assert pid is not None, "the embedded PostgreSQL is not running"
-        os.kill(pid, signal.SIGQUIT)
-        _wait_gone(pid)
-
-    def start_services(self) -> None:
-        """The embedded services back (what a supervisor or an operator does), each only if it is down."""
-        self.python("-m", "controlplane.embedded", "start", timeout=180)
+    def crash_service(self, kind: str, signum: signal.Signals, *, back_within_s: float) -> tuple[float, int]:
+        """Send `signum` to the embedded service of `kind` (postgres: its postmaster; redis) and wait, doing
+        nothing else, for the launcher's supervision to start it again. Returns when a new one runs (a
+        `time.time()`) and after how many seconds; AssertionError if it is not back within `back_within_s`."""
+        [victim] = self.pids(kind) or [None]
+        assert victim is not None, f"no {kind} under the launcher: {sorted(self.processes())}"
+        killed = time.time()
+        os.kill(victim, signum)
+        _wait_gone(victim)
+        deadline = time.monotonic() + back_within_s
+        while time.monotonic() < deadline:
+            if [pid for pid in self.pids(kind) if pid != victim]:
+                back = time.time()
+                return back, round(back - killed, 1)
+            time.sleep(0.1)
+        raise AssertionError(f"{kind} not started again by the supervision within {back_within_s:g} s")
 
     def add_policy(self, name: str, extra_yaml: str = "") -> subprocess.CompletedProcess:
         """A policy of the suite's own: the demo's rules and `extra_yaml`, active at once (the seed's bootstrap:
@@ -344,7 +268,7 @@ if not Policy.objects.filter(name=name).exists():
 def _wait_gone(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _read_proc(pid) is None:
+        if not alive(pid):
             return
         time.sleep(0.05)
-    raise AssertionError(f"process {pid} still runs {timeout} s after SIGKILL")
+    raise AssertionError(f"process {pid} still runs {timeout} s after it was signalled")

@@ -51,6 +51,11 @@ def _read(pid: int) -> Proc | None:
     return Proc(pid=pid, ppid=int(fields[1]), argv=[arg for arg in cmdline.decode(errors="replace").split("\0") if arg])
 
 
+def alive(pid: int) -> bool:
+    """Is `pid` a live process (not gone, not a zombie)?"""
+    return _read(pid) is not None
+
+
 def _program_kind(proc: Proc) -> str | None:
     """What a child of supervisord is, from its command line."""
     names = proc.names

@@ -1,5 +1,5 @@
-"""A tier that is down (every deployment's breaker open), through real workers and the local model server:
-the policy's `tier_down` fails the job at once (the default) or waits for the cooldown and tries again."""
+"""A tier that is down (every deployment failing or behind its breaker), through real workers and the local model
+server: the policy's `tier_down` fails the job at once (the default) or waits for the cooldown and tries again."""
 
 from __future__ import annotations
 
@@ -63,6 +63,24 @@ def test_wait_retries_after_the_cooldown_and_completes_once_the_tier_is_back(mod
     assert job.attempt == len(bodies(job, "job.waiting")) + 1
     assert [event.event_type for event in events(job)][-1] == "job.completed"
     assert len(bodies(job, "model.called")) == 1
+
+
+def test_wait_also_covers_failures_before_the_breakers_have_counted_enough_to_open(model_server, workers):
+    # The first jobs to meet a dead tier fail its deployments before any breaker opens: still a tier that is down.
+    setup = governed(model_server.base_url, policy_source=MINI_ONLY + "tier_down: {action: wait, wait_up_to: 2m}\n")
+    models = mini_down(model_server, setup)
+    workers.start(**(BREAKERS | {"ARBITER_BREAKER_THRESHOLD": "50"}))
+    job = setup.submit("[task:classification] [confidence:mini=0.95] before the breakers open")
+    try:
+        waiting = wait_for(lambda: bodies(job, "job.waiting"), message="the job to wait for its tier")
+    finally:
+        for model in models:
+            model_server.reset_faults(model)
+    assert waiting[0]["action"] == "wait"
+    names = [setup.deployments["mini"].name, setup.deployments["mini-eu"].name]
+    assert all(CircuitBreaker(name).state().state == "closed" for name in names)  # none opened: too few failures
+    job = finished(job, timeout=60)
+    assert job.status == JobStatus.COMPLETED
 
 
 def test_wait_gives_up_at_its_deadline_even_past_the_attempt_cap(model_server, workers):
