@@ -72,18 +72,7 @@ class GovernanceOutcome:
                 # The strictest default wins: one rule that rejects on expiry makes the request reject.
                 on_expiry="reject" if any(hold["on_expiry"] == "reject" for hold in holds) else "approve",
             )
-            body = {
-                "attempt": claim.attempt,
-                "rules": request.rule_ids,
-                "reasons": request.reasons,
-                "required_approvers": request.required_approvers,
-                "eligible_group": request.eligible_group,
-                "requirements": request.requirements,
-                "expires_at": request.expires_at.isoformat(),
-                "on_expiry": request.on_expiry,
-                "final_tier": tier,
-                "final_confidence": confidence,
-            }
+            body = _approval_requested(claim, request, final_tier=tier, final_confidence=confidence)
             return [ledger.Entry("approval.requested", claim.actor, {**subject, "approval": request.pk}, body)]
         body = {
             "attempt": claim.attempt,
@@ -108,7 +97,14 @@ def hold_for_tier_down(*, claim: Claim, job: Job, tier: str, reason: str, expire
         on_expiry="reject",
     )
     subject = {"job": job.pk, "application": job.application_id, "approval": request.pk}
-    body = {
+    body = _approval_requested(claim, request, tier=tier)
+    return [ledger.Entry("approval.requested", claim.actor, subject, body)]
+
+
+def _approval_requested(claim: Claim, request: ApprovalRequest, **about: Any) -> dict[str, Any]:
+    """The body of an `approval.requested` event: the request as reviewers must meet it, and `about` what
+    was held."""
+    return {
         "attempt": claim.attempt,
         "rules": request.rule_ids,
         "reasons": request.reasons,
@@ -117,9 +113,8 @@ def hold_for_tier_down(*, claim: Claim, job: Job, tier: str, reason: str, expire
         "requirements": request.requirements,
         "expires_at": request.expires_at.isoformat(),
         "on_expiry": request.on_expiry,
-        "tier": tier,
+        **about,
     }
-    return [ledger.Entry("approval.requested", claim.actor, subject, body)]
 
 
 def requirements_of(holds: list[dict[str, Any]], *, keep: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
