@@ -81,6 +81,10 @@ def test_a_poison_job_ends_failed_after_the_attempt_cap(model_server, workers):
     assert job.steps.count() == 0
 
 
+# Flaky under load in full runs (2 of 4 fresh-clone runs on 2026-12-07; cause not yet found): kept out of
+# `make test` and run with the fault suite (`pytest -m chaos`) until it is. make chaos's worker-children
+# scenario checks the same promises (nothing paid twice, recovery within one lease) on a whole stack.
+@pytest.mark.chaos
 def test_a_killed_attempt_is_resumed_from_its_recorded_step_and_every_paid_call_counts(model_server, workers, settings):
     settings.ARBITER_DISPATCH_STALE_S = 0
     setup = governed(model_server.base_url)
@@ -121,6 +125,10 @@ def test_a_killed_attempt_is_resumed_from_its_recorded_step_and_every_paid_call_
     assert month_spend(setup.application) == job.total_cost_usd
 
 
+# Flaky under load in full runs (2 of 4 fresh-clone runs on 2026-12-07; cause not yet found): kept out of
+# `make test` and run with the fault suite (`pytest -m chaos`) until it is. make chaos's worker-children
+# scenario checks the same promises (nothing paid twice, recovery within one lease) on a whole stack.
+@pytest.mark.chaos
 def test_a_call_longer_than_the_lease_keeps_it_while_its_worker_lives(model_server, workers, settings):
     settings.ARBITER_DISPATCH_STALE_S = 0
     setup = governed(model_server.base_url)
