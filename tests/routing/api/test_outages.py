@@ -26,11 +26,11 @@ from django.utils import timezone
 
 from controlplane.celery import app as celery_app
 from controlplane.redis_client import get_redis
-from routing.execute.sweeper import jobs_redispatch_stale
 from routing.models import Job, JobStatus
 from tests.support.factories import UserFactory
 from tests.support.governed import governed
 from tests.support.personas import client_with, key_for
+from tests.support.workers import swept
 
 pytestmark = pytest.mark.slow
 
@@ -206,7 +206,7 @@ def test_redis_down_keeps_an_accepted_job_and_the_sweeper_sends_it_once_redis_is
 
     own_redis.start()
     Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now() - timedelta(hours=1))
-    assert jobs_redispatch_stale() >= 1
+    assert swept(job)
     broker = redis.Redis.from_url(own_redis.url)
     queued = [json.loads(raw) for raw in broker.lrange(celery_app.conf.task_default_queue, 0, -1)]
     assert any(str(job.pk) in json.dumps(message) for message in queued), "the sweeper did not send the job"

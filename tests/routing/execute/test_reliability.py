@@ -11,13 +11,12 @@ from django.utils import timezone
 
 from controlplane.redis_client import get_redis
 from routing.execute.budgets import month_spend, month_start
-from routing.execute.sweeper import jobs_redispatch_stale
 from routing.models import Job, JobStatus
 from routing.tasks import execute_job
 from tests.support.governed import governed
-from tests.support.workers import event_types, events, finished, wait_for
+from tests.support.workers import event_types, events, finished, swept, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_jobs_left_behind")]
 
 
 def test_a_job_whose_worker_is_killed_mid_call_finishes_once_with_the_call_logged_as_attempt_2(
@@ -36,7 +35,7 @@ def test_a_job_whose_worker_is_killed_mid_call_finishes_once_with_the_call_logge
 
     workers.start(ARBITER_LEASE_S="3")
     time.sleep(3.2)  # the dead worker's lease runs out
-    assert jobs_redispatch_stale() >= 1  # what beat does every few seconds
+    assert swept(job)  # what beat does every few seconds
     job = finished(job)
 
     assert job.status == JobStatus.COMPLETED
@@ -81,10 +80,6 @@ def test_a_poison_job_ends_failed_after_the_attempt_cap(model_server, workers):
     assert job.steps.count() == 0
 
 
-# Flaky under load in full runs (2 of 4 fresh-clone runs on 2026-12-07; cause not yet found): kept out of
-# `make test` and run with the fault suite (`pytest -m chaos`) until it is. make chaos's worker-children
-# scenario checks the same promises (nothing paid twice, recovery within one lease) on a whole stack.
-@pytest.mark.chaos
 def test_a_killed_attempt_is_resumed_from_its_recorded_step_and_every_paid_call_counts(model_server, workers, settings):
     settings.ARBITER_DISPATCH_STALE_S = 0
     setup = governed(model_server.base_url)
@@ -100,7 +95,7 @@ def test_a_killed_attempt_is_resumed_from_its_recorded_step_and_every_paid_call_
     model_server.reset_faults(mini_model)
 
     workers.start(ARBITER_LEASE_S="3")
-    wait_for(lambda: jobs_redispatch_stale() >= 1, timeout=10, message="the dead worker's lease to run out")
+    wait_for(lambda: swept(job), timeout=10, message="the dead worker's lease to run out")
     job = finished(job, timeout=90)  # a new worker boots first: slow on a loaded machine
 
     assert job.status == JobStatus.COMPLETED and job.attempt == 2
@@ -125,10 +120,6 @@ def test_a_killed_attempt_is_resumed_from_its_recorded_step_and_every_paid_call_
     assert month_spend(setup.application) == job.total_cost_usd
 
 
-# Flaky under load in full runs (2 of 4 fresh-clone runs on 2026-12-07; cause not yet found): kept out of
-# `make test` and run with the fault suite (`pytest -m chaos`) until it is. make chaos's worker-children
-# scenario checks the same promises (nothing paid twice, recovery within one lease) on a whole stack.
-@pytest.mark.chaos
 def test_a_call_longer_than_the_lease_keeps_it_while_its_worker_lives(model_server, workers, settings):
     settings.ARBITER_DISPATCH_STALE_S = 0
     setup = governed(model_server.base_url)
@@ -138,12 +129,12 @@ def test_a_call_longer_than_the_lease_keeps_it_while_its_worker_lives(model_serv
     workers.start(ARBITER_LEASE_S="6")
     job = setup.submit("[task:classification] [confidence:nano=0.95] a long call")
     wait_for(lambda: Job.objects.get(pk=job.pk).status == JobStatus.RUNNING, message="the claim")
-    swept = 0
-    while Job.objects.get(pk=job.pk).status == JobStatus.RUNNING:
-        swept += jobs_redispatch_stale()  # beat, at ten times its pace: the lease is never found lost
+    lost, deadline = 0, time.monotonic() + 90
+    while Job.objects.get(pk=job.pk).status == JobStatus.RUNNING and time.monotonic() < deadline:
+        lost += swept(job)  # beat, at ten times its pace: the lease is never found lost
         time.sleep(0.3)
-    job = finished(job, timeout=90)
+    job = finished(job)
     model_server.reset_faults(nano_model)
-    assert swept == 0
+    assert lost == 0
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 1)
     assert event_types(job).count("model.called") == 1
