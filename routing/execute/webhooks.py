@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from routing.execute import dispatch
@@ -181,6 +181,19 @@ def _post(target: CallbackTarget, body: bytes, headers: dict[str, str], timeout:
     raise OSError("no address to connect to")
 
 
+class DeliveryGivenUp(Exception):
+    """The event's deliveries keep dying before they record an attempt: it is not sent again."""
+
+
+def _deliveries_crashed(*, job_id: str, event: str, recorded: int) -> int:
+    """Count this delivery as begun; return how many begun before it recorded no attempt (they died)."""
+    outbox = WebhookOutbox.objects.filter(job_id=job_id, event=event, done_at=None)
+    if not outbox.update(started=F("started") + 1):
+        return 0  # no pending row: delivered, given up, or an event from before the outbox
+    begun = outbox.values_list("started", flat=True).first() or 0
+    return max(begun - 1 - recorded, 0)
+
+
 @dataclass(frozen=True)
 class DeliveryOutcome:
     delivered: bool
@@ -200,7 +213,10 @@ def webhook_deliver(*, job_id: str, event: str) -> DeliveryOutcome:
     started = time.monotonic()
     status_code, error, retry = None, "", True
     secret = webhook_secret_for(job)
+    crashed = _deliveries_crashed(job_id=job_id, event=event, recorded=attempt - 1)
     try:
+        if crashed >= settings.ARBITER_WEBHOOK_MAX_ATTEMPTS:
+            raise DeliveryGivenUp(f"{crashed} deliveries ended before recording an attempt (a crash each time)")
         if not secret:
             raise UnsafeCallbackUrl("ARBITER_WEBHOOK_SECRET is not configured; nothing is sent unsigned")
         target = callback_target(job.callback_url)  # re-checked now: DNS may have changed since submit
@@ -218,6 +234,8 @@ def webhook_deliver(*, job_id: str, event: str) -> DeliveryOutcome:
             error = f"the receiver answered {status_code}"
     except UnsafeCallbackUrl as refused:
         error, retry = f"refused: {refused}", False
+    except DeliveryGivenUp as given_up:
+        error, retry = f"given up: {given_up}", False
     except (OSError, http.client.HTTPException) as failure:
         error = f"{type(failure).__name__}: {failure}"
     delivered = status_code is not None and 200 <= status_code < 300

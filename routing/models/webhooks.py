@@ -39,6 +39,9 @@ class WebhookOutbox(models.Model):
     event = models.CharField(max_length=40)
     due_at = models.DateTimeField()
     done_at = models.DateTimeField(null=True, blank=True)
+    # Deliveries begun. One that begins and records no attempt died mid-way (a worker killed, a crash):
+    # after ARBITER_WEBHOOK_MAX_ATTEMPTS of those the event is given up, instead of re-sent every sweep.
+    started = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

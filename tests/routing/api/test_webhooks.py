@@ -186,3 +186,38 @@ def test_the_outbox_row_commits_with_the_event_and_ends_with_its_delivery(owner)
     without = Job.objects.get(pk=owner.submit().json()["id"])
     webhook_enqueue_on_commit(without, "job.completed")
     assert not WebhookOutbox.objects.filter(job=without).exists()
+
+
+@override_settings(ARBITER_WEBHOOK_SECRET=SECRET, ARBITER_WEBHOOK_MAX_ATTEMPTS=3)
+def test_an_event_whose_deliveries_keep_dying_is_given_up_instead_of_re_sent_for_ever(owner):
+    from routing.models import WebhookOutbox
+
+    with Receiver([500, 500, 500, 500]) as receiver:
+        job = completed_job(owner, receiver.url)
+        webhook_enqueue_on_commit(job, "job.completed")
+        # One delivery ends normally (recorded, retry due), then three begin and die before recording anything,
+        # as a worker killed mid-POST would: each one counted as begun, none as an attempt.
+        assert webhook_deliver(job_id=str(job.pk), event="job.completed").retry
+        WebhookOutbox.objects.filter(job=job).update(started=1 + 3)
+        deliver_webhook.apply(args=[str(job.pk), "job.completed"])
+    assert len(receiver.requests) == 1  # the receiver is not called again
+    attempts = list(WebhookDelivery.objects.filter(job=job).order_by("attempt").values_list("attempt", "error"))
+    assert attempts == [
+        (1, "the receiver answered 500"),
+        (2, "given up: 3 deliveries ended before recording an attempt (a crash each time)"),
+    ]
+    # The row is done, so the sweeper never sends it again.
+    assert WebhookOutbox.objects.get(job=job).done_at is not None
+
+
+@override_settings(ARBITER_WEBHOOK_SECRET=SECRET, ARBITER_WEBHOOK_MAX_ATTEMPTS=3)
+def test_deliveries_that_record_their_attempts_are_not_counted_as_crashes(owner):
+    from routing.models import WebhookOutbox
+
+    with Receiver([500, 500, 200]) as receiver:
+        job = completed_job(owner, receiver.url)
+        webhook_enqueue_on_commit(job, "job.completed")
+        outcomes = [webhook_deliver(job_id=str(job.pk), event="job.completed") for _ in range(3)]
+    assert [outcome.delivered for outcome in outcomes] == [False, False, True]
+    assert WebhookOutbox.objects.get(job=job).started == 3
+    assert len(receiver.requests) == 3
