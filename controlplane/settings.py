@@ -432,6 +432,8 @@ ARBITER_WEBHOOK_SECRET = env_str("ARBITER_WEBHOOK_SECRET") or (
 ARBITER_WEBHOOK_ALLOW_PRIVATE = env_bool("ARBITER_WEBHOOK_ALLOW_PRIVATE", default=False)
 ARBITER_WEBHOOK_ALLOW_LOOPBACK = env_bool("ARBITER_WEBHOOK_ALLOW_LOOPBACK", default=not PRODUCTION)
 ARBITER_WEBHOOK_MAX_ATTEMPTS = env_int("ARBITER_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1, maximum=20)
+# A reviewer's token for the review API (routing.services.personal_tokens) always expires, at most this far ahead.
+ARBITER_PERSONAL_TOKEN_MAX_DAYS = env_int("ARBITER_PERSONAL_TOKEN_MAX_DAYS", 90, minimum=1, maximum=366)
 ARBITER_WEBHOOK_TIMEOUT_S = env_float("ARBITER_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
 # A deployment's key variable and URL are a policy admin's to choose, within these bounds (routing.execute.providers).
 ARBITER_PROVIDER_KEY_ENV_ALLOWLIST = frozenset(env_list("ARBITER_PROVIDER_KEY_ENV_ALLOWLIST", []))

@@ -2,9 +2,10 @@
 escalate — through the same services as the web UI (review.services), with the same rules.
 
 A decision is a person's: these endpoints take the signed-in session of the web UI (unsafe methods need
-its CSRF token in `X-CSRFToken`), never an application's API key. A key belongs to an application and
-reaches only that application's jobs, and an application never decides its own jobs; a key sent here
-is refused (403 `person_required`), whoever minted it.
+its CSRF token in `X-CSRFToken`) or a person's own token (`Authorization: Bearer arbp_…`, minted on
+/review/tokens/, scopes `reviews:read` and `reviews:decide`), never an application's API key. A key
+belongs to an application and reaches only that application's jobs, and an application never decides
+its own jobs; a key sent here is refused (403 `person_required`), whoever minted it.
 
 Who may do what is the UI's: a job reader (reviewer, auditor) reaches every job, a policy admin only
 the held jobs whose approval rules name their group (review.reach); outside reach a job is not found
@@ -27,8 +28,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import BasePermission
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -59,7 +60,9 @@ from routing.api.base import ApiView, parse_uuid
 from routing.api.errors import PROBLEM_MEDIA_TYPE, Problem
 from routing.api.jobs import JobCursorPagination, job_detail
 from routing.api.schema import ProblemSerializer, problems
-from routing.models import ApprovalDecision, Job
+from routing.models import ApprovalDecision, Job, PersonalToken
+from routing.models.tokens import REVIEWS_DECIDE, REVIEWS_READ
+from routing.services.personal_tokens import TOKEN_PREFIX, personal_token_authenticate
 from web.access import DECIDERS, EVERYONE
 
 TAGS = ["review"]
@@ -74,7 +77,9 @@ FIELD_BY_CODE = {
     "unknown_step": "step",
 }
 DESCRIPTIONS = {
-    403: "Not signed in (`not_authenticated`), a failed CSRF check, an API key (`person_required`: decisions "
+    403: "Not signed in (`not_authenticated`), an invalid personal token (`invalid_token`: unknown, revoked, "
+    "expired, or its person deactivated), a token without the scope (`token_scope`), a failed CSRF check, an "
+    "API key (`person_required`: decisions "
     "are a person's), a role this needs (`role_required`), or not eligible for this decision: your own job "
     "(`own_job`), no requirement names your group (`not_in_group`), you already decided (`already_decided`).",
     404: "No such job within your reach (a policy admin reaches only the held jobs whose rules name their group).",
@@ -86,6 +91,26 @@ DESCRIPTIONS = {
 
 class ReviewerSession(SessionAuthentication):
     """The web UI's signed-in session; unsafe methods need its CSRF token (`X-CSRFToken`)."""
+
+
+class PersonalTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer arbp_…`: the request is its person's, narrowed to the token's scopes. Any
+    other bearer token is left to the next class (an application's key: refused with a reason)."""
+
+    def authenticate(self, request: Request) -> tuple[Any, PersonalToken] | None:
+        scheme, _, raw = get_authorization_header(request).partition(b" ")
+        if scheme.lower() != b"bearer" or not raw.strip().startswith(TOKEN_PREFIX.encode()):
+            return None
+        try:
+            token = personal_token_authenticate(raw.strip().decode("ascii")[:200])
+        except UnicodeDecodeError:
+            token = None
+        if token is None:
+            raise exceptions.AuthenticationFailed(
+                "invalid personal token: unknown, revoked or expired, or its person is deactivated",
+                code="invalid_token",
+            )
+        return token.user, token
 
 
 class ApplicationKeyRefused(ApiKeyAuthentication):
@@ -104,6 +129,20 @@ class ReviewerSessionScheme(OpenApiAuthenticationExtension):
             "name": "sessionid",
             "description": "A person signed in to the web UI (`/login/`). POST needs the CSRF token of the "
             "session as `X-CSRFToken` (the `csrftoken` cookie). Application API keys are refused here.",
+        }
+
+
+class PersonalTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "review.api.PersonalTokenAuthentication"
+    name = "PersonalToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A person's own token (`arbp_<prefix>_<secret>`, minted on /review/tokens/): it acts "
+            "as that person, with their roles at the moment of use. `reviews:read` lists and reads held jobs; "
+            "`reviews:decide` also approves, rejects, overrides and escalates. No CSRF token is needed.",
         }
 
 
@@ -133,10 +172,20 @@ class SignedInPerson(BasePermission):
                 code="person_required",
             )
         if user is None or not user.is_authenticated or not user.is_active:
-            raise exceptions.NotAuthenticated("sign in to Arbiter: the review API takes the web UI's session")
+            raise exceptions.NotAuthenticated(
+                "sign in to Arbiter: the review API takes the web UI's session, or your personal token "
+                "(Authorization: Bearer arbp_…, minted on /review/tokens/)"
+            )
         roles = view.roles.get(request.method)
         if roles is None:
             return True  # an unsupported method: let DRF answer 405
+        if isinstance(request.auth, PersonalToken):
+            needed = REVIEWS_READ if request.method in SAFE_METHODS else REVIEWS_DECIDE
+            if needed not in request.auth.scopes and REVIEWS_DECIDE not in request.auth.scopes:
+                raise exceptions.PermissionDenied(
+                    f"this token lacks the scope {needed} (it holds {', '.join(request.auth.scopes)})",
+                    code="token_scope",
+                )
         if not has_role(user, *roles):
             raise exceptions.PermissionDenied(
                 f"this needs the role {' or '.join(role.value for role in roles)}", code="role_required"
@@ -160,7 +209,7 @@ def review_problems(*codes: int, body: bool = True) -> dict[Any, OpenApiResponse
 class ReviewView(ApiView):
     """Subclasses set `roles = {"GET": (...), "POST": (...)}`: the roles an operation needs."""
 
-    authentication_classes = [ReviewerSession, ApplicationKeyRefused]
+    authentication_classes = [ReviewerSession, PersonalTokenAuthentication, ApplicationKeyRefused]
     permission_classes = [SignedInPerson]
     roles: dict[str, tuple[Role, ...]] = {}
 

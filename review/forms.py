@@ -141,3 +141,17 @@ def _job_and_version(value: str) -> tuple[uuid.UUID, int] | None:
         return uuid.UUID(job_id), int(version)
     except ValueError:
         return None
+
+
+class PersonalTokenForm(forms.Form):
+    name = forms.CharField(max_length=120, help_text="where it will be used, e.g. “review bot in #refunds”")
+    scopes = forms.MultipleChoiceField(
+        choices=[
+            ("reviews:read", "reviews:read — list held jobs and read them"),
+            ("reviews:decide", "reviews:decide — also approve, reject, override and escalate"),
+        ],
+        widget=forms.CheckboxSelectMultiple,
+        initial=["reviews:read"],
+        error_messages={"required": "Give the token at least one scope."},
+    )
+    days = forms.IntegerField(min_value=1, initial=30, label="Expires after (days)")

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from review import actions, job_pages, queue
+from review import actions, job_pages, queue, tokens
 
 urlpatterns = [
     path("review/", queue.queue, name="queue"),
@@ -18,5 +18,8 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/override/preview", actions.job_override_preview, name="job-override-preview"),
     path("jobs/<uuid:job_id>/override", actions.job_override, name="job-override"),
     path("jobs/<uuid:job_id>/replay", actions.job_replay_start, name="job-replay"),
+    path("review/tokens/", tokens.token_list, name="review-tokens"),
+    path("review/tokens/new", tokens.token_new, name="review-token-new"),
+    path("review/tokens/<str:prefix>/revoke", tokens.token_revoke, name="review-token-revoke"),
     path("api/v1/review/", include("review.api_urls")),
 ]

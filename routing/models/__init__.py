@@ -11,6 +11,7 @@ from routing.models.evaluations import (
 from routing.models.jobs import Job, JobPurpose, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
 from routing.models.responses import StoredResponse
+from routing.models.tokens import PersonalToken
 from routing.models.webhooks import WebhookDelivery, WebhookOutbox
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "JobPurpose",
     "JobStatus",
     "ModelDeployment",
+    "PersonalToken",
     "Policy",
     "PolicyVersion",
     "PolicyVersionStatus",

@@ -30,7 +30,8 @@ class KeyRefused(Exception):
     """The person (or the key minting for them) may not hold such a key; the message says why."""
 
 
-def _hash(secret: str) -> str:
+def token_hash(secret: str) -> str:
+    """What is stored of a key's or a personal token's secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -104,7 +105,7 @@ def api_key_create(
             application=application,
             name=name,
             prefix=prefix,
-            secret_hash=_hash(secret),
+            secret_hash=token_hash(secret),
             scopes=sorted(set(scopes)),
             expires_at=expires_at,
             created_by=owner,
@@ -158,8 +159,8 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
         key = ApiKey.objects.select_related("application", "created_by").filter(prefix=prefix).first()
         if key is not None and _live(key, timezone.now()):
             key_cache.remember(key, version)
-    expected = key.secret_hash if key else _hash("decoy")
-    if not hmac.compare_digest(expected, _hash(secret)) or key is None:
+    expected = key.secret_hash if key else token_hash("decoy")
+    if not hmac.compare_digest(expected, token_hash(secret)) or key is None:
         return None
     now = timezone.now()
     if not _live(key, now):
