@@ -455,3 +455,6 @@ TEMPLATES[0]["OPTIONS"]["libraries"] = {"ui": "web.templatetags"}
 LOGOUT_REDIRECT_URL = "login"
 ARBITER_UI_EXPORT_DIR = Path(env_str("ARBITER_UI_EXPORT_DIR", str(DATA_DIR / "evidence-exports")))
 ARBITER_UI_PAGE_SIZE = env_int("ARBITER_UI_PAGE_SIZE", 50, minimum=5, maximum=500)
+
+# How long an approval grant (routing.services.grants) may be redeemed after the decision that issued it.
+ARBITER_GRANT_TTL_S = env_int("ARBITER_GRANT_TTL_S", 3600, minimum=10, maximum=30 * 24 * 3600)

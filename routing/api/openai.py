@@ -60,6 +60,7 @@ from routing.models import ApiKey, Application, Job, JobStatus
 from routing.models.jobs import TERMINAL_STATUSES
 from routing.release import is_released, released_result, released_status_reason
 from routing.selectors import JobCompletion
+from routing.services.grants import grant_as_given
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
 
 TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"
@@ -67,6 +68,7 @@ LABELS_HEADER = "HTTP_X_ARBITER_LABELS"
 SETTLED = TERMINAL_STATUSES | {JobStatus.AWAITING_APPROVAL}
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 IGNORED_PARAMS_HEADER = "x-arbiter-ignored-params"
+GRANTS_HEADER = "x-arbiter-grants"
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +286,13 @@ def chat_completion(job: JobCompletion) -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         "system_fingerprint": None,
+        **({"arbiter_grants": released_grants(job)} if job.grants else {}),
     }
+
+
+def released_grants(job: JobCompletion) -> list[dict[str, Any]]:
+    """The signed approval grants of a released answer's tool calls (routing.services.grants)."""
+    return [grant_as_given(**grant) for grant in job.grants] if is_released(job) else []
 
 
 def ignored_parameters(job: JobCompletion, policy_decided: list[str]) -> list[str]:
@@ -303,6 +311,7 @@ def route_headers(job: JobCompletion) -> dict[str, str]:
         "x-arbiter-escalations": str(job.escalations),
         "x-arbiter-policy-version": f"{job.policy_name}@v{job.policy_version_number}",
         "x-arbiter-policy-sha256": job.policy_version_sha256,
+        **({GRANTS_HEADER: ",".join(grant["token"] for grant in released_grants(job))} if job.grants else {}),
     }
 
 
