@@ -195,7 +195,8 @@ def grant_redeem(
                 "grant.refused",
                 actor=actor,
                 subject=subject,
-                body={"grant": str(grant.pk), "code": refusal.code, "tool": tool[:200], "arguments_sha256": presented},
+                # Not the presented tool name: it is the client's free text, and the ledger keeps nothing personal.
+                body={"grant": str(grant.pk), "code": refusal.code, "arguments_sha256": presented},
             )
         else:
             event = ledger.append(
