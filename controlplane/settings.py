@@ -458,3 +458,5 @@ ARBITER_UI_PAGE_SIZE = env_int("ARBITER_UI_PAGE_SIZE", 50, minimum=5, maximum=50
 
 # How long an approval grant (routing.services.grants) may be redeemed after the decision that issued it.
 ARBITER_GRANT_TTL_S = env_int("ARBITER_GRANT_TTL_S", 3600, minimum=10, maximum=30 * 24 * 3600)
+# The longest a chat completion may wait on a held job's decision (`x-arbiter-wait-for-approval`).
+ARBITER_APPROVAL_WAIT_MAX_S = env_int("ARBITER_APPROVAL_WAIT_MAX_S", 900, minimum=1, maximum=24 * 3600)

@@ -140,18 +140,31 @@ def _ensure_heartbeat() -> None:
 
 
 @contextmanager
-def sync_call_slot(key: ApiKey) -> Iterator[None]:
-    """Hold one synchronous-call slot for `key` for the duration of the block, or raise."""
-    retry_after = settings.ARBITER_SYNC_RETRY_AFTER_S
+def process_slot() -> Iterator[None]:
+    """Hold one of this process's synchronous slots (its web threads less one) for the block, or raise.
+
+    A request waiting on a person's decision (routing.api.openai, `x-arbiter-wait-for-approval`) holds
+    only this: it occupies a thread of this process, but no model call runs for it, so it takes no
+    slot of its key's or the installation's."""
     process_slots = _process_semaphore()
     if not process_slots.acquire(blocking=False):
         raise SyncCallsExceeded(
             f"this server process is running its limit of {settings.ARBITER_SYNC_CALLS_PER_PROCESS} synchronous "
             "completions (ARBITER_SYNC_CALLS_PER_PROCESS); retry shortly, or submit the job to /api/v1/jobs",
             limit="ARBITER_SYNC_CALLS_PER_PROCESS",
-            retry_after=retry_after,
+            retry_after=settings.ARBITER_SYNC_RETRY_AFTER_S,
         )
     try:
+        yield
+    finally:
+        process_slots.release()
+
+
+@contextmanager
+def sync_call_slot(key: ApiKey) -> Iterator[None]:
+    """Hold one synchronous-call slot for `key` for the duration of the block, or raise."""
+    retry_after = settings.ARBITER_SYNC_RETRY_AFTER_S
+    with process_slot():
         keys = (f"arbiter:sync:key:{key.prefix}", "arbiter:sync:total")
         limits = (settings.ARBITER_SYNC_CALLS_PER_KEY, settings.ARBITER_SYNC_CALLS_TOTAL)
         token = uuid.uuid4().hex
@@ -189,5 +202,3 @@ def sync_call_slot(key: ApiKey) -> Iterator[None]:
                 release.execute()
             except redis.RedisError:
                 logger.warning("could not release a synchronous call's slot; its lease expires", exc_info=True)
-    finally:
-        process_slots.release()
