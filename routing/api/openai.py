@@ -43,7 +43,7 @@ from routing.api.openai_models import MODEL_PREFIX, model_entry
 from routing.api.openai_retries import implicit_window
 from routing.api.openai_stream import EVENT_STREAM, EventStreamNegotiation, event_stream_response
 from routing.api.parsers import check_json_value
-from routing.api.ratelimit import SyncCallsExceeded, SyncCallsUnavailable, process_slot, sync_call_slot
+from routing.api.ratelimit import SyncCallsExceeded, SyncCallsUnavailable, approval_wait_slot, sync_call_slot
 from routing.api.schema import OpenAIErrorSerializer
 from routing.api.serializers.common import LabelsField
 from routing.api.serializers.openai import (
@@ -232,11 +232,11 @@ def approval_wait_from(request: Request, data: dict[str, Any]) -> int | None:
 def decision_wait(*, application: Application, completion: JobCompletion, timeout_s: float) -> JobCompletion:
     """Keep a held job's request open until people decide it (and a job they escalate or send back to a
     tier finishes), for at most `timeout_s`; the job as it then is. The wait holds a thread of this
-    process (process_slot) but no model-call slot; when this process has no thread to spare it does not
-    wait, and the held job's 409 goes back at once as without the header."""
+    process (approval_wait_slot) but no model-call slot; when this process has no wait slot to spare it
+    does not wait, and the held job's 409 goes back at once as without the header."""
     deadline = time.monotonic() + timeout_s
     try:
-        with process_slot():
+        with approval_wait_slot():
             while completion.status not in TERMINAL_STATUSES:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -400,7 +400,8 @@ WAIT_PARAMETER = OpenApiParameter(
     description="Seconds (1 to ARBITER_APPROVAL_WAIT_MAX_S) to keep the request open when the policy holds the "
     "answer for people to decide: the approved (or overridden and confirmed) answer then comes back as if nothing "
     "was held, with its approval grants; a rejection as 403 `job_rejected`; still undecided at the end, the 409 "
-    "`approval_required` naming the job (retry with the same Idempotency-Key once decided). Not with `stream: true`.",
+    "`approval_required` naming the job (retry with the same Idempotency-Key once decided); also at once when "
+    "the server process already has ARBITER_APPROVAL_WAITS_PER_PROCESS requests waiting. Not with `stream: true`.",
 )
 
 

@@ -114,6 +114,19 @@ def test_undecided_at_the_end_of_the_wait_it_is_the_held_jobs_409(sdk):
     assert Job.objects.get(pk=error.body["job_id"]).status == JobStatus.AWAITING_APPROVAL
 
 
+def test_beyond_the_process_waits_a_held_call_answers_its_409_at_once(sdk, settings):
+    settings.ARBITER_APPROVAL_WAITS_PER_PROCESS = 1
+    first = Waiting(sdk)
+    job = first.held_job()
+    # The one wait slot of this (single) web process is taken: the second does not wait for its decision.
+    error = Waiting(sdk, wait_s="300").result()
+    assert isinstance(error, openai.ConflictError) and error.code == "approval_required"
+    assert first.thread.is_alive()  # the first still waits, on a decision nobody has taken yet
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="checked")
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="checked too")
+    assert first.result().http_response.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("header", "stream", "code"),
     [
