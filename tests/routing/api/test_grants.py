@@ -179,6 +179,26 @@ def test_an_approved_refund_comes_back_with_a_grant_that_verifies_and_redeems_on
     assert api.get(f"/api/v1/jobs/{job.pk}").json()["grants"][0]["redeemed_at"] is not None
 
 
+def test_the_responses_api_gives_the_grant_with_the_function_call(arbiter, api, verify_grant):
+    sdk = openai.OpenAI(base_url=f"{arbiter.url}/v1", api_key=api.headers["Authorization"][7:], max_retries=0)
+    tool = {"type": "function", "name": "issue_refund", "parameters": {"type": "object"}, "strict": False}
+    with pytest.raises(openai.ConflictError) as held:
+        sdk.responses.create(
+            model="auto", input=REFUND_PROMPT, tools=[tool], extra_headers={"x-arbiter-task-type": "general"}
+        )
+    job = Job.objects.get(pk=held.value.body["job_id"])
+    for reviewer in reviewers():
+        approval_approve(job=job, user=reviewer, reason="checked")
+
+    raw = sdk.responses.with_raw_response.retrieve(f"resp_{job.pk.hex}")
+    response = raw.parse()
+    (call,) = [item for item in response.output if item.type == "function_call"]
+    (grant,) = response.model_extra["arbiter"]["grants"]
+    assert (grant["tool_call_id"], raw.headers["x-arbiter-grants"]) == (call.call_id, grant["token"])
+    verify_grant(grant["token"], public_key_b64(), arbiter.setup.application.slug, call.name, call.arguments)
+    assert redeem(api, grant, arguments=call.arguments).status_code == 200
+
+
 # --- the offline verifier as printed ----------------------------------------------------------------
 
 
