@@ -64,10 +64,7 @@ class Checkpoint:
         """None when the signature is valid and made by a trusted key, else what is wrong."""
         if self.public_key not in trusted:
             return f"checkpoint at seq {self.seq} ({self.source}) is signed by an untrusted key {self.public_key}"
-        try:
-            public = Ed25519PublicKey.from_public_bytes(base64.b64decode(self.public_key, validate=True))
-            public.verify(base64.b64decode(self.signature, validate=True), self.message.encode("utf-8"))
-        except (InvalidSignature, ValueError, binascii.Error):
+        if not signature_valid(self.message, self.signature, self.public_key):
             return f"checkpoint at seq {self.seq} ({self.source}): signature invalid"
         return None
 
@@ -91,7 +88,6 @@ def checkpoint_write(*, force: bool = False, wait: bool = True) -> Checkpoint | 
     latest = LedgerCheckpoint.objects.order_by("-seq", "-id").first()
     if latest is not None and latest.seq >= head.seq and not force:
         return None
-    key = signing_key()
     message = canonical_json(
         {
             "hash": head.hash.hex(),
@@ -100,12 +96,8 @@ def checkpoint_write(*, force: bool = False, wait: bool = True) -> Checkpoint | 
             "time": format_time(datetime.now(UTC)),
         }
     )
-    checkpoint = Checkpoint(
-        message=message,
-        signature=base64.b64encode(key.sign(message.encode("utf-8"))).decode("ascii"),
-        public_key=public_key_b64(),
-        source="database",
-    )
+    signature, public_key = sign(message)
+    checkpoint = Checkpoint(message=message, signature=signature, public_key=public_key, source="database")
     with transaction.atomic():
         LedgerCheckpoint.objects.create(
             message=checkpoint.message, signature=checkpoint.signature, public_key=checkpoint.public_key
@@ -166,6 +158,25 @@ def ledger_name() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_database()")
         return cursor.fetchone()[0]
+
+
+def sign(message: str) -> tuple[str, str]:
+    """(signature, public key), both base64, of the UTF-8 bytes of `message` under the ledger's key: what
+    signs checkpoints also signs approval grants (routing.services.grants), so one key is trusted, rotated
+    and published (`ledger_checkpoint --public-key`) for both."""
+    signature = signing_key().sign(message.encode("utf-8"))
+    return base64.b64encode(signature).decode("ascii"), public_key_b64()
+
+
+def signature_valid(message: str, signature: str, public_key: str) -> bool:
+    """Whether `signature` (base64) is `public_key`'s (base64, raw 32 bytes) over the UTF-8 of `message`.
+    Whether that key is trusted is the caller's question (trusted_public_keys)."""
+    try:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
+        public.verify(base64.b64decode(signature, validate=True), message.encode("utf-8"))
+    except (InvalidSignature, ValueError, binascii.Error):
+        return False
+    return True
 
 
 def signing_key() -> Ed25519PrivateKey:

@@ -457,3 +457,12 @@ TEMPLATES[0]["OPTIONS"]["libraries"] = {"ui": "web.templatetags"}
 LOGOUT_REDIRECT_URL = "login"
 ARBITER_UI_EXPORT_DIR = Path(env_str("ARBITER_UI_EXPORT_DIR", str(DATA_DIR / "evidence-exports")))
 ARBITER_UI_PAGE_SIZE = env_int("ARBITER_UI_PAGE_SIZE", 50, minimum=5, maximum=500)
+
+# How long an approval grant (routing.services.grants) may be redeemed after the decision that issued it.
+ARBITER_GRANT_TTL_S = env_int("ARBITER_GRANT_TTL_S", 3600, minimum=10, maximum=30 * 24 * 3600)
+# The longest a chat completion may wait on a held job's decision (`x-arbiter-wait-for-approval`).
+ARBITER_APPROVAL_WAIT_MAX_S = env_int("ARBITER_APPROVAL_WAIT_MAX_S", 900, minimum=1, maximum=24 * 3600)
+# Requests of one web process that may wait on approvals at once (each holds one of its synchronous slots).
+ARBITER_APPROVAL_WAITS_PER_PROCESS = env_int(
+    "ARBITER_APPROVAL_WAITS_PER_PROCESS", max(1, ARBITER_SYNC_CALLS_PER_PROCESS // 2), minimum=1
+)

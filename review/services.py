@@ -33,6 +33,7 @@ from routing.services.approvals import (
     requirements,
     submitted,
 )
+from routing.services.grants import grants_issue
 from routing.services.jobs import dispatch_after_commit, job_submit
 
 
@@ -172,6 +173,8 @@ def _approve(job: Job, request: ApprovalRequest, user: User, reason: str) -> Non
             subject={"job": job.pk, "application": job.application_id},
             body={"by": "override" if overridden else "approval", "approval": request.pk},
         )
+        # The released tool calls' grants, in this same transaction: no answer is released without them.
+        grants_issue(job=job, request=request, approvers=counted_approvers(job, request), actor=Actor.user(user.pk))
     else:
         job.version += 1
         job.save(update_fields=["version", "result"])

@@ -123,6 +123,8 @@ RELEASABLE_BODY_KEYS = frozenset(
         "total_cost_usd", "steps", "from_status",
         # job.failed: the provider's status when it refused the request itself (routing.execute.calls)
         "upstream_status",
+        # approval grants (issued only with a released answer): which grant, which call, a refusal's code
+        "grant", "tool_call_id", "tool", "arguments_sha256", "code",
         # shadow comparisons
         "confidence", "shadow_tier", "shadow_deployment", "agreement", "shadow_cost_usd",
     }

@@ -50,6 +50,7 @@ def _job_detail_queryset() -> QuerySet[Job]:
     return Job.objects.select_related("policy_version__policy").prefetch_related(
         Prefetch("steps", queryset=Step.objects.select_related("deployment").order_by("attempt", "index")),
         Prefetch("approval_requests", queryset=ApprovalRequest.objects.prefetch_related("decisions")),
+        "approval_grants",
     )
 
 
@@ -130,6 +131,7 @@ class JobCompletion:
     steps: list[dict[str, Any]]  # attempt, index, outcome, model, prompt_tokens, completion_tokens
     decision_event_id: int | None  # the last route.decided event: the decision behind the answer
     purpose: str  # read by the release gate (routing.release), like a Job's
+    grants: list[dict[str, Any]]  # message, signature, redeemed_at of each approval grant, in tool-call order
 
     @property
     def pk(self) -> uuid.UUID:
@@ -147,7 +149,11 @@ _COMPLETION = """
            (SELECT e.id FROM audit_ledgerevent e
              WHERE e.subject_job = j.id::text AND e.event_type = 'route.decided'
              ORDER BY e.xact_id DESC, e.id DESC LIMIT 1),
-           j.purpose
+           j.purpose,
+           (SELECT coalesce(json_agg(json_build_object(
+                       'message', g.message, 'signature', g.signature, 'redeemed_at', g.redeemed_at)
+                   ORDER BY g.tool_call_index), '[]')
+              FROM routing_approvalgrant g WHERE g.job_id = j.id)
       FROM routing_job j
       JOIN routing_policyversion v ON v.id = j.policy_version_id
       JOIN routing_policy p ON p.id = v.policy_id
@@ -164,7 +170,7 @@ def job_completion_for_application(*, application: Application, job_id: uuid.UUI
     if row is None:
         return None
     # Django's connection hands JSON columns back as text (JSONField decodes them itself).
-    return JobCompletion(*row[:3], _json(row[3]), *row[4:10], _json(row[10]), row[11], row[12])
+    return JobCompletion(*row[:3], _json(row[3]), *row[4:10], _json(row[10]), row[11], row[12], _json(row[13]))
 
 
 def _json(value: Any) -> Any:

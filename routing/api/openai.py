@@ -43,7 +43,7 @@ from routing.api.openai_models import MODEL_PREFIX, model_entry
 from routing.api.openai_retries import implicit_window
 from routing.api.openai_stream import EVENT_STREAM, EventStreamNegotiation, event_stream_response
 from routing.api.parsers import check_json_value
-from routing.api.ratelimit import SyncCallsExceeded, SyncCallsUnavailable, sync_call_slot
+from routing.api.ratelimit import SyncCallsExceeded, SyncCallsUnavailable, approval_wait_slot, sync_call_slot
 from routing.api.schema import OpenAIErrorSerializer
 from routing.api.serializers.common import LabelsField
 from routing.api.serializers.openai import (
@@ -60,13 +60,16 @@ from routing.models import ApiKey, Application, Job, JobStatus
 from routing.models.jobs import TERMINAL_STATUSES
 from routing.release import is_released, released_result, released_status_reason
 from routing.selectors import JobCompletion
+from routing.services.grants import grant_as_given
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
 
 TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"
+WAIT_HEADER = "HTTP_X_ARBITER_WAIT_FOR_APPROVAL"
 LABELS_HEADER = "HTTP_X_ARBITER_LABELS"
 SETTLED = TERMINAL_STATUSES | {JobStatus.AWAITING_APPROVAL}
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 IGNORED_PARAMS_HEADER = "x-arbiter-ignored-params"
+GRANTS_HEADER = "x-arbiter-grants"
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +205,50 @@ def job_wait(*, application: Application, job: Job, timeout_s: float) -> JobComp
         job_settled_wait(job.pk, min(remaining, 1.0))
 
 
+def approval_wait_from(request: Request, data: dict[str, Any]) -> int | None:
+    """The seconds `x-arbiter-wait-for-approval` asks to wait for a held job's decision, if it asks."""
+    raw = request.META.get(WAIT_HEADER)
+    if raw is None:
+        return None
+    longest = settings.ARBITER_APPROVAL_WAIT_MAX_S
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= longest):
+        raise openai_error(
+            f"x-arbiter-wait-for-approval must be a whole number of seconds from 1 to {longest}",
+            status_code=400,
+            code="invalid_wait",
+            param="x-arbiter-wait-for-approval",
+        )
+    if data["stream"]:
+        raise openai_error(
+            "x-arbiter-wait-for-approval is not taken with `stream: true`: a stream's first byte would have to go "
+            "out before the decision; wait without streaming, or retry with the same Idempotency-Key after it",
+            status_code=400,
+            code="wait_not_streamable",
+            param="x-arbiter-wait-for-approval",
+        )
+    return int(raw)
+
+
+def decision_wait(*, application: Application, completion: JobCompletion, timeout_s: float) -> JobCompletion:
+    """Keep a held job's request open until people decide it (and a job they escalate or send back to a
+    tier finishes), for at most `timeout_s`; the job as it then is. The wait holds a thread of this
+    process (approval_wait_slot) but no model-call slot; when this process has no wait slot to spare it
+    does not wait, and the held job's 409 goes back at once as without the header."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        with approval_wait_slot():
+            while completion.status not in TERMINAL_STATUSES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                job_settled_wait(completion.pk, min(remaining, 1.0))
+                fresh = selectors.job_completion_for_application(application=application, job_id=completion.pk)
+                completion = fresh or completion
+    except SyncCallsExceeded as busy:
+        logger.info("not waiting on the approval of job %s: %s", completion.pk, busy)
+    return completion
+
+
 def _refusal(job: JobCompletion) -> Problem:
     if job.status == JobStatus.AWAITING_APPROVAL:
         return openai_error(
@@ -284,7 +331,13 @@ def chat_completion(job: JobCompletion) -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         "system_fingerprint": None,
+        **({"arbiter_grants": released_grants(job)} if job.grants else {}),
     }
+
+
+def released_grants(job: JobCompletion) -> list[dict[str, Any]]:
+    """The signed approval grants of a released answer's tool calls (routing.services.grants)."""
+    return [grant_as_given(**grant) for grant in job.grants] if is_released(job) else []
 
 
 def ignored_parameters(job: JobCompletion, policy_decided: list[str]) -> list[str]:
@@ -303,6 +356,7 @@ def route_headers(job: JobCompletion) -> dict[str, str]:
         "x-arbiter-escalations": str(job.escalations),
         "x-arbiter-policy-version": f"{job.policy_name}@v{job.policy_version_number}",
         "x-arbiter-policy-sha256": job.policy_version_sha256,
+        **({GRANTS_HEADER: ",".join(grant["token"] for grant in released_grants(job))} if job.grants else {}),
     }
 
 
@@ -339,6 +393,16 @@ ROUTING_HEADERS = [
     ),
     OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
 ]
+WAIT_PARAMETER = OpenApiParameter(
+    "x-arbiter-wait-for-approval",
+    int,
+    OpenApiParameter.HEADER,
+    description="Seconds (1 to ARBITER_APPROVAL_WAIT_MAX_S) to keep the request open when the policy holds the "
+    "answer for people to decide: the approved (or overridden and confirmed) answer then comes back as if nothing "
+    "was held, with its approval grants; a rejection as 403 `job_rejected`; still undecided at the end, the 409 "
+    "`approval_required` naming the job (retry with the same Idempotency-Key once decided); also at once when "
+    "the server process already has ARBITER_APPROVAL_WAITS_PER_PROCESS requests waiting. Not with `stream: true`.",
+)
 
 
 class ChatCompletionsApi(ApiView):
@@ -364,7 +428,7 @@ class ChatCompletionsApi(ApiView):
             "`stream` (same job, ledger events and headers), so the first byte waits for the whole governed job; "
             "a held, blocked or failed job answers with its JSON error and status instead, before any byte."
         ),
-        parameters=ROUTING_HEADERS,
+        parameters=[*ROUTING_HEADERS, WAIT_PARAMETER],
         request=ChatCompletionInputSerializer,
         examples=[
             OpenApiExample(
@@ -394,9 +458,12 @@ class ChatCompletionsApi(ApiView):
         data = serializer.validated_data
         policy = policy_for_model(data["model"])
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
+        wait_s = approval_wait_from(request, data)
         _, completion = self.governed_answer(
             request, data, policy=policy, task_type=task_type, labels=labels, metadata=metadata
         )
+        if wait_s is not None and completion.status == JobStatus.AWAITING_APPROVAL:
+            completion = decision_wait(application=self.application, completion=completion, timeout_s=wait_s)
         if not is_released(completion):
             raise _refusal(completion)  # held, blocked, failed: the JSON error, streamed or not
         headers = route_headers(completion)

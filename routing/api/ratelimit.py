@@ -105,17 +105,26 @@ class SyncCallsUnavailable(Exception):
 _held: dict[str, tuple[str, ...]] = {}  # token -> its slot sets, renewed by the heartbeat
 _held_lock = threading.Lock()
 _heartbeat: threading.Thread | None = None
-_process_slots: threading.BoundedSemaphore | None = None
-_process_slots_size = 0
 
 
-def _process_semaphore() -> threading.BoundedSemaphore:
-    global _process_slots, _process_slots_size
-    size = settings.ARBITER_SYNC_CALLS_PER_PROCESS
-    with _held_lock:
-        if _process_slots is None or _process_slots_size != size:
-            _process_slots, _process_slots_size = threading.BoundedSemaphore(size), size
-        return _process_slots
+class _SizedSemaphore:
+    """A process-wide semaphore whose size follows a setting (tests change it)."""
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting
+        self.size = 0
+        self.semaphore: threading.BoundedSemaphore | None = None
+
+    def get(self) -> threading.BoundedSemaphore:
+        size = getattr(settings, self.setting)
+        with _held_lock:
+            if self.semaphore is None or self.size != size:
+                self.semaphore, self.size = threading.BoundedSemaphore(size), size
+            return self.semaphore
+
+
+_process_slots = _SizedSemaphore("ARBITER_SYNC_CALLS_PER_PROCESS")
+_approval_waits = _SizedSemaphore("ARBITER_APPROVAL_WAITS_PER_PROCESS")
 
 
 def _renew_forever() -> None:
@@ -140,18 +149,50 @@ def _ensure_heartbeat() -> None:
 
 
 @contextmanager
-def sync_call_slot(key: ApiKey) -> Iterator[None]:
-    """Hold one synchronous-call slot for `key` for the duration of the block, or raise."""
-    retry_after = settings.ARBITER_SYNC_RETRY_AFTER_S
-    process_slots = _process_semaphore()
+def approval_wait_slot() -> Iterator[None]:
+    """Hold one of this process's approval-wait slots and one of its synchronous slots, or raise.
+
+    A request waiting on a person's decision (routing.api.openai, `x-arbiter-wait-for-approval`) occupies
+    a thread of this process for minutes but runs no model call: it takes no slot of its key's or the
+    installation's, and at most ARBITER_APPROVAL_WAITS_PER_PROCESS of the process's synchronous slots,
+    so waiting agents never use up the threads the process's completions run in."""
+    waits = _approval_waits.get()
+    if not waits.acquire(blocking=False):
+        raise SyncCallsExceeded(
+            f"this server process already has its limit of {settings.ARBITER_APPROVAL_WAITS_PER_PROCESS} requests "
+            "waiting on approvals (ARBITER_APPROVAL_WAITS_PER_PROCESS)",
+            limit="ARBITER_APPROVAL_WAITS_PER_PROCESS",
+            retry_after=settings.ARBITER_SYNC_RETRY_AFTER_S,
+        )
+    try:
+        with process_slot():
+            yield
+    finally:
+        waits.release()
+
+
+@contextmanager
+def process_slot() -> Iterator[None]:
+    """Hold one of this process's synchronous slots (its web threads less one) for the block, or raise."""
+    process_slots = _process_slots.get()
     if not process_slots.acquire(blocking=False):
         raise SyncCallsExceeded(
             f"this server process is running its limit of {settings.ARBITER_SYNC_CALLS_PER_PROCESS} synchronous "
             "completions (ARBITER_SYNC_CALLS_PER_PROCESS); retry shortly, or submit the job to /api/v1/jobs",
             limit="ARBITER_SYNC_CALLS_PER_PROCESS",
-            retry_after=retry_after,
+            retry_after=settings.ARBITER_SYNC_RETRY_AFTER_S,
         )
     try:
+        yield
+    finally:
+        process_slots.release()
+
+
+@contextmanager
+def sync_call_slot(key: ApiKey) -> Iterator[None]:
+    """Hold one synchronous-call slot for `key` for the duration of the block, or raise."""
+    retry_after = settings.ARBITER_SYNC_RETRY_AFTER_S
+    with process_slot():
         keys = (f"arbiter:sync:key:{key.prefix}", "arbiter:sync:total")
         limits = (settings.ARBITER_SYNC_CALLS_PER_KEY, settings.ARBITER_SYNC_CALLS_TOTAL)
         token = uuid.uuid4().hex
@@ -189,5 +230,3 @@ def sync_call_slot(key: ApiKey) -> Iterator[None]:
                 release.execute()
             except redis.RedisError:
                 logger.warning("could not release a synchronous call's slot; its lease expires", exc_info=True)
-    finally:
-        process_slots.release()

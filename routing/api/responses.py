@@ -43,6 +43,7 @@ from routing.api.openai import (
     ignored_parameters,
     openai_error,
     policy_for_model,
+    released_grants,
     route_headers,
     routing_facts,
 )
@@ -240,6 +241,7 @@ def response_object(stored: StoredResponse, job: Job, completion: JobCompletion)
             "job_url": f"/api/v1/jobs/{job.pk}",
             "job_status": completion.status,
             "result_withheld": result_withheld(completion),
+            "grants": released_grants(completion),
         },
     }
     if is_released(completion):

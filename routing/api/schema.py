@@ -22,6 +22,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "arb_<prefix>_<secret>",
             "description": "An application's API key as `Authorization: Bearer <key>`. Keys in the URL are refused. "
             "A key acts for the person who minted it. Scopes: `jobs:write`, `jobs:read` (its application's jobs), "
+            "`grants:redeem` (its application's approval grants), "
             "`app:admin` (its own application's keys, budget and usage), `platform:admin` (policies, the catalog, "
             "every application, key and budget; only for a policy admin).",
         }
@@ -69,6 +70,7 @@ PROBLEM_DESCRIPTIONS = {
     405: "Method not allowed.",
     406: "Only JSON is served.",
     409: "The object's state does not allow this operation.",
+    410: "Gone: the object's time is over (an expired approval grant).",
     413: "The body is larger than the limit (1 MiB unless configured).",
     415: "The body must be `application/json` (UTF-8).",
     422: "Well-formed but refused: e.g. an Idempotency-Key reused with another body, an invalid policy.",

@@ -130,7 +130,7 @@ def seed_application(*, key_owner) -> tuple[Application, str | None]:
         return application, None
     _, plaintext = api_key_create(
         application=application,
-        scopes=["jobs:write", "jobs:read"],
+        scopes=["jobs:write", "jobs:read", "grants:redeem"],
         created_by=key_owner,
         actor=SEED_ACTOR,
         name="demo",

@@ -8,6 +8,7 @@ from routing.models.evaluations import (
     HistoryReplayRun,
     HistoryReplayStatus,
 )
+from routing.models.grants import ApprovalGrant
 from routing.models.jobs import Job, JobPurpose, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
 from routing.models.responses import StoredResponse
@@ -18,6 +19,7 @@ __all__ = [
     "ApiKey",
     "Application",
     "ApprovalDecision",
+    "ApprovalGrant",
     "ApprovalRequest",
     "Evaluation",
     "EvaluationKind",

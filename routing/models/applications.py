@@ -7,6 +7,7 @@ from django.db import models
 
 JOBS_WRITE = "jobs:write"
 JOBS_READ = "jobs:read"
+GRANTS_REDEEM = "grants:redeem"
 APP_ADMIN = "app:admin"
 PLATFORM_ADMIN = "platform:admin"
 
@@ -16,6 +17,7 @@ PLATFORM_ADMIN = "platform:admin"
 SCOPE_DESCRIPTIONS = {
     JOBS_WRITE: "submit and cancel this application's jobs",
     JOBS_READ: "read this application's jobs",
+    GRANTS_REDEEM: "redeem this application's approval grants (once each) before executing an approved tool call",
     APP_ADMIN: "this application only: its keys (no wider than this key's scopes), its budget and usage (read)",
     PLATFORM_ADMIN: "the whole installation: policies, the catalog, every application, key and budget "
     "(only for a person with the policy-admin role)",

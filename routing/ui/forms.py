@@ -72,7 +72,7 @@ class ApiKeyForm(forms.Form):
     scopes = forms.MultipleChoiceField(
         choices=[(scope, f"{scope} — {description}") for scope, description in SCOPE_DESCRIPTIONS.items()],
         widget=forms.CheckboxSelectMultiple,
-        initial=["jobs:write", "jobs:read"],
+        initial=["jobs:write", "jobs:read", "grants:redeem"],
         error_messages={"required": "Give the key at least one scope."},
     )
     expires_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),

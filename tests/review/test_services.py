@@ -58,7 +58,7 @@ def test_a_two_approver_rule_needs_two_different_people(model_server, workers, r
     job = approval_approve(job=job, user=second)
     assert job.status == JobStatus.COMPLETED
     assert ApprovalRequest.objects.get(job=job).status == "approved"
-    assert event_types(job)[-3:] == ["approval.approved", "approval.approved", "job.completed"]
+    assert event_types(job)[-4:] == ["approval.approved", "approval.approved", "job.completed", "grant.issued"]
 
 
 def test_only_reviewers_decide_and_nobody_approves_their_own_replay(model_server, workers, reviewers):

@@ -60,7 +60,7 @@ def test_one_override_of_a_two_approver_job_is_one_of_two_and_a_second_person_re
     detail = client.get(f"/api/v1/jobs/{job.pk}").json()
     assert detail["result"]["output"]["tool_calls"][0]["arguments"] == {"amount": 5_000_000}
     assert detail["result"]["overridden"] is True
-    assert event_types(job)[-2:] == ["approval.approved", "job.completed"]
+    assert event_types(job)[-3:] == ["approval.approved", "job.completed", "grant.issued"]
 
 
 def test_the_same_person_cannot_override_and_then_approve_or_override_again(scene):

@@ -19,6 +19,7 @@ from routing.api.serializers.common import (
     checked_tool_choice,
     choice_field,
 )
+from routing.api.serializers.grants import GrantOutputSerializer
 from routing.decide.parameters import caller_parameters
 from routing.decide.tiers import TASK_TYPES, TIER_NAMES, tier_rank
 from routing.execute.webhooks import UnsafeCallbackUrl, callback_url_check
@@ -26,6 +27,7 @@ from routing.models import Job, JobStatus
 from routing.release import (
     WITHHELD_BY_STATUS,
     WITHHELD_EVALUATION,
+    is_released,
     released_approval_reasons,
     released_result,
     released_status_reason,
@@ -33,6 +35,7 @@ from routing.release import (
     result_withheld,
 )
 from routing.services.approvals import approval_progress, counted_approvers, progress_satisfied
+from routing.services.grants import grant_as_given
 
 STATUSES = tuple(JobStatus.values)
 
@@ -231,6 +234,10 @@ class JobOutputSerializer(serializers.Serializer):
     total_tokens = serializers.IntegerField()
     steps = StepOutputSerializer(many=True)
     approval = serializers.SerializerMethodField()
+    grants = serializers.SerializerMethodField(
+        help_text="Once released after people approved (or overrode and confirmed) a held answer: one signed "
+        "approval grant per tool call of the answer. Empty otherwise."
+    )
     ledger_events = serializers.SerializerMethodField()
     replay_of = serializers.UUIDField(source="replay_of_id", allow_null=True)
     created_at = serializers.DateTimeField()
@@ -264,6 +271,16 @@ class JobOutputSerializer(serializers.Serializer):
     def get_approval(self, job: Job) -> dict[str, Any] | None:
         requests = list(job.approval_requests.all())
         return ApprovalOutputSerializer(requests[-1]).data if requests else None
+
+    @extend_schema_field(GrantOutputSerializer(many=True))
+    def get_grants(self, job: Job) -> list[dict[str, Any]]:
+        if not is_released(job):
+            return []
+        grants = [
+            grant_as_given(message=grant.message, signature=grant.signature, redeemed_at=grant.redeemed_at)
+            for grant in sorted(job.approval_grants.all(), key=lambda grant: grant.tool_call_index)
+        ]
+        return GrantOutputSerializer(grants, many=True).data
 
     @extend_schema_field(LedgerRefSerializer(many=True))
     def get_ledger_events(self, job: Job) -> list[dict[str, Any]]:

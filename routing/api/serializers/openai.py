@@ -14,6 +14,7 @@ from routing.api.serializers.common import (
     ToolSerializer,
     checked_tool_choice,
 )
+from routing.api.serializers.grants import GrantOutputSerializer
 
 
 class OpenAIMetadataField(serializers.DictField):
@@ -115,6 +116,12 @@ class ChatCompletionOutputSerializer(serializers.Serializer):
     choices = ChoiceOutputSerializer(many=True)
     usage = UsageOutputSerializer(help_text="Summed over every step, escalations included.")
     system_fingerprint = serializers.CharField(allow_null=True)
+    arbiter_grants = GrantOutputSerializer(
+        many=True,
+        required=False,
+        help_text="Present when people approved this held answer's tool calls: one signed approval grant per "
+        "call (also in the `x-arbiter-grants` header, comma-separated tokens). Verify, then redeem once.",
+    )
 
 
 class ModelOutputSerializer(serializers.Serializer):

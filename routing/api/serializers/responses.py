@@ -23,6 +23,7 @@ from routing.api.serializers.common import (
     ToolSerializer,
     checked_tool_choice,
 )
+from routing.api.serializers.grants import GrantOutputSerializer
 from routing.api.serializers.openai import OpenAIMetadataField
 from routing.decide.parameters import from_responses as parameters_from_responses
 from routing.decide.parameters import responses_name
@@ -335,6 +336,9 @@ class ResponseArbiterSerializer(serializers.Serializer):
     job_url = serializers.CharField()
     job_status = serializers.CharField()
     result_withheld = serializers.CharField(allow_null=True, help_text="Why there is no output yet, or ever.")
+    grants = GrantOutputSerializer(
+        many=True, help_text="The signed approval grants of the released answer's function calls (GRANTS.md)."
+    )
 
 
 class ResponseOutputSerializer(serializers.Serializer):

@@ -1,0 +1,150 @@
+"""Waiting on a hold: with `x-arbiter-wait-for-approval` a chat completion the policy holds stays open until
+people decide it, then answers as if nothing was held (with its grant), or with the rejection; undecided
+at the end of the wait it is the held job's 409, and a bad header is refused before any job is made."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import openai
+import pytest
+
+from controlplane.roles import Role
+from review.services import approval_approve, approval_reject
+from routing.models import Job, JobStatus
+from tests.support.factories import UserFactory
+from tests.support.governed import REFUND_TOOL
+from tests.support.live import live_arbiter
+from tests.support.personas import key_for
+from tests.support.workers import wait_for
+
+pytestmark = pytest.mark.slow
+
+REFUND_PROMPT = (
+    '[task:general] [confidence:mini=0.9,flagship=0.9] [call:issue_refund {"amount": 150, "order": "A-17"}] '
+    "Refund order A-17."
+)
+
+
+@pytest.fixture(scope="module")
+def arbiter(django_db_setup, django_db_blocker, model_server):
+    with django_db_blocker.unblock():
+        yield from live_arbiter(model_server.base_url)
+
+
+@pytest.fixture
+def sdk(arbiter, live_db) -> openai.OpenAI:
+    key = key_for(arbiter.setup.application, "jobs:read", "jobs:write", "grants:redeem")
+    return openai.OpenAI(base_url=f"{arbiter.url}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+@pytest.mark.django_db
+def test_the_database_is_set_up():
+    pass  # the django_db test that makes pytest-django create the test database for this module
+
+
+class Waiting:
+    """A held refund's completion, sent with the wait header from another thread."""
+
+    def __init__(self, sdk: openai.OpenAI, wait_s: str = "90") -> None:
+        self.key = str(uuid.uuid4())
+        self.outcome: object = None
+        self.thread = threading.Thread(target=self._ask, args=(sdk, wait_s))
+        self.thread.start()
+
+    def _ask(self, sdk: openai.OpenAI, wait_s: str) -> None:
+        try:
+            self.outcome = sdk.chat.completions.with_raw_response.create(
+                model="auto",
+                messages=[{"role": "user", "content": REFUND_PROMPT}],
+                tools=REFUND_TOOL,
+                extra_headers={
+                    "x-arbiter-task-type": "general",
+                    "x-arbiter-wait-for-approval": wait_s,
+                    "Idempotency-Key": self.key,
+                },
+            )
+        except openai.APIError as error:
+            self.outcome = error
+
+    def held_job(self) -> Job:
+        return wait_for(
+            lambda: Job.objects.filter(idempotency_key=self.key, status=JobStatus.AWAITING_APPROVAL).first(),
+            message="the refund to be held",
+        )
+
+    def result(self):
+        self.thread.join(timeout=120)
+        assert not self.thread.is_alive()
+        return self.outcome
+
+
+def test_a_held_call_waits_for_the_approvals_and_answers_with_the_call_and_its_grant(sdk):
+    waiting = Waiting(sdk)
+    job = waiting.held_job()
+    first, second = UserFactory(roles=[Role.REVIEWER]), UserFactory(roles=[Role.REVIEWER])
+    approval_approve(job=job, user=first, reason="order checked")
+    approval_approve(job=job, user=second, reason="amount checked")
+
+    raw = waiting.result()
+    assert not isinstance(raw, Exception), raw
+    completion = raw.parse()
+    assert raw.headers["x-arbiter-job-id"] == str(job.pk)
+    (call,) = completion.choices[0].message.tool_calls
+    assert call.function.name == "issue_refund"
+    assert raw.headers["x-arbiter-grants"]  # the approved call's grant (tests/routing/api/test_grants.py)
+    assert Job.objects.filter(idempotency_key=waiting.key).count() == 1
+
+
+def test_a_rejection_ends_the_wait_with_the_rejection(sdk):
+    waiting = Waiting(sdk)
+    job = waiting.held_job()
+    approval_reject(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="not refundable")
+    error = waiting.result()
+    assert isinstance(error, openai.PermissionDeniedError)
+    assert error.code == "job_rejected" and error.body["job_id"] == str(job.pk)
+    assert "not refundable" not in error.message  # the reviewer's reason stays with the reviewers
+
+
+def test_undecided_at_the_end_of_the_wait_it_is_the_held_jobs_409(sdk):
+    error = Waiting(sdk, wait_s="1").result()
+    assert isinstance(error, openai.ConflictError)
+    assert error.code == "approval_required"
+    assert Job.objects.get(pk=error.body["job_id"]).status == JobStatus.AWAITING_APPROVAL
+
+
+def test_beyond_the_process_waits_a_held_call_answers_its_409_at_once(sdk, settings):
+    settings.ARBITER_APPROVAL_WAITS_PER_PROCESS = 1
+    first = Waiting(sdk)
+    job = first.held_job()
+    # The one wait slot of this (single) web process is taken: the second does not wait for its decision.
+    error = Waiting(sdk, wait_s="300").result()
+    assert isinstance(error, openai.ConflictError) and error.code == "approval_required"
+    assert first.thread.is_alive()  # the first still waits, on a decision nobody has taken yet
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="checked")
+    approval_approve(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="checked too")
+    assert first.result().http_response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "stream", "code"),
+    [
+        ("0", False, "invalid_wait"),
+        ("soon", False, "invalid_wait"),
+        ("999999", False, "invalid_wait"),
+        ("60", True, "wait_not_streamable"),
+    ],
+)
+def test_a_bad_wait_header_is_refused_before_any_job_is_made(sdk, arbiter, header, stream, code):
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": REFUND_PROMPT}],
+            tools=REFUND_TOOL,
+            stream=stream,
+            extra_headers={"x-arbiter-task-type": "general", "x-arbiter-wait-for-approval": header},
+        )
+    assert refused.value.code == code
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before
