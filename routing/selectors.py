@@ -79,11 +79,7 @@ def steps_walked(steps: Iterable[Step]) -> list[Step]:
 
 def job_get_for_application(*, application: Application, job_id: uuid.UUID) -> Job | None:
     # A replay is an evaluation, shown to reviewers only: to the application it does not exist.
-    return (
-        _job_detail_queryset()
-        .filter(application=application, pk=job_id, purpose=JobPurpose.APPLICATION)
-        .first()
-    )
+    return _job_detail_queryset().filter(application=application, pk=job_id, purpose=JobPurpose.APPLICATION).first()
 
 
 def job_list_for_application(
@@ -132,6 +128,7 @@ class JobCompletion:
     decision_event_id: int | None  # the last route.decided event: the decision behind the answer
     purpose: str  # read by the release gate (routing.release), like a Job's
     grants: list[dict[str, Any]]  # message, signature, redeemed_at of each approval grant, in tool-call order
+    run_id: uuid.UUID | None = None  # the agent run it belongs to
 
     @property
     def pk(self) -> uuid.UUID:
@@ -153,7 +150,8 @@ _COMPLETION = """
            (SELECT coalesce(json_agg(json_build_object(
                        'message', g.message, 'signature', g.signature, 'redeemed_at', g.redeemed_at)
                    ORDER BY g.tool_call_index), '[]')
-              FROM routing_approvalgrant g WHERE g.job_id = j.id)
+              FROM routing_approvalgrant g WHERE g.job_id = j.id),
+           j.run_id
       FROM routing_job j
       JOIN routing_policyversion v ON v.id = j.policy_version_id
       JOIN routing_policy p ON p.id = v.policy_id
@@ -170,7 +168,7 @@ def job_completion_for_application(*, application: Application, job_id: uuid.UUI
     if row is None:
         return None
     # Django's connection hands JSON columns back as text (JSONField decodes them itself).
-    return JobCompletion(*row[:3], _json(row[3]), *row[4:10], _json(row[10]), row[11], row[12], _json(row[13]))
+    return JobCompletion(*row[:3], _json(row[3]), *row[4:10], _json(row[10]), row[11], row[12], _json(row[13]), row[14])
 
 
 def _json(value: Any) -> Any:

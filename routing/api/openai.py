@@ -62,10 +62,13 @@ from routing.release import is_released, released_result, released_status_reason
 from routing.selectors import JobCompletion
 from routing.services.grants import grant_as_given
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
+from routing.services.runs import RunNotFound
 
 TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"
 WAIT_HEADER = "HTTP_X_ARBITER_WAIT_FOR_APPROVAL"
 LABELS_HEADER = "HTTP_X_ARBITER_LABELS"
+RUN_ID_HEADER = "HTTP_X_ARBITER_RUN_ID"
+RUN_ROLE_HEADER = "HTTP_X_ARBITER_RUN_ROLE"
 SETTLED = TERMINAL_STATUSES | {JobStatus.AWAITING_APPROVAL}
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 IGNORED_PARAMS_HEADER = "x-arbiter-ignored-params"
@@ -88,6 +91,8 @@ def openai_error(
     if job is not None:
         extra |= {"job_id": str(job.pk), "job_url": f"/api/v1/jobs/{job.pk}"}
         headers["x-arbiter-job-id"] = str(job.pk)
+        if job.run_id is not None:
+            headers["x-arbiter-run-id"] = str(job.run_id)
     return Problem(message, status_code=status_code, code=code, errors=errors, extra=extra, headers=headers)
 
 
@@ -169,6 +174,22 @@ def routing_facts(request: Request, metadata: dict[str, str]) -> tuple[str, dict
                 param="x-arbiter-labels",
             ) from None
     return task_type, labels, metadata
+
+
+def run_facts(request: Request) -> dict[str, Any]:
+    """The run a call joins (`x-arbiter-run-id`: `new` or a UUID) and its role (`x-arbiter-run-role`), for
+    job_submit (routing.services.runs); nothing when the call names no run."""
+    run_id, run_role = request.META.get(RUN_ID_HEADER, "").strip(), request.META.get(RUN_ROLE_HEADER, "").strip()
+    if not run_id:
+        if run_role:
+            raise openai_error(
+                "x-arbiter-run-role needs x-arbiter-run-id",
+                status_code=400,
+                code="invalid_run",
+                param="x-arbiter-run-id",
+            )
+        return {}
+    return {"run_id": run_id, "run_role": run_role}
 
 
 def job_run_inline(job: Job) -> None:
@@ -351,6 +372,7 @@ def route_headers(job: JobCompletion) -> dict[str, str]:
     decision = job.decision_event_id
     return {
         "x-arbiter-job-id": str(job.id),
+        **({"x-arbiter-run-id": str(job.run_id)} if job.run_id else {}),
         "x-arbiter-decision-id": "" if decision is None else str(decision),
         "x-arbiter-final-tier": job.final_tier or "",
         "x-arbiter-escalations": str(job.escalations),
@@ -390,6 +412,21 @@ ROUTING_HEADERS = [
         str,
         OpenApiParameter.HEADER,
         description='A JSON object of scalar labels, e.g. {"region": "eu"}.',
+    ),
+    OpenApiParameter(
+        "x-arbiter-run-id",
+        str,
+        OpenApiParameter.HEADER,
+        description="The agent run the call joins: `new` opens one (its id comes back in `x-arbiter-run-id`); a UUID "
+        "joins this application's run of that id, or opens one with it; another application's run is 404 "
+        "`run_not_found`. The policy's `runs:` limits apply.",
+    ),
+    OpenApiParameter(
+        "x-arbiter-run-role",
+        str,
+        OpenApiParameter.HEADER,
+        enum=["planner", "subagent"],
+        description="The call's role in its run; by default the call that opens the run is its planner.",
     ),
     OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
 ]
@@ -460,7 +497,7 @@ class ChatCompletionsApi(ApiView):
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
         wait_s = approval_wait_from(request, data)
         _, completion = self.governed_answer(
-            request, data, policy=policy, task_type=task_type, labels=labels, metadata=metadata
+            request, data, policy=policy, task_type=task_type, labels=labels, metadata=metadata, **run_facts(request)
         )
         if wait_s is not None and completion.status == JobStatus.AWAITING_APPROVAL:
             completion = decision_wait(application=self.application, completion=completion, timeout_s=wait_s)
@@ -518,6 +555,8 @@ class ChatCompletionsApi(ApiView):
                 code="model_not_found" if status_code == 404 else "no_active_policy",
                 param="model",
             ) from None
+        except RunNotFound as missing:
+            raise openai_error(str(missing), status_code=404, code="run_not_found", param="x-arbiter-run-id") from None
         except JobError as error:
             raise openai_error(str(error), status_code=400, code="invalid_request") from None
         return job, created

@@ -46,6 +46,7 @@ from routing.api.openai import (
     released_grants,
     route_headers,
     routing_facts,
+    run_facts,
 )
 from routing.api.responses_stream import response_event_stream
 from routing.api.schema import OpenAIErrorSerializer
@@ -357,7 +358,14 @@ class ResponsesApi(ChatCompletionsApi):
             )
 
         job, completion = self.governed_answer(
-            request, chat, recorded=recorded, policy=policy, task_type=task_type, labels=labels, metadata=metadata
+            request,
+            chat,
+            recorded=recorded,
+            policy=policy,
+            task_type=task_type,
+            labels=labels,
+            metadata=metadata,
+            **run_facts(request),
         )
         if not is_released(completion):
             raise _refusal(completion)

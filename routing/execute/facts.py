@@ -19,6 +19,7 @@ from routing.decide.approval_rules import ResultFacts
 from routing.decide.complexity import estimate_complexity
 from routing.decide.policy.document import PolicyDocument, policy_from_data
 from routing.decide.router import Constraints, DeploymentInfo, JobFacts, Plan, PlanStep, route
+from routing.decide.runs import RunFacts
 from routing.execute import latency
 from routing.execute.budgets import BudgetState, budget_state
 from routing.models import Job, ModelDeployment, PolicyVersion
@@ -37,6 +38,7 @@ class RouteOutcome:
     record: dict[str, Any]
     complexity: float
     budget: BudgetState
+    run_refused: bool = False  # a run limit refused the job (routing.execute.runs)
 
 
 _DOCUMENTS: dict[str, PolicyDocument] = {}
@@ -114,6 +116,8 @@ def job_facts(job: Job, complexity: float, *, budget_hard_limit_reached: bool = 
     """`detect=False` when the policy never reads `detected`: the detectors are then not run at all."""
     tools = tuple(tool.get("function", {}).get("name", "") for tool in job.request.get("tools") or [])
     constraints = job.constraints or {}
+    # The run as it stood when the job joined it, and what its limits decided (routing.execute.runs).
+    admission = job.run_admission
     return JobFacts(
         task_type=job.task_type,
         input_tokens=job.input_tokens,
@@ -130,6 +134,8 @@ def job_facts(job: Job, complexity: float, *, budget_hard_limit_reached: bool = 
         tools=tools,
         budget_hard_limit_reached=budget_hard_limit_reached,
         detected=personal_data_kinds(job) if detect else (),
+        run=RunFacts(**admission["facts"]) if admission else None,
+        run_downgrade=any(limit["action"] == "downgrade" for limit in (admission or {}).get("reached", ())),
     )
 
 

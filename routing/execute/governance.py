@@ -20,6 +20,7 @@ from routing.decide.policy.document import PolicyDocument
 from routing.decide.policy.rules import DEFAULT_GROUP
 from routing.execute import facts
 from routing.execute.fencing import Claim
+from routing.execute.runs import run_holds
 from routing.execute.settled import job_settled_on_commit
 from routing.models import ApprovalRequest, Job, JobStatus
 
@@ -151,10 +152,11 @@ def govern(
     result = facts.result_facts(job, output, tier, confidence, total_cost, detect=document.detects_personal_data)
     decision = evaluate_approvals(document, result)
     record = decision.to_record()
+    record["holds"] = [*record["holds"], *run_holds(job)]
     if decision.blocked:
         # Each reason names its call (a name the model made up only by digest: see BlockedCall.recorded).
         reason = "; ".join(block["reason"] for block in record["blocked"])
         return GovernanceOutcome(JobStatus.BLOCKED, reason, record)
-    if decision.holds:
+    if record["holds"]:
         return GovernanceOutcome(JobStatus.AWAITING_APPROVAL, "; ".join(h["reason"] for h in record["holds"]), record)
     return GovernanceOutcome(JobStatus.COMPLETED, "", record)

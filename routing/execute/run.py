@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -29,7 +30,7 @@ from routing.decide import cascade
 from routing.decide.confidence import ConfidenceScore
 from routing.decide.policy.document import PolicyDocument
 from routing.decide.router import Plan, PlanStep
-from routing.execute import dispatch, facts, metrics
+from routing.execute import dispatch, facts, metrics, runs
 from routing.execute.calls import CallResult, TierUnavailable, call_tier
 from routing.execute.classifier import classify
 from routing.execute.fencing import Claim, Heartbeat, StaleAttempt, fenced, job_claim_update, lease_kept
@@ -70,11 +71,12 @@ def job_run(*, job_id: str, worker: str, job: Job | None = None, ended_run: str 
     document = facts.document_for(job.policy_version)
     catalog = facts.catalog_snapshot()
     classified = classify(job, document, catalog.deployments) if document.complexity_method == "classifier" else None
-    route = facts.route_job(job, document, catalog, classified)
-    claimed = _claim_and_route(job, worker, route, document, ended_run)
+    claimed = _claim_and_route(
+        job, worker, lambda: facts.route_job(job, document, catalog, classified), document, ended_run
+    )
     if claimed is None:
         return False
-    claim, recorded = claimed
+    claim, recorded, route = claimed
     if route.plan is None:
         return True
     try:
@@ -86,18 +88,29 @@ def job_run(*, job_id: str, worker: str, job: Job | None = None, ended_run: str 
 
 
 def _claim_and_route(
-    job: Job, worker: str, route: facts.RouteOutcome, document: PolicyDocument, ended_run: str | None
-) -> tuple[Claim, dict[int, Step]] | None:
+    job: Job,
+    worker: str,
+    route_for: Callable[[], facts.RouteOutcome],
+    document: PolicyDocument,
+    ended_run: str | None,
+) -> tuple[Claim, dict[int, Step], facts.RouteOutcome] | None:
     """Claim the job and record its route, in one transaction; with the claim, the answered steps that
-    earlier attempts recorded (by index), which this one resumes from."""
+    earlier attempts recorded (by index), which this one resumes from, and the route. A job joining its
+    run is routed under the run's lock, as the run's limits allow (routing.execute.runs)."""
     with transaction.atomic():
+        run = runs.run_locked(job)
+        route = route_for() if run is None else runs.run_admit_route(job, run, document, route_for)
         attempt = job_claim_update(
             job_id=str(job.pk), worker=worker, route=route.record, complexity=route.complexity, ended_run=ended_run
         )
         if attempt is None:
+            if run is not None:
+                job.run_admission = None  # not admitted: whoever claims it judges it again
             return None
         claim = Claim(job_id=str(job.pk), attempt=attempt, worker=worker)
         subject = _subject(job)
+        if run is not None:
+            runs.run_admission_record(job, run, actor=claim.actor, attempt=attempt)
         if attempt > settings.ARBITER_MAX_ATTEMPTS and attempt > settings.ARBITER_MAX_ATTEMPTS + _waits(job):
             # A poison job: every attempt so far died mid-way (an attempt that waited for a tier did not).
             cap = settings.ARBITER_MAX_ATTEMPTS
@@ -130,9 +143,9 @@ def _claim_and_route(
                 "budget.soft_limit_reached", actor=claim.actor, subject=subject, body=route.budget.to_record()
             )
         if route.plan is None:
-            rejected = route.budget.over_hard and document.budgets.on_hard_limit == "reject"
+            rejected = route.run_refused or (route.budget.over_hard and document.budgets.on_hard_limit == "reject")
             _finish(claim, job, JobStatus.REJECTED if rejected else JobStatus.FAILED, route.error or "no route")
-    return claim, recorded
+    return claim, recorded, route
 
 
 def _waits(job: Job) -> int:

@@ -12,6 +12,7 @@ from routing.models.grants import ApprovalGrant
 from routing.models.jobs import Job, JobPurpose, JobStatus, Step, StepOutcome
 from routing.models.policies import Policy, PolicyVersion, PolicyVersionStatus
 from routing.models.responses import StoredResponse
+from routing.models.runs import Run, RunRole
 from routing.models.tokens import PersonalToken
 from routing.models.webhooks import WebhookDelivery, WebhookOutbox
 
@@ -34,6 +35,8 @@ __all__ = [
     "Policy",
     "PolicyVersion",
     "PolicyVersionStatus",
+    "Run",
+    "RunRole",
     "Step",
     "StepOutcome",
     "StoredResponse",

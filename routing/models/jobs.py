@@ -8,6 +8,7 @@ from django.db import models
 from routing.models.applications import Application
 from routing.models.catalog import TIER_CHOICES, ModelDeployment
 from routing.models.policies import PolicyVersion
+from routing.models.runs import RunRole
 
 
 class JobStatus(models.TextChoices):
@@ -57,9 +58,7 @@ class Job(models.Model):
     request_sha256 = models.CharField(max_length=64, blank=True)
 
     policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="jobs")
-    replay_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replays"
-    )
+    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replays")
     submitted_by = models.ForeignKey(
         "auth.User",
         null=True,
@@ -69,6 +68,11 @@ class Job(models.Model):
         help_text="The person who submitted it (a replay), so that they cannot approve it themselves.",
     )
     purpose = models.CharField(max_length=16, choices=JobPurpose.choices, default=JobPurpose.APPLICATION)
+    run = models.ForeignKey("routing.Run", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    run_role = models.CharField(max_length=16, choices=RunRole.choices, blank=True)
+    # What the run's limits decided when the job was first routed (routing.execute.runs): later attempts
+    # keep it, so that a resumed job is neither counted again nor judged again.
+    run_admission = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     status_reason = models.TextField(blank=True)
     # Claiming and fencing: only the holder of the current attempt may write; a stale one cannot.

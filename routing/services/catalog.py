@@ -129,4 +129,3 @@ def application_budget_set(
             },
         )
     return locked
-

@@ -18,9 +18,10 @@ from routing.decide import tool_arguments
 from routing.decide.tiers import TASK_TYPES
 from routing.execute import dispatch
 from routing.execute.settled import job_settled_on_commit
-from routing.models import Application, Job, JobStatus, PolicyVersion
+from routing.models import Application, Job, JobStatus, PolicyVersion, RunRole
 from routing.models.jobs import TERMINAL_STATUSES, JobPurpose
 from routing.services.implicit_idempotency import ImplicitWindow, same_call
+from routing.services.runs import InvalidRun, run_id_parse, run_join, run_role_parse
 
 
 class JobError(Exception):
@@ -92,6 +93,8 @@ def job_submit(
     submitted_by: User | None = None,
     purpose: str = JobPurpose.APPLICATION,
     dispatch: bool = True,
+    run_id: str | None = None,
+    run_role: str = "",
 ) -> tuple[Job, bool]:
     """Create a job and dispatch it after commit. Returns (job, created); a repeated idempotency key
     with the same request returns the first job and created=False.
@@ -108,7 +111,10 @@ def job_submit(
     is the same call — see routing.services.implicit_idempotency.
 
     `parameters` are the caller's Chat Completions parameters (routing.decide.parameters), sent with
-    every call of the job as far as the answering deployment takes them."""
+    every call of the job as far as the answering deployment takes them.
+
+    `run_id` (routing.services.runs): the run the job joins (`new` opens one). Its `run_role` is the
+    caller's, else inferred: the call that opens a run is its planner, every later call a subagent."""
     if replay_of is not None and replay_of.erased_at is not None:
         raise JobError("this job's content was erased; there is nothing left to replay")
     if task_type not in TASK_TYPES:
@@ -136,6 +142,15 @@ def job_submit(
         "callback_url": callback_url,
         "policy": policy,
     }
+    if run_id:
+        # Only when given, so that the fingerprints of calls outside runs stay what they were.
+        fields["run"] = {"id": run_id, "role": run_role}
+    try:
+        run_role_parse(run_role)
+        if run_id:
+            run_id_parse(run_id)
+    except InvalidRun as invalid:
+        raise JobError(str(invalid)) from None
     fingerprint = request_fingerprint(fields)
     if idempotency_key:
         existing = Job.objects.filter(application=application, idempotency_key=idempotency_key).first()
@@ -153,6 +168,7 @@ def job_submit(
     metadata_kept, _ = redact_value(fields["metadata"])
     try:
         with transaction.atomic():
+            run, opened = run_join(application=application, run_id=run_id, actor=actor) if run_id else (None, False)
             job = Job.objects.create(
                 application=application,
                 task_type=task_type,
@@ -169,6 +185,8 @@ def job_submit(
                 purpose=purpose,
                 input_tokens=estimate_tokens(messages),
                 dispatched_at=timezone.now(),
+                run=run,
+                run_role=str(run_role or (RunRole.PLANNER if opened else RunRole.SUBAGENT)) if run else "",
             )
             prompt_digest = payloads.store(
                 request, kind="prompt", subject={"job": job.pk, "application": application.pk}
@@ -187,6 +205,7 @@ def job_submit(
                     "replay_of": str(replay_of.pk) if replay_of else None,
                     "purpose": str(purpose),
                     "input_tokens": job.input_tokens,
+                    **({"run_id": str(run.pk), "run_role": job.run_role} if run else {}),
                 },
             )
             if dispatch:

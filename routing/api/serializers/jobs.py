@@ -23,7 +23,7 @@ from routing.api.serializers.grants import GrantOutputSerializer
 from routing.decide.parameters import caller_parameters
 from routing.decide.tiers import TASK_TYPES, TIER_NAMES, tier_rank
 from routing.execute.webhooks import UnsafeCallbackUrl, callback_url_check
-from routing.models import Job, JobStatus
+from routing.models import Job, JobStatus, RunRole
 from routing.release import (
     WITHHELD_BY_STATUS,
     WITHHELD_EVALUATION,
@@ -36,6 +36,7 @@ from routing.release import (
 )
 from routing.services.approvals import approval_progress, counted_approvers, progress_satisfied
 from routing.services.grants import grant_as_given
+from routing.services.runs import InvalidRun, run_id_parse
 
 STATUSES = tuple(JobStatus.values)
 
@@ -73,6 +74,19 @@ class JobSubmitInputSerializer(StrictSerializer):
     policy = serializers.SlugField(
         required=False, max_length=80, help_text="The policy to route under; the default policy when omitted."
     )
+    run_id = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="The agent run this job joins: `new` opens a run; a UUID joins this application's run of that id, "
+        "or opens one with it. The run's limits (the policy's `runs:`) apply to the job.",
+    )
+    run_role = choice_field(
+        tuple(RunRole.values),
+        "run role",
+        required=False,
+        help_text="The job's role in its run; when omitted, the call that opens a run is its planner, later "
+        "ones subagents.",
+    )
     parameters = ModelParametersSerializer(
         required=False,
         help_text="Model parameters, named and checked as on chat completions (`tool_choice`, `temperature`, "
@@ -80,6 +94,13 @@ class JobSubmitInputSerializer(StrictSerializer):
         "that answers as far as its catalog entry takes them; the released result's `ignored_parameters` names "
         "those it did not take. A forced tool call is governed like any other.",
     )
+
+    def validate_run_id(self, value: str) -> str:
+        try:
+            run_id_parse(value)
+        except InvalidRun as invalid:
+            raise serializers.ValidationError(str(invalid)) from None
+        return value
 
     def validate_callback_url(self, value: str) -> str:
         if value:
@@ -240,6 +261,8 @@ class JobOutputSerializer(serializers.Serializer):
     )
     ledger_events = serializers.SerializerMethodField()
     replay_of = serializers.UUIDField(source="replay_of_id", allow_null=True)
+    run_id = serializers.UUIDField(allow_null=True, help_text="The agent run the job belongs to, if any.")
+    run_role = serializers.CharField(help_text="Its role in the run (planner, subagent); empty outside runs.")
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)

@@ -23,7 +23,14 @@ from typing import Any
 
 from routing.decide.policy.errors import InvalidPolicy, Path, PolicyError, format_path, line_at, policy_errors
 from routing.decide.policy.matcher import RuleMatcher
-from routing.decide.policy.rules import APPROVAL_GROUPS, ApprovalRule, BudgetPolicy, RouteRule, TierDownPolicy
+from routing.decide.policy.rules import (
+    APPROVAL_GROUPS,
+    ApprovalRule,
+    BudgetPolicy,
+    RouteRule,
+    RunPolicy,
+    TierDownPolicy,
+)
 from routing.decide.policy.schema import schema_problems
 from routing.decide.policy.semantics import check_rules
 from routing.decide.policy.source import canonical_json, json_problems, parse_source
@@ -49,6 +56,7 @@ class PolicyDocument:
     # Whether any rule reads `detected`: only then do the personal-data detectors run on a job's prompt.
     detects_personal_data: bool = False
     tier_down: TierDownPolicy = field(default_factory=TierDownPolicy)
+    runs: RunPolicy = field(default_factory=RunPolicy)
 
     def line_of(self, path: Path) -> int | None:
         """The source line of a JSON path, when the document was loaded from text."""
@@ -146,4 +154,5 @@ def _validated(data: Any, lines: Mapping[Path, int]) -> PolicyDocument:
         source_lines=dict(lines),
         detects_personal_data=any("detected" in condition.fields() for condition in conditions),
         tier_down=checked.tier_down,
+        runs=checked.runs,
     )

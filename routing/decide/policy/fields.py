@@ -43,6 +43,13 @@ CONSTRAINT_FIELDS: dict[str, str] = {
     "min_tier": TIER,
     "max_tier": TIER,
 }
+# A run's facts before the job joined it (routing.decide.runs.RunFacts); missing when the job is in no run.
+RUN_FIELDS: dict[str, str] = {
+    "calls": NUMBER,
+    "flagship_calls": NUMBER,
+    "cost_usd": NUMBER,
+    "role": STRING,
+}
 APPROVAL_FIELDS: dict[str, str] = {
     "tool": STRING,
     "final_confidence": NUMBER,
@@ -60,7 +67,7 @@ class FieldSpec:
 
 def known_fields(scope: str) -> list[str]:
     names = [*ROUTE_FIELDS, *(f"constraints.{name}" for name in CONSTRAINT_FIELDS)]
-    names += ["labels.<name>", "metadata.<path>"]
+    names += [*(f"run.{name}" for name in RUN_FIELDS), "labels.<name>", "metadata.<path>"]
     if scope == SCOPE_APPROVAL:
         names += [*APPROVAL_FIELDS, "args.<path>"]
     return names
@@ -79,6 +86,10 @@ def resolve_field(name: str, scope: str) -> FieldSpec | str:
         if prefix == "args" and scope != SCOPE_APPROVAL:
             return f"field '{name}' is only available in approval rules"
         return FieldSpec(name, SCALAR, per_call=prefix == "args")
+    if prefix == "run" and rest in RUN_FIELDS:
+        return FieldSpec(name, RUN_FIELDS[rest], per_call=False)
+    if prefix == "run":
+        return f"unknown run fact '{rest}' (known: {', '.join(RUN_FIELDS)})"
     if prefix == "constraints" and rest in CONSTRAINT_FIELDS:
         return FieldSpec(name, CONSTRAINT_FIELDS[rest], per_call=False)
     if prefix == "constraints":
@@ -98,6 +109,8 @@ def _job_getter(spec: FieldSpec) -> Callable[[Any], object]:
     prefix, _, rest = name.partition(".")
     if prefix == "labels":
         return lambda facts: normalize(mapping_get(getattr(facts, "labels", None), rest))
+    if prefix == "run":
+        return lambda facts: normalize(getattr(getattr(facts, "run", None), rest, None))
     if prefix == "metadata":
         segments = tuple(rest.split("."))
         return lambda facts: normalize(path_get(getattr(facts, "metadata", None), segments))

@@ -101,3 +101,22 @@ class TierDownPolicy:
 class BudgetPolicy:
     on_hard_limit: str = "reject"
     downgrade_cascade: tuple[str, ...] = ()
+
+
+RUN_LIMITS = ("max_calls", "max_flagship_calls", "max_cost_usd")
+RUN_ACTIONS = ("downgrade", "hold", "refuse")
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimit:
+    """One of a run's limits (`RUN_LIMITS`): reached when the run already has `limit` of it; then
+    `on_limit` (`RUN_ACTIONS`) applies to the call being routed."""
+
+    name: str
+    limit: float
+    on_limit: str = "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class RunPolicy:
+    limits: tuple[RunLimit, ...] = ()

@@ -21,12 +21,15 @@ from routing.decide.policy.rules import (
     DEFAULT_EXPIRES_AFTER_S,
     DEFAULT_GROUP,
     MAX_EXPIRES_AFTER_S,
+    RUN_LIMITS,
     ApprovalRule,
     BudgetPolicy,
     ConfidenceSpec,
     DeploymentConstraints,
     Limits,
     RouteRule,
+    RunLimit,
+    RunPolicy,
     ShadowSpec,
     TierDownPolicy,
 )
@@ -201,6 +204,7 @@ class CheckedRules:
     verifier_tier: str | None
     default_escalate_below: float
     tier_down: TierDownPolicy
+    runs: RunPolicy
 
 
 def check_rules(data: Mapping[str, Any]) -> tuple[CheckedRules | None, list[tuple[Path, str]]]:
@@ -224,8 +228,17 @@ def check_rules(data: Mapping[str, Any]) -> tuple[CheckedRules | None, list[tupl
         verifier_tier=checker.verifier_tier,
         default_escalate_below=checker.default_threshold,
         tier_down=tier_down,
+        runs=_runs(data.get("runs", {})),
     )
     return checked, []
+
+
+def _runs(raw: Mapping[str, Any]) -> RunPolicy:
+    """The schema has checked every limit's shape; the order of `RUN_LIMITS` is the order they are judged."""
+    limits = [
+        RunLimit(name, raw[name]["limit"], raw[name].get("on_limit", "hold")) for name in RUN_LIMITS if name in raw
+    ]
+    return RunPolicy(tuple(limits))
 
 
 def _tier_down(checker: _Checker, raw: Mapping[str, Any]) -> TierDownPolicy:

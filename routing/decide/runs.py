@@ -1,0 +1,59 @@
+"""What a run's limits (a policy's `runs:` section) decide for the call being routed. Pure: the runtime
+(routing.execute.runs) reads the run's facts under a lock on the run and records what this returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from routing.decide.policy.rules import RunPolicy
+
+# The strictest action wins where limits disagree; a downgrade and a hold can both apply to one call.
+ACTION_ORDER = {"downgrade": 0, "hold": 1, "refuse": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """A run as it stands before the call being routed joins it."""
+
+    calls: int = 0
+    flagship_calls: int = 0
+    cost_usd: float = 0.0
+    role: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReached:
+    limit: str
+    value: float
+    observed: float
+    action: str
+
+    def reason(self) -> str:
+        return f"the run reached its {self.limit} limit ({self.observed:g} of {self.value:g}): {self.action}"
+
+    def to_record(self) -> dict[str, Any]:
+        return {"limit": self.limit, "value": self.value, "observed": self.observed, "action": self.action}
+
+
+def limits_reached(policy: RunPolicy, run: RunFacts, *, wants_flagship: bool) -> tuple[LimitReached, ...]:
+    """The limits this call would go past. `wants_flagship`: the call's plan, as routed without the run's
+    limits, could reach the flagship tier (only then does the flagship limit apply to it)."""
+    observed = {"max_calls": run.calls, "max_flagship_calls": run.flagship_calls, "max_cost_usd": run.cost_usd}
+    reached = []
+    for limit in policy.limits:
+        if limit.name == "max_flagship_calls" and not wants_flagship:
+            continue
+        if observed[limit.name] >= limit.limit:
+            reached.append(LimitReached(limit.name, limit.limit, observed[limit.name], limit.on_limit))
+    return tuple(reached)
+
+
+def actions(reached: tuple[LimitReached, ...]) -> frozenset[str]:
+    return frozenset(limit.action for limit in reached)
+
+
+def downgraded_cascade(cascade: tuple[str, ...]) -> tuple[str, ...]:
+    """A run's downgrade: the cascade without its flagship tier, or the mini tier alone when the cascade
+    had nothing else."""
+    return tuple(tier for tier in cascade if tier != "flagship") or ("mini",)

@@ -1,0 +1,155 @@
+"""Agent runs under the policy's `runs:` limits, run as a worker runs a job (claim, route, call, govern)
+against the local model server and real Postgres: past its flagship-call limit a run's next flagship call is
+downgraded; past its cost cap its answer is held for a person; past its call limit it is refused; and two
+calls racing at a limit never both pass it."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from django.db import connection
+
+from controlplane.roles import Role
+from review.services import approval_approve
+from routing.execute.run import job_run
+from routing.models import Job, JobStatus, Run
+from tests.support.factories import UserFactory
+from tests.support.governed import governed
+from tests.support.personas import client_with, key_for
+from tests.support.workers import events
+
+pytestmark = pytest.mark.slow
+
+RULES = """
+rules:
+  - id: planner
+    when: {run.role: planner}
+    cascade: [flagship]
+    confidence: logprob
+  - id: default
+    cascade: [mini, flagship]
+    escalate_below: {mini: 0.75}
+    confidence: logprob
+"""
+SURE = "[task:general] [confidence:nano=0.95,mini=0.95,flagship=0.95]"
+
+
+def run_here(job: Job) -> Job:
+    """Run a queued job in this process, as a worker would."""
+    job_run(job_id=str(job.pk), worker=f"runs-test:{uuid.uuid4().hex[:6]}")
+    return Job.objects.get(pk=job.pk)
+
+
+def limit_events(job: Job) -> list[dict]:
+    return [event.body for event in events(job) if event.event_type == "run.limit_reached"]
+
+
+def test_the_fourth_flagship_call_of_a_run_limited_to_three_is_downgraded(model_server, live_db):
+    setup = governed(
+        model_server.base_url, policy_source=RULES + "runs:\n  max_flagship_calls: {limit: 3, on_limit: downgrade}\n"
+    )
+    first = setup.submit(f"{SURE} plan step 1", task_type="general", run_id="new", run_role="planner")
+    jobs = [run_here(first)]
+    for step in (2, 3, 4):
+        job = setup.submit(
+            f"{SURE} plan step {step}", task_type="general", run_id=str(first.run_id), run_role="planner"
+        )
+        jobs.append(run_here(job))
+    assert [job.status for job in jobs] == [JobStatus.COMPLETED] * 4
+    assert [job.final_tier for job in jobs] == ["flagship", "flagship", "flagship", "mini"]
+    assert [job.route["plan"]["downgraded"] for job in jobs] == [False, False, False, True]
+    assert [limit_events(job) for job in jobs[:3]] == [[], [], []]
+    [reached] = limit_events(jobs[3])
+    assert (reached["limit"], reached["value"], reached["observed"], reached["action"]) == (
+        "max_flagship_calls",
+        3,
+        3,
+        "downgrade",
+    )
+    assert reached["run_id"] == str(first.run_id)
+    run = Run.objects.get(pk=first.run_id)
+    assert (run.calls, run.flagship_calls) == (4, 3)
+
+
+def test_a_call_outside_any_run_never_matches_a_rule_on_run_facts(model_server, live_db):
+    setup = governed(model_server.base_url, policy_source=RULES)
+    job = run_here(setup.submit(f"{SURE} no run", task_type="general"))
+    assert job.route["plan"]["rule_id"] == "default" and job.final_tier == "mini"
+
+
+def test_a_run_over_its_cost_cap_has_its_next_answer_held_until_a_person_approves(model_server, live_db):
+    setup = governed(model_server.base_url, policy_source=RULES + "runs:\n  max_cost_usd: {limit: 0.000001}\n")
+    first = run_here(setup.submit(f"{SURE} subagent 1", task_type="general", run_id="new", run_role="subagent"))
+    assert first.status == JobStatus.COMPLETED and first.total_cost_usd > 0
+    second = run_here(setup.submit(f"{SURE} subagent 2", task_type="general", run_id=str(first.run_id)))
+    assert second.run_role == "subagent"
+    assert second.status == JobStatus.AWAITING_APPROVAL
+    request = second.approval_requests.get()
+    assert request.rule_ids == ["run_limit:max_cost_usd"]
+    assert "max_cost_usd" in request.reasons[0]
+    [reached] = limit_events(second)
+    assert reached["action"] == "hold" and reached["limit"] == "max_cost_usd"
+    # The application cannot read the held answer before the decision; after it, it can.
+    client = client_with(key_for(setup.application, "jobs:read"))
+    assert client.get(f"/api/v1/jobs/{second.pk}").json()["result"] is None
+    approval_approve(job=second, user=UserFactory(roles=[Role.REVIEWER]), reason="within the quarter's spend")
+    assert Job.objects.get(pk=second.pk).status == JobStatus.COMPLETED
+    assert client.get(f"/api/v1/jobs/{second.pk}").json()["result"] is not None
+
+
+def test_a_run_past_its_call_limit_is_refused_before_any_model_call(model_server, live_db):
+    setup = governed(model_server.base_url, policy_source=RULES + "runs:\n  max_calls: {limit: 1, on_limit: refuse}\n")
+    first = run_here(setup.submit(f"{SURE} one", task_type="general", run_id="new"))
+    second = run_here(setup.submit(f"{SURE} two", task_type="general", run_id=str(first.run_id)))
+    assert (first.status, second.status) == (JobStatus.COMPLETED, JobStatus.REJECTED)
+    assert "max_calls" in second.status_reason
+    assert second.steps.count() == 0
+    assert "model.called" not in [event.event_type for event in events(second)]
+
+
+def test_two_flagship_calls_racing_at_the_limit_do_not_both_pass(model_server, live_db):
+    setup = governed(
+        model_server.base_url, policy_source=RULES + "runs:\n  max_flagship_calls: {limit: 1, on_limit: refuse}\n"
+    )
+    run_id = str(uuid.uuid4())  # a run the caller names before its first call
+    jobs = [setup.submit(f"{SURE} racer {n}", task_type="general", run_id=run_id, run_role="planner") for n in (1, 2)]
+    start = threading.Barrier(2)
+
+    def race(job: Job) -> None:
+        try:
+            start.wait(timeout=30)
+            job_run(job_id=str(job.pk), worker=f"runs-race:{uuid.uuid4().hex[:6]}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    statuses = sorted(Job.objects.get(pk=job.pk).status for job in jobs)
+    assert statuses == [JobStatus.COMPLETED, JobStatus.REJECTED]
+    run = Run.objects.get(pk=run_id)
+    assert (run.calls, run.flagship_calls) == (2, 1)
+
+
+def test_a_chat_completion_opens_a_run_and_is_told_its_id(model_server, live_db):
+    setup = governed(model_server.base_url, policy_source=RULES)
+    client = client_with(key_for(setup.application, "jobs:read", "jobs:write"))
+    body = {"model": f"arbiter/{setup.policy.name}", "messages": [{"role": "user", "content": f"{SURE} plan"}]}
+    opened = client.post("/v1/chat/completions", body, format="json", HTTP_X_ARBITER_RUN_ID="new")
+    assert opened.status_code == 200, opened.content
+    run_id = opened["x-arbiter-run-id"]
+    assert opened["x-arbiter-final-tier"] == "flagship"  # the call that opens a run is its planner
+    joined = client.post(
+        "/v1/chat/completions", body, format="json", HTTP_X_ARBITER_RUN_ID=run_id, HTTP_IDEMPOTENCY_KEY="sub-1"
+    )
+    assert joined.status_code == 200 and joined["x-arbiter-run-id"] == run_id
+    assert joined["x-arbiter-final-tier"] == "mini"  # a later call is a subagent
+    assert [job.run_role for job in Job.objects.filter(run_id=run_id).order_by("created_at")] == [
+        "planner",
+        "subagent",
+    ]
