@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, Sum
 
 from audit.models import LedgerEvent
 from routing.models import (
@@ -21,6 +22,7 @@ from routing.models import (
     ModelDeployment,
     Policy,
     PolicyVersion,
+    Run,
     Step,
 )
 from routing.models.jobs import JobPurpose, StepOutcome
@@ -226,3 +228,21 @@ def job_upstream_refusal_status(job_id: uuid.UUID) -> int | None:
     body = event.body if event is not None else None
     status = body.get("upstream_status") if isinstance(body, dict) else None
     return status if isinstance(status, int) else None
+
+
+def run_get_for_application(*, application: Application, run_id: uuid.UUID) -> Run | None:
+    return Run.objects.filter(application=application, pk=run_id).first()
+
+
+def run_jobs(*, run: Run) -> QuerySet[Job]:
+    """The run's calls, oldest first; a reviewer's replay of one is an evaluation, never part of it."""
+    return (
+        Job.objects.filter(run=run, purpose=JobPurpose.APPLICATION)
+        .select_related("policy_version__policy")
+        .order_by("created_at", "id")
+    )
+
+
+def run_cost(*, run: Run) -> Decimal:
+    """What the run's steps cost, every attempt's included."""
+    return Step.objects.filter(job__run=run).aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)

@@ -30,7 +30,7 @@ from routing.api.serializers.jobs import (
 from routing.models import Application, Job
 from routing.release import released_ledger_body
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_cancel, job_submit
-from routing.services.runs import RunNotFound
+from routing.services.runs import RunClosed, RunNotFound
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
@@ -158,6 +158,8 @@ class JobsApi(ApiView):
             raise field_problem("policy", str(missing), status_code=422, code="no_active_policy") from None
         except RunNotFound as missing:
             raise field_problem("run_id", str(missing), status_code=404, code="run_not_found") from None
+        except RunClosed as closed:
+            raise field_problem("run_id", str(closed), status_code=409, code="run_closed") from None
         except JobError as error:
             raise Problem(str(error), code="invalid_job") from None
         job = selectors.job_get_for_application(application=self.application, job_id=job.pk)

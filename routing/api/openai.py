@@ -62,7 +62,7 @@ from routing.release import is_released, released_result, released_status_reason
 from routing.selectors import JobCompletion
 from routing.services.grants import grant_as_given
 from routing.services.jobs import IdempotencyConflict, JobError, NoActivePolicy, job_submit
-from routing.services.runs import RunNotFound
+from routing.services.runs import RunClosed, RunNotFound
 
 TASK_TYPE_HEADER = "HTTP_X_ARBITER_TASK_TYPE"
 WAIT_HEADER = "HTTP_X_ARBITER_WAIT_FOR_APPROVAL"
@@ -557,6 +557,8 @@ class ChatCompletionsApi(ApiView):
             ) from None
         except RunNotFound as missing:
             raise openai_error(str(missing), status_code=404, code="run_not_found", param="x-arbiter-run-id") from None
+        except RunClosed as closed:
+            raise openai_error(str(closed), status_code=409, code="run_closed", param="x-arbiter-run-id") from None
         except JobError as error:
             raise openai_error(str(error), status_code=400, code="invalid_request") from None
         return job, created

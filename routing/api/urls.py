@@ -1,6 +1,6 @@
 from django.urls import path
 
-from routing.api import grants, jobs
+from routing.api import grants, jobs, runs
 from routing.api.admin import applications, budgets, catalog, erasures, keys, policies
 
 urlpatterns = [
@@ -8,6 +8,8 @@ urlpatterns = [
     path("jobs/<str:job_id>", jobs.JobDetailApi.as_view(), name="api-job"),
     path("jobs/<str:job_id>/cancel", jobs.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<str:job_id>/events", jobs.JobEventsApi.as_view(), name="api-job-events"),
+    path("runs/<str:run_id>", runs.RunDetailApi.as_view(), name="api-run"),
+    path("runs/<str:run_id>/close", runs.RunCloseApi.as_view(), name="api-run-close"),
     path("grants/<str:grant_id>/redeem", grants.GrantRedeemApi.as_view(), name="api-grant-redeem"),
     path("admin/policies", policies.PoliciesApi.as_view(), name="api-admin-policies"),
     path("admin/policies/<slug:name>/versions", policies.PolicyVersionsApi.as_view(), name="api-admin-versions"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import transaction
+from django.utils import timezone
 
 from audit import ledger
 from audit.ledger import Actor
@@ -22,6 +23,14 @@ class RunNotFound(Exception):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run {run_id!r} for this application")
         self.run_id = run_id
+
+
+class RunClosed(Exception):
+    """The run was closed: no call joins it any more."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(f"run {run.pk} was closed at {run.closed_at:%Y-%m-%dT%H:%M:%SZ}; open a new one")
+        self.run = run
 
 
 class InvalidRun(ValueError):
@@ -57,6 +66,8 @@ def run_join(*, application: Application, run_id: str, actor: Actor) -> tuple[Ru
             run, opened = Run.objects.get_or_create(pk=wanted, defaults={"application": application})
         if run.application_id != application.pk:
             raise RunNotFound(run_id)
+        if run.closed_at is not None:
+            raise RunClosed(run)
         if opened:
             ledger.append(
                 "run.opened",
@@ -65,3 +76,20 @@ def run_join(*, application: Application, run_id: str, actor: Actor) -> tuple[Ru
                 body={"run_id": str(run.pk), "named_by_caller": wanted is not None},
             )
     return run, opened
+
+
+def run_close(*, run: Run, actor: Actor) -> bool:
+    """Close the run: later calls naming it are refused (its calls in flight finish). False when it was
+    already closed; the conditional UPDATE lets exactly one of two concurrent closes write `run.closed`."""
+    with transaction.atomic():
+        now = timezone.now()
+        if not Run.objects.filter(pk=run.pk, closed_at__isnull=True).update(closed_at=now):
+            return False
+        run.refresh_from_db()
+        ledger.append(
+            "run.closed",
+            actor=actor,
+            subject={"application": run.application_id},
+            body={"run_id": str(run.pk), "calls": run.calls, "flagship_calls": run.flagship_calls},
+        )
+    return True

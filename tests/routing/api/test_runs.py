@@ -10,6 +10,7 @@ import pytest
 
 from audit.models import LedgerEvent
 from routing.models import Job, Run
+from tests.support.personas import client_with, key_for
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +108,40 @@ def test_a_rule_on_an_unknown_run_fact_is_400(admin):
     assert response.status_code == 400
     [error] = response.json()["errors"]
     assert error["line"] == 3 and "run.depth" in error["path"]
+
+
+def test_it_reads_its_run_with_its_calls_and_totals(owner, outsider):
+    run_id = owner.submit(run_id="new").json()["run_id"]
+    owner.submit(run_id=run_id)
+    response = owner.client.get(f"/api/v1/runs/{run_id}")
+    assert response.status_code == 200
+    run = response.json()
+    assert (run["id"], run["closed_at"], run["cost_usd"]) == (run_id, None, "0.00000000")
+    assert [(job["run_role"], job["status"], job["limits_reached"]) for job in run["jobs"]] == [
+        ("planner", "queued", []),
+        ("subagent", "queued", []),
+    ]
+    assert outsider.client.get(f"/api/v1/runs/{run_id}").status_code == 404
+    assert owner.client.get("/api/v1/runs/not-a-uuid").status_code == 404
+    assert owner.client.put(f"/api/v1/runs/{run_id}", {}, format="json").status_code == 405
+
+
+def test_reading_a_run_needs_the_read_scope_and_closing_it_the_write_scope(owner):
+    run_id = owner.submit(run_id="new").json()["run_id"]
+    writer = client_with(key_for(owner.application, "jobs:write"))
+    reader = client_with(key_for(owner.application, "jobs:read"))
+    assert writer.get(f"/api/v1/runs/{run_id}").status_code == 403
+    assert reader.post(f"/api/v1/runs/{run_id}/close", format="json").status_code == 403
+
+
+def test_a_closed_run_takes_no_more_calls(owner, outsider):
+    run_id = owner.submit(run_id="new").json()["run_id"]
+    assert outsider.client.post(f"/api/v1/runs/{run_id}/close", format="json").status_code == 404
+    closed = owner.client.post(f"/api/v1/runs/{run_id}/close", format="json")
+    assert closed.status_code == 200 and closed.json()["closed_at"]
+    again = owner.submit(run_id=run_id)
+    assert again.status_code == 409 and again.json()["code"] == "run_closed"
+    assert Job.objects.filter(run_id=run_id).count() == 1
+    assert owner.client.post(f"/api/v1/runs/{run_id}/close", format="json").status_code == 409
+    [event] = LedgerEvent.objects.filter(event_type="run.closed", subject_application=str(owner.application.pk))
+    assert event.body == {"run_id": run_id, "calls": 0, "flagship_calls": 0}

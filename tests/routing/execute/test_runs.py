@@ -71,6 +71,12 @@ def test_the_fourth_flagship_call_of_a_run_limited_to_three_is_downgraded(model_
     assert reached["run_id"] == str(first.run_id)
     run = Run.objects.get(pk=first.run_id)
     assert (run.calls, run.flagship_calls) == (4, 3)
+    # The application sees the run as a whole: tiers, costs and the limit its fourth call met.
+    read = client_with(key_for(setup.application, "jobs:read")).get(f"/api/v1/runs/{run.pk}").json()
+    assert (read["calls"], read["flagship_calls"]) == (4, 3)
+    assert [job["final_tier"] for job in read["jobs"]] == ["flagship", "flagship", "flagship", "mini"]
+    assert [len(job["limits_reached"]) for job in read["jobs"]] == [0, 0, 0, 1]
+    assert float(read["cost_usd"]) == float(sum(job.total_cost_usd for job in jobs)) > 0
 
 
 def test_a_call_outside_any_run_never_matches_a_rule_on_run_facts(model_server, live_db):
