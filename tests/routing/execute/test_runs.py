@@ -159,3 +159,17 @@ def test_a_chat_completion_opens_a_run_and_is_told_its_id(model_server, live_db)
         "planner",
         "subagent",
     ]
+
+
+def test_a_responses_api_call_joins_the_run_its_header_names(model_server, live_db):
+    setup = governed(model_server.base_url, policy_source=RULES)
+    client = client_with(key_for(setup.application, "jobs:read", "jobs:write"))
+    run_id = str(uuid.uuid4())
+    body = {"model": f"arbiter/{setup.policy.name}", "input": f"{SURE} a subagent step"}
+    response = client.post(
+        "/v1/responses", body, format="json", HTTP_X_ARBITER_RUN_ID=run_id, HTTP_X_ARBITER_RUN_ROLE="subagent"
+    )
+    assert response.status_code == 200, response.content
+    assert response["x-arbiter-run-id"] == run_id
+    [job] = Job.objects.filter(run_id=run_id)
+    assert (job.run_role, job.final_tier) == ("subagent", "mini")
