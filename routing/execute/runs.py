@@ -36,7 +36,9 @@ def run_locked(job: Job) -> Run | None:
     already admitted (an earlier attempt's decision stands)."""
     if job.run_id is None or job.run_admission is not None:
         return None
-    return Run.objects.select_for_update().get(pk=job.run_id)
+    # FOR NO KEY UPDATE: calls of the run are judged one at a time, while new jobs can still be inserted
+    # into it (their foreign key takes only a key-share lock on the run).
+    return Run.objects.select_for_update(no_key=True).get(pk=job.run_id)
 
 
 def run_admit_route(
