@@ -55,6 +55,7 @@ def story_context(request: HttpRequest, job: Job, **extra) -> dict:
     reasons = Counter(reason for item in skipped for reason in item.get("reasons") or ["no reason given"])
     return {
         "job": job,
+        "run_calls": job.run.calls if job.run_id else 0,
         "steps": steps,
         "events": events,
         "escalations": [event for event in events if event.event_type == "job.escalated"],

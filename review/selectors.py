@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from audit import payloads
 from audit.models import LedgerEvent
 from audit.selectors import events_for_job, with_actor_names
 from review.services import approval_progress
-from routing.models import ApprovalDecision, ApprovalRequest, Job, Step
+from routing.models import ApprovalDecision, ApprovalRequest, Job, JobPurpose, JobStatus, Run, RunRole, Step
 
 JOB_EVENTS_SHOWN = 500
 BULKY_JOB_FIELDS = ("request", "result", "route", "labels", "constraints", "metadata")
@@ -99,7 +100,7 @@ def job_story(job_id: UUID | str) -> Job | None:
         "created_at", "id"
     )
     return (
-        Job.objects.select_related("application", "policy_version__policy", "submitted_by", "replay_of")
+        Job.objects.select_related("application", "policy_version__policy", "submitted_by", "replay_of", "run")
         .prefetch_related(
             Prefetch("steps", queryset=Step.objects.select_related("deployment").order_by("attempt", "index")),
             Prefetch("approval_requests", queryset=requests),
@@ -139,3 +140,85 @@ def recent_jobs(*, status: str = "", application: str = "") -> QuerySet[Job]:
         jobs = jobs.filter(application__slug=application)
     return jobs.order_by("-created_at", "-id")
 
+
+
+def recent_runs(*, application: str = "", state: str = "", held: bool = False) -> QuerySet[Run]:
+    """Agent runs, newest first (`run_app_opened`), with how many of their calls are held now. `state`:
+    "open" or "closed"; `held`: only runs with a call awaiting approval."""
+    runs = Run.objects.select_related("application").annotate(
+        held_calls=Count("jobs", filter=Q(jobs__status=JobStatus.AWAITING_APPROVAL))
+    )
+    if application:
+        runs = runs.filter(application__slug=application)
+    if state in ("open", "closed"):
+        runs = runs.filter(closed_at__isnull=state == "open")
+    if held:
+        runs = runs.filter(held_calls__gt=0)
+    return runs.order_by("-opened_at", "-id")
+
+
+def run_story(run_id: UUID | str) -> Run | None:
+    return Run.objects.select_related("application").filter(pk=run_id).first()
+
+
+@dataclass(frozen=True)
+class RunCall:
+    """One call of a run, as its page lists it: the job, how deep it sits (a subagent's call under the
+    planner call before it), and what it took from submission to its outcome."""
+
+    job: Job
+    depth: int
+    latency_s: float | None
+
+
+@dataclass(frozen=True)
+class TierTotal:
+    tier: str
+    calls: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Which tier answered which task type in this run, and how often that task had to escalate."""
+
+    task_type: str
+    by_tier: dict[str, int]
+    calls: int
+    escalated: int
+
+
+def run_calls(run: Run) -> list[RunCall]:
+    jobs = list(
+        Job.objects.filter(run=run, purpose=JobPurpose.APPLICATION)
+        .select_related("application")
+        .defer(*BULKY_JOB_FIELDS)
+        .order_by("created_at", "id")
+    )
+    calls, planner_seen = [], False
+    for job in jobs:
+        planner_seen = planner_seen or job.run_role == RunRole.PLANNER
+        depth = 1 if planner_seen and job.run_role != RunRole.PLANNER else 0
+        latency = (job.finished_at - job.created_at).total_seconds() if job.finished_at else None
+        calls.append(RunCall(job=job, depth=depth, latency_s=latency))
+    return calls
+
+
+def run_totals(calls: list[RunCall]) -> tuple[list[TierTotal], list[Workload]]:
+    """Totals by answering tier, and the run's workload profile (task type by tier, escalations)."""
+    tiers: dict[str, list] = {}
+    tasks: dict[str, Workload] = {}
+    for call in calls:
+        tier = call.job.final_tier or "none"
+        total = tiers.setdefault(tier, [0, Decimal(0)])
+        total[0] += 1
+        total[1] += call.job.total_cost_usd
+        work = tasks.get(call.job.task_type) or Workload(call.job.task_type, {}, 0, 0)
+        by_tier = {**work.by_tier, tier: work.by_tier.get(tier, 0) + 1}
+        tasks[call.job.task_type] = Workload(
+            call.job.task_type, by_tier, work.calls + 1, work.escalated + (1 if call.job.escalations else 0)
+        )
+    order = {"nano": 0, "mini": 1, "flagship": 2}
+    ranked = sorted(tiers.items(), key=lambda item: order.get(item[0], 3))
+    totals = [TierTotal(tier, count, cost) for tier, (count, cost) in ranked]
+    return totals, sorted(tasks.values(), key=lambda work: -work.calls)

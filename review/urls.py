@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from review import actions, job_pages, queue, tokens
+from review import actions, job_pages, queue, run_pages, tokens
 
 urlpatterns = [
     path("review/", queue.queue, name="queue"),
@@ -21,5 +21,7 @@ urlpatterns = [
     path("review/tokens/", tokens.token_list, name="review-tokens"),
     path("review/tokens/new", tokens.token_new, name="review-token-new"),
     path("review/tokens/<str:prefix>/revoke", tokens.token_revoke, name="review-token-revoke"),
+    path("runs/", run_pages.run_list, name="runs"),
+    path("runs/<uuid:run_id>/", run_pages.run_detail, name="run"),
     path("api/v1/review/", include("review.api_urls")),
 ]

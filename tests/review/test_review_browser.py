@@ -118,3 +118,34 @@ def test_a_replay_is_shown_side_by_side_with_its_original(page, ui_server, brows
     expect(replay.locator("tbody tr")).to_have_count(3)
     shoot(page, "08-replay-side-by-side")
     no_csp_violations(console_errors)
+
+
+def test_a_reviewer_sees_a_held_call_in_the_context_of_its_run(page, ui_server, browser_setup, console_errors):
+    import uuid
+
+    run_id = str(uuid.uuid4())
+    planner = finished(browser_setup.submit("[task:general] [confidence:mini=0.9,flagship=0.9] plan the refund",
+                                            task_type="general", run_id=run_id, run_role="planner"))
+    helper = finished(browser_setup.submit("[task:classification] [confidence:nano=0.95] which queue",
+                                           run_id=run_id, run_role="subagent"))
+    held = finished(browser_setup.submit(UNSURE, run_id=run_id, run_role="subagent"))
+    assert (planner.status, helper.status, held.status) == (JobStatus.COMPLETED, JobStatus.COMPLETED,
+                                                            JobStatus.AWAITING_APPROVAL)
+    sign_in(page, ui_server, UserFactory(roles=[Role.REVIEWER]))
+    page.goto(f"{ui_server}/jobs/{held.pk}/")
+    expect(page.locator(".run-context")).to_contain_text("Part of an agent run")
+    expect(page.locator(".run-context")).to_contain_text("3 calls so far")
+    page.locator(".run-context").get_by_role("link").click()
+    expect(page.locator("h1")).to_contain_text(f"Run {run_id}")
+    rows = page.locator("table.run-calls tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("planner")
+    expect(page.locator("table.run-calls tr[aria-current='true']")).to_contain_text(str(held.pk)[:8])
+    expect(page.locator("table.run-calls tr[aria-current='true']")).to_contain_text("held for approval")
+    shoot(page, "09-run-held-in-context")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Runs").click()
+    page.get_by_label("with a held call").check()
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("table.data tbody")).to_contain_text(run_id[:8])
+    shoot(page, "10-runs-list")
+    no_csp_violations(console_errors)

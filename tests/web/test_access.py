@@ -46,6 +46,8 @@ VIEWS = {
     "job": (JOB, {"GET"}, READ_JOBS),
     "job-verify": (JOB, {"POST"}, READ_JOBS),
     "job-compare": (JOB, {"GET"}, READ_JOBS),
+    "runs": ({}, {"GET"}, READ_JOBS),
+    "run": ({"run_id": uuid.uuid4()}, {"GET"}, READ_JOBS),
     "job-approve": (JOB, {"POST"}, DECIDE),
     "job-reject": (JOB, {"POST"}, DECIDE),
     "job-escalate": (JOB, {"POST"}, DECIDE),
