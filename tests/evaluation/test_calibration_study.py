@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from evaluation.calibration import betting
+from evaluation.calibration import exact
 from evaluation.calibration.calibrate import threshold_grid
 from evaluation.calibration.cases import calibrated_tiers
 from evaluation.calibration.study import POPULATIONS, population_cases, split_study
@@ -89,25 +89,41 @@ def test_the_check_catches_a_procedure_that_does_not_test(synthetic) -> None:
     assert misses / SPLITS > 4 * DELTA
 
 
-def test_the_betting_p_value_is_valid_at_the_boundary_and_powerful_away_from_it() -> None:
-    draws = np.random.default_rng(1)
-    # A three-point loss with mean exactly 0 (the null's boundary): rejections at most delta (plus noise).
-    values, weights = np.array([-1.0, -0.05, 0.95]), np.array([0.02, 0.9, 0.02 * 1 + 0.9 * 0.05])
-    weights = weights / weights.sum()
-    mean = float(values @ weights)
-    losses = draws.choice(values - mean, size=(2000, 400), p=weights)
-    rejected = betting.p_values(losses, lower=-1.1, upper=1.0, delta=DELTA) <= DELTA
-    assert rejected.mean() <= DELTA + 0.015
-    # The same spread (sd about 0.28), mean -0.06: nearly always rejected with 400 items.
-    assert (betting.p_values(losses - 0.06, lower=-1.2, upper=1.0, delta=DELTA) <= DELTA).mean() > 0.8
+def _draws(cells: list[float], items: int, runs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    draws = np.random.default_rng(seed)
+    codes = draws.choice(np.array([exact.A, exact.B, exact.C, exact.D], dtype=np.int8), size=(runs, items), p=cells)
+    return exact.cell_counts(codes)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.03, 0.3])
+def test_the_exact_test_rejects_a_true_null_no_more_often_than_delta(gamma: float) -> None:
+    """Items drawn on the null's boundary (mean loss exactly 0), near where the loss is most skewed (few
+    cascade-only-right items) and far from it, with both-wrong items mixed in: rejections at most delta,
+    up to the simulation's own noise (3 standard errors)."""
+    t, runs = 0.95, 4000
+    both, reference_only, cascade_only = t - (1 + t) * gamma, 1 - t + t * gamma, gamma
+    cells = [0.9 * both, 0.9 * reference_only, 0.9 * cascade_only, 0.1]
+    rate = exact.rejects(*_draws(cells, 400, runs, seed=int(gamma * 100)), t, DELTA).mean()
+    assert rate <= DELTA + 3 * (DELTA * (1 - DELTA) / runs) ** 0.5
+
+
+def test_the_exact_test_is_powerful_where_betting_was_not() -> None:
+    """Mean loss -0.035 with a standard deviation about 0.29 over 400 items: the z-score is -2.4, past the
+    exact test's critical value (about -2.1 there), so most samples certify — while (mean / sd)^2 x n is
+    5.7, short of the 2 log(1/delta) = 6 the anytime-valid betting test needs to certify half of them."""
+    t = 0.95
+    a, b, c = 0.86, 0.05, 0.0395
+    cells = [a, b, c, 1 - a - b - c]
+    mean = (t - 1) * a + t * b - c
+    assert -0.036 < mean < -0.034
+    assert exact.rejects(*_draws(cells, 400, 1000, seed=7), t, DELTA).mean() > 0.55
 
 
 def test_items_to_reject_grows_as_the_margin_shrinks() -> None:
-    sample = np.array([-0.05] * 90 + [0.95] * 4 + [-1.0] * 2)
-    near = betting.items_to_reject(sample, lower=-1, upper=0.95, delta=DELTA)
-    wide = betting.items_to_reject(sample - 0.02, lower=-1.02, upper=0.95, delta=DELTA)
+    near = exact.items_to_reject((0.86, 0.05, 0.045, 0.045), 0.95, DELTA)
+    wide = exact.items_to_reject((0.86, 0.05, 0.06, 0.03), 0.95, DELTA)
     assert near is not None and wide is not None and near > wide
-    assert betting.items_to_reject(sample + 0.1, lower=-1, upper=1.05, delta=DELTA) is None  # mean above 0
+    assert exact.items_to_reject((0.86, 0.1, 0.02, 0.02), 0.95, DELTA) is None  # mean above 0
 
 
 @pytest.mark.django_db
