@@ -287,3 +287,11 @@ def test_jobs_api_answers_json_problems_for_unauthenticated_reads(owner):
     response = client_with(None).get("/api/v1/jobs")
     assert response.status_code == 401
     assert response.json()["type"] == "urn:arbiter:problem:not-authenticated"
+
+
+def test_the_answer_to_a_submit_is_the_job_a_read_returns(owner):
+    # The 201 is built from what the submit wrote, not read back: it must still be the same document.
+    response = owner.submit(**FULL)
+    assert response.status_code == 201
+    read = owner.client.get(f"/api/v1/jobs/{response.json()['id']}")
+    assert response.json() == read.json()
