@@ -131,7 +131,7 @@ class JobsApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         idempotency_key = idempotency_key_from(request)
-        serializer = JobSubmitInputSerializer(data=request.data)
+        serializer = JobSubmitInputSerializer.for_input(request.data)
         serializer.is_valid(raise_exception=True)
         try:
             job, created = job_submit(
