@@ -235,9 +235,11 @@ def round_trips(arbiter: Arbiter, key: str, repeats: int = 5) -> dict:
                     if number == 1:
                         for query in captured.captured_queries:
                             shapes[_statement_shape(query["sql"])] += 1
+                        statements = [" ".join(query["sql"].split())[:160] for query in captured.captured_queries]
                         commands.update({name: n for name, n in redis_calls.items() if name != "n"})
             figures[path] = {"sql_median": percentile(sql, 0.5), "redis_median": percentile(sends, 0.5),
-                             "sql_by_kind": dict(shapes.most_common()), "redis_by_command": dict(commands)}
+                             "sql_by_kind": dict(shapes.most_common()), "redis_by_command": dict(commands),
+                             "statements": statements}
     finally:
         redis.connection.AbstractConnection.send_packed_command = original
     return figures
@@ -275,6 +277,8 @@ def report(phases: dict, trips: dict, load: tuple[float, float, float]) -> str:
         lines.append(", ".join(f"{kind} x{n}" for kind, n in figures["sql_by_kind"].items()))
         lines.append("")
         lines.append("Redis: " + ", ".join(f"{name} x{n}" for name, n in figures["redis_by_command"].items()))
+        lines.append("")
+        lines += [f"{number}. `{statement}`" for number, statement in enumerate(figures["statements"], 1)]
         lines.append("")
     return "\n".join(lines)
 
