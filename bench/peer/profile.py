@@ -148,7 +148,7 @@ def record(py_spy: str, pid: int, out: Path, run) -> tuple[str, dict]:
     return out.read_text() if out.exists() else "", result
 
 
-def cprofiled(key: str, requests: int, out: Path) -> dict:
+def cprofiled(key: str, requests: int, out: Path, *, cpu: bool = False) -> dict:
     """Each path's requests under cProfile, in this process through Django's test client (the WSGI handler
     and everything under it; no socket, no gunicorn): {path: (ms per request, top functions by cumulative
     time)}. Without py-spy this is the profile; its timings carry cProfile's own overhead."""
@@ -163,7 +163,7 @@ def cprofiled(key: str, requests: int, out: Path) -> dict:
     for path in ("/v1/chat/completions", "/api/v1/jobs"):
         bodies = [_body(path, 2 * 10**9 + number) for number in range(requests)]
         client.post(path, _body(path, 3 * 10**9), content_type="application/json")  # warm-up
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time) if cpu else cProfile.Profile()
         started = time.perf_counter()
         profiler.enable()
         for body in bodies:
@@ -178,7 +178,7 @@ def cprofiled(key: str, requests: int, out: Path) -> dict:
         (out / f"{name}.txt").write_text(text.getvalue())
         stats = pstats.Stats(profiler).stats
         rows = sorted(
-            ((cumulative, total, calls, _where(function)) for function, (_, calls, total, cumulative, _) in stats.items()),
+            [(cumulative, total, calls, _where(where)) for where, (_, calls, total, cumulative, _) in stats.items()],
             reverse=True,
         )
         figures[path] = {"ms_per_request": wall_ms, "top": [
@@ -292,6 +292,7 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/arbiter-profile")
     parser.add_argument("--cprofile", type=int, default=0,
                         help="also run this many requests per path under cProfile in this process (no py-spy needed)")
+    parser.add_argument("--cpu", action="store_true", help="--cprofile counts CPU time (process_time), not wall")
     parser.add_argument("--only", default="", help="comma-separated phase names to run (chat-c1, chat-c16, ...)")
     options = parser.parse_args()
     out = Path(options.out)
@@ -339,9 +340,10 @@ def main() -> None:
         trips = round_trips(arbiter, key) if options.py_spy or options.cprofile else {}
         text = report(phases, trips, load)
         if options.cprofile:
-            for path, figures in cprofiled(key, options.cprofile, out).items():
+            for path, figures in cprofiled(key, options.cprofile, out, cpu=options.cpu).items():
                 text += f"\n### cProfile, {path}: {figures['ms_per_request']:.1f} ms per request (under cProfile)\n\n"
-                text += "| function | cumulative ms / request | own ms / request | calls / request |\n| --- | --- | --- | --- |\n"
+                text += "| function | cumulative ms / request | own ms / request | calls / request |\n"
+                text += "| --- | --- | --- | --- |\n"
                 text += "".join(f"| `{row['function']}` | {row['cumulative_ms']:.2f} | {row['own_ms']:.2f} | "
                                 f"{row['calls']:g} |\n" for row in figures["top"])
         (out / "report.md").write_text(text)
