@@ -69,7 +69,8 @@ def policy_version_for(policy_name: str | None) -> PolicyVersion:
     if found.pk is None:
         raise NoActivePolicy(f"policy {found.found_policy!r} has no active version")
     # The policy's name comes with the row (a job's detail shows it); its other fields load if read.
-    found.policy = Policy.from_db(found._state.db, ["id", "name"], [found.policy_id, found.found_policy])
+    name = found.__dict__["found_policy"]  # a column of the raw query, not a field
+    found.policy = Policy.from_db(found._state.db, ["id", "name"], [found.policy_id, name])
     return found
 
 
