@@ -66,7 +66,8 @@ class StrictSerializer(serializers.Serializer):
         serializer deep-copies every declared field, nested ones included (0.5 ms of CPU for a chat
         completion's input, the larger part of validating it): once per thread instead of once per
         request. Validation keeps no state in the fields, only on this instance, which is reset here;
-        a thread validates one request at a time. For serializers made with `data` alone."""
+        under WSGI a thread serves one request at a time (an async view, whose requests share a thread,
+        must build its own). For serializers made with `data` alone."""
         instances = _per_thread.__dict__.setdefault("instances", {})
         serializer = instances.get(cls)
         if serializer is None:
