@@ -97,24 +97,6 @@ def job_claim_update(
     return row[0] if row else None
 
 
-def claim_flushed_by_next_commit() -> None:
-    """Let the current claim's transaction commit without waiting for its WAL to reach the disk
-    (`SET LOCAL synchronous_commit TO off`): one fsync fewer per job, about a third of a synchronous
-    completion's commit time on this machine (bench/README.md, #15).
-
-    Only for a claim that starts a run. Nothing outside the database acts on the claim itself: the run's
-    next write (its first step, an unavailable tier, its failure) is an ordinary commit, which cannot
-    return before the WAL up to it, this claim's included, is on disk; the answer, webhooks and settled
-    notices all wait for such a commit. Should Postgres crash in between (a window of at most a few
-    hundred milliseconds of WAL, `wal_writer_delay`), the claim and its `route.decided` event are lost
-    together with the step that was not recorded either, the job is back where the claim found it
-    (queued, as its durable submission left it, or an earlier attempt's lapsed lease), and the sweeper
-    sends it to a worker again: as after a crash between a durable claim and its first step, less the
-    lost attempt's `route.decided`. A claim that finishes the job (no route, a poison job) stays durable."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO off")
-
-
 @contextmanager
 def fenced(claim: Claim, **fields: Any) -> Iterator[None]:
     """A transaction that first updates the job (`fields`, and a renewed lease) only if `claim` still

@@ -32,15 +32,7 @@ from routing.decide.router import Plan, PlanStep
 from routing.execute import dispatch, facts, metrics
 from routing.execute.calls import CallResult, TierUnavailable, call_tier
 from routing.execute.classifier import classify
-from routing.execute.fencing import (
-    Claim,
-    Heartbeat,
-    StaleAttempt,
-    claim_flushed_by_next_commit,
-    fenced,
-    job_claim_update,
-    lease_kept,
-)
+from routing.execute.fencing import Claim, Heartbeat, StaleAttempt, fenced, job_claim_update, lease_kept
 from routing.execute.governance import GovernanceOutcome, govern
 from routing.execute.scoring import score_step
 from routing.execute.settled import job_settled_on_commit
@@ -116,8 +108,6 @@ def _claim_and_route(
                 f"gave up after {attempt - 1} attempts (ARBITER_MAX_ATTEMPTS={cap})",
             )
             return None
-        if route.plan is not None:
-            claim_flushed_by_next_commit()
         recorded = _recorded_answers(job, attempt)
         ledger.append(
             "route.decided",
