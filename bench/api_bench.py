@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.support import (
     BASE_DIR,
+    checkout_database,
     drop_database,
     free_port,
     percentile,
@@ -33,7 +34,7 @@ from bench.support import (
     wait_until,
 )
 
-DATABASE = "arbiter_bench_api"
+DATABASE = checkout_database("arbiter_bench_api")
 BODY = {
     "task_type": "classification",
     "messages": [

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.support import (
     BASE_DIR,
+    checkout_database,
     drop_database,
     percentile,
     scratch_database,
@@ -28,7 +29,7 @@ from bench.support import (
     wait_until,
 )
 
-DATABASE = "arbiter_bench_pipeline"
+DATABASE = checkout_database("arbiter_bench_pipeline")
 
 
 def _setup_django(database_url: str, redis_url: str, queue: str) -> None:

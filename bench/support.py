@@ -80,10 +80,34 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def checkout_database(name: str) -> str:
+    """`name` with a digest of this checkout's path: several checkouts share one Postgres server, and a
+    scratch database is dropped WITH (FORCE) when a bench starts, so two checkouts must never share one."""
+    return f"{name}_{hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]}"
+
+
 def free_port() -> int:
+    """A free loopback port: from `ARBITER_BENCH_PORTS` ("8650-8699") when set, so that people sharing a
+    machine can keep to their own range; else one the kernel picks."""
+    span = os.environ.get("ARBITER_BENCH_PORTS", "")
+    if span:
+        low, _, high = span.partition("-")
+        for port in range(int(low), int(high or low) + 1):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                if port not in _handed_out:
+                    _handed_out.add(port)
+                    return port
+        raise RuntimeError(f"no free port left in ARBITER_BENCH_PORTS={span}")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+_handed_out: set[int] = set()  # a port handed out may not be bound yet when the next one is asked for
 
 
 def start_modelserver(latency_scale: float = 0.0) -> tuple[subprocess.Popen, str]:

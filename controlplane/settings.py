@@ -426,6 +426,10 @@ ARBITER_OPENAI_INLINE = env_bool("ARBITER_OPENAI_INLINE", default=True)
 # A /v1/chat/completions request without Idempotency-Key repeating an identical one whose job still runs
 # or was answered less than this many seconds ago is the same call (an SDK's automatic retry); 0: off.
 ARBITER_OPENAI_IMPLICIT_IDEMPOTENCY_S = env_float("ARBITER_OPENAI_IMPLICIT_IDEMPOTENCY_S", 30.0, minimum=0.0)
+# The address people reach the web UI at: links in what Arbiter sends out (a review request to a chat tool).
+ARBITER_PUBLIC_URL = (
+    env_str("ARBITER_PUBLIC_URL") or f"http://127.0.0.1:{env_int('ARBITER_PORT', 8000, minimum=1, maximum=65535)}"
+).rstrip("/")
 ARBITER_WEBHOOK_SECRET = env_str("ARBITER_WEBHOOK_SECRET") or (
     None if PRODUCTION else "dev-insecure-webhook-secret-never-use-in-production"
 )

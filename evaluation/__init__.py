@@ -7,10 +7,10 @@ Routing never imports this app; its rows (`Evaluation`, `HistoryReplayRun`) are 
   escalation rule, and the baselines (`simulate`); the workload profile (`profile`); the converter for the
   RouteLLM GSM8K responses (`gsm8k`);
 - `calibration/`: Learn-then-Test threshold calibration (`calibrate`; `cases`: an item as calibration sees
-  it; `table`: every item's outcome under every setting; `certify`: the fixed-sequence test; `betting`: its
-  p-values; `per_rule`: each rule on its own items), its validity study (`study`), the cost/quality curve
-  (`curve`), reliability diagrams (`reliability`), labels from live history and their calibration
-  (`labels`, `live`; `binomial`: the exact p-values of their 0/1 loss);
+  it; `table`: every item's outcome under every setting; `certify`: the fixed-sequence test; `exact`: the
+  exact test of each setting; `per_rule`: each rule on its own items), its validity study (`study`), the
+  cost/quality curve (`curve`), reliability diagrams (`reliability`), labels from live history and their
+  calibration (`labels`, `live`; `binomial`: the exact p-values of their 0/1 loss);
 - `replay/`: routing-only replay of past jobs under a draft version (`routing_only`) and full
   re-execution of their stored inputs against the real deployments, within a cost cap (`reexecute`);
 - `records`: the `Evaluation` rows, the calibrated draft version, the ledger events;

@@ -84,6 +84,23 @@ def job_get_for_application(*, application: Application, job_id: uuid.UUID) -> J
     return _job_detail_queryset().filter(application=application, pk=job_id, purpose=JobPurpose.APPLICATION).first()
 
 
+def job_just_created(job: Job) -> Job:
+    """The job `job_submit` has just created, made readable as `job_get_for_application` would return it
+    without reading it back (that read was a third of `POST /api/v1/jobs`): it has no steps and no approval
+    requests yet, and its policy version came with its policy's name (`policy_version_for`). Its status is
+    the one it was created with, even if a worker has claimed it since."""
+    job._prefetched_objects_cache = {"steps": _prefetched([]), "approval_requests": _prefetched([])}
+    return job
+
+
+def _prefetched(rows: list[Any]) -> QuerySet[Any]:
+    # What prefetch_related leaves in the cache (django.db.models.query.prefetch_one_level): a queryset
+    # whose rows are already there. An empty .none() would still run the query compiler when iterated.
+    rows_queryset = QuerySet()
+    rows_queryset._result_cache, rows_queryset._prefetch_done = rows, True
+    return rows_queryset
+
+
 def job_list_for_application(
     *,
     application: Application,

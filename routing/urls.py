@@ -39,6 +39,11 @@ urlpatterns = [
         name="application-key-revoke",
     ),
     path("applications/<slug:slug>/budget", applications.application_budget, name="application-budget"),
+    path(
+        "applications/<slug:slug>/review-notify",
+        applications.application_review_notify,
+        name="application-review-notify",
+    ),
     # Erasure of personal data (by job, application or data subject)
     path("erasure/", erasure.erasure_new, name="erasure"),
     path("erasure/preview", erasure.erasure_preview, name="erasure-preview"),

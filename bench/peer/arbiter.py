@@ -13,9 +13,10 @@ from pathlib import Path
 
 from bench.peer.load import percentile
 from bench.peer.processes import pinned, stop_process
+from bench.support import checkout_database
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-DATABASE = "arbiter_bench_peer"
+DATABASE = checkout_database("arbiter_bench_peer")
 GUNICORN = {"workers": 2, "threads": 8}  # 16 request threads: concurrency 16 never queues for a thread
 CELERY_CONCURRENCY = 4
 

@@ -148,6 +148,55 @@ def record(py_spy: str, pid: int, out: Path, run) -> tuple[str, dict]:
     return out.read_text() if out.exists() else "", result
 
 
+def cprofiled(key: str, requests: int, out: Path, *, cpu: bool = False) -> dict:
+    """Each path's requests under cProfile, in this process through Django's test client (the WSGI handler
+    and everything under it; no socket, no gunicorn): {path: (ms per request, top functions by cumulative
+    time)}. Without py-spy this is the profile; its timings carry cProfile's own overhead."""
+    import cProfile
+    import io
+    import pstats
+
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_X_ARBITER_TASK_TYPE="classification")
+    figures = {}
+    for path in ("/v1/chat/completions", "/api/v1/jobs"):
+        bodies = [_body(path, 2 * 10**9 + number) for number in range(requests)]
+        client.post(path, _body(path, 3 * 10**9), content_type="application/json")  # warm-up
+        profiler = cProfile.Profile(time.process_time) if cpu else cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        for body in bodies:
+            answer = client.post(path, body, content_type="application/json")
+            assert answer.status_code in (200, 201), answer.content[:300]
+        profiler.disable()
+        wall_ms = (time.perf_counter() - started) * 1000 / requests
+        name = path.strip("/").replace("/", "_")
+        profiler.dump_stats(out / f"{name}.prof")
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+        (out / f"{name}.txt").write_text(text.getvalue())
+        stats = pstats.Stats(profiler).stats
+        rows = sorted(
+            [(cumulative, total, calls, _where(where)) for where, (_, calls, total, cumulative, _) in stats.items()],
+            reverse=True,
+        )
+        figures[path] = {"ms_per_request": wall_ms, "top": [
+            {"function": where, "cumulative_ms": cumulative * 1000 / requests, "own_ms": total * 1000 / requests,
+             "calls": calls / requests}
+            for cumulative, total, calls, where in rows[:40]
+        ]}
+    return figures
+
+
+def _where(function: tuple[str, int, str]) -> str:
+    filename, _, name = function
+    for marker in ("site-packages/", "/lib/python3.11/", "/wt/perf/"):
+        if marker in filename:
+            filename = filename.split(marker)[-1]
+    return f"{name} ({filename})"
+
+
 def round_trips(arbiter: Arbiter, key: str, repeats: int = 5) -> dict:
     """SQL statements and Redis round trips of one request, in this process (Django's test client) against
     the same database, model server and queue; the median over `repeats` requests after one warm-up."""
@@ -186,9 +235,11 @@ def round_trips(arbiter: Arbiter, key: str, repeats: int = 5) -> dict:
                     if number == 1:
                         for query in captured.captured_queries:
                             shapes[_statement_shape(query["sql"])] += 1
+                        statements = [" ".join(query["sql"].split())[:160] for query in captured.captured_queries]
                         commands.update({name: n for name, n in redis_calls.items() if name != "n"})
             figures[path] = {"sql_median": percentile(sql, 0.5), "redis_median": percentile(sends, 0.5),
-                             "sql_by_kind": dict(shapes.most_common()), "redis_by_command": dict(commands)}
+                             "sql_by_kind": dict(shapes.most_common()), "redis_by_command": dict(commands),
+                             "statements": statements}
     finally:
         redis.connection.AbstractConnection.send_packed_command = original
     return figures
@@ -227,6 +278,8 @@ def report(phases: dict, trips: dict, load: tuple[float, float, float]) -> str:
         lines.append("")
         lines.append("Redis: " + ", ".join(f"{name} x{n}" for name, n in figures["redis_by_command"].items()))
         lines.append("")
+        lines += [f"{number}. `{statement}`" for number, statement in enumerate(figures["statements"], 1)]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -237,6 +290,9 @@ def main() -> None:
     parser.add_argument("--py-spy", default="/tmp/prof-venv/bin/py-spy", help="empty: no profile, timings only")
     parser.add_argument("--requests", type=int, default=300, help="per phase at concurrency 16 (a fifth at 1)")
     parser.add_argument("--out", default="/tmp/arbiter-profile")
+    parser.add_argument("--cprofile", type=int, default=0,
+                        help="also run this many requests per path under cProfile in this process (no py-spy needed)")
+    parser.add_argument("--cpu", action="store_true", help="--cprofile counts CPU time (process_time), not wall")
     parser.add_argument("--only", default="", help="comma-separated phase names to run (chat-c1, chat-c16, ...)")
     options = parser.parse_args()
     out = Path(options.out)
@@ -281,8 +337,15 @@ def main() -> None:
                 phases[f"{name} ({path})"] = {"profile": classify(raw), "result": result,
                                               "cpu_ms": own * 1000 / done, "db_cpu_ms": database * 1000 / done}
                 time.sleep(2 if label == "jobs" else 0)  # let the worker drain the queued jobs
-        trips = round_trips(arbiter, key) if options.py_spy else {}
+        trips = round_trips(arbiter, key) if options.py_spy or options.cprofile else {}
         text = report(phases, trips, load)
+        if options.cprofile:
+            for path, figures in cprofiled(key, options.cprofile, out, cpu=options.cpu).items():
+                text += f"\n### cProfile, {path}: {figures['ms_per_request']:.1f} ms per request (under cProfile)\n\n"
+                text += "| function | cumulative ms / request | own ms / request | calls / request |\n"
+                text += "| --- | --- | --- | --- |\n"
+                text += "".join(f"| `{row['function']}` | {row['cumulative_ms']:.2f} | {row['own_ms']:.2f} | "
+                                f"{row['calls']:g} |\n" for row in figures["top"])
         (out / "report.md").write_text(text)
         print(text)
     finally:

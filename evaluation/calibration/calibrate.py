@@ -10,18 +10,22 @@ counting an answer of unknown correctness as wrong for the cascade and right for
 sample, distribution free: nothing is assumed about D, about the confidence scores (calibrated or not) or
 about how the tiers' errors are related.
 
-How (evaluation.calibration.certify and .betting hold the pieces):
+How (evaluation.calibration.certify and .exact hold the pieces):
 - The loss. Per item L(lambda) = r x [reference right] - [cascade right], in [-1, r]; E[L] <= 0 is the
   accuracy-ratio claim itself. The previous risk, P(cascade wrong | reference right) with Clopper-Pearson,
   only bounded the claim: it gave no credit for the items where the cascade is right and the reference
   wrong, and tested on the reference-right items only. L counts every item and every such credit.
-- The p-value. H(lambda): E[L(lambda)] > 0 is tested by betting (Waudby-Smith & Ramdas 2023): valid
-  for any distribution on a bounded range, and sized by the observed variance. L is 0 or r - 1 on most
-  items (the cascade and the reference agree), so its variance is far below what Hoeffding (whole range)
-  or Hoeffding-Bentkus (binomial worst case) assume; for a 0/1 loss an exact binomial test would be
-  optimal, but L is not 0/1. Conformal risk control was not chosen: it controls an expected loss that is
-  monotone in one parameter, and the accuracy of a cascade is neither monotone in its thresholds nor a
-  one-parameter family once two tiers escalate.
+- The test. H(lambda): E[L(lambda)] >= 0 is tested exactly (evaluation.calibration.exact, with the proof):
+  L takes four values only (both right r - 1, reference only r, cascade only -1, both wrong 0), so the
+  items' distribution is a four-cell multinomial whatever D is, and Barnard's unconditional test on it —
+  conditioned on the both-wrong items, a studentized mean, its largest rejection probability over the
+  null bounded on a grid by coupling — is valid at the fixed n calibration has, with no approximation.
+  It replaced Waudby-Smith & Ramdas betting, valid at every n at once and paying for it with about twice
+  the items (log(1/delta) against z^2 / 2). Hoeffding or Hoeffding-Bentkus would pay for L's widest
+  variance; for a 0/1 loss the exact binomial test is the optimum, and L is not 0/1. Conformal risk
+  control was not chosen: it controls an expected loss that is monotone in one parameter, and the
+  accuracy of a cascade is neither monotone in its thresholds nor a one-parameter family once two tiers
+  escalate.
 - The family-wise error. Fixed-sequence testing (Angelopoulos, Bates, Candès, Jordan, Lei 2021, "Learn
   then Test", arXiv:2110.01052) along a path ordered before testing: for one escalating tier the grid
   1.00, 0.99, ..., 0.00 (no data spent on it); for several, two sequences at delta / 2 each: Pareto
@@ -82,8 +86,8 @@ __all__ = [
 ]
 
 METHOD = (
-    "Learn then Test (Angelopoulos et al. 2021), fixed-sequence, with betting p-values (Waudby-Smith & "
-    "Ramdas 2023) on the loss target x [reference right] - [cascade right], whose mean <= 0 is the target"
+    "Learn then Test (Angelopoulos et al. 2021), fixed-sequence, with an exact unconditional (Barnard) test "
+    "on the loss target x [reference right] - [cascade right], whose mean <= 0 is the target"
 )
 ORDERING_SHARE = 0.25
 
@@ -263,7 +267,7 @@ def calibrate(
         "tiers": tiers,
         "procedure": "fixed-sequence" if fixed else "pareto-testing + staircase, delta / 2 each",
         "ordering_share": None if fixed else ordering_share,
-        "p_value": "betting (Waudby-Smith & Ramdas)",
+        "p_value": "exact unconditional test on the four-valued loss (evaluation.calibration.exact)",
     }
     rules = tuple(sorted({case.rule_id for case in cases if len(case.steps) > 1}))
     if not tiers:

@@ -1,9 +1,10 @@
 """Learn then Test over an outcome table: which threshold settings are certified to meet an accuracy target
 relative to the reference tier, and the cheapest of them.
 
-The hypothesis of a setting lambda is H(lambda): E[L(lambda)] > 0 with the per-item loss on the target
+The hypothesis of a setting lambda is H(lambda): E[L(lambda)] >= 0 with the per-item loss on the target
 itself, L = r x [reference right] - [cascade right] (r the target, e.g. 0.95; see OutcomeTable.losses).
-It is rejected with a betting p-value (evaluation.calibration.betting) on the testing items, and the
+It is rejected by the exact test of evaluation.calibration.exact (level delta at the fixed number of
+testing items, for every item distribution; the proof is there) on the testing items, and the
 settings are tested in a fixed sequence, stopping at the first that is not rejected (Angelopoulos, Bates,
 Candès, Jordan, Lei 2021, "Learn then Test", arXiv:2110.01052). The sequence is fixed before the testing
 items are looked at, so the family-wise error rate is at most delta with no correction: with probability
@@ -14,7 +15,7 @@ The sequence:
   so every calibration item tests;
 - several: Pareto Testing (Laufer-Goldshtein, Fisch, Barzilay, Jaakkola 2023, ICLR): a share of the items
   (`ordering_share`) estimates each setting's mean loss, variance and cost; the settings on the front of
-  predicted bound (mean + the margin a betting test on the testing items needs at that variance) and
+  predicted bound (mean + the margin the test on the testing items needs at that variance) and
   cost, from lowest bound to highest, each cheaper than all before it, are the sequence; the rest test.
   Ordering by the mean alone put high-variance settings first on small sets, and the sequence ended
   there: on the 369-item vote-share set (evaluation.recorded.vote_share) 35 of 200 splits certified
@@ -27,25 +28,26 @@ The sequence:
   synthetic-miscalibrated 0.95 tightness p90 went from 1.42 to 1.28; where nano's lower thresholds pay
   (synthetic-calibrated) Pareto's half still finds them (tightness 1.16 -> 1.17). Measured and dropped:
   every tier's threshold lowered together (the cheap settings lie off that diagonal), a smaller or
-  larger ordering share (10-40%: no better), and other bets (a GRAPA bet mu/(sigma^2 + mu^2) and a
-  mixture with it had less power than the plug-in on these losses).
+  larger ordering share (10-40%: no better). (These figures were measured with the betting test this
+  module used before the exact one; see the issue's note for the figures with the exact test.)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
-from evaluation.calibration import betting
+from evaluation.calibration import exact
 from evaluation.calibration.table import OutcomeTable
 
 
 @dataclass(frozen=True)
 class Certificate:
     path: tuple[int, ...]  # setting indices in the order tested
-    p_values: tuple[float, ...]  # of the settings tested, in that order
+    statistics: tuple[float, ...]  # the exact test's Z of the settings tested, in that order
     certified: tuple[int, ...]  # the rejected prefix of the path
     chosen: int | None  # the cheapest certified setting (cost on all calibration items)
     ordering_items: int
@@ -55,24 +57,20 @@ class Certificate:
 
     @property
     def tested(self) -> int:
-        return len(self.p_values)
-
-
-def loss_range(target: float) -> tuple[float, float]:
-    return -1.0, target
+        return len(self.statistics)
 
 
 def ordered_path(
     table: OutcomeTable, columns: np.ndarray, target: float, *, testing_items: int = 0, delta: float = 0.05
 ) -> list[int]:
     """From lowest predicted bound to highest (costlier first within a tie), each setting cheaper than every
-    one before it. The predicted bound is the estimated mean loss plus the margin a betting test on
-    `testing_items` items needs at that estimated variance, sqrt(2 var log(1/delta) / n): a setting with a
+    one before it. The predicted bound is the estimated mean loss plus the margin the exact test on
+    `testing_items` items needs at that estimated variance, about z_delta sqrt(var / n): a setting with a
     slightly lower mean but a far larger variance would fail first and end the sequence."""
     loss = table.mean_losses(target, columns)
     if testing_items:
         losses = table.losses(target, columns)
-        loss = loss + np.sqrt(2 * losses.var(axis=1) * math.log(1 / delta) / testing_items)
+        loss = loss - NormalDist().inv_cdf(delta) * np.sqrt(losses.var(axis=1) / testing_items)
     cost = table.costs(columns)
     order = np.lexsort((-cost, loss))
     costs = cost[order]
@@ -95,14 +93,22 @@ def staircase_path(table: OutcomeTable) -> list[int]:
 def _fixed_sequence(
     table: OutcomeTable, path: list[int], testing: np.ndarray, *, target: float, delta: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """P-values along `path` on `testing` (bet on in a seeded order), and how many lead the path rejected."""
-    lower, upper = loss_range(target)
-    bet_order = np.random.default_rng(seed).permutation(testing)
-    p_values = betting.p_values(
-        table.row_losses(target, np.asarray(path, dtype=np.int64), bet_order), lower=lower, upper=upper, delta=delta
-    )
-    failed = np.flatnonzero(p_values > delta)
-    return p_values, bet_order, int(failed[0]) if failed.size else len(path)
+    """The exact test's Z along `path` on `testing` (counted in a seeded order, evaluation.calibration.exact),
+    the order, and how many lead the path rejected."""
+    order = np.random.default_rng(seed).permutation(testing)
+    if not path:
+        return np.zeros(0), order, 0
+    a, b, c = _counts(table, np.asarray(path, dtype=np.int64), order)
+    statistics = exact.statistic(a, b, c, target)
+    for index in range(len(path)):  # in order: no critical value is computed past the first failure
+        if not exact.rejects(a[index], b[index], c[index], target, delta)[0]:
+            return statistics, order, index
+    return statistics, order, len(path)
+
+
+def _counts(table: OutcomeTable, rows: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    codes = exact.cell_codes(~table.reference_wrong[order][None, :], table.right[np.ix_(rows, order)])
+    return exact.cell_counts(codes)
 
 
 def learn_then_test(
@@ -120,29 +126,29 @@ def learn_then_test(
     columns = np.asarray(columns, dtype=np.int64)
     if fixed_path:
         path = list(range(len(table.settings)))
-        p_values, bet_order, stop = _fixed_sequence(table, path, columns, target=target, delta=delta, seed=seed)
+        statistics, order, stop = _fixed_sequence(table, path, columns, target=target, delta=delta, seed=seed)
         certified = tuple(path[:stop])
-        return _certificate(table, columns, path, p_values, certified, bet_order, 0, delta)
+        return _certificate(table, columns, path, statistics, certified, order, 0, delta)
     # Two sequences, each at delta / 2 (Bonferroni: together they err with probability <= delta).
     half = delta / 2
     ordering = round(len(columns) * ordering_share)
     testing = columns[ordering:]
     pareto = ordered_path(table, columns[:ordering], target, testing_items=len(testing), delta=half)
     stairs = staircase_path(table)
-    p_pareto, order_pareto, stop_pareto = _fixed_sequence(table, pareto, testing, target=target, delta=half, seed=seed)
-    p_stairs, order_stairs, stop_stairs = _fixed_sequence(
+    z_pareto, order_pareto, stop_pareto = _fixed_sequence(table, pareto, testing, target=target, delta=half, seed=seed)
+    z_stairs, order_stairs, stop_stairs = _fixed_sequence(
         table, stairs, columns, target=target, delta=half, seed=seed + 1
     )
     from_pareto, from_stairs = tuple(pareto[:stop_pareto]), tuple(stairs[:stop_stairs])
     certified = from_pareto + tuple(index for index in from_stairs if index not in from_pareto)
-    p_values = np.concatenate(
-        [p_pareto[: min(len(pareto), stop_pareto + 1)], p_stairs[: min(len(stairs), stop_stairs + 1)]]
+    statistics = np.concatenate(
+        [z_pareto[: min(len(pareto), stop_pareto + 1)], z_stairs[: min(len(stairs), stop_stairs + 1)]]
     )
-    chosen = _certificate(table, columns, [], p_values, certified, testing, ordering, half).chosen
+    chosen = _certificate(table, columns, [], statistics, certified, testing, ordering, half).chosen
     # The chosen setting's margin is reported on the items its own sequence tested it on.
     tested_on = order_stairs if chosen in from_stairs and chosen not in from_pareto else order_pareto
     return Certificate(
-        tuple(pareto + stairs), tuple(float(p) for p in p_values), certified, chosen, ordering,
+        tuple(pareto + stairs), tuple(float(z) for z in statistics), certified, chosen, ordering,
         len(testing), tested_on, half,
     )  # fmt: skip
 
@@ -151,7 +157,7 @@ def _certificate(
     table: OutcomeTable,
     columns: np.ndarray,
     path: list[int],
-    p_values: np.ndarray,
+    statistics: np.ndarray,
     certified: tuple[int, ...],
     testing: np.ndarray,
     ordering: int,
@@ -164,7 +170,7 @@ def _certificate(
     tested = min(len(path), len(certified) + 1)
     return Certificate(
         tuple(path),
-        tuple(float(p) for p in p_values[:tested]),
+        tuple(float(z) for z in statistics[:tested]),
         certified,
         chosen,
         ordering,
@@ -175,11 +181,25 @@ def _certificate(
 
 
 def margin(table: OutcomeTable, certificate: Certificate, setting: int, *, target: float, delta: float) -> float:
-    """How far inside the target the test puts `setting`: -(the 1 - delta upper confidence bound on its
-    mean loss), in accuracy points (share of items). Positive for a certified setting."""
-    lower, upper = loss_range(target)
-    losses = table.row_losses(target, np.array([setting]), certificate.testing)[0]
-    return -betting.upper_bound(losses, lower=lower, upper=upper, delta=certificate.delta_each or delta)
+    """How far inside the target the test puts `setting`, in accuracy points (share of items): (r' - r) x
+    the reference's accuracy on the items it was tested on, r' the highest target (to 0.0025, by bisection)
+    at which the same test on the same items still certifies it. Positive for a certified setting."""
+    level = certificate.delta_each or delta
+    a, b, c = _counts(table, np.array([setting]), certificate.testing)
+
+    def certifies(level_target: float) -> bool:
+        return bool(exact.rejects(a, b, c, level_target, level)[0])
+
+    if not certifies(target):
+        return 0.0
+    low, high = target, 1.0
+    if certifies(high):
+        low = high
+    while high - low > 0.0025:
+        middle = (low + high) / 2
+        low, high = (middle, high) if certifies(middle) else (low, middle)
+    reference = float((~table.reference_wrong[certificate.testing]).mean())
+    return (low - target) * reference
 
 
 def items_needed(
@@ -187,7 +207,8 @@ def items_needed(
 ) -> int | None:
     """Labelled items in all (testing items / the share that tests) with which the test would certify
     `setting` if further items came at the rates seen on `columns`; None when it misses the target on them."""
-    lower, upper = loss_range(target)
-    losses = table.row_losses(target, np.array([setting]), np.asarray(columns, dtype=np.int64))[0]
-    testing = betting.items_to_reject(losses, lower=lower, upper=upper, delta=delta)
+    columns = np.asarray(columns, dtype=np.int64)
+    codes = exact.cell_codes(~table.reference_wrong[columns][None, :], table.right[np.ix_([setting], columns)])[0]
+    rates = tuple(float((codes == cell).mean()) for cell in (exact.A, exact.B, exact.C, exact.D))
+    testing = exact.items_to_reject(rates, target, delta)  # type: ignore[arg-type]
     return None if testing is None else math.ceil(testing / testing_share)

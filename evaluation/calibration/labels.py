@@ -299,9 +299,7 @@ def history_curve(jobs: Sequence[Job], labels: LabelSet) -> list[dict[str, Any]]
     tier, whose own answer counts as right; `relative_cost` is what the walk pays over what the same jobs
     originally paid."""
     walked = labelled_jobs(jobs, labels)
-    tiers = sorted(
-        {tier for job in walked for tier in job.plan_tiers[:-1]}, key=lambda tier: tier_rank(tier) or 0
-    )[:2]
+    tiers = sorted({tier for job in walked for tier in job.plan_tiers[:-1]}, key=lambda tier: tier_rank(tier) or 0)[:2]
     if not tiers:
         return []
 

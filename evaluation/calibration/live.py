@@ -26,7 +26,7 @@ loss of the target itself, L = r x [reference right] - [cascade right]. Here the
 judge (the shadow tier, or the reviewer), right by definition, and an escalated answer is the judge's:
 so L = [accepted at lambda and wrong] - (1 - r), and E[L] <= 0 is exactly R(lambda) <= alpha. That loss is
 0/1 up to a constant, and for a 0/1 loss the exact binomial test is the most powerful one (uniformly, for
-a one-sided null) — so it, not the betting p-value the offline loss needs, tests each lambda here.
+a one-sided null) — so it, not the four-cell test the offline loss needs, tests each lambda here.
 
 When nothing is certified, the report says how many labels, arriving at the disagreement rate seen at
 threshold 1.00, would certify it (`labels_to_certify`); none when that rate is already above alpha.

@@ -3,8 +3,8 @@ items that rule governs, instead of one shared threshold set across the rules.
 
 Each rule with at least `rule_minimum(...)` items (the fewest with which a sample where the cascade and the
 reference agree and are right on every item could certify anything at the full delta) is calibrated with
-`calibrate()` exactly as the shared path does (Learn then Test on the target's own loss with betting
-p-values, its own calibration/holdout split), at delta / k for
+`calibrate()` exactly as the shared path does (Learn then Test on the target's own loss with the exact
+four-cell test, its own calibration/holdout split), at delta / k for
 the k rules calibrated (Bonferroni), so that every rule's guarantee holds simultaneously with probability
 at least 1 - delta. A rule with fewer items keeps the thresholds it has and is reported with the reason;
 its items are not pooled into another rule's calibration.
@@ -18,20 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from evaluation.calibration import betting
+from evaluation.calibration import exact
 from evaluation.calibration.calibrate import METHOD, Calibration, CascadeCase, calibrate
-from evaluation.calibration.certify import loss_range
 
 
 def rule_minimum(target_relative: float, delta: float, holdout: float) -> int:
-    """Items a rule needs: enough calibration items for the betting test to certify a sample on which every
-    loss is target - 1 (cascade and reference agree, and are right) — no real sample of fewer does better
-    unless the cascade beats the reference."""
-    agreeing = np.array([target_relative - 1.0])
-    lower, upper = loss_range(target_relative)
-    needed = betting.items_to_reject(agreeing, lower=lower, upper=upper, delta=delta)
+    """Items a rule needs: enough calibration items for the exact test (evaluation.calibration.exact) to
+    certify a sample on which every loss is target - 1 (cascade and reference agree, and are right) — the
+    least n with target^n <= delta; no real sample of fewer does better unless the cascade beats the
+    reference."""
+    needed = exact.items_to_reject((1.0, 0.0, 0.0, 0.0), target_relative, delta)
     if needed is None:  # target 1: an agreeing sample has loss 0, and nothing certifies a mean below it
         return math.inf  # type: ignore[return-value]
     return math.ceil(needed / (1 - holdout))

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.ledger import Actor
-from audit.selectors import events_for_job
+from audit.selectors import event_refs_for_job, events_for_job
 from routing import selectors
 from routing.api.base import ApiView, parse_uuid
 from routing.api.errors import Problem, field_problem
@@ -75,11 +75,7 @@ def job_or_404(application: Application, job_id: str) -> Job:
 def job_detail(job: Job, serializer: type[JobOutputSerializer] = JobOutputSerializer, **context: Any) -> dict[str, Any]:
     """A job as the release gate lets it be read, with the numbers of its ledger events (the review API
     adds to it through a subclass of the serializer)."""
-    events = [
-        {"id": event.id, "seq": getattr(getattr(event, "seal", None), "seq", None), "event_type": event.event_type}
-        for event in events_for_job(job.pk)
-    ]
-    return serializer(job, context={"ledger_events": events, **context}).data
+    return serializer(job, context={"ledger_events": event_refs_for_job(job.pk), **context}).data
 
 
 class JobCursorPagination(CursorPagination):
@@ -136,7 +132,7 @@ class JobsApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         idempotency_key = idempotency_key_from(request)
-        serializer = JobSubmitInputSerializer(data=request.data)
+        serializer = JobSubmitInputSerializer.for_input(request.data)
         serializer.is_valid(raise_exception=True)
         try:
             job, created = job_submit(
@@ -162,7 +158,10 @@ class JobsApi(ApiView):
             raise field_problem("run_id", str(closed), status_code=409, code="run_closed") from None
         except JobError as error:
             raise Problem(str(error), code="invalid_job") from None
-        job = selectors.job_get_for_application(application=self.application, job_id=job.pk)
+        if created:
+            selectors.job_just_created(job)  # answered from what was written, not read back
+        else:
+            job = selectors.job_get_for_application(application=self.application, job_id=job.pk)
         return Response(job_detail(job), status=201 if created else 200, headers={"Location": f"/api/v1/jobs/{job.pk}"})
 
     @extend_schema(

@@ -490,7 +490,7 @@ class ChatCompletionsApi(ApiView):
         tags=["openai"],
     )
     def post(self, request: Request) -> HttpResponseBase:
-        serializer = ChatCompletionInputSerializer(data=request.data)
+        serializer = ChatCompletionInputSerializer.for_input(request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         policy = policy_for_model(data["model"])

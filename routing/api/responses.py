@@ -37,9 +37,12 @@ from routing.api.openai import (
     MODEL_PREFIX,
     OPENAI_ERRORS,
     ROUTING_HEADERS,
+    WAIT_PARAMETER,
     ChatCompletionsApi,
     _refusal,
+    approval_wait_from,
     chat_completion,
+    decision_wait,
     ignored_parameters,
     openai_error,
     policy_for_model,
@@ -299,7 +302,7 @@ class ResponsesApi(ChatCompletionsApi):
             "With `stream: true` the governed answer is streamed as the documented event sequence once it is "
             "released; a held or blocked job is the same JSON error, before any byte of a stream."
         ),
-        parameters=ROUTING_HEADERS,
+        parameters=[*ROUTING_HEADERS, WAIT_PARAMETER],
         request=ResponseCreateInputSerializer,
         examples=[
             OpenApiExample(
@@ -330,6 +333,7 @@ class ResponsesApi(ChatCompletionsApi):
             )
         policy = policy_for_model(data["model"])
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
+        wait_s = approval_wait_from(request, data)
         previous = (
             stored_response_for(self.application, data["previous_response_id"], param="previous_response_id")
             if data.get("previous_response_id")
@@ -367,6 +371,8 @@ class ResponsesApi(ChatCompletionsApi):
             metadata=metadata,
             **run_facts(request),
         )
+        if wait_s is not None and completion.status == JobStatus.AWAITING_APPROVAL:
+            completion = decision_wait(application=self.application, completion=completion, timeout_s=wait_s)
         if not is_released(completion):
             raise _refusal(completion)
         stored = StoredResponse.objects.get(job=job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from controlplane.redis_client import get_redis
-from routing.execute.webhooks import webhook_enqueue_on_commit
+from routing.execute.webhooks import REVIEW_REQUESTED, webhook_enqueue_on_commit
 from routing.models import Job
 
 NOTICE_TTL_S = 300
@@ -20,8 +20,11 @@ def _key(job_id: object) -> str:
 
 
 def job_settled_on_commit(job: Job, event: str) -> None:
-    """Call inside the transaction that settles `job`; both effects happen only if it commits."""
+    """Call inside the transaction that settles `job`; its effects happen only if it commits. A hold also
+    tells the application's reviewers, where it names an address for them (`review_notify_url`)."""
     webhook_enqueue_on_commit(job, event)
+    if event == "job.approval_required":
+        webhook_enqueue_on_commit(job, REVIEW_REQUESTED)
     key = _key(job.pk)
 
     def notify() -> None:

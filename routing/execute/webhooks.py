@@ -45,6 +45,8 @@ EVENTS = (
     "job.expired",
     "job.cancelled",
 )
+# Not the application's: its reviewers', sent to the application's `review_notify_url` when a job is held.
+REVIEW_REQUESTED = "review.requested"
 SIGNATURE_HEADER = "Arbiter-Signature"
 USER_AGENT = "Arbiter-Webhooks/1"
 
@@ -77,7 +79,45 @@ def webhook_secret_for(job: Job) -> str | None:
     return settings.ARBITER_WEBHOOK_SECRET
 
 
+def webhook_url(job: Job, event: str) -> str:
+    """Where `event` of `job` goes: its reviewers' address for a review request, else the job's callback."""
+    return job.application.review_notify_url if event == REVIEW_REQUESTED else job.callback_url
+
+
+def review_request_payload(job: Job) -> dict[str, Any]:
+    """What reviewers' chat tool shows: which rules hold which job, who may decide, by when, and the link.
+    Never the held answer, nor a reason written from it: a channel is wider than the reviewers who act."""
+    request = job.approval_requests.filter(status="pending").order_by("-created_at").first()
+    page = f"{settings.ARBITER_PUBLIC_URL}/jobs/{job.pk}/"
+    rules = ", ".join(request.rule_ids) if request else "a policy rule"
+    who = f"{request.required_approvers} of group {request.eligible_group}" if request else "a reviewer"
+    return {
+        "id": f"{job.pk}:{REVIEW_REQUESTED}",
+        "type": REVIEW_REQUESTED,
+        "created_at": int(time.time()),
+        "text": f"Held for review: a {job.task_type} job of {job.application.name} ({rules}); needs {who}. {page}",
+        "data": {
+            "job": {
+                "id": str(job.pk),
+                "application": job.application.slug,
+                "task_type": job.task_type,
+                "final_tier": job.final_tier or None,
+                "page": page,
+                "review_api": f"/api/v1/review/jobs/{job.pk}",
+            },
+            "approval": {
+                "rule_ids": request.rule_ids if request else [],
+                "required_approvers": request.required_approvers if request else None,
+                "eligible_group": request.eligible_group if request else None,
+                "expires_at": request.expires_at.isoformat() if request else None,
+            },
+        },
+    }
+
+
 def webhook_payload(job: Job, event: str) -> dict[str, Any]:
+    if event == REVIEW_REQUESTED:
+        return review_request_payload(job)
     # Through the release gate: a held or blocked job's webhook says what happened, never what the
     # model answered (`output` is null until the job is completed).
     return {
@@ -107,8 +147,8 @@ def webhook_enqueue_on_commit(job: Job, event: str) -> None:
     """The hook point for the pipeline and review services: call it inside the transaction that moves
     the job to `event`. Its outbox row commits with that transaction, and the delivery is queued once it
     has; if the broker cannot take it then, the sweeper sends it (webhooks_redispatch_overdue)."""
-    if not job.callback_url or not is_application_job(job):
-        return  # a replay is an evaluation: the application is never told about it
+    if not webhook_url(job, event) or not is_application_job(job):
+        return  # a replay is an evaluation: neither the application nor its reviewers are told about it
     WebhookOutbox.objects.bulk_create(
         [WebhookOutbox(job=job, event=event, due_at=timezone.now())], ignore_conflicts=True
     )
@@ -203,8 +243,9 @@ class DeliveryOutcome:
 
 def webhook_deliver(*, job_id: str, event: str) -> DeliveryOutcome:
     """One delivery attempt, recorded in WebhookDelivery whatever happens. Never sent twice once delivered."""
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None or not job.callback_url or not is_application_job(job):
+    job = Job.objects.select_related("application").filter(pk=job_id).first()
+    url = webhook_url(job, event) if job else ""
+    if job is None or not url or not is_application_job(job):
         return DeliveryOutcome(delivered=False, attempt=0, retry=False)
     previous = WebhookDelivery.objects.filter(job=job, event=event)
     if previous.filter(delivered=True).exists():
@@ -219,7 +260,7 @@ def webhook_deliver(*, job_id: str, event: str) -> DeliveryOutcome:
             raise DeliveryGivenUp(f"{crashed} deliveries ended before recording an attempt (a crash each time)")
         if not secret:
             raise UnsafeCallbackUrl("ARBITER_WEBHOOK_SECRET is not configured; nothing is sent unsigned")
-        target = callback_target(job.callback_url)  # re-checked now: DNS may have changed since submit
+        target = callback_target(url)  # re-checked now: DNS may have changed since submit
         body = json.dumps(webhook_payload(job, event), separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
@@ -242,7 +283,7 @@ def webhook_deliver(*, job_id: str, event: str) -> DeliveryOutcome:
     WebhookDelivery.objects.create(
         job=job,
         event=event,
-        url=job.callback_url[:2000],
+        url=url[:2000],
         attempt=attempt,
         status_code=status_code,
         error=error[:2000],

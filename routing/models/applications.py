@@ -34,6 +34,12 @@ class Application(models.Model):
     is_active = models.BooleanField(default=True)
     monthly_soft_limit_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     monthly_hard_limit_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    review_notify_url = models.URLField(
+        max_length=2000,
+        blank=True,
+        help_text="Where reviewers are told that a job of this application is held (e.g. a chat tool's incoming "
+        "webhook): a signed `review.requested` event with a link to the job, never the held answer.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

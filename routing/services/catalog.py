@@ -12,6 +12,7 @@ from audit import ledger
 from audit.ledger import Actor
 from routing.execute.addresses import UnsafeAddress
 from routing.execute.providers import base_url_check, key_env_refusal
+from routing.execute.webhooks import callback_url_check
 from routing.models import Application, ModelDeployment
 
 DEPLOYMENT_FIELDS = (
@@ -127,5 +128,23 @@ def application_budget_set(
                 "soft_limit_usd": None if soft_limit_usd is None else str(soft_limit_usd),
                 "hard_limit_usd": None if hard_limit_usd is None else str(hard_limit_usd),
             },
+        )
+    return locked
+
+
+def application_review_notify_set(*, application: Application, actor: Actor, url: str) -> Application:
+    """Where reviewers hear of this application's held jobs ("" for nowhere); the address is checked now
+    and again at each delivery (routing.execute.webhooks). Raises UnsafeAddress."""
+    if url:
+        callback_url_check(url)
+    with transaction.atomic():
+        locked = Application.objects.select_for_update().get(pk=application.pk)
+        before, locked.review_notify_url = locked.review_notify_url, url
+        locked.save(update_fields=["review_notify_url"])
+        ledger.append(
+            "application.review_notify_set",
+            actor=actor,
+            subject={"application": locked.pk},
+            body={"before": before, "url": url},
         )
     return locked

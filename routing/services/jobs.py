@@ -18,7 +18,7 @@ from routing.decide import tool_arguments
 from routing.decide.tiers import TASK_TYPES
 from routing.execute import dispatch
 from routing.execute.settled import job_settled_on_commit
-from routing.models import Application, Job, JobStatus, PolicyVersion, RunRole
+from routing.models import Application, Job, JobStatus, Policy, PolicyVersion, RunRole
 from routing.models.jobs import TERMINAL_STATUSES, JobPurpose
 from routing.services.implicit_idempotency import ImplicitWindow, same_call
 from routing.services.runs import InvalidRun, run_id_parse, run_join, run_role_parse
@@ -69,6 +69,9 @@ def policy_version_for(policy_name: str | None) -> PolicyVersion:
         raise NoActivePolicy(f"no policy named {policy_name!r}" if policy_name else "no default policy is configured")
     if found.pk is None:
         raise NoActivePolicy(f"policy {found.found_policy!r} has no active version")
+    # The policy's name comes with the row (a job's detail shows it); its other fields load if read.
+    name = found.__dict__["found_policy"]  # a column of the raw query, not a field
+    found.policy = Policy.from_db(found._state.db, ["id", "name"], [found.policy_id, name])
     return found
 
 

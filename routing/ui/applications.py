@@ -11,11 +11,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit.ledger import Actor
 from routing import selectors
+from routing.execute.addresses import UnsafeAddress
 from routing.execute.budgets import budget_state, month_start
 from routing.models import Application, Step
-from routing.services.catalog import application_budget_set
+from routing.services.catalog import application_budget_set, application_review_notify_set
 from routing.services.keys import KeyRefused, api_key_create, api_key_revoke
-from routing.ui.forms import ApiKeyForm, BudgetForm
+from routing.ui.forms import ApiKeyForm, BudgetForm, ReviewNotifyForm
 from web.access import ADMIN_READERS, POLICY_ADMINS, can, role_required
 
 
@@ -56,6 +57,7 @@ def _detail(request: HttpRequest, application: Application, **extra) -> dict:
                 "monthly_hard_limit_usd": application.monthly_hard_limit_usd,
             }
         ),
+        "notify_form": ReviewNotifyForm(initial={"review_notify_url": application.review_notify_url}),
         "can_edit": can(request.user, *POLICY_ADMINS),
         "now": timezone.now(),
         **extra,
@@ -120,4 +122,24 @@ def application_budget(request: HttpRequest, slug: str) -> HttpResponse:
         hard_limit_usd=form.cleaned_data["monthly_hard_limit_usd"],
     )
     messages.success(request, "the budget is saved.")
+    return redirect("application", slug)
+
+
+@require_POST
+@role_required(*POLICY_ADMINS)
+def application_review_notify(request: HttpRequest, slug: str) -> HttpResponse:
+    application = _application(slug)
+    form = ReviewNotifyForm(request.POST)
+    if form.is_valid():
+        try:
+            application_review_notify_set(
+                application=application, actor=Actor.user(request.user.pk), url=form.cleaned_data["review_notify_url"]
+            )
+        except UnsafeAddress as refused:
+            form.add_error("review_notify_url", str(refused))
+    if not form.is_valid():
+        return render(request, "applications/detail.html", _detail(request, application, notify_form=form),
+                      status=400)
+    messages.success(request, "reviewers are told of held jobs there." if form.cleaned_data["review_notify_url"]
+                     else "reviewers are no longer told of held jobs.")
     return redirect("application", slug)

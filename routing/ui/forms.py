@@ -147,3 +147,14 @@ class ErasureForm(forms.Form):
         if job_id and data["job_row"] is None:
             self.add_error("job", "No such job.")
         return data
+
+
+class ReviewNotifyForm(forms.Form):
+    review_notify_url = forms.URLField(
+        max_length=2000,
+        required=False,
+        assume_scheme="https",
+        label="Tell reviewers at (blank: nowhere)",
+        help_text="a chat tool's incoming webhook, or any HTTPS receiver: a signed review.requested event with "
+        "a link to the job, never the held answer",
+    )

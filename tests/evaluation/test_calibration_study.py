@@ -11,17 +11,17 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from evaluation.calibration import betting
+from evaluation.calibration import exact
 from evaluation.calibration.calibrate import threshold_grid
 from evaluation.calibration.cases import calibrated_tiers
-from evaluation.calibration.study import POPULATIONS, population_cases, split_study
+from evaluation.calibration.study import INDEPENDENT_SEED, POPULATIONS, population_cases, split_study
 from evaluation.calibration.table import OutcomeTable, outcome_table
 
 DELTA, SPLITS = 0.05, 200
 
 
-def _table(name: str, size: int) -> tuple[OutcomeTable, bool]:
-    cases = population_cases(POPULATIONS[name], size=size, seed=3)
+def _table(name: str, size: int, seed: int = 3) -> tuple[OutcomeTable, bool]:
+    cases = population_cases(POPULATIONS[name], size=size, seed=seed)
     tiers = calibrated_tiers(cases)
     return outcome_table(cases, threshold_grid(tiers)), len(tiers) <= 1
 
@@ -33,11 +33,16 @@ def synthetic() -> tuple[OutcomeTable, bool]:
 
 def test_on_synthetic_outcomes_the_certificate_misses_no_more_often_than_promised_and_is_tight(synthetic) -> None:
     table, fixed = synthetic
-    result = split_study(table, fixed_path=fixed, calibration_items=1200, target=0.95, delta=DELTA, splits=SPLITS)
+    elsewhere, _ = _table("synthetic-calibrated", 3000, seed=3 + INDEPENDENT_SEED)
+    result = split_study(
+        table, fixed_path=fixed, calibration_items=1200, target=0.95, delta=DELTA, splits=SPLITS, independent=elsewhere
+    )
     assert result["miss_rate"] <= DELTA, result
-    assert result["population_miss_rate"] <= DELTA, result
+    assert result["population_miss_rate"] <= DELTA and result["independent_miss_rate"] <= DELTA, result
     assert result["certified"] >= 0.95 * SPLITS, result  # not valid by refusing to claim anything
-    assert result["tightness_median"] <= 1.3, result
+    # 1,200 calibration items here: about 1.24 / 1.3 (the betting test: about 1.3 / 1.4). The issue's goals
+    # (1.2 / 1.4) are met at the study's 2,000 (`calibration_study`).
+    assert result["tightness_median"] <= 1.25 and result["tightness_p90"] <= 1.4, result
     assert result["relative_cost_median"] < 0.7, result  # it saves money against the flagship alone
 
 
@@ -46,15 +51,22 @@ def test_miscalibrated_confidence_keeps_the_guarantee() -> None:
     result = split_study(table, fixed_path=fixed, calibration_items=1200, target=0.95, delta=DELTA, splits=SPLITS)
     assert result["miss_rate"] <= DELTA, result
     assert result["certified"] >= 0.9 * SPLITS, result
+    assert result["tightness_median"] <= 1.2 and result["tightness_p90"] <= 1.4, result
 
 
 def test_on_real_gsm8k_verdicts_the_certificate_misses_no_more_often_than_promised() -> None:
     table, fixed = _table("gsm8k-scored", 1319)
     assert fixed  # two tiers: the grid from 1.00 down is the path, every calibration item tests
     result = split_study(table, fixed_path=fixed, calibration_items=528, target=0.95, delta=DELTA, splits=SPLITS)
-    assert result["miss_rate"] <= DELTA, result
+    # The promise is about the distribution the calibration items come from: here the 1,319 items, whose
+    # truth is known exactly. The fresh items (the other 791) miss more often than that (11 of 200 here):
+    # a calibration sample that certified looked good, so its complement in one finite set looks worse,
+    # by n_cal / n_fresh x the calibration's luck (evaluation.calibration.study).
+    assert result["population_miss_rate"] <= DELTA, result
+    assert result["miss_rate"] <= 2 * DELTA, result
     assert result["certified"] == SPLITS, result
-    assert result["tightness_median"] <= 1.25 and result["tightness_p90"] <= 1.5, result
+    # The confidence drawn with seed 3 is less telling than the study's (seed 0: 1.14 / 1.28): about 1.23.
+    assert result["tightness_median"] <= 1.25 and result["tightness_p90"] <= 1.4, result
 
 
 def test_on_a_small_three_tier_vote_share_set_the_certificate_keeps_its_promise_and_saves() -> None:
@@ -70,15 +82,19 @@ def test_on_a_small_three_tier_vote_share_set_the_certificate_keeps_its_promise_
     # With the staircase beside Pareto Testing every split certifies (Pareto alone ordered by the
     # predicted bound: 188 of 200; ordered by the mean loss: 165).
     assert result["certified"] >= 0.97 * SPLITS, result
-    assert result["relative_cost_median"] < 0.45 and result["accuracy_ratio_median"] >= 0.97, result
+    # Issue 17's check (a 95% target certifying <= 35% of the flagship's cost at >= 97% of its accuracy):
+    # the median split meets it, and more than half the splits do (with the betting test: 40.5%, 38.5%).
+    assert result["relative_cost_median"] < 0.35 and result["accuracy_ratio_median"] >= 0.97, result
+    assert result["share_cost_35_accuracy_97"] > 0.5, result
 
 
 def test_the_check_catches_a_procedure_that_does_not_test(synthetic) -> None:
     """Choosing the cheapest setting that meets the target on the calibration items, untested, misses on
-    fresh items far more often than delta: the miss-rate check can fail."""
+    fresh items and on the whole set far more often than delta: the miss-rate checks can fail."""
     table, _ = synthetic
     draws = np.random.default_rng(0)
-    misses = 0
+    truth = table.losses(0.95).mean(axis=1) <= 0
+    misses = whole_set_misses = 0
     for _ in range(SPLITS):
         order = draws.permutation(table.items)
         calibration, fresh = order[:1200], order[1200:]
@@ -86,28 +102,45 @@ def test_the_check_catches_a_procedure_that_does_not_test(synthetic) -> None:
         cost = table.cost[:, calibration].sum(axis=1)
         naive = int(np.flatnonzero(meets)[np.argmin(cost[meets])])
         misses += table.losses(0.95, fresh)[naive].mean() > 0
-    assert misses / SPLITS > 4 * DELTA
+        whole_set_misses += not truth[naive]
+    assert misses / SPLITS > 4 * DELTA and whole_set_misses / SPLITS > 4 * DELTA
 
 
-def test_the_betting_p_value_is_valid_at_the_boundary_and_powerful_away_from_it() -> None:
-    draws = np.random.default_rng(1)
-    # A three-point loss with mean exactly 0 (the null's boundary): rejections at most delta (plus noise).
-    values, weights = np.array([-1.0, -0.05, 0.95]), np.array([0.02, 0.9, 0.02 * 1 + 0.9 * 0.05])
-    weights = weights / weights.sum()
-    mean = float(values @ weights)
-    losses = draws.choice(values - mean, size=(2000, 400), p=weights)
-    rejected = betting.p_values(losses, lower=-1.1, upper=1.0, delta=DELTA) <= DELTA
-    assert rejected.mean() <= DELTA + 0.015
-    # The same spread (sd about 0.28), mean -0.06: nearly always rejected with 400 items.
-    assert (betting.p_values(losses - 0.06, lower=-1.2, upper=1.0, delta=DELTA) <= DELTA).mean() > 0.8
+def _draws(cells: list[float], items: int, runs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    draws = np.random.default_rng(seed)
+    codes = draws.choice(np.array([exact.A, exact.B, exact.C, exact.D], dtype=np.int8), size=(runs, items), p=cells)
+    return exact.cell_counts(codes)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.03, 0.3])
+def test_the_exact_test_rejects_a_true_null_no_more_often_than_delta(gamma: float) -> None:
+    """Items drawn on the null's boundary (mean loss exactly 0), near where the loss is most skewed (few
+    cascade-only-right items) and far from it, with both-wrong items mixed in: rejections at most delta,
+    up to the simulation's own noise (3 standard errors)."""
+    t, runs = 0.95, 4000
+    both, reference_only, cascade_only = t - (1 + t) * gamma, 1 - t + t * gamma, gamma
+    cells = [0.9 * both, 0.9 * reference_only, 0.9 * cascade_only, 0.1]
+    rate = exact.rejects(*_draws(cells, 400, runs, seed=int(gamma * 100)), t, DELTA).mean()
+    assert rate <= DELTA + 3 * (DELTA * (1 - DELTA) / runs) ** 0.5
+
+
+def test_the_exact_test_is_powerful_where_betting_was_not() -> None:
+    """Mean loss -0.035 with a standard deviation about 0.29 over 400 items: the z-score is -2.4, past the
+    exact test's critical value (about -2.1 there), so most samples certify — while (mean / sd)^2 x n is
+    5.7, short of the 2 log(1/delta) = 6 the anytime-valid betting test needs to certify half of them."""
+    t = 0.95
+    a, b, c = 0.86, 0.05, 0.0395
+    cells = [a, b, c, 1 - a - b - c]
+    mean = (t - 1) * a + t * b - c
+    assert -0.036 < mean < -0.034
+    assert exact.rejects(*_draws(cells, 400, 1000, seed=7), t, DELTA).mean() > 0.55
 
 
 def test_items_to_reject_grows_as_the_margin_shrinks() -> None:
-    sample = np.array([-0.05] * 90 + [0.95] * 4 + [-1.0] * 2)
-    near = betting.items_to_reject(sample, lower=-1, upper=0.95, delta=DELTA)
-    wide = betting.items_to_reject(sample - 0.02, lower=-1.02, upper=0.95, delta=DELTA)
+    near = exact.items_to_reject((0.86, 0.05, 0.045, 0.045), 0.95, DELTA)
+    wide = exact.items_to_reject((0.86, 0.05, 0.06, 0.03), 0.95, DELTA)
     assert near is not None and wide is not None and near > wide
-    assert betting.items_to_reject(sample + 0.1, lower=-1, upper=1.05, delta=DELTA) is None  # mean above 0
+    assert exact.items_to_reject((0.86, 0.1, 0.02, 0.02), 0.95, DELTA) is None  # mean above 0
 
 
 @pytest.mark.django_db
@@ -131,7 +164,7 @@ def test_per_rule_every_rules_claim_holds_at_once_as_often_as_promised() -> None
         per_rule_cases(size=3000, seed=5), target=0.95, delta=DELTA, splits=SPLITS, calibration_share=0.4
     )
     assert len(result["rules"]) == 2 and result["delta_per_rule"] == DELTA / 2
-    assert result["miss_rate"] <= DELTA, result
+    assert result["miss_rate"] <= DELTA and result["population_miss_rate"] <= DELTA, result
     assert result["certified"] >= 0.95 * SPLITS and result["tightness_median"] <= 1.6, result
 
 

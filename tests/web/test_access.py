@@ -77,6 +77,7 @@ VIEWS = {
     "application-key-new": (APPLICATION, {"POST"}, ADMIN),
     "application-key-revoke": ({**APPLICATION, "prefix": "abc"}, {"POST"}, ADMIN),
     "application-budget": (APPLICATION, {"POST"}, ADMIN),
+    "application-review-notify": (APPLICATION, {"POST"}, ADMIN),
     "ledger": ({}, {"GET"}, READ_LEDGER),
     "ledger-event": ({"event_id": 987654321}, {"GET"}, READ_LEDGER),
     "ledger-export-new": ({}, {"GET", "POST"}, EXPORT),

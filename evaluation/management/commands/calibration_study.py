@@ -25,7 +25,8 @@ def _floats(text: str) -> list[float]:
 class Command(BaseCommand):
     help = (
         "Calibrate thresholds on each of --splits random splits of known item sets and report, per set and "
-        "target, the miss rate (certified thresholds below target on the fresh items; to be <= 1 - confidence) "
+        "target, the miss rate (certified thresholds below target on the fresh items, on the whole set and, for "
+        "drawn sets, on an independent sample; to be <= 1 - confidence) "
         "and the tightness (certified cost / the cheapest setting meeting the target on the same fresh items)."
     )
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import jsonschema
 from drf_spectacular.types import OpenApiTypes
@@ -53,14 +54,35 @@ MAX_LABELS = 50
 MAX_JSON_BYTES = 64 * 1024
 
 
+_per_thread = threading.local()
+
+
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not declare: a typo must not be silently ignored."""
+
+    @classmethod
+    def for_input(cls, data: Any) -> Self:
+        """`cls(data=data)` for a request's input, reusing this thread's instance of the class. A new
+        serializer deep-copies every declared field, nested ones included (0.5 ms of CPU for a chat
+        completion's input, the larger part of validating it): once per thread instead of once per
+        request. Validation keeps no state in the fields, only on this instance, which is reset here;
+        under WSGI a thread serves one request at a time (an async view, whose requests share a thread,
+        must build its own). For serializers made with `data` alone."""
+        instances = _per_thread.__dict__.setdefault("instances", {})
+        serializer = instances.get(cls)
+        if serializer is None:
+            serializer = instances[cls] = cls(data=data)
+            return serializer
+        serializer.initial_data = data
+        for outcome in ("_validated_data", "_errors", "_data"):
+            serializer.__dict__.pop(outcome, None)
+        return serializer
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             unknown = [name for name in data if name not in self.fields or self.fields[name].read_only]
-            allowed = ", ".join(name for name, field in self.fields.items() if not field.read_only)
             if unknown:
+                allowed = ", ".join(name for name, field in self.fields.items() if not field.read_only)
                 raise serializers.ValidationError(
                     {
                         name: [

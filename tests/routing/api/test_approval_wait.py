@@ -44,27 +44,35 @@ def test_the_database_is_set_up():
     pass  # the django_db test that makes pytest-django create the test database for this module
 
 
-class Waiting:
-    """A held refund's completion, sent with the wait header from another thread."""
+RESPONSES_REFUND_TOOL = [
+    {"type": "function", "name": "issue_refund", "parameters": {"type": "object"}, "strict": False}
+]
 
-    def __init__(self, sdk: openai.OpenAI, wait_s: str = "90") -> None:
+
+class Waiting:
+    """A held refund's completion (or Response, `api="responses"`), sent with the wait header from another
+    thread."""
+
+    def __init__(self, sdk: openai.OpenAI, wait_s: str = "90", api: str = "chat") -> None:
         self.key = str(uuid.uuid4())
         self.outcome: object = None
-        self.thread = threading.Thread(target=self._ask, args=(sdk, wait_s))
+        self.thread = threading.Thread(target=self._ask, args=(sdk, wait_s, api))
         self.thread.start()
 
-    def _ask(self, sdk: openai.OpenAI, wait_s: str) -> None:
+    def _ask(self, sdk: openai.OpenAI, wait_s: str, api: str) -> None:
+        headers = {"x-arbiter-task-type": "general", "x-arbiter-wait-for-approval": wait_s, "Idempotency-Key": self.key}
         try:
-            self.outcome = sdk.chat.completions.with_raw_response.create(
-                model="auto",
-                messages=[{"role": "user", "content": REFUND_PROMPT}],
-                tools=REFUND_TOOL,
-                extra_headers={
-                    "x-arbiter-task-type": "general",
-                    "x-arbiter-wait-for-approval": wait_s,
-                    "Idempotency-Key": self.key,
-                },
-            )
+            if api == "responses":
+                self.outcome = sdk.responses.with_raw_response.create(
+                    model="auto", input=REFUND_PROMPT, tools=RESPONSES_REFUND_TOOL, extra_headers=headers
+                )
+            else:
+                self.outcome = sdk.chat.completions.with_raw_response.create(
+                    model="auto",
+                    messages=[{"role": "user", "content": REFUND_PROMPT}],
+                    tools=REFUND_TOOL,
+                    extra_headers=headers,
+                )
         except openai.APIError as error:
             self.outcome = error
 
@@ -94,6 +102,23 @@ def test_a_held_call_waits_for_the_approvals_and_answers_with_the_call_and_its_g
     (call,) = completion.choices[0].message.tool_calls
     assert call.function.name == "issue_refund"
     assert raw.headers["x-arbiter-grants"]  # the approved call's grant (tests/routing/api/test_grants.py)
+    assert Job.objects.filter(idempotency_key=waiting.key).count() == 1
+
+
+def test_a_held_response_waits_for_the_approvals_and_answers_with_the_function_call_and_its_grant(sdk):
+    # The Responses API (what the OpenAI Agents SDK speaks by default) waits the same way.
+    waiting = Waiting(sdk, api="responses")
+    job = waiting.held_job()
+    for reviewer in (UserFactory(roles=[Role.REVIEWER]), UserFactory(roles=[Role.REVIEWER])):
+        approval_approve(job=job, user=reviewer, reason="checked")
+
+    raw = waiting.result()
+    assert not isinstance(raw, Exception), raw
+    response = raw.parse()
+    (call,) = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "issue_refund"
+    (grant,) = response.model_extra["arbiter"]["grants"]
+    assert grant["tool_call_id"] == call.call_id and raw.headers["x-arbiter-grants"] == grant["token"]
     assert Job.objects.filter(idempotency_key=waiting.key).count() == 1
 
 

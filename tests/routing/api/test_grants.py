@@ -12,12 +12,14 @@ import json
 import re
 import threading
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
+from django.utils import timezone
 
 from audit.checkpoints import public_key_b64
 from audit.models import LedgerEvent
@@ -29,6 +31,7 @@ from tests.support.factories import ApplicationFactory, UserFactory
 from tests.support.governed import REFUND_TOOL
 from tests.support.live import live_arbiter
 from tests.support.personas import key_for
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -377,4 +380,99 @@ def test_of_concurrent_redemptions_exactly_one_wins(arbiter, api):
     assert len(grant_events(grant, "grant.redeemed")) == 1
     assert [event.body["code"] for event in grant_events(grant, "grant.refused")] == ["grant_already_redeemed"] * (
         attempts - 1
+    )
+
+
+# --- an agent pauses on a hold, people approve from the review API, the agent redeems its grant ----------
+
+
+def test_an_agents_sdk_agent_pauses_on_a_held_refund_and_executes_it_only_with_its_redeemed_grant(
+    arbiter, api, verify_grant
+):
+    """The OpenAI Agents SDK on its default Responses API, its client waiting on holds; two reviewers approve
+    from the REST review API with their personal tokens; the agent's tool verifies the grant offline and
+    redeems it before it refunds anything. A second redemption and a tampered argument are refused."""
+    from agents import Agent, RunConfig, Runner, function_tool
+    from agents.models.openai_provider import OpenAIProvider
+
+    from routing.services.personal_tokens import personal_token_create
+
+    slug, key = arbiter.setup.application.slug, public_key_b64()
+    grants: list[str] = []
+    refunds: list[tuple[int, str]] = []
+
+    async def keep_grants(response: httpx.Response) -> None:
+        if response.headers.get("x-arbiter-grants"):
+            grants.append(response.headers["x-arbiter-grants"])
+
+    @function_tool
+    def issue_refund(amount: int, order: str) -> str:
+        """Refund an order."""
+        arguments = {"amount": amount, "order": order}
+        (token,) = grants
+        claims = verify_grant(token, key, slug, "issue_refund", arguments)  # offline: the key and the claims
+        redeemed = redeem(api, {"id": claims["id"], "token": token}, arguments=arguments)
+        if redeemed.status_code != 200:
+            return f"not refunded: {redeemed.json()['code']}"
+        refunds.append((amount, order))
+        return f"refunded {amount} on {order}"
+
+    decisions: list[int] = []
+
+    def approve_from_the_review_api() -> None:
+        try:
+            job = wait_for_held()
+            for person in reviewers():
+                expires_at = timezone.now() + timedelta(hours=1)
+                _, token = personal_token_create(
+                    user=person, name="chat bot", scopes=["reviews:decide"], expires_at=expires_at
+                )
+                with httpx.Client(base_url=arbiter.url, headers={"Authorization": f"Bearer {token}"}) as review:
+                    version = review.get(f"/api/v1/review/jobs/{job.pk}").json()["version"]
+                    decided = review.post(
+                        f"/api/v1/review/jobs/{job.pk}/approve", json={"expected_version": version, "reason": "checked"}
+                    )
+                    decisions.append(decided.status_code)
+        finally:
+            connections.close_all()  # this thread's own
+
+    before = set(Job.objects.filter(application=arbiter.setup.application).values_list("pk", flat=True))
+
+    def wait_for_held() -> Job:
+        return wait_for(
+            lambda: Job.objects.filter(application=arbiter.setup.application, status=JobStatus.AWAITING_APPROVAL)
+            .exclude(pk__in=before)
+            .first(),
+            message="the agent's refund to be held",
+        )
+
+    reviewer_thread = threading.Thread(target=approve_from_the_review_api)
+    reviewer_thread.start()
+    client = openai.AsyncOpenAI(
+        base_url=f"{arbiter.url}/v1",
+        api_key=api.headers["Authorization"][7:],
+        max_retries=0,
+        timeout=120,
+        default_headers={"x-arbiter-task-type": "general", "x-arbiter-wait-for-approval": "90"},
+        http_client=httpx.AsyncClient(event_hooks={"response": [keep_grants]}),
+    )
+    agent = Agent(name="support", instructions="Refund what is owed.", model="auto", tools=[issue_refund])
+    result = Runner.run_sync(
+        agent,
+        REFUND_PROMPT,
+        run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True),
+    )
+    reviewer_thread.join(timeout=60)
+    assert decisions == [200, 200]
+    assert refunds == [(150, "A-17")]  # executed once, after its grant was verified and redeemed
+    assert result.final_output
+    (token,) = grants
+    claims = verify_grant(token, key, slug, "issue_refund", REFUND_ARGUMENTS)
+    held = Job.objects.get(pk=claims["job"])
+    assert held.status == JobStatus.COMPLETED and len(claims["approvers"]) == 2
+    refused(redeem(api, {"id": claims["id"], "token": token}), 409, "grant_already_redeemed")
+    refused(
+        redeem(api, {"id": claims["id"], "token": token}, arguments={**REFUND_ARGUMENTS, "amount": 1500}),
+        403,
+        "grant_arguments_mismatch",
     )

@@ -287,3 +287,25 @@ def test_jobs_api_answers_json_problems_for_unauthenticated_reads(owner):
     response = client_with(None).get("/api/v1/jobs")
     assert response.status_code == 401
     assert response.json()["type"] == "urn:arbiter:problem:not-authenticated"
+
+
+def test_the_answer_to_a_submit_is_the_job_a_read_returns(owner):
+    # The 201 is built from what the submit wrote, not read back: it must still be the same document.
+    response = owner.submit(**FULL)
+    assert response.status_code == 201
+    read = owner.client.get(f"/api/v1/jobs/{response.json()['id']}")
+    assert response.json() == read.json()
+
+
+def test_each_submit_is_validated_on_its_own(owner):
+    # A thread validates its requests with one reused serializer (StrictSerializer.for_input): nothing of
+    # one request's input, errors or result may reach the next one's.
+    refused = owner.submit(task_type="nonsense", bogus=1)
+    assert refused.status_code == 400
+    accepted = owner.submit(**FULL)
+    assert accepted.status_code == 201, accepted.json()
+    plain = owner.submit(task_type="classification", messages=[{"role": "user", "content": "hello"}])
+    assert plain.status_code == 201, plain.json()
+    stored = Job.objects.get(pk=plain.json()["id"])
+    assert stored.labels == {} and stored.constraints == {} and stored.callback_url == ""
+    assert owner.submit(task_type="nonsense", bogus=1).json() == refused.json()
