@@ -112,7 +112,7 @@ for attempt in (1, 2):
 check("the subagent tool called Arbiter in the run twice", len(subagent_calls) == 2, subagent_calls)
 
 run = api.get(f"/api/v1/runs/{RUN_ID}").raise_for_status().json()
-calls = run["calls"]
+calls = run["jobs"]
 check("one run holds the planner's and the subagent's calls", len(calls) == 6, [c["run_role"] for c in calls])
 check("the subagent's calls are in the run as subagent",
       sorted(c["id"] for c in calls if c["run_role"] == "subagent") == sorted(subagent_calls))
@@ -150,7 +150,7 @@ def reviewers_approve() -> None:
     deadline = time.monotonic() + 90
     held = None
     while held is None and time.monotonic() < deadline:
-        held = next((c for c in api.get(f"/api/v1/runs/{RUN_ID}").json()["calls"]
+        held = next((c for c in api.get(f"/api/v1/runs/{RUN_ID}").json()["jobs"]
                      if c["status"] == "awaiting_approval"), None)
         time.sleep(0.5)
     if held is None:
@@ -226,7 +226,7 @@ web.post("/login/", data={"username": "reviewer", "password": PASSWORDS["reviewe
                           "csrfmiddlewaretoken": web.cookies["csrftoken"]}, headers={"Referer": f"{BASE}/login/"})
 page = web.get(f"/runs/{RUN_ID}/").text
 run = api.get(f"/api/v1/runs/{RUN_ID}").json()
-check("the run page shows every call of the run", all(c["id"][:8] in page for c in run["calls"]), len(run["calls"]))
+check("the run page shows every call of the run", all(c["id"][:8] in page for c in run["jobs"]), len(run["jobs"]))
 check("the run page shows the tiers and the limit that downgraded",
       all(t in page for t in ("tier-flagship", "tier-mini", "tier-nano")) and "max_flagship_calls" in page)
 print(f"run {RUN_ID}: {BASE}/runs/{RUN_ID}/")
