@@ -11,8 +11,10 @@ import uuid
 import pytest
 from django.db import connection
 
+from audit.models import LedgerEvent
 from controlplane.roles import Role
 from review.services import approval_approve
+from routing.execute import facts
 from routing.execute.run import job_run
 from routing.models import Job, JobStatus, Run
 from tests.support.factories import UserFactory
@@ -34,6 +36,12 @@ rules:
     confidence: logprob
 """
 SURE = "[task:general] [confidence:nano=0.95,mini=0.95,flagship=0.95]"
+
+
+@pytest.fixture(autouse=True)
+def _this_tests_catalog():
+    # The catalog is cached per process for two seconds: a job must be routed to this test's deployments.
+    facts.catalog_forget()
 
 
 def run_here(job: Job) -> Job:
@@ -173,3 +181,53 @@ def test_a_responses_api_call_joins_the_run_its_header_names(model_server, live_
     assert response["x-arbiter-run-id"] == run_id
     [job] = Job.objects.filter(run_id=run_id)
     assert (job.run_role, job.final_tier) == ("subagent", "mini")
+
+
+def test_a_later_attempt_keeps_its_first_admission_and_is_not_counted_again(model_server, live_db, settings):
+    # Attempt 1 finds its tier down and goes back to the queue (tier_down: wait); attempt 2 answers.
+    settings.ARBITER_TRIES_PER_DEPLOYMENT = 1
+    mini_only = "rules:\n  - id: mini-only\n    cascade: [mini]\n    confidence: logprob\n"
+    setup = governed(
+        model_server.base_url,
+        policy_source=mini_only + "tier_down: {action: wait, wait_up_to: 10m}\nruns:\n  max_cost_usd: {limit: 0}\n",
+    )
+    models = [setup.deployments["mini"].model, setup.deployments["mini-eu"].model]
+    job = setup.submit(f"{SURE} twice", task_type="general", run_id="new")
+    for model in models:
+        model_server.set_faults(model, error_rate=1.0)
+    try:
+        first = run_here(job)
+    finally:
+        for model in models:
+            model_server.reset_faults(model)
+    assert (first.status, first.attempt) == (JobStatus.QUEUED, 1)
+    second = run_here(first)
+    assert (second.status, second.attempt) == (JobStatus.AWAITING_APPROVAL, 2)
+    assert second.approval_requests.get().rule_ids == ["run_limit:max_cost_usd"]
+    assert len(limit_events(second)) == 1
+    run = Run.objects.get(pk=job.run_id)
+    assert run.calls == 1
+
+
+def test_two_calls_opening_the_same_fresh_run_id_at_once_share_one_run(model_server, live_db):
+    setup = governed(model_server.base_url, policy_source=RULES)
+    run_id = str(uuid.uuid4())
+    start = threading.Barrier(2)
+    made: list[Job] = []
+
+    def open_it(n: int) -> None:
+        try:
+            start.wait(timeout=30)
+            made.append(setup.submit(f"{SURE} opener {n}", task_type="general", run_id=run_id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=open_it, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(made) == 2 and {job.run_id for job in made} == {uuid.UUID(run_id)}
+    assert sorted(job.run_role for job in made) == ["planner", "subagent"]
+    opened = LedgerEvent.objects.filter(event_type="run.opened", subject_application=str(setup.application.pk))
+    assert [event.body["run_id"] for event in opened] == [run_id]
