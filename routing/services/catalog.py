@@ -129,3 +129,4 @@ def application_budget_set(
             },
         )
     return locked
+
