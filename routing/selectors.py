@@ -81,7 +81,11 @@ def steps_walked(steps: Iterable[Step]) -> list[Step]:
 
 def job_get_for_application(*, application: Application, job_id: uuid.UUID) -> Job | None:
     # A replay is an evaluation, shown to reviewers only: to the application it does not exist.
-    return _job_detail_queryset().filter(application=application, pk=job_id, purpose=JobPurpose.APPLICATION).first()
+    return (
+        _job_detail_queryset()
+        .filter(application=application, pk=job_id, purpose=JobPurpose.APPLICATION)
+        .first()
+    )
 
 
 def job_just_created(job: Job) -> Job:

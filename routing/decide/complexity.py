@@ -28,13 +28,17 @@ _CODE_LINE = re.compile(
     re.MULTILINE,
 )
 _CODE_SYMBOL = re.compile(r"[{};]|=>|->|::|==")
-_MATH_EXPRESSION = re.compile(r"[0-9]\s*[-+*/^=<>\u00d7\u00f7]\s*[0-9(]|\\(?:frac|sum|int|sqrt|prod|lim)\b|\$[^$\n]+\$")
+_MATH_EXPRESSION = re.compile(
+    r"[0-9]\s*[-+*/^=<>\u00d7\u00f7]\s*[0-9(]|\\(?:frac|sum|int|sqrt|prod|lim)\b|\$[^$\n]+\$"
+)
 _MATH_WORD = re.compile(
     r"\b(solve|prove|proof|derive|integral|equation|theorem|lemma|probability|calculate|compute|"
     r"optimi[sz]e|matrix|polynomial)\b",
     re.IGNORECASE,
 )
-_INSTRUCTION = re.compile(r"^[ \t]*([-*•]|[0-9]+[.)])[ \t]+|\b(must|should|never|always|ensure|exactly)\b", re.I | re.M)
+_INSTRUCTION = re.compile(
+    r"^[ \t]*([-*•]|[0-9]+[.)])[ \t]+|\b(must|should|never|always|ensure|exactly)\b", re.I | re.M
+)
 _REASONING_WORD = re.compile(
     r"\b(why|explain|compare|trade-?offs?|design|plan|architecture|analy[sz]e|step by step|strategy)\b",
     re.IGNORECASE,
@@ -73,7 +77,9 @@ def message_text(messages: Sequence[Mapping[str, Any]]) -> str:
             parts.extend(
                 part["text"]
                 for part in content
-                if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
+                if isinstance(part, Mapping)
+                and part.get("type") == "text"
+                and isinstance(part.get("text"), str)
             )
     return "\n".join(parts)
 
@@ -94,7 +100,9 @@ def estimate_complexity(
     features = {
         "chars": len(text),
         "tokens": (len(text) + 3) // 4,
-        "code": len(_CODE_FENCE.findall(text)) * 3 + len(_CODE_LINE.findall(text)) + len(_CODE_SYMBOL.findall(text)),
+        "code": len(_CODE_FENCE.findall(text)) * 3
+        + len(_CODE_LINE.findall(text))
+        + len(_CODE_SYMBOL.findall(text)),
         "math": len(_MATH_EXPRESSION.findall(text)) + 2 * len(_MATH_WORD.findall(text)),
         "instructions": len(_INSTRUCTION.findall(text)),
         "reasoning": len(_REASONING_WORD.findall(text)),

@@ -156,7 +156,9 @@ def logprob_score(completion: object, **_: Any) -> ConfidenceScore:
     return ConfidenceScore("logprob", probability, detail=detail)
 
 
-_CONFIDENCE_LINE = re.compile(r"^\s*confidence\s*[:=]\s*([0-9]*\.?[0-9]+)\s*(%?)\s*$", re.IGNORECASE | re.MULTILINE)
+_CONFIDENCE_LINE = re.compile(
+    r"^\s*confidence\s*[:=]\s*([0-9]*\.?[0-9]+)\s*(%?)\s*$", re.IGNORECASE | re.MULTILINE
+)
 
 
 def _reported_confidence(content: str) -> tuple[float | None, str]:
@@ -268,7 +270,9 @@ def _signature(completion: object) -> tuple[str, object] | None:
 
 
 @estimator("agreement")
-def agreement_score(completion: object, *, other: object = None, partial: bool = False, **_: Any) -> ConfidenceScore:
+def agreement_score(
+    completion: object, *, other: object = None, partial: bool = False, **_: Any
+) -> ConfidenceScore:
     if other is None:
         return _not_applicable("agreement", "no second completion to compare with")
     first, second = _signature(completion), _signature(other)
@@ -310,7 +314,9 @@ def verifier_prompt(messages: Sequence[Mapping[str, Any]], answer: object) -> li
             answer = json.dumps([{"tool": name, "arguments": arguments} for name, arguments in calls])
         else:
             answer = _content(answer) or ""
-    transcript = [{"role": str(_get(m, "role")), "content": _message_text(_get(m, "content"))} for m in messages]
+    transcript = [
+        {"role": str(_get(m, "role")), "content": _message_text(_get(m, "content"))} for m in messages
+    ]
     user = (
         f"CONVERSATION:\n{json.dumps(transcript, ensure_ascii=False)}\n\n"
         f"CANDIDATE ANSWER:\n{json.dumps(answer, ensure_ascii=False)}\n\n"

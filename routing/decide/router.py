@@ -218,7 +218,9 @@ class Explanation:
                 for check in self.rules_checked
             ],
             "first_match_governs": FIRST_MATCH_GOVERNS,
-            "tiers_removed": [{"tier": removal.tier, "reason": removal.reason} for removal in self.tiers_removed],
+            "tiers_removed": [
+                {"tier": removal.tier, "reason": removal.reason} for removal in self.tiers_removed
+            ],
             "deployments_skipped": [
                 {"deployment": skipped.name, "tier": skipped.tier, "reasons": list(skipped.reasons)}
                 for skipped in self.deployments_skipped
@@ -305,7 +307,9 @@ class _Planner:
         return RouteResult(None, message, self.explanation())
 
     def explanation(self) -> Explanation:
-        return Explanation(self.document, self.facts, self.position, self.tiers_removed, self.skipped, self.notes)
+        return Explanation(
+            self.document, self.facts, self.position, self.tiers_removed, self.skipped, self.notes
+        )
 
     def plan(self) -> RouteResult:
         rule = self.rule
@@ -313,7 +317,9 @@ class _Planner:
         if getattr(self.facts, "budget_hard_limit_reached", False) is True:
             budgets = self.document.budgets
             if budgets.on_hard_limit == "reject":
-                return self.fail("the application's budget hard limit is reached and the policy rejects new work")
+                return self.fail(
+                    "the application's budget hard limit is reached and the policy rejects new work"
+                )
             cascade, downgraded = budgets.downgrade_cascade or rule.cascade[:1], True
             self.notes.append(f"budget hard limit reached: cascade downgraded to [{', '.join(cascade)}]")
         if getattr(self.facts, "run_downgrade", False) is True:
@@ -327,7 +333,9 @@ class _Planner:
             )
         served = []
         for tier in tiers:
-            deployments = self.usable(tier, rule.deployments, strict_capability=self.strict_capability, serving=True)
+            deployments = self.usable(
+                tier, rule.deployments, strict_capability=self.strict_capability, serving=True
+            )
             if deployments:
                 served.append((tier, deployments))
             else:
@@ -338,9 +346,14 @@ class _Planner:
                 f"[{', '.join(tiers)}]; {FIRST_MATCH_GOVERNS}"
             )
         last = len(served) - 1
-        steps = [self.step(tier, deployments, index == last) for index, (tier, deployments) in enumerate(served)]
+        steps = [
+            self.step(tier, deployments, index == last) for index, (tier, deployments) in enumerate(served)
+        ]
         verifier = self.verifier()
-        if any("verifier" in (s.confidence_method, s.confidence_fallback) for s in steps) and verifier is None:
+        if (
+            any("verifier" in (s.confidence_method, s.confidence_fallback) for s in steps)
+            and verifier is None
+        ):
             return self.fail(f"rule '{rule.id}' uses the verifier method but no judge deployment is usable")
         plan = Plan(
             rule_id=rule.id,
@@ -369,9 +382,13 @@ class _Planner:
         for tier in cascade:
             rank = tier_rank(tier)
             if "min_tier" in bounds and rank < bounds["min_tier"][0]:  # type: ignore[operator]
-                self.tiers_removed.append(TierRemoval(tier, f"below the job's min_tier {bounds['min_tier'][1]}"))
+                self.tiers_removed.append(
+                    TierRemoval(tier, f"below the job's min_tier {bounds['min_tier'][1]}")
+                )
             elif "max_tier" in bounds and rank > bounds["max_tier"][0]:  # type: ignore[operator]
-                self.tiers_removed.append(TierRemoval(tier, f"above the job's max_tier {bounds['max_tier'][1]}"))
+                self.tiers_removed.append(
+                    TierRemoval(tier, f"above the job's max_tier {bounds['max_tier'][1]}")
+                )
             else:
                 kept.append(tier)
         return kept
@@ -427,7 +444,9 @@ class _Planner:
             )
         p95 = _finite_number(deployment.p95_latency_ms)
         if self.latency_budget is not None and p95 is not None and p95 > self.latency_budget:
-            reasons.append(f"p95 latency {show(p95)} ms over the job's latency budget {show(self.latency_budget)} ms")
+            reasons.append(
+                f"p95 latency {show(p95)} ms over the job's latency budget {show(self.latency_budget)} ms"
+            )
         if self.cost_cap is not None:
             output_tokens = self.rule.limits.max_output_tokens or 0
             input_price = _finite_number(deployment.input_price_per_mtok) or 0.0
@@ -469,7 +488,9 @@ def _admission_problems(deployment: DeploymentInfo, constraints: DeploymentConst
     if deployment.enabled is not True:
         reasons.append("disabled")
     if constraints.regions and deployment.region not in constraints.regions:
-        reasons.append(f"region {show(normalize(deployment.region))} not in [{', '.join(constraints.regions)}]")
+        reasons.append(
+            f"region {show(normalize(deployment.region))} not in [{', '.join(constraints.regions)}]"
+        )
     if constraints.names and deployment.name not in constraints.names:
         reasons.append(f"not in the rule's deployments [{', '.join(constraints.names)}]")
     missing = sorted(constraints.require - frozenset(deployment.capabilities or ()))
@@ -481,7 +502,9 @@ def _admission_problems(deployment: DeploymentInfo, constraints: DeploymentConst
 # ---------------------------------------------------------------- validation against the catalog
 
 
-def validate_against_catalog(document: PolicyDocument, deployments: Sequence[DeploymentInfo]) -> list[PolicyError]:
+def validate_against_catalog(
+    document: PolicyDocument, deployments: Sequence[DeploymentInfo]
+) -> list[PolicyError]:
     """What the catalog cannot serve: a cascade tier without an enabled deployment that meets the rule's
     constraints; a deployment lacking the capability the rule's confidence method needs when the rule
     declares no fallback; a judge or shadow tier without a deployment; an unservable downgrade cascade."""
@@ -520,7 +543,9 @@ def validate_against_catalog(document: PolicyDocument, deployments: Sequence[Dep
         if uses_verifier and not usable(judge, DeploymentConstraints(regions=rule.deployments.regions)):  # type: ignore[arg-type]
             problems.append(((*path, "confidence"), f"no enabled {judge} deployment can act as the verifier"))
         if rule.shadow is not None and not usable(rule.shadow.tier, rule.deployments):
-            problems.append(((*path, "shadow", "tier"), f"no enabled {rule.shadow.tier} deployment for shadow calls"))
+            problems.append(
+                ((*path, "shadow", "tier"), f"no enabled {rule.shadow.tier} deployment for shadow calls")
+            )
     for position, tier in enumerate(document.budgets.downgrade_cascade):
         if not usable(tier, DeploymentConstraints()):
             problems.append((("budgets", "downgrade_cascade", position), f"no enabled {tier} deployment"))

@@ -8,8 +8,8 @@ from typing import Any
 
 from routing.decide.policy.rules import RunPolicy
 
-# The strictest action wins where limits disagree; a downgrade and a hold can both apply to one call.
-ACTION_ORDER = {"downgrade": 0, "hold": 1, "refuse": 2}
+# Where limits disagree a refusal wins; a downgrade and a hold can both apply to one call.
+FLAGSHIP_LIMITS = ("max_flagship_calls", "max_flagship_share")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +39,18 @@ class LimitReached:
 def limits_reached(policy: RunPolicy, run: RunFacts, *, wants_flagship: bool) -> tuple[LimitReached, ...]:
     """The limits this call would go past. `wants_flagship`: the call's plan, as routed without the run's
     limits, could reach the flagship tier (only then does the flagship limit apply to it)."""
-    observed = {"max_calls": run.calls, "max_flagship_calls": run.flagship_calls, "max_cost_usd": run.cost_usd}
+    observed = {
+        "max_calls": run.calls,
+        "max_flagship_calls": run.flagship_calls,
+        # Of the calls so far; a run's first call has no share yet, so a planner always gets its first.
+        "max_flagship_share": run.flagship_calls / run.calls if run.calls else 0.0,
+        "max_cost_usd": run.cost_usd,
+    }
     reached = []
     for limit in policy.limits:
-        if limit.name == "max_flagship_calls" and not wants_flagship:
+        if limit.name in FLAGSHIP_LIMITS and not wants_flagship:
+            continue
+        if limit.name == "max_flagship_share" and not run.calls:
             continue
         if observed[limit.name] >= limit.limit:
             reached.append(LimitReached(limit.name, limit.limit, observed[limit.name], limit.on_limit))

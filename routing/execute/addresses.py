@@ -92,7 +92,9 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]
     if address in NAT64_LOCAL:
         # The prefix may be used at any RFC 6052 length; read both the /96 and the /48 position.
         # (A reading of all zeros is the other length's padding, not an address.)
-        found.extend(ipaddress.IPv4Address(raw) for raw in (packed[12:], packed[6:8] + packed[9:11]) if any(raw))
+        found.extend(
+            ipaddress.IPv4Address(raw) for raw in (packed[12:], packed[6:8] + packed[9:11]) if any(raw)
+        )
     return found
 
 

@@ -69,7 +69,9 @@ class CircuitBreaker:
         failures, _, open_until = pipe.execute()
         half_open_probe_failed = open_until is not None
         if failures >= self.threshold or half_open_probe_failed:
-            self.redis.set(self.open_key, str(time.time() + self.cooldown_s), ex=int(self.cooldown_s) + self.window_s)
+            self.redis.set(
+                self.open_key, str(time.time() + self.cooldown_s), ex=int(self.cooldown_s) + self.window_s
+            )
             self.redis.delete(self.probe_key)
             return True
         return False

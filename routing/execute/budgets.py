@@ -53,9 +53,9 @@ def month_spend(application: Application) -> Decimal:
     cached = get_redis().get(key)
     if cached is not None:
         return Decimal(cached.decode() if isinstance(cached, bytes) else cached)
-    spend = Step.objects.filter(job__application=application, created_at__gte=start).aggregate(total=Sum("cost_usd"))[
-        "total"
-    ] or Decimal(0)
+    spend = Step.objects.filter(job__application=application, created_at__gte=start).aggregate(
+        total=Sum("cost_usd")
+    )["total"] or Decimal(0)
     get_redis().set(key, str(spend), ex=SPEND_CACHE_S)
     return spend
 

@@ -155,7 +155,9 @@ def call_tier(
                 response = chat(endpoint, forwarded.request, timeout_s=min(endpoint.timeout_s, left))
             except ProviderError as error:
                 outcome = _classify(error)
-                attempts.append(CallAttempt(deployment.name, outcome, error.status, str(error)[:500], waited_s=waited))
+                attempts.append(
+                    CallAttempt(deployment.name, outcome, error.status, str(error)[:500], waited_s=waited)
+                )
                 if outcome in ("error", "timeout"):
                     breaker.record_failure()
                 if outcome == "refused":
@@ -174,6 +176,8 @@ def call_tier(
                 continue
             breaker.record_success()
             latency.record(deployment.name, response.latency_ms)
-            attempts.append(CallAttempt(deployment.name, "ok", 200, latency_ms=response.latency_ms, waited_s=waited))
+            attempts.append(
+                CallAttempt(deployment.name, "ok", 200, latency_ms=response.latency_ms, waited_s=waited)
+            )
             return CallResult(deployment=deployment, response=response, attempts=attempts, dropped=forwarded.dropped)
     raise TierUnavailable(tier, attempts)

@@ -17,10 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-STEPS = Counter("arbiter_steps", "Model calls made, by tier, deployment and outcome", ["tier", "deployment", "outcome"])
+STEPS = Counter(
+    "arbiter_steps", "Model calls made, by tier, deployment and outcome", ["tier", "deployment", "outcome"]
+)
 COST = Counter("arbiter_cost_usd", "Spend on model calls in USD, by tier", ["tier"])
 ESCALATIONS = Counter("arbiter_escalations", "Escalations, by the tier escalated from", ["from_tier"])
-JOBS_FINISHED = Counter("arbiter_jobs_finished", "Jobs that reached a final or held state", ["status", "task_type"])
+JOBS_FINISHED = Counter(
+    "arbiter_jobs_finished", "Jobs that reached a final or held state", ["status", "task_type"]
+)
 CONFIDENCE = Histogram(
     "arbiter_confidence",
     "Confidence scores per deployment",
@@ -42,13 +46,17 @@ class StateCollector:
         from routing.execute.breaker import CircuitBreaker
         from routing.models import ApprovalRequest, Job, ModelDeployment, Step
 
-        jobs = GaugeMetricFamily("arbiter_jobs", "Jobs by status and task type", labels=["status", "task_type"])
+        jobs = GaugeMetricFamily(
+            "arbiter_jobs", "Jobs by status and task type", labels=["status", "task_type"]
+        )
         for row in Job.objects.values("status", "task_type").annotate(n=Count("pk")).order_by():
             jobs.add_metric([row["status"], row["task_type"]], row["n"])
         yield jobs
 
         waiting = ApprovalRequest.objects.filter(status="pending")
-        yield GaugeMetricFamily("arbiter_approvals_waiting", "Approval requests waiting", value=waiting.count())
+        yield GaugeMetricFamily(
+            "arbiter_approvals_waiting", "Approval requests waiting", value=waiting.count()
+        )
 
         breakers = GaugeMetricFamily(
             "arbiter_breaker_open",
@@ -80,7 +88,9 @@ class StateCollector:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     token = settings.ARBITER_METRICS_TOKEN
     if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
-        return HttpResponse("a bearer token is required for /metrics\n", status=401, content_type="text/plain")
+        return HttpResponse(
+            "a bearer token is required for /metrics\n", status=401, content_type="text/plain"
+        )
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)

@@ -54,7 +54,9 @@ class Endpoint:
 class ProviderError(Exception):
     """A failed call. `retryable` says whether the same request may succeed later."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
@@ -160,7 +162,9 @@ def _deployment_client(base_url: str, api_key: str, timeout: float, allow_privat
     # in the key so that a change of the setting is never answered by a client checked under the old one.
     pinned = PinnedAddresses(base_url)
     http_client = httpx2.Client(transport=_PinnedTransport(pinned), follow_redirects=False, trust_env=False)
-    client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0, http_client=http_client)
+    client = openai.OpenAI(
+        base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0, http_client=http_client
+    )
     return _DeploymentClient(client, pinned)
 
 
@@ -261,7 +265,9 @@ def chat(endpoint: Endpoint, request: dict[str, Any], *, timeout_s: float | None
             message, retryable=retryable, status=exc.status_code, retry_after=_retry_after(exc)
         ) from exc
     except openai.APITimeoutError as exc:
-        raise ProviderError(f"timed out after {timeout_s or endpoint.timeout_s:.1f} s", retryable=True) from exc
+        raise ProviderError(
+            f"timed out after {timeout_s or endpoint.timeout_s:.1f} s", retryable=True
+        ) from exc
     except openai.APIConnectionError as exc:
         raise ProviderError(f"connection failed: {exc}", retryable=True) from exc
     latency_ms = int((time.perf_counter() - started) * 1000)

@@ -42,7 +42,9 @@ class ApprovalRequest(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "created_at", "id"], name="approval_queue"),
-            models.Index(fields=["expires_at"], condition=models.Q(status="pending"), name="approval_deadline"),
+            models.Index(
+                fields=["expires_at"], condition=models.Q(status="pending"), name="approval_deadline"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -25,7 +25,9 @@ class ModelDeployment(models.Model):
     api_key_env = models.CharField(
         max_length=100, blank=True, help_text="Name of the environment variable holding the API key."
     )
-    price_in_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))])
+    price_in_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
+    )
     price_out_per_mtok = models.DecimalField(
         max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
     )
@@ -64,6 +66,6 @@ class ModelDeployment(models.Model):
         return frozenset(name for name, on in flags.items() if on)
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        return (self.price_in_per_mtok * prompt_tokens + self.price_out_per_mtok * completion_tokens) / Decimal(
-            1_000_000
-        )
+        return (
+            self.price_in_per_mtok * prompt_tokens + self.price_out_per_mtok * completion_tokens
+        ) / Decimal(1_000_000)

@@ -58,7 +58,9 @@ class HistoryReplayRun(models.Model):
     FINISHED = (HistoryReplayStatus.DONE, HistoryReplayStatus.FAILED)
 
     policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="history_replays")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
     mode = models.CharField(max_length=16, choices=HistoryReplayMode.choices)
     parameters = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=HistoryReplayStatus.choices, default=HistoryReplayStatus.QUEUED)

@@ -58,7 +58,9 @@ class Job(models.Model):
     request_sha256 = models.CharField(max_length=64, blank=True)
 
     policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="jobs")
-    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replays")
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replays"
+    )
     submitted_by = models.ForeignKey(
         "auth.User",
         null=True,

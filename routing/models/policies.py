@@ -38,10 +38,14 @@ class PolicyVersion(models.Model):
     source = models.TextField(help_text="The document as written (YAML or JSON).")
     document = models.JSONField(help_text="The parsed, validated document.")
     sha256 = models.CharField(max_length=64)
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
     comment = models.TextField(blank=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    status = models.CharField(max_length=16, choices=PolicyVersionStatus.choices, default=PolicyVersionStatus.DRAFT)
+    status = models.CharField(
+        max_length=16, choices=PolicyVersionStatus.choices, default=PolicyVersionStatus.DRAFT
+    )
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

@@ -132,6 +132,7 @@ def application_budget_set(
     return locked
 
 
+
 def application_review_notify_set(*, application: Application, actor: Actor, url: str) -> Application:
     """Where reviewers hear of this application's held jobs ("" for nowhere); the address is checked now
     and again at each delivery (routing.execute.webhooks). Raises UnsafeAddress."""

@@ -139,7 +139,9 @@ def erasure_apply(*, selection: ErasureSelection, actor: Actor, reason: str, ref
         erased_payloads += payloads.erase_digests(list(selection.payload_digests), actor=actor, reason=reason)
     if selection.application is not None and selection.scope == "application":
         # Content the application stored outside any job (none today; any future kind is covered).
-        erased_payloads += payloads.erase(subject={"application": selection.application.pk}, actor=actor, reason=reason)
+        erased_payloads += payloads.erase(
+            subject={"application": selection.application.pk}, actor=actor, reason=reason
+        )
     return ErasureOutcome(jobs=erased_jobs, payloads=erased_payloads, erased_at=now)
 
 

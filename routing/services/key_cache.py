@@ -35,6 +35,7 @@ MAX_AGE_S = 60.0
 MAX_ENTRIES = 10_000
 
 
+
 @dataclass
 class _Entry:
     version: bytes

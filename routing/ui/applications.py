@@ -36,9 +36,7 @@ def application_list(request: HttpRequest) -> HttpResponse:
     # One grouped read of this month's steps (step_tier_created), not one per application.
     spend = dict(
         Step.objects.filter(created_at__gte=month_start(), job__application__in=applications)
-        .values("job__application_id")
-        .annotate(total=Sum("cost_usd"))
-        .values_list("job__application_id", "total")
+        .values("job__application_id").annotate(total=Sum("cost_usd")).values_list("job__application_id", "total")
     )
     for application in applications:
         application.month_spend = spend.get(application.pk) or 0
@@ -51,12 +49,10 @@ def _detail(request: HttpRequest, application: Application, **extra) -> dict:
         "keys": list(selectors.api_key_list(application=application)),
         "budget": budget_state(application),
         "key_form": ApiKeyForm(),
-        "budget_form": BudgetForm(
-            initial={
-                "monthly_soft_limit_usd": application.monthly_soft_limit_usd,
-                "monthly_hard_limit_usd": application.monthly_hard_limit_usd,
-            }
-        ),
+        "budget_form": BudgetForm(initial={
+            "monthly_soft_limit_usd": application.monthly_soft_limit_usd,
+            "monthly_hard_limit_usd": application.monthly_hard_limit_usd,
+        }),
         "notify_form": ReviewNotifyForm(initial={"review_notify_url": application.review_notify_url}),
         "can_edit": can(request.user, *POLICY_ADMINS),
         "now": timezone.now(),
@@ -89,9 +85,8 @@ def api_key_new(request: HttpRequest, slug: str) -> HttpResponse:
     except KeyRefused as refused:
         form.add_error("scopes", str(refused))
         return render(request, "applications/detail.html", _detail(request, application, key_form=form), status=403)
-    response = render(
-        request, "applications/detail.html", _detail(request, application, new_key=key, plaintext=plaintext)
-    )
+    response = render(request, "applications/detail.html", _detail(request, application, new_key=key,
+                                                                    plaintext=plaintext))
     response["Cache-Control"] = "no-store"
     return response
 
@@ -114,7 +109,8 @@ def application_budget(request: HttpRequest, slug: str) -> HttpResponse:
     application = _application(slug)
     form = BudgetForm(request.POST)
     if not form.is_valid():
-        return render(request, "applications/detail.html", _detail(request, application, budget_form=form), status=400)
+        return render(request, "applications/detail.html", _detail(request, application, budget_form=form),
+                      status=400)
     application_budget_set(
         application=application,
         actor=Actor.user(request.user.pk),

@@ -32,15 +32,9 @@ def catalog(request: HttpRequest) -> HttpResponse:
     except redis.RedisError:
         logger.warning("catalog: circuit breaker state unavailable", exc_info=True)
         breakers_known = False
-    return render(
-        request,
-        "catalog/deployments.html",
-        {
-            "deployments": deployments,
-            "breakers_known": breakers_known,
-            "can_edit": can(request.user, *POLICY_ADMINS),
-        },
-    )
+    return render(request, "catalog/deployments.html", {
+        "deployments": deployments, "breakers_known": breakers_known, "can_edit": can(request.user, *POLICY_ADMINS),
+    })
 
 
 @require_POST

@@ -44,22 +44,17 @@ def _figures() -> dict:
             height=260,
         ),
         "escalation_chart": charts.horizontal_bars(
-            [
-                (rate.task_type.replace("_", " "), rate.rate, f"{charts.percent(rate.rate)} of {rate.jobs}")
-                for rate in rates
-            ],
+            [(rate.task_type.replace("_", " "), rate.rate, f"{charts.percent(rate.rate)} of {rate.jobs}")
+             for rate in rates],
             title="Share of jobs escalated at least once, per task type",
             maximum=1.0,
         ),
         "confidence_charts": [
-            (
-                distribution.tier,
-                charts.histogram(
-                    distribution.counts,
-                    title=f"{distribution.tier}: confidence scores",
-                    threshold=distribution.threshold,
-                ),
-            )
+            (distribution.tier, charts.histogram(
+                distribution.counts,
+                title=f"{distribution.tier}: confidence scores",
+                threshold=distribution.threshold,
+            ))
             for distribution in metrics.confidence_distributions(now=now)
         ],
         "waiting": waiting,

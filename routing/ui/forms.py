@@ -20,15 +20,13 @@ class PolicySourceForm(forms.Form):
         strip=False,
         widget=forms.Textarea(attrs={"rows": 28, "spellcheck": "false", "wrap": "off", "class": "code"}),
     )
-    comment = forms.CharField(
-        max_length=2000, required=False, widget=forms.TextInput(attrs={"placeholder": "what changed and why"})
-    )
+    comment = forms.CharField(max_length=2000, required=False,
+                              widget=forms.TextInput(attrs={"placeholder": "what changed and why"}))
 
 
 class ThresholdsForm(forms.Form):
-    comment = forms.CharField(
-        max_length=2000, required=False, widget=forms.TextInput(attrs={"placeholder": "why these thresholds"})
-    )
+    comment = forms.CharField(max_length=2000, required=False,
+                              widget=forms.TextInput(attrs={"placeholder": "why these thresholds"}))
 
     def __init__(self, *args, thresholds: list[Threshold], **kwargs):
         super().__init__(*args, **kwargs)
@@ -77,11 +75,8 @@ class ApiKeyForm(forms.Form):
         initial=["jobs:write", "jobs:read", "grants:redeem"],
         error_messages={"required": "Give the key at least one scope."},
     )
-    expires_on = forms.DateField(
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="optional; the key stops working at the start of this day (UTC)",
-    )
+    expires_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                                 help_text="optional; the key stops working at the start of this day (UTC)")
 
     def expires_at(self) -> datetime | None:
         day = self.cleaned_data.get("expires_on")
@@ -95,12 +90,10 @@ class ApiKeyForm(forms.Form):
 
 
 class BudgetForm(forms.Form):
-    monthly_soft_limit_usd = forms.DecimalField(
-        min_value=0, max_digits=12, decimal_places=2, required=False, label="Soft limit (USD / month)"
-    )
-    monthly_hard_limit_usd = forms.DecimalField(
-        min_value=0, max_digits=12, decimal_places=2, required=False, label="Hard limit (USD / month)"
-    )
+    monthly_soft_limit_usd = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, required=False,
+                                                label="Soft limit (USD / month)")
+    monthly_hard_limit_usd = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2, required=False,
+                                                label="Hard limit (USD / month)")
 
     def clean(self):
         data = super().clean()
@@ -115,24 +108,16 @@ class ErasureForm(forms.Form):
 
     job = forms.UUIDField(required=False, widget=forms.TextInput(attrs={"placeholder": "job id"}))
     application = forms.ModelChoiceField(
-        queryset=Application.objects.order_by("name"),
-        required=False,
-        empty_label="all applications",
+        queryset=Application.objects.order_by("name"), required=False, empty_label="all applications",
         to_field_name="slug",
     )
     subject = forms.CharField(
-        required=False,
-        min_length=MIN_IDENTIFIER_LENGTH,
-        max_length=320,
-        strip=True,
+        required=False, min_length=MIN_IDENTIFIER_LENGTH, max_length=320, strip=True,
         widget=forms.TextInput(attrs={"placeholder": "e-mail, phone, IBAN…", "autocomplete": "off"}),
     )
     reason = forms.ChoiceField(choices=ErasureReason.choices)
-    reference = forms.CharField(
-        required=False,
-        max_length=MAX_REFERENCE_LENGTH,
-        widget=forms.TextInput(attrs={"placeholder": "request ticket (optional)"}),
-    )
+    reference = forms.CharField(required=False, max_length=MAX_REFERENCE_LENGTH,
+                                widget=forms.TextInput(attrs={"placeholder": "request ticket (optional)"}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -175,3 +175,4 @@ def jobs_per_minute(*, now: datetime, minutes: int = 60) -> tuple[list[datetime]
     counts = {row["minute"]: row["jobs"] for row in rows}
     stamps = [start + timedelta(minutes=offset) for offset in range(minutes)]
     return stamps, [counts.get(stamp, 0) for stamp in stamps]
+

@@ -52,11 +52,8 @@ def policy_list(request: HttpRequest) -> HttpResponse:
 def policy_detail(request: HttpRequest, name: str) -> HttpResponse:
     policy = _policy(name)
     versions = list(selectors.policy_version_list(policy=policy))
-    return render(
-        request,
-        "policies/policy.html",
-        {"policy": policy, "versions": versions, "can_edit": can(request.user, *POLICY_ADMINS)},
-    )
+    return render(request, "policies/policy.html", {"policy": policy, "versions": versions,
+                                                    "can_edit": can(request.user, *POLICY_ADMINS)})
 
 
 @require_GET
@@ -162,11 +159,8 @@ def policy_diff(request: HttpRequest, name: str) -> HttpResponse:
     if before and after:
         lines = unified(before.source, after.source, before_name=f"v{before.number}", after_name=f"v{after.number}")
         changes = document_changes(before.document, after.document)
-    return render(
-        request,
-        "policies/diff.html",
-        {"policy": policy, "versions": versions, "before": before, "after": after, "lines": lines, "changes": changes},
-    )
+    return render(request, "policies/diff.html", {"policy": policy, "versions": versions, "before": before,
+                                                  "after": after, "lines": lines, "changes": changes})
 
 
 @require_http_methods(["GET", "POST"])
@@ -191,17 +185,11 @@ def policy_thresholds(request: HttpRequest, name: str, number: int) -> HttpRespo
         except (InvalidPolicy, ThresholdRewriteError) as error:
             form.add_error(None, str(error))
         else:
-            messages.success(
-                request,
-                f"draft v{draft.number} has the new thresholds. Submit it for activation; another admin activates it.",
-            )
+            messages.success(request, f"draft v{draft.number} has the new thresholds. Submit it for "
+                                      "activation; another admin activates it.")
             return redirect("policy-version", version.policy.name, draft.number)
-    return render(
-        request,
-        "policies/thresholds.html",
-        {"version": version, "policy": version.policy, "form": form},
-        status=400 if form.errors else 200,
-    )
+    return render(request, "policies/thresholds.html", {"version": version, "policy": version.policy, "form": form},
+                  status=400 if form.errors else 200)
 
 
 @require_POST

@@ -103,7 +103,7 @@ class BudgetPolicy:
     downgrade_cascade: tuple[str, ...] = ()
 
 
-RUN_LIMITS = ("max_calls", "max_flagship_calls", "max_cost_usd")
+RUN_LIMITS = ("max_calls", "max_flagship_calls", "max_flagship_share", "max_cost_usd")
 RUN_ACTIONS = ("downgrade", "hold", "refuse")
 
 

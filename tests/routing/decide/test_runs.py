@@ -25,6 +25,13 @@ runs:
   max_flagship_calls: {limit: 3, on_limit: downgrade}
   max_cost_usd: {limit: 0.5}
 """
+SHARE = """
+rules:
+  - id: default
+    cascade: [mini, flagship]
+runs:
+  max_flagship_share: {limit: 0.25, on_limit: downgrade}
+"""
 CATALOG = [DeploymentInfo("n", "nano"), DeploymentInfo("m", "mini"), DeploymentInfo("f", "flagship")]
 
 
@@ -38,6 +45,20 @@ def test_it_reaches_a_limit_when_the_run_already_has_that_many():
     assert reached(RunFacts(calls=10)) == [("max_calls", "refuse")]
     assert reached(RunFacts(flagship_calls=3)) == [("max_flagship_calls", "downgrade")]
     assert reached(RunFacts(cost_usd=0.5)) == [("max_cost_usd", "hold")]  # hold is the default action
+
+
+def test_a_flagship_share_counts_the_calls_so_far_and_never_limits_a_runs_first_call():
+    runs = load_policy(SHARE).runs
+
+    def share(calls: int, flagship_calls: int) -> list[float]:
+        facts = RunFacts(calls=calls, flagship_calls=flagship_calls)
+        return [limit.observed for limit in limits_reached(runs, facts, wants_flagship=True)]
+
+    assert share(0, 0) == []  # the planner's first call
+    assert share(1, 1) == [1.0]
+    assert share(4, 1) == [0.25]  # reached at the limit, like every limit
+    assert share(5, 1) == []
+    assert limits_reached(runs, RunFacts(calls=1, flagship_calls=1), wants_flagship=False) == ()
 
 
 def test_the_flagship_limit_applies_only_to_a_call_that_could_reach_the_flagship():

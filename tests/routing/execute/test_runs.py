@@ -14,6 +14,7 @@ from django.db import connection
 from audit.models import LedgerEvent
 from controlplane.roles import Role
 from review.services import approval_approve
+from routing.execute import facts
 from routing.execute.run import job_run
 from routing.models import Job, JobStatus, Run
 from tests.support.factories import UserFactory
@@ -35,6 +36,12 @@ rules:
     confidence: logprob
 """
 SURE = "[task:general] [confidence:nano=0.95,mini=0.95,flagship=0.95]"
+
+
+@pytest.fixture(autouse=True)
+def _this_tests_catalog():
+    # The catalog is cached per process for two seconds: a job must be routed to this test's deployments.
+    facts.catalog_forget()
 
 
 def run_here(job: Job) -> Job:

@@ -61,6 +61,7 @@ class DeploymentUpdateInputSerializer(StrictSerializer):
     priority = serializers.IntegerField(min_value=0, max_value=32767, required=False)
     timeout_s = serializers.FloatField(min_value=0.1, max_value=3600, required=False)
 
+
     def validate_parameters(self, value: list[str]) -> list[str]:
         return [name for name in FORWARDABLE if name in value]  # one order, no repeats
 
