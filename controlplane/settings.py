@@ -466,6 +466,9 @@ ARBITER_UI_PAGE_SIZE = env_int("ARBITER_UI_PAGE_SIZE", 50, minimum=5, maximum=50
 ARBITER_GRANT_TTL_S = env_int("ARBITER_GRANT_TTL_S", 3600, minimum=10, maximum=30 * 24 * 3600)
 # The longest a chat completion may wait on a held job's decision (`x-arbiter-wait-for-approval`).
 ARBITER_APPROVAL_WAIT_MAX_S = env_int("ARBITER_APPROVAL_WAIT_MAX_S", 900, minimum=1, maximum=24 * 3600)
+# A streamed chat completion waiting on a decision sends an SSE comment this often, so proxies and clients
+# with read timeouts keep the connection.
+ARBITER_STREAM_KEEPALIVE_S = env_float("ARBITER_STREAM_KEEPALIVE_S", 15.0, minimum=0.1)
 # Requests of one web process that may wait on approvals at once (each holds one of its synchronous slots).
 ARBITER_APPROVAL_WAITS_PER_PROCESS = env_int(
     "ARBITER_APPROVAL_WAITS_PER_PROCESS", max(1, ARBITER_SYNC_CALLS_PER_PROCESS // 2), minimum=1

@@ -26,6 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -37,11 +38,18 @@ from audit.ledger import Actor
 from audit.sealer import sealing_deferred
 from routing import selectors
 from routing.api.base import ApiView
-from routing.api.errors import Problem
+from routing.api.errors import Problem, openai_body
 from routing.api.jobs import idempotency_key_from
 from routing.api.openai_models import MODEL_PREFIX, model_entry
 from routing.api.openai_retries import implicit_window
-from routing.api.openai_stream import EVENT_STREAM, EventStreamNegotiation, event_stream_response
+from routing.api.openai_stream import (
+    EVENT_STREAM,
+    EventStreamNegotiation,
+    completion_chunks,
+    event_stream,
+    event_stream_response,
+    server_sent_events,
+)
 from routing.api.parsers import check_json_value
 from routing.api.ratelimit import SyncCallsExceeded, SyncCallsUnavailable, approval_wait_slot, sync_call_slot
 from routing.api.schema import OpenAIErrorSerializer
@@ -226,8 +234,9 @@ def job_wait(*, application: Application, job: Job, timeout_s: float) -> JobComp
         job_settled_wait(job.pk, min(remaining, 1.0))
 
 
-def approval_wait_from(request: Request, data: dict[str, Any]) -> int | None:
-    """The seconds `x-arbiter-wait-for-approval` asks to wait for a held job's decision, if it asks."""
+def approval_wait_from(request: Request, data: dict[str, Any], *, streamable: bool = False) -> int | None:
+    """The seconds `x-arbiter-wait-for-approval` asks to wait for a held job's decision, if it asks.
+    `streamable`: the endpoint can wait inside a stream (chat completions: keep-alives, then the answer)."""
     raw = request.META.get(WAIT_HEADER)
     if raw is None:
         return None
@@ -239,10 +248,10 @@ def approval_wait_from(request: Request, data: dict[str, Any]) -> int | None:
             code="invalid_wait",
             param="x-arbiter-wait-for-approval",
         )
-    if data["stream"]:
+    if data["stream"] and not streamable:
         raise openai_error(
-            "x-arbiter-wait-for-approval is not taken with `stream: true`: a stream's first byte would have to go "
-            "out before the decision; wait without streaming, or retry with the same Idempotency-Key after it",
+            "x-arbiter-wait-for-approval is not taken with `stream: true` here: a stream's first byte would have to "
+            "go out before the decision; wait without streaming, or retry with the same Idempotency-Key after it",
             status_code=400,
             code="wait_not_streamable",
             param="x-arbiter-wait-for-approval",
@@ -255,19 +264,58 @@ def decision_wait(*, application: Application, completion: JobCompletion, timeou
     tier finishes), for at most `timeout_s`; the job as it then is. The wait holds a thread of this
     process (approval_wait_slot) but no model-call slot; when this process has no wait slot to spare it
     does not wait, and the held job's 409 goes back at once as without the header."""
-    deadline = time.monotonic() + timeout_s
     try:
         with approval_wait_slot():
-            while completion.status not in TERMINAL_STATUSES:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                job_settled_wait(completion.pk, min(remaining, 1.0))
-                fresh = selectors.job_completion_for_application(application=application, job_id=completion.pk)
-                completion = fresh or completion
+            return _decided_by(application, completion, time.monotonic() + timeout_s)
     except SyncCallsExceeded as busy:
         logger.info("not waiting on the approval of job %s: %s", completion.pk, busy)
     return completion
+
+
+def _decided_by(application: Application, completion: JobCompletion, deadline: float) -> JobCompletion:
+    """The job once decided (and finished, if people sent it on), or as it is at `deadline` (monotonic)."""
+    while completion.status not in TERMINAL_STATUSES:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        job_settled_wait(completion.pk, min(remaining, 1.0))
+        fresh = selectors.job_completion_for_application(application=application, job_id=completion.pk)
+        completion = fresh or completion
+    return completion
+
+
+KEEPALIVE = b": waiting for a decision on the held answer\n\n"
+
+
+def streamed_decision(
+    *, application: Application, completion: JobCompletion, timeout_s: float, include_usage: bool
+) -> StreamingHttpResponse | None:
+    """A held job's streamed completion that waits for the decision: SSE comments every
+    ARBITER_STREAM_KEEPALIVE_S (the SDKs skip them) until people decide, then the released answer's chunks
+    (its grants on the last one, `arbiter_grants`), or one error event (`job_rejected`, or `approval_required`
+    if still undecided at the end), which the SDKs raise as an APIError. Nothing of the answer is sent
+    before its release. None when this process has no wait slot to spare: the caller answers the 409."""
+    slot = ExitStack()
+    try:
+        slot.enter_context(approval_wait_slot())
+    except SyncCallsExceeded as busy:
+        logger.info("not waiting on the approval of job %s: %s", completion.pk, busy)
+        return None
+
+    def events() -> Iterator[bytes]:
+        decided = completion
+        with slot:  # released when the stream ends, or when the client goes away and the server closes it
+            deadline = time.monotonic() + timeout_s
+            while decided.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+                yield KEEPALIVE
+                until = min(deadline, time.monotonic() + settings.ARBITER_STREAM_KEEPALIVE_S)
+                decided = _decided_by(application, decided, until)
+        if is_released(decided):
+            yield from server_sent_events(completion_chunks(chat_completion(decided), include_usage=include_usage))
+        else:
+            yield b"data: " + json.dumps(openai_body(_refusal(decided)), separators=(",", ":")).encode() + b"\n\n"
+
+    return event_stream(events(), headers=route_headers(completion))
 
 
 def _refusal(job: JobCompletion) -> Problem:
@@ -438,7 +486,10 @@ WAIT_PARAMETER = OpenApiParameter(
     "answer for people to decide: the approved (or overridden and confirmed) answer then comes back as if nothing "
     "was held, with its approval grants; a rejection as 403 `job_rejected`; still undecided at the end, the 409 "
     "`approval_required` naming the job (retry with the same Idempotency-Key once decided); also at once when "
-    "the server process already has ARBITER_APPROVAL_WAITS_PER_PROCESS requests waiting. Not with `stream: true`.",
+    "the server process already has ARBITER_APPROVAL_WAITS_PER_PROCESS requests waiting. With `stream: true` on "
+    "chat completions the stream opens at once and carries SSE comments every ARBITER_STREAM_KEEPALIVE_S until the "
+    "decision, then the released answer's chunks (grants on the last one, `arbiter_grants`) or one `error` event; "
+    "the Responses API does not take it with `stream: true` (400 `wait_not_streamable`).",
 )
 
 
@@ -495,11 +546,18 @@ class ChatCompletionsApi(ApiView):
         data = serializer.validated_data
         policy = policy_for_model(data["model"])
         task_type, labels, metadata = routing_facts(request, data.get("metadata") or {})
-        wait_s = approval_wait_from(request, data)
+        wait_s = approval_wait_from(request, data, streamable=True)
         _, completion = self.governed_answer(
             request, data, policy=policy, task_type=task_type, labels=labels, metadata=metadata, **run_facts(request)
         )
-        if wait_s is not None and completion.status == JobStatus.AWAITING_APPROVAL:
+        if wait_s is not None and completion.status == JobStatus.AWAITING_APPROVAL and data["stream"]:
+            include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+            streamed = streamed_decision(
+                application=self.application, completion=completion, timeout_s=wait_s, include_usage=include_usage
+            )
+            if streamed is not None:
+                return streamed
+        elif wait_s is not None and completion.status == JobStatus.AWAITING_APPROVAL:
             completion = decision_wait(application=self.application, completion=completion, timeout_s=wait_s)
         if not is_released(completion):
             raise _refusal(completion)  # held, blocked, failed: the JSON error, streamed or not

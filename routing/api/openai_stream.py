@@ -67,7 +67,9 @@ def completion_chunks(completion: dict[str, Any], *, include_usage: bool) -> Ite
         )
         for piece in pieces(function["arguments"]):
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-    yield chunk({}, choice["finish_reason"])
+    last = chunk({}, choice["finish_reason"])
+    # An approved tool call's grants (routing/api/GRANTS.md) ride on the last chunk, as `arbiter_grants`.
+    yield last | ({"arbiter_grants": completion["arbiter_grants"]} if completion.get("arbiter_grants") else {})
     if include_usage:
         yield head | {"choices": [], "usage": completion["usage"]}
 

@@ -4,9 +4,11 @@ at the end of the wait it is the held job's 409, and a bad header is refused bef
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 
+import httpx
 import openai
 import pytest
 
@@ -158,7 +160,6 @@ def test_beyond_the_process_waits_a_held_call_answers_its_409_at_once(sdk, setti
         ("0", False, "invalid_wait"),
         ("soon", False, "invalid_wait"),
         ("999999", False, "invalid_wait"),
-        ("60", True, "wait_not_streamable"),
     ],
 )
 def test_a_bad_wait_header_is_refused_before_any_job_is_made(sdk, arbiter, header, stream, code):
@@ -173,3 +174,101 @@ def test_a_bad_wait_header_is_refused_before_any_job_is_made(sdk, arbiter, heade
         )
     assert refused.value.code == code
     assert Job.objects.filter(application=arbiter.setup.application).count() == before
+
+
+def test_a_streamed_response_with_the_wait_header_is_refused_before_any_job_is_made(sdk, arbiter):
+    # The Responses API's stream has no keep-alive path yet: refused rather than held open silently.
+    before = Job.objects.filter(application=arbiter.setup.application).count()
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.responses.create(
+            model="auto", input=REFUND_PROMPT, tools=RESPONSES_REFUND_TOOL, stream=True,
+            extra_headers={"x-arbiter-task-type": "general", "x-arbiter-wait-for-approval": "60"},
+        )
+    assert refused.value.code == "wait_not_streamable"
+    assert Job.objects.filter(application=arbiter.setup.application).count() == before
+
+
+class StreamWaiting:
+    """A held refund's streamed completion with the wait header, read raw (SSE lines) from another thread."""
+
+    def __init__(self, arbiter, key: str, wait_s: str = "90") -> None:
+        self.key = str(uuid.uuid4())
+        self.lines: list[bytes] = []
+        self.status: int | None = None
+        self.headers: dict = {}
+        body = {"model": "auto", "stream": True, "tools": REFUND_TOOL,
+                "messages": [{"role": "user", "content": REFUND_PROMPT}]}
+        headers = {"Authorization": f"Bearer {key}", "x-arbiter-task-type": "general",
+                   "x-arbiter-wait-for-approval": wait_s, "Idempotency-Key": self.key}
+        self.thread = threading.Thread(target=self._read, args=(f"{arbiter.url}/v1/chat/completions", body, headers))
+        self.thread.start()
+
+    def _read(self, url: str, body: dict, headers: dict) -> None:
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=120) as response:
+            self.status, self.headers = response.status_code, dict(response.headers)
+            for line in response.iter_lines():
+                self.lines.append(line.encode())
+
+    def held_job(self) -> Job:
+        return wait_for(
+            lambda: Job.objects.filter(idempotency_key=self.key, status=JobStatus.AWAITING_APPROVAL).first(),
+            message="the refund to be held",
+        )
+
+    def events(self) -> list[dict | str]:
+        self.thread.join(timeout=120)
+        assert not self.thread.is_alive()
+        return [line[6:].decode() if line == b"data: [DONE]" else json.loads(line[6:])
+                for line in self.lines if line.startswith(b"data: ")]
+
+
+def test_a_held_streamed_call_keeps_the_stream_alive_then_streams_the_approved_call_and_its_grant(
+    arbiter, settings
+):
+    settings.ARBITER_STREAM_KEEPALIVE_S = 0.2
+    key = key_for(arbiter.setup.application, "jobs:read", "jobs:write")
+    waiting = StreamWaiting(arbiter, key)
+    job = waiting.held_job()
+    wait_for(lambda: len([line for line in waiting.lines if line.startswith(b":")]) >= 3,
+             message="keep-alive comments while the call is held")
+    assert not [line for line in waiting.lines if line.startswith(b"data:")]  # nothing of the answer yet
+    for reviewer in (UserFactory(roles=[Role.REVIEWER]), UserFactory(roles=[Role.REVIEWER])):
+        approval_approve(job=job, user=reviewer, reason="checked")
+
+    events = waiting.events()
+    assert waiting.status == 200 and waiting.headers["x-arbiter-job-id"] == str(job.pk)
+    assert events[-1] == "[DONE]"
+    chunks = [event for event in events if isinstance(event, dict)]
+    deltas = [call for chunk in chunks for call in chunk["choices"][0]["delta"].get("tool_calls") or []]
+    names = [call["function"]["name"] for call in deltas if call.get("function", {}).get("name")]
+    assert names == ["issue_refund"]
+    (grant,) = chunks[-1]["arbiter_grants"]
+    assert grant["tool"] == "issue_refund" and grant["token"]
+
+
+def test_a_rejection_ends_a_waiting_stream_with_an_error_event_the_sdk_raises(arbiter, sdk, settings):
+    settings.ARBITER_STREAM_KEEPALIVE_S = 0.2
+    outcome: list = []
+
+    def ask() -> None:
+        try:
+            stream = sdk.chat.completions.create(
+                model="auto", stream=True, tools=REFUND_TOOL, messages=[{"role": "user", "content": REFUND_PROMPT}],
+                extra_headers={"x-arbiter-task-type": "general", "x-arbiter-wait-for-approval": "90",
+                               "Idempotency-Key": key},
+            )
+            outcome.append(list(stream))
+        except openai.APIError as error:
+            outcome.append(error)
+
+    key = str(uuid.uuid4())
+    thread = threading.Thread(target=ask)
+    thread.start()
+    job = wait_for(lambda: Job.objects.filter(idempotency_key=key, status=JobStatus.AWAITING_APPROVAL).first(),
+                   message="the refund to be held")
+    approval_reject(job=job, user=UserFactory(roles=[Role.REVIEWER]), reason="not refundable")
+    thread.join(timeout=120)
+    (error,) = outcome
+    assert isinstance(error, openai.APIError), error
+    assert error.body["code"] == "job_rejected" and error.body["job_id"] == str(job.pk)
+    assert "not refundable" not in str(error.body)  # the reviewer's reason stays with the reviewers
