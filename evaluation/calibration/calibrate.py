@@ -28,11 +28,12 @@ How (evaluation.calibration.certify and .exact hold the pieces):
   escalate.
 - The family-wise error. Fixed-sequence testing (Angelopoulos, Bates, Candès, Jordan, Lei 2021, "Learn
   then Test", arXiv:2110.01052) along a path ordered before testing: for one escalating tier the grid
-  1.00, 0.99, ..., 0.00 (no data spent on it); for several, two sequences at delta / 2 each: Pareto
-  Testing (Laufer-Goldshtein et al. 2023; `ordering_share` of the calibration items order the front, the
-  rest test) and a staircase fixed without data (earlier tiers at 1.00, the last one lowered) tested on
-  every item (evaluation.calibration.certify says why). Every rejected setting meets
-  the target simultaneously (FWER <= delta), so the cheapest of them is chosen after looking at costs.
+  1.00, 0.995, ..., 0.90, 0.89, ..., 0.00 (`threshold_grid`; no data spent on it); for several, two
+  sequences at delta / 2 each: Pareto Testing (Laufer-Goldshtein et al. 2023; `ordering_share` of the
+  calibration items order the front, the rest test) and a staircase fixed without data (earlier tiers at
+  1.00, the last one lowered) tested on every item (evaluation.calibration.certify says why). Every
+  rejected setting meets the target simultaneously (FWER <= delta), so the cheapest of them is chosen
+  after looking at costs.
 - No item wasted: `holdout` defaults to 0. A held-out split only reports, never certifies; the validity
   of the procedure is shown instead by evaluation.calibration.study over hundreds of splits where the
   truth is known (`calibration_study`), not by one held-out figure per run.
@@ -93,13 +94,25 @@ ORDERING_SHARE = 0.25
 
 
 def threshold_grid(tiers: Sequence[str]) -> list[Thresholds]:
-    """Conservative first: every tier's threshold from 1.00 down, 0.01 apart for one tier; for more, 0.01
-    apart from 1.00 to 0.85 and 0.05 apart below — overconfident tiers crowd their scores near 1, where a
-    coarse grid leaves no setting between "escalate nearly all" and "accept the confidently wrong"."""
+    """Conservative first: every tier's threshold from 1.00 down, 0.005 apart from 1.00 to 0.90, then 0.01
+    apart (to 0.00 for one tier; to 0.85 for more, and 0.05 apart below) — overconfident tiers crowd their
+    scores near 1, where a coarse grid leaves no setting between "escalate nearly all" and "accept the
+    confidently wrong". On synthetic-miscalibrated at target 0.97 the 0.01 steps 0.97 / 0.96 / 0.95 of mini
+    were each about a tenth of the flagship's cost apart, and the certified setting sat one step above the
+    hindsight one (tightness median 1.205 over 200 splits); at 0.005 it is 1.15, while the hindsight
+    setting on the whole set got 0.4% cheaper only (0.848 -> 0.845 of the flagship's cost): the gain is the
+    certificate's, not a denominator moved by the finer grid. 1,849 settings for two tiers instead of 1,089.
+
+    Validity: the grid is a constant, fixed before any item is seen (not from the items' confidences,
+    which carry information about their correctness: a grid cut at the testing items' confidence
+    quantiles would make every hypothesis depend on the testing items, which Learn then Test's fixed
+    families exclude). More settings cost no delta either: fixed-sequence testing spends all of delta on
+    each test in turn and stops at the first failure, whatever the path's length."""
+    fine = {round(1 - index / 200, 4) for index in range(21)}
     if len(tiers) == 1:
-        values = [round(1 - index / 100, 4) for index in range(101)]
+        values = sorted(fine | {round(1 - index / 100, 4) for index in range(101)}, reverse=True)
     else:
-        top = {round(1 - index / 100, 4) for index in range(16)}
+        top = fine | {round(1 - index / 100, 4) for index in range(16)}
         values = sorted(top | {round(1 - index / 20, 4) for index in range(21)}, reverse=True)
     return [dict(zip(tiers, combination, strict=True)) for combination in itertools.product(values, repeat=len(tiers))]
 

@@ -48,10 +48,14 @@ def test_on_synthetic_outcomes_the_certificate_misses_no_more_often_than_promise
 
 def test_miscalibrated_confidence_keeps_the_guarantee() -> None:
     table, fixed = _table("synthetic-miscalibrated", 3000)
-    result = split_study(table, fixed_path=fixed, calibration_items=1200, target=0.95, delta=DELTA, splits=SPLITS)
-    assert result["miss_rate"] <= DELTA, result
-    assert result["certified"] >= 0.9 * SPLITS, result
-    assert result["tightness_median"] <= 1.2 and result["tightness_p90"] <= 1.4, result
+    # Overconfident scores crowd near 1: the grid steps 0.005 there, fixed before any item is seen.
+    assert {0.995, 0.965, 0.905} <= {setting["mini"] for setting in table.settings}
+    for target in (0.95, 0.97):
+        result = split_study(table, fixed_path=fixed, calibration_items=1200, target=target, delta=DELTA, splits=SPLITS)
+        assert result["miss_rate"] <= DELTA and result["population_miss_rate"] <= DELTA, result
+        assert result["certified"] >= 0.9 * SPLITS, result
+        # At 0.97 with 0.01 steps only: 1.19 / 1.41 (the certified mini threshold a step above hindsight's).
+        assert result["tightness_median"] <= 1.2 and result["tightness_p90"] <= 1.4, result
 
 
 def test_on_real_gsm8k_verdicts_the_certificate_misses_no_more_often_than_promised() -> None:
