@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from audit import ledger
 from routing.decide import runs as run_limits
@@ -26,7 +26,7 @@ from routing.decide.policy.document import PolicyDocument
 from routing.decide.policy.rules import DEFAULT_GROUP
 from routing.decide.router import Plan
 from routing.execute.facts import RouteOutcome
-from routing.models import Job, Run, Step
+from routing.models import Job, JobStatus, Run, Step
 
 RUN_LIMIT_RULE = "run_limit"
 
@@ -48,6 +48,7 @@ def run_admit_route(
     `job.run_admission`; nothing is written until `run_admission_record`."""
     cost = Step.objects.filter(job__run_id=run.pk).aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
     run.cost_usd = cost
+    run.flagship_calls = _flagship_calls(run)
     facts = run_limits.RunFacts(run.calls, run.flagship_calls, float(cost), job.run_role)
     job.run_admission = {"facts": asdict(facts), "reached": [], "flagship": False}
     route = route_for()
@@ -99,6 +100,19 @@ def run_holds(job: Job) -> list[dict[str, Any]]:
         for limit in reached
         if limit["action"] == "hold"
     ]
+
+
+def _flagship_calls(run: Run) -> int:
+    """The run's flagship calls: its finished calls that used the flagship, and its calls still in flight
+    whose plan can reach it (reserved until they finish, so calls racing the limit cannot overrun it). A call
+    whose cheaper tier answered gives its reservation back: a subagent's nano answer is not a flagship call."""
+    in_flight = Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+    return (
+        Job.objects.filter(run_id=run.pk, run_admission__flagship=True)
+        .filter(in_flight | Q(steps__tier="flagship"))
+        .distinct()
+        .count()
+    )
 
 
 def _has_flagship(plan: Plan | None) -> bool:

@@ -22,7 +22,8 @@ class Run(models.Model):
     application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="runs")
     opened_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
-    # Calls admitted (routed) so far, and of them those whose plan could reach the flagship tier.
+    # Calls admitted (routed) so far; and, as of the last admission, the flagship calls: those that used the
+    # flagship and those in flight that can reach it (routing.execute.runs._flagship_calls).
     calls = models.PositiveIntegerField(default=0)
     flagship_calls = models.PositiveIntegerField(default=0)
     # The steps' recorded costs, summed under the same lock at each admission (not a running total that

@@ -20,6 +20,9 @@ class RunOutputSerializer(serializers.Serializer):
     opened_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)
     calls = serializers.IntegerField(help_text="Calls admitted (routed) so far.")
-    flagship_calls = serializers.IntegerField(help_text="Admitted calls whose plan could reach the flagship tier.")
+    flagship_calls = serializers.IntegerField(
+        help_text="Flagship calls as of the last admission: calls that used the flagship, and calls in flight "
+        "that can reach it."
+    )
     cost_usd = serializers.DecimalField(max_digits=14, decimal_places=8, help_text="The run's steps' recorded cost.")
     jobs = RunCallOutputSerializer(many=True, help_text="The run's calls, oldest first.")

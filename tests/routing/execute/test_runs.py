@@ -87,6 +87,26 @@ def test_the_fourth_flagship_call_of_a_run_limited_to_three_is_downgraded(model_
     assert float(read["cost_usd"]) == float(sum(job.total_cost_usd for job in jobs)) > 0
 
 
+def test_a_subagent_call_its_cheap_tier_answered_gives_back_its_flagship_reservation(model_server, live_db):
+    # The subagents' cascade can reach the flagship ([mini, flagship]) but mini answers them: they are not
+    # flagship calls. The planner's fourth flagship call is the one the limit downgrades.
+    setup = governed(
+        model_server.base_url, policy_source=RULES + "runs:\n  max_flagship_calls: {limit: 3, on_limit: downgrade}\n"
+    )
+    first = run_here(setup.submit(f"{SURE} plan 1", task_type="general", run_id="new", run_role="planner"))
+    run_id = str(first.run_id)
+    jobs = [first]
+    for role in ("subagent", "planner", "subagent", "planner", "subagent", "planner"):
+        jobs.append(run_here(setup.submit(f"{SURE} {role}", task_type="general", run_id=run_id, run_role=role)))
+    planners = [job for job in jobs if job.run_role == "planner"]
+    subagents = [job for job in jobs if job.run_role == "subagent"]
+    assert [job.final_tier for job in subagents] == ["mini", "mini", "mini"]
+    assert [job.final_tier for job in planners] == ["flagship", "flagship", "flagship", "mini"]
+    # From the third planner call on, every call that could reach the flagship is kept off it.
+    assert [bool(limit_events(job)) for job in jobs] == [False] * 5 + [True, True]
+    assert Run.objects.get(pk=run_id).flagship_calls == 3
+
+
 def test_a_call_outside_any_run_never_matches_a_rule_on_run_facts(model_server, live_db):
     setup = governed(model_server.base_url, policy_source=RULES)
     job = run_here(setup.submit(f"{SURE} no run", task_type="general"))
