@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from review import selectors
+from routing.decide.runs import RunFacts, observed_against_limits
 from routing.execute.facts import document_for
 from web import pagination
 from web.access import JOB_READERS, role_required
@@ -53,7 +54,7 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     tiers, workload = selectors.run_totals(calls)
     latest = calls[-1].job if calls else None
     limits = document_for(latest.policy_version).runs.limits if latest else ()
-    observed = {"max_calls": run.calls, "max_flagship_calls": run.flagship_calls, "max_cost_usd": run.cost_usd}
+    observed = observed_against_limits(RunFacts(run.calls, run.flagship_calls, float(run.cost_usd)))
     context = {
         "run": run,
         "calls": calls,

@@ -36,16 +36,21 @@ class LimitReached:
         return {"limit": self.limit, "value": self.value, "observed": self.observed, "action": self.action}
 
 
-def limits_reached(policy: RunPolicy, run: RunFacts, *, wants_flagship: bool) -> tuple[LimitReached, ...]:
-    """The limits this call would go past. `wants_flagship`: the call's plan, as routed without the run's
-    limits, could reach the flagship tier (only then does the flagship limit apply to it)."""
-    observed = {
+def observed_against_limits(run: RunFacts) -> dict[str, float]:
+    """What the run has of each limit (`RUN_LIMITS`), as its limits are judged (and shown on its page)."""
+    return {
         "max_calls": run.calls,
         "max_flagship_calls": run.flagship_calls,
         # Of the calls so far; a run's first call has no share yet, so a planner always gets its first.
         "max_flagship_share": run.flagship_calls / run.calls if run.calls else 0.0,
         "max_cost_usd": run.cost_usd,
     }
+
+
+def limits_reached(policy: RunPolicy, run: RunFacts, *, wants_flagship: bool) -> tuple[LimitReached, ...]:
+    """The limits this call would go past. `wants_flagship`: the call's plan, as routed without the run's
+    limits, could reach the flagship tier (only then does the flagship limit apply to it)."""
+    observed = observed_against_limits(run)
     reached = []
     for limit in policy.limits:
         if limit.name in FLAGSHIP_LIMITS and not wants_flagship:

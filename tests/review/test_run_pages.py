@@ -20,6 +20,7 @@ RUNS_POLICY_TAIL = """
 runs:
   max_flagship_calls: {limit: 1, on_limit: downgrade}
   max_cost_usd: {limit: 5, on_limit: hold}
+  max_flagship_share: {limit: 0.5, on_limit: downgrade}
 """
 
 
@@ -72,7 +73,11 @@ def test_the_run_page_shows_its_calls_in_order_with_totals_limits_and_workload(r
     assert classification.by_tier == {"nano": 1, "mini": 2} and general.by_tier == {"flagship": 1}
     limits = {item["limit"].name: (item["observed"], item["limit"].limit, item["limit"].on_limit)
               for item in page.context["limits"]}
-    assert limits == {"max_flagship_calls": (1, 1, "downgrade"), "max_cost_usd": (Decimal("0.0451"), 5, "hold")}
+    assert limits == {
+        "max_flagship_calls": (1, 1, "downgrade"),
+        "max_cost_usd": (0.0451, 5, "hold"),
+        "max_flagship_share": (0.25, 0.5, "downgrade"),
+    }
     assert page.context["held"] == 1
     assert "max_flagship_calls: downgrade" in text  # what the run's limit did to the held call
 
