@@ -25,7 +25,8 @@ from audit import payloads
 from audit.models import LedgerEvent
 from audit.selectors import events_for_job, with_actor_names
 from review.services import approval_progress
-from routing.models import ApprovalDecision, ApprovalRequest, Job, JobPurpose, JobStatus, Run, RunRole, Step
+from routing.models import ApprovalDecision, ApprovalRequest, Job, JobStatus, Run, RunRole, Step
+from routing.selectors import run_jobs
 
 JOB_EVENTS_SHOWN = 500
 BULKY_JOB_FIELDS = ("request", "result", "route", "labels", "constraints", "metadata")
@@ -189,12 +190,7 @@ class Workload:
 
 
 def run_calls(run: Run) -> list[RunCall]:
-    jobs = list(
-        Job.objects.filter(run=run, purpose=JobPurpose.APPLICATION)
-        .select_related("application")
-        .defer(*BULKY_JOB_FIELDS)
-        .order_by("created_at", "id")
-    )
+    jobs = list(run_jobs(run=run).select_related("application").defer(*BULKY_JOB_FIELDS))
     calls, planner_seen = [], False
     for job in jobs:
         planner_seen = planner_seen or job.run_role == RunRole.PLANNER
