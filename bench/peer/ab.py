@@ -4,7 +4,9 @@ lever's function replaced by a no-op when off. Per mode: the wall p50 of each bl
 the time spent in COMMIT per request. Alternating blocks in one process is what survives a loaded machine.
 
     .venv/bin/python -m bench.peer.ab routing.execute.run:claim_flushed_by_next_commit
-    .venv/bin/python -m bench.peer.ab MODULE:NAME [--path /api/v1/jobs]
+    .venv/bin/python -m bench.peer.ab MODULE:NAME [--path /api/v1/jobs] [--off OTHER_MODULE:OTHER_NAME]
+
+With `--off`, the lever is replaced by that function instead of a no-op (an old implementation against a new).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("lever", help="MODULE:NAME, the function that is the lever (a no-op when off)")
     parser.add_argument("--path", default="/v1/chat/completions")
+    parser.add_argument("--off", default="", help="MODULE:NAME of what replaces the lever when off (default a no-op)")
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--per-block", type=int, default=40)
     options = parser.parse_args()
@@ -40,6 +43,8 @@ def main() -> None:
         module_name, _, name = options.lever.partition(":")
         module = importlib.import_module(module_name)
         lever = getattr(module, name)
+        off_module, _, off_name = options.off.partition(":")
+        off = getattr(importlib.import_module(off_module), off_name) if options.off else (lambda *a, **k: None)
         client = Client(HTTP_AUTHORIZATION=f"Bearer {keys['arbiter']}", HTTP_X_ARBITER_TASK_TYPE="classification")
         commits: list[float] = []
         commit = connection.commit
@@ -79,7 +84,7 @@ def main() -> None:
         results: dict[str, list[tuple[float, float, float]]] = {"on": [], "off": []}
         for block in range(options.blocks):
             for mode in ("on", "off") if block % 2 == 0 else ("off", "on"):
-                setattr(module, name, lever if mode == "on" else (lambda *args, **kwargs: None))
+                setattr(module, name, lever if mode == "on" else off)
                 results[mode].append(run(options.per_block))
         setattr(module, name, lever)
         for mode, rows in results.items():
