@@ -18,6 +18,7 @@ from routing import selectors
 from routing.api.base import ApiView, parse_uuid
 from routing.api.errors import Problem, field_problem
 from routing.api.schema import problems
+from routing.api.serializers.common import output_serializer
 from routing.api.serializers.jobs import (
     JobCancelInputSerializer,
     JobListFilterSerializer,
@@ -75,7 +76,7 @@ def job_or_404(application: Application, job_id: str) -> Job:
 def job_detail(job: Job, serializer: type[JobOutputSerializer] = JobOutputSerializer, **context: Any) -> dict[str, Any]:
     """A job as the release gate lets it be read, with the numbers of its ledger events (the review API
     adds to it through a subclass of the serializer)."""
-    return serializer(job, context={"ledger_events": event_refs_for_job(job.pk), **context}).data
+    return output_serializer(serializer, job, context={"ledger_events": event_refs_for_job(job.pk), **context}).data
 
 
 class JobCursorPagination(CursorPagination):

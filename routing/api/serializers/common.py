@@ -6,7 +6,7 @@ import json
 import re
 import threading
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import jsonschema
 from drf_spectacular.types import OpenApiTypes
@@ -55,6 +55,7 @@ MAX_JSON_BYTES = 64 * 1024
 
 
 _per_thread = threading.local()
+SerializerT = TypeVar("SerializerT", bound=serializers.BaseSerializer)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -94,6 +95,22 @@ class StrictSerializer(serializers.Serializer):
                     }
                 )
         return super().to_internal_value(data)
+
+
+def output_serializer(cls: type[SerializerT], instance: Any, *, context: dict[str, Any]) -> SerializerT:
+    """`cls(instance, context=context)` for a response, reusing this thread's instance of the class: the
+    output counterpart of `StrictSerializer.for_input`, for the same reason (building a job's fields is
+    0.5 ms of CPU per request). Rendering keeps no state in the fields; the instance, the context and the
+    rendered data are all this instance's own, and are replaced here. Sync views only, as `for_input`."""
+    instances = _per_thread.__dict__.setdefault("outputs", {})
+    serializer = instances.get(cls)
+    if serializer is None:
+        serializer = instances[cls] = cls(instance, context=context)
+        return serializer
+    serializer.instance = instance
+    serializer._context = context
+    serializer.__dict__.pop("_data", None)
+    return serializer
 
 
 def choice_field(choices: tuple[str, ...], what: str, **kwargs: Any) -> serializers.ChoiceField:

@@ -309,3 +309,17 @@ def test_each_submit_is_validated_on_its_own(owner):
     stored = Job.objects.get(pk=plain.json()["id"])
     assert stored.labels == {} and stored.constraints == {} and stored.callback_url == ""
     assert owner.submit(task_type="nonsense", bogus=1).json() == refused.json()
+
+
+def test_each_job_is_rendered_on_its_own(owner, outsider):
+    # A thread renders its jobs with one reused output serializer (output_serializer): one answer must not
+    # carry another job's fields, ledger events or steps, and an earlier answer must not change.
+    full = owner.submit(**FULL)
+    plain = owner.submit(task_type="classification", messages=[{"role": "user", "content": "hello"}])
+    assert full.status_code == 201 and plain.status_code == 201
+    first = owner.client.get(f"/api/v1/jobs/{full.json()['id']}").json()
+    second = owner.client.get(f"/api/v1/jobs/{plain.json()['id']}").json()
+    assert first == full.json() and second == plain.json()
+    assert first["id"] != second["id"] and first["labels"] != second["labels"]
+    assert {e["id"] for e in first["ledger_events"]}.isdisjoint(e["id"] for e in second["ledger_events"])
+    assert outsider.client.get(f"/api/v1/jobs/{full.json()['id']}").status_code == 404
