@@ -33,7 +33,15 @@ from routing.decide.router import Plan, PlanStep
 from routing.execute import dispatch, facts, metrics, runs
 from routing.execute.calls import CallResult, TierUnavailable, call_tier
 from routing.execute.classifier import classify
-from routing.execute.fencing import Claim, Heartbeat, StaleAttempt, fenced, job_claim_update, lease_kept
+from routing.execute.fencing import (
+    Claim,
+    Heartbeat,
+    StaleAttempt,
+    fenced,
+    fenced_with_row,
+    job_claim_update,
+    lease_kept,
+)
 from routing.execute.governance import GovernanceOutcome, govern
 from routing.execute.scoring import score_step
 from routing.execute.settled import job_settled_on_commit
@@ -343,28 +351,28 @@ def _record_step(
         # Named back to the caller with the released answer (x-arbiter-ignored-params).
         job_fields["result"]["ignored_parameters"] = list(call.dropped)
         job_fields["version"] = job.version + 1
-    with fenced(claim, **job_fields):
+    step = Step(
+        job_id=job.pk,
+        attempt=claim.attempt,
+        index=index,
+        tier=plan_step.tier,
+        deployment=deployment,
+        model=completion.model or deployment.model,
+        provider_request_id=call.response.request_id[:200],
+        calls=len(call.attempts),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=step_cost,
+        latency_ms=call.response.latency_ms,
+        confidence=score.score,
+        confidence_method=score.method,
+        threshold=plan_step.escalate_below,
+        outcome=StepOutcome.ESCALATED if outcome is None else StepOutcome.ACCEPTED,
+        output=output,
+        error="; ".join(score.detail.get("invalid_tool_calls", ()))[:2000],
+    )
+    with fenced_with_row(claim, step, **job_fields):
         digest = payloads.store(output, kind="output", subject={"job": job.pk, "application": job.application_id})
-        step = Step.objects.create(
-            job_id=job.pk,
-            attempt=claim.attempt,
-            index=index,
-            tier=plan_step.tier,
-            deployment=deployment,
-            model=completion.model or deployment.model,
-            provider_request_id=call.response.request_id[:200],
-            calls=len(call.attempts),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=step_cost,
-            latency_ms=call.response.latency_ms,
-            confidence=score.score,
-            confidence_method=score.method,
-            threshold=plan_step.escalate_below,
-            outcome=StepOutcome.ESCALATED if outcome is None else StepOutcome.ACCEPTED,
-            output=output,
-            error="; ".join(score.detail.get("invalid_tool_calls", ()))[:2000],
-        )
         subject = _subject(job, step=step.pk)
         common = {"attempt": claim.attempt, "index": index, "tier": plan_step.tier}
         events = [
