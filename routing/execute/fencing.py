@@ -126,7 +126,8 @@ def fenced_with_row(claim: Claim, row: models.Model, **fields: Any) -> Iterator[
     and the transaction rolls back, the row with it: nothing is written, as with `fenced`."""
     job_fields = _fenced_fields(fields)
     meta = Job._meta
-    assignments = ", ".join(f'"{meta.get_field(name).column}" = %s' for name in job_fields)
+    by_name = {field.name: field for field in meta.concrete_fields}
+    assignments = ", ".join(f'"{by_name[name].column}" = %s' for name in job_fields)
     row_fields = [field for field in row._meta.concrete_fields if field is not row._meta.auto_field]
     columns = ", ".join(f'"{field.column}"' for field in row_fields)
     # Every name in the statement is a model's table or column (fields named in code, never from a request).
@@ -137,7 +138,7 @@ def fenced_with_row(claim: Claim, row: models.Model, **fields: Any) -> Iterator[
         f" VALUES ({', '.join(['%s'] * len(row_fields))}) RETURNING {row._meta.pk.column})"
         " SELECT (SELECT * FROM inserted), EXISTS (SELECT FROM fenced)"
     )
-    parameters = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in job_fields.items()]
+    parameters = [by_name[name].get_db_prep_save(value, connection) for name, value in job_fields.items()]
     parameters += [claim.job_id, claim.attempt, JobStatus.RUNNING]
     parameters += [field.get_db_prep_save(field.pre_save(row, True), connection) for field in row_fields]
     with transaction.atomic():

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpcore2
 import httpx2
@@ -254,7 +254,8 @@ def _create(
     if unknown:
         raise TypeError(f"create() got unexpected keyword arguments {sorted(unknown)}")
     validate_response_format(request.get("response_format"))
-    return client.post(  # type: ignore[return-value]  # the raw-response header makes it a LegacyAPIResponse
+    # The raw-response header makes `post` answer a LegacyAPIResponse, as `with_raw_response` does.
+    raw = client.post(
         "/chat/completions",
         body={"model": model, **request},
         options=make_request_options(
@@ -264,6 +265,7 @@ def _create(
         ),
         cast_to=ChatCompletion,
     )
+    return cast(LegacyAPIResponse[ChatCompletion], raw)
 
 
 def chat(endpoint: Endpoint, request: dict[str, Any], *, timeout_s: float | None = None) -> ProviderResponse:
