@@ -331,11 +331,11 @@ def run(quick: bool = False) -> dict:
 def _table(figures: dict) -> str:
     rows = [
         ("appends/s, 1 writer", f"{figures['appends_per_s_1_writer']:,.0f}", ""),
-        ("appends/s, 8 writers", f"{figures['appends_per_s_8_writers']:,.0f}", "goal >= 5,000"),
+        ("appends/s, 8 writers", f"{figures['appends_per_s_8_writers']:,.0f}", "goal >= 0.8 x plain INSERT/s"),
         (
             "appends/s, 8 writers, 3 a transaction",
             f"{figures['appends_per_s_8_writers_3_per_transaction']:,.0f}",
-            "a job step's shape: one append_many of model.called, confidence.scored, job.completed",
+            "goal >= 5,000; a job step's shape: one append_many of model.called, confidence.scored, job.completed",
         ),
         (
             "plain INSERT/s, 8 writers",
