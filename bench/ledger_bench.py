@@ -53,6 +53,11 @@ def _django(database: str | None = None) -> None:
 
 
 STEP_EVENTS = ("model.called", "confidence.scored", "job.completed")
+# The baselines' INSERT: a bare table, and a copy of the event table (its generated columns and indexes).
+BASELINE_INSERTS = {
+    "plain": "INSERT INTO bench_plain_event (canonical) VALUES (%s) RETURNING id",
+    "indexed": "INSERT INTO bench_indexed_event (canonical) VALUES (%s) RETURNING id",
+}
 
 
 def _writer(database: str, name: str, count: int, mode: str, ready, start, spans) -> None:
@@ -72,12 +77,14 @@ def _writer(database: str, name: str, count: int, mode: str, ready, start, spans
         with transaction.atomic():
             if mode == "step":
                 ledger.append_many([ledger.Entry(event, actor, subject, BODY) for event in STEP_EVENTS])
-            elif mode == "plain":  # the same transaction with a plain INSERT: what the machine does without a ledger
+            elif mode in ("plain", "indexed"):
+                # The same transaction with a plain INSERT: into a bare table (what the machine does without a
+                # ledger), or into a copy of the event table (its generated columns and indexes, no chain).
                 text = canonical_event(
                     event_type="model.called", actor=actor, subject=subject, body=BODY, time=datetime.now(UTC)
                 )
                 with connection.cursor() as cursor:
-                    cursor.execute("INSERT INTO bench_plain_event (canonical) VALUES (%s) RETURNING id", [text])
+                    cursor.execute(BASELINE_INSERTS[mode], [text])
             else:
                 ledger.append("model.called", actor=actor, subject=subject, body=BODY)
     spans.put((began, time.perf_counter()))
@@ -107,7 +114,7 @@ def _appends(writers: int, per_writer: int, *, mode: str = "single") -> dict:
             process.join(timeout=30)
     elapsed = max(end for _, end in spans) - min(began for began, _ in spans)
     per_writer -= per_writer % (len(STEP_EVENTS) if mode == "step" else 1)
-    if mode == "plain":
+    if mode in ("plain", "indexed"):
         return {"appends": writers * per_writer, "seconds": elapsed, "per_second": writers * per_writer / elapsed}
     unsealed_at_end = sealer.seal_lag().unsealed
     sealer.seal_pending()
@@ -254,6 +261,8 @@ def _fresh_database() -> None:
     call_command("migrate", "audit", verbosity=0, skip_checks=True)
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_plain_event (id bigserial PRIMARY KEY, canonical text NOT NULL)")
+        # The event table's columns, generated columns, defaults and indexes; not its triggers (none fire on INSERT).
+        cursor.execute("CREATE TABLE bench_indexed_event (LIKE audit_ledgerevent INCLUDING ALL)")
 
 
 def run(quick: bool = False) -> dict:
@@ -270,6 +279,7 @@ def run(quick: bool = False) -> dict:
     try:
         _fresh_database()
         baseline = _appends(8, 200 if quick else 1500, mode="plain")
+        indexed = _appends(8, 200 if quick else 1500, mode="indexed")
         one = _appends(1, 500 if quick else 4000)
         eight = _appends(8, 200 if quick else 1500)
         steps = _appends(8, 300 if quick else 3000, mode="step")
@@ -281,6 +291,7 @@ def run(quick: bool = False) -> dict:
                 "appends_per_s_8_writers_3_per_transaction": steps["per_second"],
                 "seal_lag_p99_ms_with_8_writers_3_per_transaction": steps["lag_p99_ms"],
                 "plain_inserts_per_s_8_writers_same_transactions": baseline["per_second"],
+                "event_table_inserts_per_s_8_writers_same_transactions": indexed["per_second"],
                 "seal_lag_p50_ms_with_8_writers": eight["lag_p50_ms"],
                 "seal_lag_p99_ms_with_8_writers": eight["lag_p99_ms"],
                 "seal_lag_max_ms_with_8_writers": eight["lag_max_ms"],
@@ -320,16 +331,21 @@ def run(quick: bool = False) -> dict:
 def _table(figures: dict) -> str:
     rows = [
         ("appends/s, 1 writer", f"{figures['appends_per_s_1_writer']:,.0f}", ""),
-        ("appends/s, 8 writers", f"{figures['appends_per_s_8_writers']:,.0f}", "goal >= 5,000"),
+        ("appends/s, 8 writers", f"{figures['appends_per_s_8_writers']:,.0f}", "goal >= 0.8 x plain INSERT/s"),
         (
             "appends/s, 8 writers, 3 a transaction",
             f"{figures['appends_per_s_8_writers_3_per_transaction']:,.0f}",
-            "a job step's shape: one append_many of model.called, confidence.scored, job.completed",
+            "goal >= 5,000; a job step's shape: one append_many of model.called, confidence.scored, job.completed",
         ),
         (
             "plain INSERT/s, 8 writers",
             f"{figures['plain_inserts_per_s_8_writers_same_transactions']:,.0f}",
             "same transactions into a bare table, no ledger: this machine's ceiling",
+        ),
+        (
+            "INSERT/s into the event table, 8 writers",
+            f"{figures['event_table_inserts_per_s_8_writers_same_transactions']:,.0f}",
+            "same transactions into a copy of the event table (generated columns, indexes), no sealing",
         ),
         (
             "seal lag, 8 writers",
