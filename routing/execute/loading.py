@@ -48,7 +48,8 @@ def _read(alias: str) -> _Read:
         converters=compiler.get_converters([column for column, _, _ in select]),
         fields=(start, end),
         field_names=[column.target.attname for column, _, _ in select[start:end]],
-        populators=get_related_populators(klass_info, select, alias),
+        # The signature of the installed Django (5.2); the stubs describe a later one's.
+        populators=get_related_populators(klass_info, select, alias),  # type: ignore[call-arg]
     )
 
 
