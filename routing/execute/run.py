@@ -25,6 +25,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from audit import ledger, payloads
+from audit.sealer import sealing_deferred
 from audit.selectors import events_list
 from routing.decide import cascade
 from routing.decide.confidence import ConfidenceScore
@@ -43,6 +44,7 @@ from routing.execute.fencing import (
     lease_kept,
 )
 from routing.execute.governance import GovernanceOutcome, govern
+from routing.execute.loading import job_for_run
 from routing.execute.scoring import score_step
 from routing.execute.settled import job_settled_on_commit
 from routing.execute.shadow import shadow_wanted
@@ -68,9 +70,18 @@ def job_run(*, job_id: str, worker: str, job: Job | None = None, ended_run: str 
 
     `job` is the row as its submitter just wrote it, with its policy version and application loaded, to
     save reading it back; only the claim decides whether this caller runs it. `ended_run`: a run known to
-    be over, whose lease is taken over at once (routing.execute.fencing.job_claim_update)."""
+    be over, whose lease is taken over at once (routing.execute.fencing.job_claim_update).
+
+    The run's commits (the claim, each step) are sealed into the ledger chain once, when it ends, not
+    after each commit: a round trip and a sealing pass fewer per job, and its events wait for their seal
+    no longer than the run itself (a provider call) — the beat task seals whatever a dead worker left."""
+    with sealing_deferred():
+        return _job_run(job_id=job_id, worker=worker, job=job, ended_run=ended_run)
+
+
+def _job_run(*, job_id: str, worker: str, job: Job | None, ended_run: str | None) -> bool:
     if job is None:
-        job = Job.objects.select_related("policy_version", "application").filter(pk=job_id).first()
+        job = job_for_run(job_id)
     if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return False
     held = job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > timezone.now()
