@@ -29,11 +29,11 @@ How (evaluation.calibration.certify and .exact hold the pieces):
 - The family-wise error. Fixed-sequence testing (Angelopoulos, Bates, Candès, Jordan, Lei 2021, "Learn
   then Test", arXiv:2110.01052) along a path ordered before testing: for one escalating tier the grid
   1.00, 0.995, ..., 0.90, 0.89, ..., 0.00 (`threshold_grid`; no data spent on it); for several, two
-  sequences at delta / 2 each: Pareto Testing (Laufer-Goldshtein et al. 2023; `ordering_share` of the
-  calibration items order the front, the rest test) and a staircase fixed without data (earlier tiers at
-  1.00, the last one lowered) tested on every item (evaluation.calibration.certify says why). Every
-  rejected setting meets the target simultaneously (FWER <= delta), so the cheapest of them is chosen
-  after looking at costs.
+  sequences sharing delta (Bonferroni): Pareto Testing (Laufer-Goldshtein et al. 2023; `ordering_share`
+  of the calibration items order the front, the rest test) and a staircase fixed without data (earlier
+  tiers at 1.00, the last one lowered) tested on every item, at delta / 2 each, or 0.2 and 0.8 of delta
+  below 512 calibration items (evaluation.calibration.certify says why). Every rejected setting meets
+  the target simultaneously (FWER <= delta), so the cheapest of them is chosen after looking at costs.
 - No item wasted: `holdout` defaults to 0. A held-out split only reports, never certifies; the validity
   of the procedure is shown instead by evaluation.calibration.study over hundreds of splits where the
   truth is known (`calibration_study`), not by one held-out figure per run.
@@ -65,7 +65,7 @@ from evaluation.calibration.cases import (
     gates,
     observe_case,
 )
-from evaluation.calibration.certify import Certificate, items_needed, learn_then_test, margin
+from evaluation.calibration.certify import Certificate, items_needed, learn_then_test, margin, staircase_share
 from evaluation.calibration.curve import mark_frontier
 from evaluation.calibration.table import OutcomeTable, outcome_table
 from evaluation.recorded.outcomes import EvaluationError
@@ -278,7 +278,7 @@ def calibrate(
         "seed": seed,
         "reference_tier": reference_tier,
         "tiers": tiers,
-        "procedure": "fixed-sequence" if fixed else "pareto-testing + staircase, delta / 2 each",
+        "procedure": "fixed-sequence" if fixed else "pareto-testing + staircase",
         "ordering_share": None if fixed else ordering_share,
         "p_value": "exact unconditional test on the four-valued loss (evaluation.calibration.exact)",
     }
@@ -290,6 +290,8 @@ def calibrate(
     random.Random(seed).shuffle(shuffled)
     held = round(len(shuffled) * holdout)
     calibration_cases, holdout_cases = shuffled[held:], shuffled[:held]
+    # The staircase's share of delta, Pareto Testing's the rest (set by the number of calibration items).
+    parameters["staircase_share"] = None if fixed else staircase_share(len(calibration_cases))
     sizes = (len(calibration_cases), len(holdout_cases))
     table = outcome_table(calibration_cases, threshold_grid(tiers))
     columns = np.arange(table.items)

@@ -87,9 +87,12 @@ def test_on_a_small_three_tier_vote_share_set_the_certificate_keeps_its_promise_
     # predicted bound: 188 of 200; ordered by the mean loss: 165).
     assert result["certified"] >= 0.97 * SPLITS, result
     # Issue 17's check (a 95% target certifying <= 35% of the flagship's cost at >= 97% of its accuracy):
-    # the median split meets it, and more than half the splits do (with the betting test: 40.5%, 38.5%).
+    # the median split meets it, and more than half the splits do (with the betting test: 40.5%, 38.5%;
+    # with delta / 2 for the staircase at this size, not 0.8 of it: 56%; now 59.5%, on the fresh items
+    # and on the calibration items alike).
     assert result["relative_cost_median"] < 0.35 and result["accuracy_ratio_median"] >= 0.97, result
-    assert result["share_cost_35_accuracy_97"] > 0.5, result
+    assert result["share_cost_35_accuracy_97"] >= 0.58, result
+    assert result["share_cost_35_accuracy_97_calibration"] >= 0.58, result
 
 
 def test_the_check_catches_a_procedure_that_does_not_test(synthetic) -> None:
