@@ -250,20 +250,34 @@ async def _open_loop(target: HttpTarget, rate: float, seconds: float) -> dict:
 
 def saturation(target: HttpTarget, *, unloaded_p99: float, start_rate: float, plan: dict) -> dict:
     """The highest offered rate with 100% success and p99 ≤ 3 x unloaded p99: double (or halve) from
-    `start_rate` to bracket it, then bisect; at most plan["max_steps"] steps of plan["step_s"] seconds."""
+    `start_rate` to bracket it, then bisect; at most plan["max_steps"] rates of plan["step_s"] seconds.
+
+    A rate that answered everything but missed the p99 limit is run once more and judged by the second
+    run: one slow stretch of a few seconds (a checkpoint, a full garbage collection) otherwise decides the
+    whole figure (2026-12-07: a 33/s step failed at p99 205 ms against 168 with every request answered,
+    while 66/s held closed-loop in the same run). The same rule for every system; both runs are in `steps`."""
     limit = 3 * unloaded_p99
     steps: list[dict] = []
+    rates: list[float] = []
 
-    def passes(rate: float) -> bool:
+    def run_step(rate: float) -> dict:
         step = asyncio.run(_open_loop(target, rate, plan["step_s"]))
         step["passed"] = step["failures"] == 0 and step["p99_ms"] <= limit
         steps.append(step)
         time.sleep(0.5)  # let the system drain between steps
+        return step
+
+    def passes(rate: float) -> bool:
+        rates.append(rate)
+        step = run_step(rate)
+        if not step["passed"] and step["failures"] == 0:
+            step = run_step(rate)
+            step["repeated"] = True
         return step["passed"]
 
     good, bad = 0.0, None
     rate = max(1.0, start_rate)
-    while len(steps) < plan["max_steps"]:
+    while len(rates) < plan["max_steps"]:
         if passes(rate):
             good = rate
             if bad is not None:
@@ -277,7 +291,7 @@ def saturation(target: HttpTarget, *, unloaded_p99: float, start_rate: float, pl
             if rate < 1.0:
                 break
     for _ in range(plan["bisect"]):
-        if bad is None or not good or len(steps) >= plan["max_steps"]:
+        if bad is None or not good or len(rates) >= plan["max_steps"]:
             break
         middle = (good + bad) / 2
         if passes(middle):
